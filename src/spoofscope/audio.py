@@ -1,0 +1,281 @@
+"""Decode any audio a user has into mono float32 at 16 kHz, and the crop policies of the models.
+
+``load_audio`` reads WAV, FLAC, OGG/Vorbis, OGG/Opus and MP3 with libsndfile (soundfile) and
+anything else FFmpeg knows (M4A/AAC, WebM, Opus, ...) with PyAV. Channels are averaged, the rate
+is converted with soxr's band-limited resampler, and every failure is one :class:`AudioError`
+that names the file and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Samples the official AASIST/RawNet2 evaluation feeds the model (about 4 s at 16 kHz).
+OFFICIAL_NUM_SAMPLES = 64600
+DEFAULT_SAMPLE_RATE = 16000
+#: Default upper bound on decoded duration, in seconds (one hour).
+DEFAULT_MAX_DURATION_S = 3600.0
+
+Source = str | os.PathLike | bytes | bytearray | memoryview
+
+
+class AudioError(ValueError):
+    """An audio input that cannot be used; the message names the input and the reason."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+def _describe(source: Source, name: str | None) -> str:
+    if name:
+        return name
+    if isinstance(source, bytes | bytearray | memoryview):
+        return f"<{len(source)} bytes in memory>"
+    return str(source)
+
+
+def _wav_truncation(head: bytes, total: int) -> str | None:
+    """Compare the WAV data chunk size that a RIFF header declares with the bytes present."""
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    endian = "<" if head[:4] == b"RIFF" else ">"
+    pos = 12
+    while pos + 8 <= len(head):
+        cid = head[pos : pos + 4]
+        (size,) = struct.unpack(endian + "I", head[pos + 4 : pos + 8])
+        if cid == b"data":
+            # 0 and 0xFFFFFFFF mark streams written without a final size: nothing to check
+            if size in (0, 0xFFFFFFFF):
+                return None
+            have = total - (pos + 8)
+            if have < size:
+                return (
+                    f"truncated WAV: the header declares {size} bytes of audio "
+                    f"but the file holds {have}"
+                )
+            return None
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _read_soundfile(fobj, desc: str, max_s: float) -> tuple[np.ndarray, int] | None:
+    """Decode with libsndfile; None when libsndfile does not know the format."""
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(fobj)
+    except sf.LibsndfileError as e:
+        msg = str(e)
+        if "Format not recognised" in msg or "unknown format" in msg.lower():
+            return None
+        if "System error" in msg:
+            return None
+        raise AudioError(desc, f"cannot be decoded ({msg.split(':')[-1].strip()})") from None
+    with f:
+        sr, frames = f.samplerate, f.frames
+        if sr <= 0:
+            raise AudioError(desc, f"invalid sample rate {sr} in the header")
+        if frames > 0 and frames / sr > max_s:
+            raise AudioError(
+                desc,
+                f"audio is {frames / sr:.1f} s long, over the limit of {max_s:g} s "
+                "(raise max_duration_s to accept it)",
+            )
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except sf.LibsndfileError as e:
+            raise AudioError(
+                desc, f"corrupt or truncated {f.format} file ({str(e).strip()})"
+            ) from None
+    if frames > 0 and data.shape[0] < frames:
+        raise AudioError(
+            desc,
+            f"truncated or corrupt {f.format} file: the header promises {frames} samples "
+            f"but only {data.shape[0]} could be decoded",
+        )
+    return data, sr
+
+
+def _read_pyav(fobj, desc: str, max_s: float) -> tuple[np.ndarray, int]:
+    """Decode with FFmpeg through PyAV (M4A/AAC, WebM, Opus and anything else FFmpeg reads)."""
+    import av
+
+    try:
+        container = av.open(fobj, mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise AudioError(desc, f"not a recognised audio file ({type(e).__name__}: {e})") from None
+    with container:
+        streams = container.streams.audio
+        if not streams:
+            raise AudioError(desc, "the file holds no audio stream")
+        stream = streams[0]
+        sr = stream.codec_context.sample_rate or stream.rate
+        if not sr:
+            raise AudioError(desc, "the audio stream has no sample rate")
+        chunks: list[np.ndarray] = []
+        n = 0
+        limit = int(max_s * sr)
+        try:
+            for frame in container.decode(stream):
+                a = frame.to_ndarray()
+                if frame.format.is_planar:
+                    a = a.reshape(len(frame.layout.channels), -1)
+                else:
+                    a = a.reshape(-1, len(frame.layout.channels)).T
+                if a.dtype.kind in "iu":
+                    a = a.astype(np.float32) / float(np.iinfo(a.dtype).max + 1)
+                chunks.append(a.astype(np.float32, copy=False))
+                n += a.shape[1]
+                if n > limit:
+                    raise AudioError(
+                        desc,
+                        f"audio is longer than the limit of {max_s:g} s "
+                        "(raise max_duration_s to accept it)",
+                    )
+        except av.error.FFmpegError as e:
+            raise AudioError(desc, f"corrupt or truncated audio stream ({e})") from None
+        declared = float(stream.duration * stream.time_base) if stream.duration else None
+    if not chunks:
+        raise AudioError(desc, "no audio samples could be decoded (empty or corrupt stream)")
+    data = np.concatenate(chunks, axis=1).T
+    if declared and declared > 1.0 and data.shape[0] / sr < 0.9 * declared:
+        raise AudioError(
+            desc,
+            f"truncated or corrupt file: the stream declares {declared:.2f} s "
+            f"but only {data.shape[0] / sr:.2f} s could be decoded",
+        )
+    return data, sr
+
+
+def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Band-limited resampling of a mono signal with soxr (high quality)."""
+    if orig_sr == target_sr:
+        return x
+    import soxr
+
+    return soxr.resample(x, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def load_audio(
+    source: Source,
+    target_sr: int = DEFAULT_SAMPLE_RATE,
+    max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+    name: str | None = None,
+) -> np.ndarray:
+    """Decode a file (path or bytes) to mono float32 in [-1, 1] at ``target_sr``.
+
+    Args:
+        source: a path, or the bytes of an encoded file.
+        target_sr: output sample rate in Hz.
+        max_duration_s: reject audio longer than this (seconds); None for no limit.
+        name: how to name the input in error messages (defaults to the path).
+
+    Returns:
+        (L,) float32 array.
+
+    Raises:
+        AudioError: missing, empty, unreadable, corrupt or truncated input, no samples,
+            non-finite samples, or audio over the duration limit.
+    """
+    desc = _describe(source, name)
+    max_s = float("inf") if max_duration_s is None else float(max_duration_s)
+    if isinstance(source, bytes | bytearray | memoryview):
+        raw = bytes(source)
+        if not raw:
+            raise AudioError(desc, "empty input (0 bytes)")
+        head, total = raw[:65536], len(raw)
+
+        def opener():
+            return io.BytesIO(raw)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise AudioError(desc, "no such file")
+        if path.is_dir():
+            raise AudioError(desc, "is a folder, not an audio file")
+        total = path.stat().st_size
+        if total == 0:
+            raise AudioError(desc, "empty file (0 bytes)")
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(65536)
+        except OSError as e:
+            raise AudioError(desc, f"cannot be read ({e.strerror})") from None
+
+        def opener():
+            return open(path, "rb")
+
+    trunc = _wav_truncation(head, total)
+    if trunc:
+        raise AudioError(desc, trunc)
+    with opener() as fobj:
+        got = _read_soundfile(fobj, desc, max_s)
+    if got is None:
+        with opener() as fobj:
+            got = _read_pyav(fobj, desc, max_s)
+    data, sr = got
+    if data.shape[0] == 0:
+        raise AudioError(desc, "the file holds zero audio samples")
+    if data.shape[0] / sr > max_s:
+        raise AudioError(
+            desc,
+            f"audio is {data.shape[0] / sr:.1f} s long, over the limit of {max_s:g} s "
+            "(raise max_duration_s to accept it)",
+        )
+    if not np.all(np.isfinite(data)):
+        bad = int(np.sum(~np.isfinite(data)))
+        raise AudioError(desc, f"{bad} samples are NaN or infinite")
+    x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    x = resample(np.ascontiguousarray(x, dtype=np.float32), sr, target_sr)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > 1.0:
+        log.warning("%s: peak %.3f exceeds full scale; clipped to [-1, 1]", desc, peak)
+        x = np.clip(x, -1.0, 1.0)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def official_crop(x: np.ndarray, num_samples: int = OFFICIAL_NUM_SAMPLES) -> np.ndarray:
+    """The official AASIST evaluation policy: keep the first ``num_samples``, or tile a
+    shorter signal until it fills ``num_samples``.
+
+    Args:
+        x: (L,) waveform with L >= 1.
+    Returns:
+        (num_samples,) waveform.
+    """
+    n = x.shape[-1]
+    if n == 0:
+        raise ValueError("official_crop: empty signal")
+    if n >= num_samples:
+        return x[..., :num_samples]
+    reps = num_samples // n + 1
+    return np.tile(x, reps)[..., :num_samples]
+
+
+def random_crop(
+    x: np.ndarray, num_samples: int = OFFICIAL_NUM_SAMPLES, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The training policy: a random window of ``num_samples``, tiling a shorter signal first.
+
+    Args:
+        x: (L,) waveform.
+        rng: numpy Generator (seed it for reproducibility).
+    """
+    n = x.shape[-1]
+    if n == 0:
+        raise ValueError("random_crop: empty signal")
+    if n <= num_samples:
+        return official_crop(x, num_samples)
+    rng = rng if rng is not None else np.random.default_rng()
+    start = int(rng.integers(0, n - num_samples + 1))
+    return x[..., start : start + num_samples]
