@@ -43,7 +43,11 @@ def test_soundfile_formats_round_trip(tmp_path, ext, kw):
 
 @pytest.mark.parametrize(
     "ext,fmt,codec,rate",
-    [("m4a", "mp4", "aac", None), ("opus", "ogg", "libopus", 48000), ("webm", "webm", "libopus", 48000)],
+    [
+        ("m4a", "mp4", "aac", None),
+        ("opus", "ogg", "libopus", 48000),
+        ("webm", "webm", "libopus", 48000),
+    ],
 )
 def test_ffmpeg_formats(tmp_path, ext, fmt, codec, rate):
     sr = rate or 16000

@@ -43,9 +43,8 @@ def act_dcf(bona_llr, spoof_llr, cost: DCFCost = DCFCost()) -> tuple[float, floa
     p_miss = np.sum(bona < thr) / bona.size
     p_fa = np.sum(spoof >= thr) / spoof.size
     norm = min(cost.Cmiss * (1 - cost.Pspoof), cost.Cfa * cost.Pspoof)
-    return float((cost.Cmiss * (1 - cost.Pspoof) * p_miss + cost.Cfa * cost.Pspoof * p_fa) / norm), (
-        float(thr)
-    )
+    cost_value = (cost.Cmiss * (1 - cost.Pspoof) * p_miss + cost.Cfa * cost.Pspoof * p_fa) / norm
+    return float(cost_value), float(thr)
 
 
 def cllr(bona_llr, spoof_llr) -> float:
