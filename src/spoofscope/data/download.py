@@ -1,0 +1,172 @@
+"""Fetch and check ASVspoof 2019 LA, and report what a dataset root holds."""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from .datasets import LA2019_SPLITS, asvspoof2019_asv_scores_path, asvspoof2019_paths
+from .protocols import BONAFIDE, parse_asvspoof2019
+
+log = logging.getLogger(__name__)
+
+#: Edinburgh DataShare, handle 10283/3336 (ASVspoof 2019, ODC-By 1.0).
+ASVSPOOF2019_LA_URL = "https://datashare.ed.ac.uk/bitstream/handle/10283/3336/LA.zip"
+
+
+class DownloadError(RuntimeError):
+    """A download or archive check that failed; says what to do next."""
+
+
+def download_file(url: str, dest, progress: bool = True, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest``, resuming from ``dest.part`` if an earlier try stopped.
+
+    Uses an HTTP Range request; a server that ignores it makes the download start over.
+    """
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # range not satisfiable: the part file is already complete
+            part.replace(dest)
+            return dest
+        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        raise DownloadError(
+            f"cannot reach {url} ({getattr(e, 'reason', e)}). Download it by hand and "
+            f"place it at {dest}, then run the command again"
+        ) from None
+    with resp:
+        resumed = resp.status == 206
+        if have and not resumed:
+            log.info("server ignored the range request; restarting %s", url)
+            have = 0
+        length = resp.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        mode = "ab" if resumed else "wb"
+        with (
+            open(part, mode) as f,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                desc=dest.name,
+                disable=not progress,
+            ) as bar,
+        ):
+            while True:
+                block = resp.read(1 << 20)
+                if not block:
+                    break
+                f.write(block)
+                bar.update(len(block))
+    if total is not None and part.stat().st_size != total:
+        raise DownloadError(
+            f"{url}: got {part.stat().st_size} of {total} bytes; run the command again to resume"
+        )
+    part.replace(dest)
+    return dest
+
+
+def verify_zip(path) -> list[str]:
+    """CRC-check every member of a zip archive; returns the member names."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+            names = z.namelist()
+    except zipfile.BadZipFile as e:
+        raise DownloadError(f"{path}: not a valid zip archive ({e}); delete it and retry") from None
+    if bad is not None:
+        raise DownloadError(f"{path}: member {bad} fails its CRC check; delete it and retry")
+    return names
+
+
+def download_asvspoof2019_la(
+    root, url: str = ASVSPOOF2019_LA_URL, progress: bool = True, keep_archive: bool = False
+) -> dict:
+    """Download ``LA.zip``, check it, unpack it under ``root`` and verify the official tree.
+
+    Returns the :func:`check_asvspoof2019` report of the unpacked tree.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / "LA.zip"
+    if not archive.exists():
+        download_file(url, archive, progress=progress)
+    names = verify_zip(archive)
+    want = [asvspoof2019_paths(Path(""), s)[0].as_posix() for s in LA2019_SPLITS]
+    missing = [w for w in want if w not in names]
+    if missing:
+        raise DownloadError(f"{archive}: the archive lacks {', '.join(missing)}")
+    with zipfile.ZipFile(archive) as z:
+        for m in z.infolist():
+            target = (root / m.filename).resolve()
+            if not str(target).startswith(str(root.resolve())):
+                raise DownloadError(f"{archive}: member {m.filename} escapes the target folder")
+        z.extractall(root)
+    report = check_asvspoof2019(root)
+    bad = {s: r["missing_files"] for s, r in report["splits"].items() if r["missing_files"]}
+    if bad:
+        raise DownloadError(f"unpacked tree under {root} lacks audio files: {bad}")
+    if not keep_archive:
+        archive.unlink()
+    return report
+
+
+def check_asvspoof2019(root) -> dict:
+    """What an ASVspoof 2019 LA root holds: per split the trials, classes, attacks, missing
+    audio files, and whether the ASV scores are there."""
+    root = Path(root)
+    out: dict = {"root": str(root), "splits": {}}
+    for split in LA2019_SPLITS:
+        proto, flac = asvspoof2019_paths(root, split)
+        if not proto.is_file():
+            out["splits"][split] = {"protocol": None}
+            continue
+        trials = parse_asvspoof2019(proto)
+        present = {p.stem for p in flac.glob("*.flac")} if flac.is_dir() else set()
+        missing = [t.utt_id for t in trials if t.utt_id not in present]
+        n_bona = sum(t.label == BONAFIDE for t in trials)
+        asv = asvspoof2019_asv_scores_path(root, split)
+        out["splits"][split] = {
+            "protocol": str(proto),
+            "trials": len(trials),
+            "bonafide": n_bona,
+            "spoof": len(trials) - n_bona,
+            "attacks": sorted({t.attack for t in trials if t.attack != "-"}),
+            "audio_dir": str(flac),
+            "missing_files": len(missing),
+            "first_missing": missing[:5],
+            "asv_scores": str(asv) if asv.is_file() else None,
+        }
+    return out
+
+
+def format_check(report: dict) -> str:
+    lines = [f"dataset root: {report['root']}"]
+    for split, r in report["splits"].items():
+        if r.get("protocol") is None:
+            lines.append(f"  {split:<5} no protocol found")
+            continue
+        miss = r["missing_files"]
+        lines.append(
+            f"  {split:<5} {r['trials']:>6} trials ({r['bonafide']} bona fide, {r['spoof']} spoof; "
+            f"attacks {','.join(r['attacks']) or '-'}); "
+            + (
+                "all audio present"
+                if miss == 0
+                else f"{miss} audio files missing (first: {', '.join(r['first_missing'])})"
+            )
+            + ("; ASV scores present" if r["asv_scores"] else "")
+        )
+    return "\n".join(lines)
