@@ -123,8 +123,12 @@ def test_evaluate_errors(tmp_path, capsys):
     assert "not finite numbers" in err and "U9" in err
     err = run(base[:9] + ["U9 1.0 2.0"])
     assert "line 10" in err
-    err = run([f"U{i} A07 bonafide 0.5" if i == 5 else f"U{i} - x {i}" for i in range(10)][:1])
-    assert "of 10 trials" in err or "KEY" in err
+    four = [
+        f"U{i} {'-' if i < 3 else 'A07'} {'bonafide' if i < 3 else 'spoof'} {i}" for i in range(10)
+    ]
+    four[5] = "U5 A07 bonafide 5"
+    err = run(four)
+    assert "1 trials carry a KEY that disagrees" in err and "U5" in err
     err = _run_err(
         capsys, ["evaluate", "--scores", str(tmp_path / "none.txt"), "--protocol", str(pr)]
     )
