@@ -53,11 +53,14 @@ def cq_log_power(
 def _htk_delta_last_axis(c: np.ndarray, hlen: int = 2) -> np.ndarray:
     """HTK regression (sum_t t*(c[i+t]-c[i-t]) / (2*sum t^2)) along the last axis, edges
     replicated."""
-    padded = np.concatenate([np.repeat(c[..., :1], hlen, -1), c, np.repeat(c[..., -1:], hlen, -1)],
-                            axis=-1)
+    padded = np.concatenate(
+        [np.repeat(c[..., :1], hlen, -1), c, np.repeat(c[..., -1:], hlen, -1)], axis=-1
+    )
     n = c.shape[-1]
-    num = sum(t * (padded[..., hlen + t : hlen + t + n] - padded[..., hlen - t : hlen - t + n])
-              for t in range(1, hlen + 1))
+    num = sum(
+        t * (padded[..., hlen + t : hlen + t + n] - padded[..., hlen - t : hlen - t + n])
+        for t in range(1, hlen + 1)
+    )
     return num / (2 * sum(t * t for t in range(1, hlen + 1)))
 
 
@@ -111,6 +114,8 @@ class CQCC(nn.Module):
         return 3 * self.n_coef
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = [cqcc(w, n_coef=self.n_coef, deltas=self.deltas)
-                 for w in x.detach().cpu().double().numpy()]
+        feats = [
+            cqcc(w, n_coef=self.n_coef, deltas=self.deltas)
+            for w in x.detach().cpu().double().numpy()
+        ]
         return torch.tensor(np.stack(feats), dtype=x.dtype, device=x.device)

@@ -68,8 +68,17 @@ def lfcc(
         dct = torch.tensor(dct_matrix(n_filters), dtype=x.dtype)
     y = torch.cat([x[:, :1], x[:, 1:] - 0.97 * x[:, :-1]], dim=1)
     window = torch.hamming_window(win_length, periodic=True, dtype=x.dtype, device=x.device)
-    spec = torch.stft(y, n_fft, hop, win_length, window=window, center=True,
-                      pad_mode="constant", onesided=True, return_complex=True)
+    spec = torch.stft(
+        y,
+        n_fft,
+        hop,
+        win_length,
+        window=window,
+        center=True,
+        pad_mode="constant",
+        onesided=True,
+        return_complex=True,
+    )
     n_bins = filterbank.shape[0]
     power = torch.view_as_real(spec).norm(dim=-1).pow(2).transpose(1, 2)[..., :n_bins]
     fb_e = torch.log10(power @ filterbank.to(power) + EPS32)
@@ -104,5 +113,10 @@ class LFCC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return lfcc(x, self.lfcc_fb, self.l_dct.weight, with_energy=self.with_energy,
-                        with_delta=self.with_delta)
+            return lfcc(
+                x,
+                self.lfcc_fb,
+                self.l_dct.weight,
+                with_energy=self.with_energy,
+                with_delta=self.with_delta,
+            )

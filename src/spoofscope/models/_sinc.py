@@ -52,9 +52,7 @@ class SincConv(nn.Module):
         self.out_channels = out_channels
         self.kernel_size = bank.shape[1]
         self.sample_rate = sample_rate
-        self.register_buffer(
-            "band_pass", torch.tensor(bank, dtype=torch.float32), persistent=False
-        )
+        self.register_buffer("band_pass", torch.tensor(bank, dtype=torch.float32), persistent=False)
 
     def forward(self, x: torch.Tensor, mask: bool = False) -> torch.Tensor:
         w = self.band_pass

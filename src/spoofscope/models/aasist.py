@@ -236,16 +236,27 @@ class AASIST(nn.Module):
 
         branches = []
         for first, second, pool_S, pool_T, master in (
-            (self.HtrgGAT_layer_ST11, self.HtrgGAT_layer_ST12, self.pool_hS1, self.pool_hT1,
-             self.master1),
-            (self.HtrgGAT_layer_ST21, self.HtrgGAT_layer_ST22, self.pool_hS2, self.pool_hT2,
-             self.master2),
+            (
+                self.HtrgGAT_layer_ST11,
+                self.HtrgGAT_layer_ST12,
+                self.pool_hS1,
+                self.pool_hT1,
+                self.master1,
+            ),
+            (
+                self.HtrgGAT_layer_ST21,
+                self.HtrgGAT_layer_ST22,
+                self.pool_hS2,
+                self.pool_hT2,
+                self.master2,
+            ),
         ):
             t, s, m = first(out_T, out_S, master=master)
             s, t = pool_S(s), pool_T(t)
             t_aug, s_aug, m_aug = second(t, s, master=m)
-            branches.append((self.drop_way(t + t_aug), self.drop_way(s + s_aug),
-                             self.drop_way(m + m_aug)))
+            branches.append(
+                (self.drop_way(t + t_aug), self.drop_way(s + s_aug), self.drop_way(m + m_aug))
+            )
         (t1, s1, m1), (t2, s2, m2) = branches
         out_T, out_S, master = torch.maximum(t1, t2), torch.maximum(s1, s2), torch.maximum(m1, m2)
         hidden = torch.cat(

@@ -61,28 +61,53 @@ class LFCCLCNN(nn.Module):
             cfg = LCNNConfig(**{**asdict(cfg), **overrides})
         self.config = cfg
         # framework placeholders of the NII code, kept so that official state_dicts load
-        for name, v in (("input_mean", 0.0), ("input_std", 1.0), ("output_mean", 0.0),
-                        ("output_std", 1.0)):
+        for name, v in (
+            ("input_mean", 0.0),
+            ("input_std", 1.0),
+            ("output_mean", 0.0),
+            ("output_std", 1.0),
+        ):
             setattr(self, name, nn.Parameter(torch.full((1,), v), requires_grad=False))
         self.m_frontend = nn.ModuleList([LFCC(cfg.n_filters)])
         mfm, pool = MaxFeatureMap2D, lambda: nn.MaxPool2d(2, 2)
-        self.m_transform = nn.ModuleList([nn.Sequential(
-            nn.Conv2d(1, 64, 5, 1, padding=2), mfm(), pool(),
-            nn.Conv2d(32, 64, 1, 1), mfm(), _bn(32),
-            nn.Conv2d(32, 96, 3, 1, padding=1), mfm(), pool(), _bn(48),
-            nn.Conv2d(48, 96, 1, 1), mfm(), _bn(48),
-            nn.Conv2d(48, 128, 3, 1, padding=1), mfm(), pool(),
-            nn.Conv2d(64, 128, 1, 1), mfm(), _bn(64),
-            nn.Conv2d(64, 64, 3, 1, padding=1), mfm(), _bn(32),
-            nn.Conv2d(32, 64, 1, 1), mfm(), _bn(32),
-            nn.Conv2d(32, 64, 3, 1, padding=1), mfm(), pool(),
-            nn.Dropout(cfg.dropout),
-        )])
+        self.m_transform = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(1, 64, 5, 1, padding=2),
+                    mfm(),
+                    pool(),
+                    nn.Conv2d(32, 64, 1, 1),
+                    mfm(),
+                    _bn(32),
+                    nn.Conv2d(32, 96, 3, 1, padding=1),
+                    mfm(),
+                    pool(),
+                    _bn(48),
+                    nn.Conv2d(48, 96, 1, 1),
+                    mfm(),
+                    _bn(48),
+                    nn.Conv2d(48, 128, 3, 1, padding=1),
+                    mfm(),
+                    pool(),
+                    nn.Conv2d(64, 128, 1, 1),
+                    mfm(),
+                    _bn(64),
+                    nn.Conv2d(64, 64, 3, 1, padding=1),
+                    mfm(),
+                    _bn(32),
+                    nn.Conv2d(32, 64, 1, 1),
+                    mfm(),
+                    _bn(32),
+                    nn.Conv2d(32, 64, 3, 1, padding=1),
+                    mfm(),
+                    pool(),
+                    nn.Dropout(cfg.dropout),
+                )
+            ]
+        )
         d = cfg.emb_dim
         self.m_output_act = nn.ModuleList([nn.Linear(d, 1)])
-        self.m_before_pooling = nn.ModuleList(
-            [nn.Sequential(BLSTMLayer(d, d), BLSTMLayer(d, d))]
-        )
+        self.m_before_pooling = nn.ModuleList([nn.Sequential(BLSTMLayer(d, d), BLSTMLayer(d, d))])
 
     min_length = 2400  # 1 + L // 160 frames must reach 16 (four 2x2 poolings)
     embedding_dim = 96
