@@ -36,7 +36,7 @@ def save_checkpoint(
         "state_dict": model.state_dict(),
         "versions": {
             "spoofscope": __version__,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             "python": platform.python_version(),
         },
         "config": config or {},
