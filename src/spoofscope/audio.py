@@ -12,6 +12,8 @@ import io
 import logging
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -68,127 +70,82 @@ def _wav_truncation(head: bytes, total: int) -> str | None:
     return None
 
 
-def _read_soundfile(fobj, desc: str, max_s: float) -> tuple[np.ndarray, int] | None:
-    """Decode with libsndfile; None when libsndfile does not know the format."""
+_BLOCK_FRAMES = 1 << 18  # about 16 s at 16 kHz per decoded block
+
+
+def _too_long(desc: str, seconds: float | None, max_s: float) -> AudioError:
+    what = f"audio is {seconds:.1f} s long" if seconds is not None else "audio is longer"
+    return AudioError(
+        desc, f"{what}, over the limit of {max_s:g} s (raise max_duration_s to accept it)"
+    )
+
+
+def _blocks_soundfile(f, desc: str, max_s: float) -> Iterator[np.ndarray]:
+    """Blocks (n, channels) float32 from an open soundfile.SoundFile."""
     import soundfile as sf
 
+    sr, frames = f.samplerate, f.frames
+    if sr <= 0:
+        raise AudioError(desc, f"invalid sample rate {sr} in the header")
+    if frames > 0 and frames / sr > max_s:
+        raise _too_long(desc, frames / sr, max_s)
+    got = 0
     try:
-        f = sf.SoundFile(fobj)
+        while True:
+            block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            got += block.shape[0]
+            if got / sr > max_s:
+                raise _too_long(desc, None, max_s)
+            yield block
     except sf.LibsndfileError as e:
-        msg = str(e)
-        if "Format not recognised" in msg or "unknown format" in msg.lower():
-            return None
-        if "System error" in msg:
-            return None
-        raise AudioError(desc, f"cannot be decoded ({msg.split(':')[-1].strip()})") from None
-    with f:
-        sr, frames = f.samplerate, f.frames
-        if sr <= 0:
-            raise AudioError(desc, f"invalid sample rate {sr} in the header")
-        if frames > 0 and frames / sr > max_s:
-            raise AudioError(
-                desc,
-                f"audio is {frames / sr:.1f} s long, over the limit of {max_s:g} s "
-                "(raise max_duration_s to accept it)",
-            )
-        try:
-            data = f.read(dtype="float32", always_2d=True)
-        except sf.LibsndfileError as e:
-            raise AudioError(
-                desc, f"corrupt or truncated {f.format} file ({str(e).strip()})"
-            ) from None
-    if frames > 0 and data.shape[0] < frames:
+        raise AudioError(desc, f"corrupt or truncated {f.format} file ({str(e).strip()})") from None
+    if frames > 0 and got < frames:
         raise AudioError(
             desc,
             f"truncated or corrupt {f.format} file: the header promises {frames} samples "
-            f"but only {data.shape[0]} could be decoded",
+            f"but only {got} could be decoded",
         )
-    return data, sr
 
 
-def _read_pyav(fobj, desc: str, max_s: float) -> tuple[np.ndarray, int]:
-    """Decode with FFmpeg through PyAV (M4A/AAC, WebM, Opus and anything else FFmpeg reads)."""
+def _blocks_pyav(container, desc: str, max_s: float) -> Iterator[np.ndarray]:
+    """Blocks (n, channels) float32 decoded by FFmpeg through PyAV."""
     import av
 
+    streams = container.streams.audio
+    if not streams:
+        raise AudioError(desc, "the file holds no audio stream")
+    stream = streams[0]
+    sr = stream.codec_context.sample_rate or stream.rate
+    got = 0
     try:
-        container = av.open(fobj, mode="r")
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise AudioError(desc, f"not a recognised audio file ({type(e).__name__}: {e})") from None
-    with container:
-        streams = container.streams.audio
-        if not streams:
-            raise AudioError(desc, "the file holds no audio stream")
-        stream = streams[0]
-        sr = stream.codec_context.sample_rate or stream.rate
-        if not sr:
-            raise AudioError(desc, "the audio stream has no sample rate")
-        chunks: list[np.ndarray] = []
-        n = 0
-        limit = int(max_s * sr)
-        try:
-            for frame in container.decode(stream):
-                a = frame.to_ndarray()
-                if frame.format.is_planar:
-                    a = a.reshape(len(frame.layout.channels), -1)
-                else:
-                    a = a.reshape(-1, len(frame.layout.channels)).T
-                if a.dtype.kind in "iu":
-                    a = a.astype(np.float32) / float(np.iinfo(a.dtype).max + 1)
-                chunks.append(a.astype(np.float32, copy=False))
-                n += a.shape[1]
-                if n > limit:
-                    raise AudioError(
-                        desc,
-                        f"audio is longer than the limit of {max_s:g} s "
-                        "(raise max_duration_s to accept it)",
-                    )
-        except av.error.FFmpegError as e:
-            raise AudioError(desc, f"corrupt or truncated audio stream ({e})") from None
-        declared = float(stream.duration * stream.time_base) if stream.duration else None
-    if not chunks:
-        raise AudioError(desc, "no audio samples could be decoded (empty or corrupt stream)")
-    data = np.concatenate(chunks, axis=1).T
-    if declared and declared > 1.0 and data.shape[0] / sr < 0.9 * declared:
+        for frame in container.decode(stream):
+            a = frame.to_ndarray()
+            ch = len(frame.layout.channels)
+            a = a.reshape(ch, -1).T if frame.format.is_planar else a.reshape(-1, ch)
+            if a.dtype.kind in "iu":
+                a = a.astype(np.float32) / float(np.iinfo(a.dtype).max + 1)
+            got += a.shape[0]
+            if got / sr > max_s:
+                raise _too_long(desc, None, max_s)
+            yield a.astype(np.float32, copy=False)
+    except av.error.FFmpegError as e:
+        raise AudioError(desc, f"corrupt or truncated audio stream ({e})") from None
+    declared = float(stream.duration * stream.time_base) if stream.duration else None
+    if declared and declared > 1.0 and got / sr < 0.9 * declared:
         raise AudioError(
             desc,
             f"truncated or corrupt file: the stream declares {declared:.2f} s "
-            f"but only {data.shape[0] / sr:.2f} s could be decoded",
+            f"but only {got / sr:.2f} s could be decoded",
         )
-    return data, sr
 
 
-def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Band-limited resampling of a mono signal with soxr (high quality)."""
-    if orig_sr == target_sr:
-        return x
-    import soxr
+@contextmanager
+def _open_decoder(source: Source, desc: str, max_s: float):
+    """Open ``source`` and give ``(sample_rate, iterator of (n, channels) float32 blocks)``."""
+    import soundfile as sf
 
-    return soxr.resample(x, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
-
-
-def load_audio(
-    source: Source,
-    target_sr: int = DEFAULT_SAMPLE_RATE,
-    max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
-    name: str | None = None,
-) -> np.ndarray:
-    """Decode a file (path or bytes) to mono float32 in [-1, 1] at ``target_sr``.
-
-    Args:
-        source: a path, or the bytes of an encoded file.
-        target_sr: output sample rate in Hz.
-        max_duration_s: reject audio longer than this (seconds); None for no limit.
-        name: how to name the input in error messages (defaults to the path).
-
-    Returns:
-        (L,) float32 array.
-
-    Raises:
-        AudioError: missing, empty, unreadable, corrupt or truncated input, no samples,
-            non-finite samples, or audio over the duration limit.
-    """
-    desc = _describe(source, name)
-    max_s = float("inf") if max_duration_s is None else float(max_duration_s)
     if isinstance(source, bytes | bytearray | memoryview):
         raw = bytes(source)
         if not raw:
@@ -218,30 +175,119 @@ def load_audio(
     trunc = _wav_truncation(head, total)
     if trunc:
         raise AudioError(desc, trunc)
-    with opener() as fobj:
-        got = _read_soundfile(fobj, desc, max_s)
-    if got is None:
-        with opener() as fobj:
-            got = _read_pyav(fobj, desc, max_s)
-    data, sr = got
-    if data.shape[0] == 0:
-        raise AudioError(desc, "the file holds zero audio samples")
-    if data.shape[0] / sr > max_s:
-        raise AudioError(
-            desc,
-            f"audio is {data.shape[0] / sr:.1f} s long, over the limit of {max_s:g} s "
-            "(raise max_duration_s to accept it)",
-        )
-    if not np.all(np.isfinite(data)):
-        bad = int(np.sum(~np.isfinite(data)))
-        raise AudioError(desc, f"{bad} samples are NaN or infinite")
-    x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    x = resample(np.ascontiguousarray(x, dtype=np.float32), sr, target_sr)
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    if peak > 1.0:
-        log.warning("%s: peak %.3f exceeds full scale; clipped to [-1, 1]", desc, peak)
-        x = np.clip(x, -1.0, 1.0)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    with ExitStack() as stack:
+        fobj = stack.enter_context(opener())
+        try:
+            f = stack.enter_context(sf.SoundFile(fobj))
+        except sf.LibsndfileError as e:
+            msg = str(e)
+            if not (
+                "Format not recognised" in msg
+                or "System error" in msg
+                or "unknown format" in msg.lower()
+            ):
+                raise AudioError(
+                    desc, f"cannot be decoded ({msg.split(':')[-1].strip()})"
+                ) from None
+            f = None
+        if f is not None:
+            yield f.samplerate, _blocks_soundfile(f, desc, max_s)
+            return
+        import av
+
+        fobj.seek(0)
+        try:
+            container = stack.enter_context(av.open(fobj, mode="r"))
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+            raise AudioError(
+                desc, f"not a recognised audio file ({type(e).__name__}: {e})"
+            ) from None
+        if not container.streams.audio:
+            raise AudioError(desc, "the file holds no audio stream")
+        st = container.streams.audio[0]
+        sr = st.codec_context.sample_rate or st.rate
+        if not sr:
+            raise AudioError(desc, "the audio stream has no sample rate")
+        yield sr, _blocks_pyav(container, desc, max_s)
+
+
+def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Band-limited resampling of a mono signal with soxr (high quality)."""
+    if orig_sr == target_sr:
+        return x
+    import soxr
+
+    return soxr.resample(x, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def stream_audio(
+    source: Source,
+    target_sr: int = DEFAULT_SAMPLE_RATE,
+    max_duration_s: float | None = None,
+    name: str | None = None,
+) -> Iterator[np.ndarray]:
+    """Decode block by block: yields mono float32 chunks at ``target_sr``.
+
+    Memory stays bounded by the block size whatever the file length. Errors are
+    :class:`AudioError`, raised when they are met (a corrupt tail after good blocks too).
+    """
+    desc = _describe(source, name)
+    max_s = float("inf") if max_duration_s is None else float(max_duration_s)
+    with _open_decoder(source, desc, max_s) as (sr, blocks):
+        rs = None
+        if sr != target_sr:
+            import soxr
+
+            rs = soxr.ResampleStream(sr, target_sr, 1, dtype="float32", quality="HQ")
+        n = 0
+        clipped = 0.0
+        for block in blocks:
+            if not np.all(np.isfinite(block)):
+                bad = int(np.sum(~np.isfinite(block)))
+                raise AudioError(desc, f"{bad} samples are NaN or infinite")
+            x = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            n += x.shape[0]
+            if rs is not None:
+                x = rs.resample_chunk(np.ascontiguousarray(x))
+            if x.size:
+                peak = float(np.max(np.abs(x)))
+                if peak > 1.0:
+                    clipped = max(clipped, peak)
+                    x = np.clip(x, -1.0, 1.0)
+                yield np.ascontiguousarray(x, dtype=np.float32)
+        if rs is not None:
+            tail = rs.resample_chunk(np.zeros(0, np.float32), last=True)
+            if tail.size:
+                yield np.clip(tail, -1.0, 1.0).astype(np.float32, copy=False)
+        if n == 0:
+            raise AudioError(desc, "the file holds zero audio samples")
+        if clipped:
+            log.warning("%s: peak %.3f exceeds full scale; clipped to [-1, 1]", desc, clipped)
+
+
+def load_audio(
+    source: Source,
+    target_sr: int = DEFAULT_SAMPLE_RATE,
+    max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+    name: str | None = None,
+) -> np.ndarray:
+    """Decode a file (path or bytes) to mono float32 in [-1, 1] at ``target_sr``.
+
+    Args:
+        source: a path, or the bytes of an encoded file.
+        target_sr: output sample rate in Hz.
+        max_duration_s: reject audio longer than this (seconds); None for no limit.
+        name: how to name the input in error messages (defaults to the path).
+
+    Returns:
+        (L,) float32 array.
+
+    Raises:
+        AudioError: missing, empty, unreadable, corrupt or truncated input, no samples,
+            non-finite samples, or audio over the duration limit.
+    """
+    chunks = list(stream_audio(source, target_sr, max_duration_s, name))
+    return np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
 
 
 def official_crop(x: np.ndarray, num_samples: int = OFFICIAL_NUM_SAMPLES) -> np.ndarray:

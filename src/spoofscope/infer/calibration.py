@@ -1,0 +1,114 @@
+"""Score calibration: a logistic map from a detector's score to a log-likelihood ratio.
+
+``Calibration.fit(bona, spoof)`` learns ``llr = a * score + b`` on a labelled dev set, keeps
+the EER threshold and a threshold for a target false-acceptance rate, and reports Cllr and
+actDCF before (raw scores read as LLRs) and after. ``p_bonafide = sigmoid(llr + logit(prior))``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..metrics import act_dcf, cllr, compute_eer
+from ._logreg import fit_llr_map
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+@dataclass
+class Calibration:
+    """A fitted score -> LLR map and its operating points.
+
+    Attributes:
+        a, b: llr = a * score + b (natural log, bona fide vs spoof).
+        prior: the bona fide prior used to turn an LLR into ``p_bonafide``.
+        eer_threshold: the score threshold at the dev EER.
+        far_threshold: the score threshold at which ``target_far`` of dev spoofs are accepted.
+        threshold: the decision threshold in use (default: ``eer_threshold``).
+        band: ``confident`` is false when |p_bonafide - p(threshold)| < band.
+        report: Cllr and actDCF before and after fitting, dev EER, counts.
+    """
+
+    a: float
+    b: float
+    prior: float = 0.5
+    eer_threshold: float = 0.0
+    far_threshold: float = 0.0
+    target_far: float = 0.01
+    threshold: float = 0.0
+    band: float = 0.1
+    report: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(
+        cls, bona, spoof, prior: float = 0.5, target_far: float = 0.01, band: float = 0.1
+    ) -> Calibration:
+        bona, spoof = np.asarray(bona, np.float64), np.asarray(spoof, np.float64)
+        w, b = fit_llr_map(bona[:, None], spoof[:, None], prior=prior)
+        a = float(w[0])
+        eer, eer_thr = compute_eer(bona, spoof)
+        # smallest threshold at which at most target_far of spoofs score >= it
+        s = np.sort(spoof)
+        k = int(np.ceil(len(s) * (1 - target_far)))
+        far_thr = float(np.nextafter(s[k - 1], np.inf)) if k >= 1 else float(s[0])
+        cal = cls(
+            a=a,
+            b=b,
+            prior=prior,
+            eer_threshold=eer_thr,
+            far_threshold=far_thr,
+            target_far=target_far,
+            threshold=eer_thr,
+            band=band,
+        )
+        lb, ls = cal.llr(bona), cal.llr(spoof)
+        cal.report = {
+            "n_bonafide": int(bona.size),
+            "n_spoof": int(spoof.size),
+            "eer_percent": eer * 100,
+            "cllr_before": cllr(bona, spoof),
+            "cllr_after": cllr(lb, ls),
+            "act_dcf_before": act_dcf(bona, spoof)[0],
+            "act_dcf_after": act_dcf(lb, ls)[0],
+            "far_at_far_threshold": float(np.mean(spoof >= far_thr)),
+            "frr_at_far_threshold": float(np.mean(bona < far_thr)),
+        }
+        return cal
+
+    def llr(self, score):
+        return self.a * np.asarray(score, dtype=np.float64) + self.b
+
+    def p_bonafide(self, score):
+        return sigmoid(self.llr(score) + np.log(self.prior / (1 - self.prior)))
+
+    def to_dict(self) -> dict:
+        return {"type": "logistic", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Calibration:
+        d = {k: v for k, v in d.items() if k != "type"}
+        return cls(**d)
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path) -> Calibration:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise ValueError(f"{path}: not a spoofscope calibration file ({e})") from None
+
+
+def calibration_path_beside(checkpoint) -> Path:
+    """Where a calibration file beside a checkpoint lives: ``NAME.calib.json``."""
+    p = Path(checkpoint)
+    return p.with_name(p.stem + ".calib.json")
