@@ -56,6 +56,219 @@ def _cmd_data_check(a) -> int:
     return 1 if missing else 0
 
 
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".webm", ".mp4")
+
+
+def _expand_inputs(paths, recursive: bool) -> list[str]:
+    from pathlib import Path
+
+    out = []
+    for p in paths:
+        q = Path(p)
+        if q.is_dir():
+            it = q.rglob("*") if recursive else q.glob("*")
+            out += sorted(str(f) for f in it if f.is_file() and f.suffix.lower() in AUDIO_EXTS)
+        else:
+            out.append(p)  # a missing file is reported in its own row
+    return out
+
+
+def _build_detector(a):
+    from pathlib import Path
+
+    from .infer import Detector
+
+    kw = dict(
+        backend=a.backend,
+        window=a.window,
+        hop_s=a.hop,
+        aggregate=a.aggregate,
+        threshold=a.threshold,
+        batch_size=a.batch_size,
+    )
+    if getattr(a, "calibration", None):
+        kw["calibration"] = a.calibration
+    if Path(a.model).is_file():
+        return Detector.from_checkpoint(a.model, config=a.config, **kw)
+    from .models import list_models
+
+    if a.model not in list_models():
+        raise CLIError(
+            f"--model {a.model!r} is neither a registered model "
+            f"({', '.join(list_models())}) nor a checkpoint file"
+        )
+    return Detector.from_pretrained(a.model, weights=a.weights, **kw)
+
+
+def _cmd_detect(a) -> int:
+    import csv
+
+    from tqdm.auto import tqdm
+
+    inputs = _expand_inputs(a.paths, a.recursive)
+    if not inputs:
+        raise CLIError("no audio files found (use --recursive to walk sub-folders)")
+    det = _build_detector(a)
+    results = []
+    with tqdm(
+        total=len(inputs), unit="file", disable=a.quiet or len(inputs) < 2, file=sys.stderr
+    ) as bar:
+        for r in det.iter_detect(inputs):
+            results.append(r)
+            bar.update(1)
+    if a.json:
+        for r in results:
+            print(json.dumps(r.to_dict()))
+    else:
+        w = max(len(r.path) for r in results)
+        print(
+            f"{'file':<{w}}  {'label':<8} {'score':>9} {'p_bonafide':>10} {'conf':>5} {'dur_s':>7}"
+        )
+        for r in results:
+            if r.error:
+                print(f"{r.path:<{w}}  ERROR    {r.error}")
+            else:
+                print(
+                    f"{r.path:<{w}}  {r.label:<8} {r.score:9.4f} {r.p_bonafide:10.4f} "
+                    f"{'yes' if r.confident else 'LOW':>5} {r.duration_s:7.2f}"
+                )
+        if results and not results[0].calibrated:
+            print(
+                "(uncalibrated: p_bonafide is the softmax of the logits; fit one with "
+                "'spoofscope calibrate' on labelled data)"
+            )
+    if a.csv:
+        with open(a.csv, "w", newline="") as f:
+            cw = csv.writer(f)
+            cw.writerow(
+                ["path", "label", "score", "p_bonafide", "confident", "duration_s", "error"]
+            )
+            for r in results:
+                cw.writerow(
+                    [
+                        r.path,
+                        r.label,
+                        r.score,
+                        r.p_bonafide,
+                        r.confident,
+                        r.duration_s,
+                        r.error or "",
+                    ]
+                )
+    return 1 if any(r.error for r in results) else 0
+
+
+def _cmd_calibrate(a) -> int:
+    from .data.protocols import read_protocol
+    from .evaluation import join_scores, read_score_file
+    from .infer.calibration import Calibration, calibration_path_beside
+
+    trials = read_protocol(a.protocol)
+    s, labels, _ = join_scores(read_score_file(a.scores), trials, a.scores, a.protocol)
+    cal = Calibration.fit(
+        s[labels == 1], s[labels != 1], prior=a.prior, target_far=a.target_far, band=a.band
+    )
+    if a.use == "far":
+        cal.threshold = cal.far_threshold
+    out = a.out
+    if a.attach:
+        import torch
+
+        from .models import read_checkpoint
+
+        ckpt = read_checkpoint(a.attach)
+        ckpt["calibration"] = cal.to_dict()
+        torch.save(ckpt, a.attach)
+        out = out or str(calibration_path_beside(a.attach))
+    if not out:
+        raise CLIError("give --out FILE (or --attach CHECKPOINT)")
+    cal.save(out)
+    r = cal.report
+    print(f"calibration written to {out}" + (f" and attached to {a.attach}" if a.attach else ""))
+    print(f"llr = {cal.a:.6g} * score + {cal.b:.6g}   (prior {cal.prior})")
+    print(
+        f"EER threshold {cal.eer_threshold:.6g} (EER {r['eer_percent']:.3f} %); "
+        f"threshold at FAR {cal.target_far:g}: {cal.far_threshold:.6g} "
+        f"(FAR {r['far_at_far_threshold']:.4f}, FRR {r['frr_at_far_threshold']:.4f})"
+    )
+    print(f"Cllr   {r['cllr_before']:.4f} -> {r['cllr_after']:.4f} bits")
+    print(f"actDCF {r['act_dcf_before']:.4f} -> {r['act_dcf_after']:.4f}")
+    return 0
+
+
+def _cmd_fuse(a) -> int:
+    import numpy as np
+
+    from .data.protocols import read_protocol
+    from .evaluation import evaluate_arrays, join_scores, read_score_file, write_score_file
+    from .infer.fusion import Fusion
+
+    trials = read_protocol(a.protocol)
+    cols, labels = [], None
+    for f in a.scores:
+        s, labels, _ = join_scores(read_score_file(f), trials, f, a.protocol)
+        cols.append(s)
+    fusion = Fusion.fit(np.stack(cols, 1), labels, systems=list(a.scores))
+    fusion.save(a.out)
+    dev = evaluate_arrays(
+        fusion.apply(np.stack(cols, 1)), labels, np.array([t.attack for t in trials])
+    )
+    print(f"fusion written to {a.out}: weights {fusion.weights}, bias {fusion.bias:.6g}")
+    print(
+        f"dev EER fused {dev.eer_percent:.4f} % (single systems: "
+        + ", ".join(
+            f"{evaluate_arrays(c, labels, np.array([t.attack for t in trials])).eer_percent:.4f} %"
+            for c in cols
+        )
+        + ")"
+    )
+    if a.apply:
+        if len(a.apply) != len(a.scores):
+            raise CLIError(f"--apply needs {len(a.scores)} eval score files, one per system")
+        if not a.eval_protocol or not a.eval_out:
+            raise CLIError("--apply needs --eval-protocol and --eval-out")
+        etrials = read_protocol(a.eval_protocol)
+        ecols = []
+        for f in a.apply:
+            s, elabels, eattacks = join_scores(read_score_file(f), etrials, f, a.eval_protocol)
+            ecols.append(s)
+        fused = fusion.apply(np.stack(ecols, 1))
+        write_score_file(
+            a.eval_out,
+            [t.utt_id for t in etrials],
+            [t.attack for t in etrials],
+            [t.label for t in etrials],
+            fused,
+        )
+        print(f"fused eval scores written to {a.eval_out}")
+    return 0
+
+
+def _cmd_export(a) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .export import check_onnx, export_onnx
+    from .models import create_model
+
+    if a.format != "onnx":
+        raise CLIError("only --format onnx is supported")
+    if Path(a.model).is_file():
+        from .infer import Detector
+
+        model = Detector.from_checkpoint(a.model, config=a.config).model
+    else:
+        model = create_model(
+            a.model, pretrained=a.weights is not None or a.pretrained, weights=a.weights
+        )
+    export_onnx(model, a.out)
+    x = (np.random.default_rng(0).standard_normal((2, 64600)) * 0.1).astype(np.float32)
+    diff = check_onnx(model, a.out, x)
+    print(f"exported {a.out}; onnxruntime agrees with PyTorch to {diff:.2e}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -98,6 +311,72 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("dir")
     dc.add_argument("--json", action="store_true")
     dc.set_defaults(func=_cmd_data_check)
+
+    def detector_args(sp, model_required=True):
+        sp.add_argument(
+            "--model",
+            default="aasist",
+            help="registered model name or a checkpoint file (default: aasist)",
+        )
+        sp.add_argument("--weights", help="weights file of a registered model")
+        sp.add_argument("--config", help="official AASIST .conf/model_config for a state_dict")
+        sp.add_argument("--calibration", help="calibration JSON from 'spoofscope calibrate'")
+        sp.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+        sp.add_argument("--window", choices=["sliding", "official"], default="sliding")
+        sp.add_argument("--hop", type=float, default=2.0, metavar="SECONDS")
+        sp.add_argument("--aggregate", choices=["mean", "quantile", "min"], default="mean")
+        sp.add_argument("--threshold", type=float, help="score threshold for the label")
+        sp.add_argument("--batch-size", type=int, default=8)
+
+    dt = sub.add_parser("detect", help="is each recording bona fide or spoofed?")
+    dt.add_argument("paths", nargs="+", help="audio files or folders")
+    detector_args(dt)
+    dt.add_argument("--json", action="store_true", help="one JSON object per input")
+    dt.add_argument("--csv", metavar="FILE", help="also write a CSV")
+    dt.add_argument("--recursive", action="store_true", help="walk sub-folders")
+    dt.add_argument("--quiet", action="store_true", help="no progress bar")
+    dt.set_defaults(func=_cmd_detect)
+
+    ca = sub.add_parser("calibrate", help="fit score -> LLR calibration on labelled scores")
+    ca.add_argument("--scores", required=True)
+    ca.add_argument("--protocol", required=True)
+    ca.add_argument("--out", help="calibration JSON to write")
+    ca.add_argument("--attach", metavar="CHECKPOINT", help="store it in a spoofscope checkpoint")
+    ca.add_argument("--prior", type=float, default=0.5, help="bona fide prior for p_bonafide")
+    ca.add_argument(
+        "--target-far",
+        type=float,
+        default=0.01,
+        help="false-acceptance rate of the second threshold",
+    )
+    ca.add_argument(
+        "--use", choices=["eer", "far"], default="eer", help="which threshold decides the label"
+    )
+    ca.add_argument(
+        "--band",
+        type=float,
+        default=0.1,
+        help="low-confidence band around the threshold (probability)",
+    )
+    ca.set_defaults(func=_cmd_calibrate)
+
+    fu = sub.add_parser("fuse", help="learn a logistic score fusion of several systems")
+    fu.add_argument("--scores", nargs="+", required=True, help="dev score files, one per system")
+    fu.add_argument("--protocol", required=True, help="labelled dev protocol")
+    fu.add_argument("--out", required=True, help="fusion JSON to write")
+    fu.add_argument("--apply", nargs="+", help="eval score files (same system order)")
+    fu.add_argument("--eval-protocol")
+    fu.add_argument("--eval-out")
+    fu.set_defaults(func=_cmd_fuse)
+
+    ex = sub.add_parser("export", help="export a model to ONNX")
+    ex.add_argument("--model", required=True, help="registered name or checkpoint")
+    ex.add_argument("--weights")
+    ex.add_argument("--config")
+    ex.add_argument("--pretrained", action="store_true", help="use the published weights")
+    ex.add_argument("--format", default="onnx")
+    ex.add_argument("out")
+    ex.set_defaults(func=_cmd_export)
     return p
 
 

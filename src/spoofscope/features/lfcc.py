@@ -44,6 +44,22 @@ def delta_edge(c: torch.Tensor) -> torch.Tensor:
     return padded[..., 2:, :] - padded[..., :-2, :]
 
 
+def _power_by_dft(y, window, n_fft: int, hop: int, n_bins: int) -> torch.Tensor:
+    """The same power spectrum as the centred STFT, as a strided convolution with windowed
+    cosine and sine kernels (ONNX has no complex STFT). (B, L) -> (B, T, n_bins)."""
+    left = (n_fft - window.numel()) // 2
+    win = torch.zeros(n_fft, dtype=y.dtype)
+    win[left : left + window.numel()] = window
+    n = torch.arange(n_fft, dtype=torch.float64)
+    k = torch.arange(n_bins, dtype=torch.float64)[:, None]
+    ang = 2 * torch.pi * k * n / n_fft
+    kern = torch.cat([torch.cos(ang), -torch.sin(ang)]).to(y.dtype) * win
+    padded = torch.nn.functional.pad(y.unsqueeze(1), (n_fft // 2, n_fft // 2))
+    out = torch.nn.functional.conv1d(padded, kern.unsqueeze(1), stride=hop)  # (B, 2K, T)
+    re, im = out[:, :n_bins], out[:, n_bins:]
+    return (re * re + im * im).transpose(1, 2)
+
+
 def lfcc(
     x: torch.Tensor,
     filterbank: torch.Tensor | None = None,
@@ -68,19 +84,22 @@ def lfcc(
         dct = torch.tensor(dct_matrix(n_filters), dtype=x.dtype)
     y = torch.cat([x[:, :1], x[:, 1:] - 0.97 * x[:, :-1]], dim=1)
     window = torch.hamming_window(win_length, periodic=True, dtype=x.dtype, device=x.device)
-    spec = torch.stft(
-        y,
-        n_fft,
-        hop,
-        win_length,
-        window=window,
-        center=True,
-        pad_mode="constant",
-        onesided=True,
-        return_complex=True,
-    )
     n_bins = filterbank.shape[0]
-    power = torch.view_as_real(spec).norm(dim=-1).pow(2).transpose(1, 2)[..., :n_bins]
+    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        power = _power_by_dft(y, window, n_fft, hop, n_bins)
+    else:
+        spec = torch.stft(
+            y,
+            n_fft,
+            hop,
+            win_length,
+            window=window,
+            center=True,
+            pad_mode="constant",
+            onesided=True,
+            return_complex=True,
+        )
+        power = torch.view_as_real(spec).norm(dim=-1).pow(2).transpose(1, 2)[..., :n_bins]
     fb_e = torch.log10(power @ filterbank.to(power) + EPS32)
     c = fb_e @ dct.to(power).T
     if with_energy:

@@ -24,11 +24,17 @@ from ._registry import register_model
 
 
 class MaxFeatureMap2D(nn.Module):
-    """Element-wise max of the two halves of the channel axis: (B, C, ...) -> (B, C/2, ...)."""
+    """Element-wise max of the two halves of the channel axis: (B, C, ...) -> (B, C/2, ...).
+
+    The channel count is fixed at construction so that exported graphs keep static channels.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.half = channels // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = x.chunk(2, dim=1)
-        return torch.maximum(a, b)
+        return torch.maximum(x[:, : self.half], x[:, self.half : 2 * self.half])
 
 
 class BLSTMLayer(nn.Module):
@@ -74,32 +80,32 @@ class LFCCLCNN(nn.Module):
             [
                 nn.Sequential(
                     nn.Conv2d(1, 64, 5, 1, padding=2),
-                    mfm(),
+                    mfm(64),
                     pool(),
                     nn.Conv2d(32, 64, 1, 1),
-                    mfm(),
+                    mfm(64),
                     _bn(32),
                     nn.Conv2d(32, 96, 3, 1, padding=1),
-                    mfm(),
+                    mfm(96),
                     pool(),
                     _bn(48),
                     nn.Conv2d(48, 96, 1, 1),
-                    mfm(),
+                    mfm(96),
                     _bn(48),
                     nn.Conv2d(48, 128, 3, 1, padding=1),
-                    mfm(),
+                    mfm(128),
                     pool(),
                     nn.Conv2d(64, 128, 1, 1),
-                    mfm(),
+                    mfm(128),
                     _bn(64),
                     nn.Conv2d(64, 64, 3, 1, padding=1),
-                    mfm(),
+                    mfm(64),
                     _bn(32),
                     nn.Conv2d(32, 64, 1, 1),
-                    mfm(),
+                    mfm(64),
                     _bn(32),
                     nn.Conv2d(32, 64, 3, 1, padding=1),
-                    mfm(),
+                    mfm(64),
                     pool(),
                     nn.Dropout(cfg.dropout),
                 )
