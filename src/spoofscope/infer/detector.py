@@ -214,7 +214,7 @@ class Detector:
                     silent = 20 * np.log10(w.rms + 1e-12) < self.silence_db
                     k = len(st.windows)
                     st.windows.append((w.start, w.end, bool(silent)))
-                    st.n_samples = max(st.n_samples, min(w.end, w.start + w.samples.size))
+                    st.n_samples = w.total if w.total is not None else max(st.n_samples, w.end)
                     if silent:
                         if st.fallback is None:
                             st.fallback = (k, w.samples)

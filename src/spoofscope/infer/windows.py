@@ -16,6 +16,7 @@ class Window:
     end: int  # samples (exclusive); may exceed the file for a tiled short file
     samples: np.ndarray  # (W,) float32
     rms: float
+    total: int | None = None  # length of the whole recording, when the policy knows it
 
 
 def _rms(x: np.ndarray) -> float:
@@ -27,17 +28,17 @@ def official_window(
 ) -> Iterator[Window]:
     """The official evaluation: the first ``size`` samples, tiled when the file is shorter.
 
-    Reads only as far into the stream as it needs.
+    The rest of the stream is decoded only to count its length (so the reported duration is
+    the file's) and to surface a corrupt tail; it is not kept.
     """
     buf, n = [], 0
     for c in chunks:
-        buf.append(c)
+        if n < size:
+            buf.append(c)
         n += c.size
-        if n >= size:
-            break
     x = np.concatenate(buf) if buf else np.zeros(0, np.float32)
-    w = official_crop(x, size).astype(np.float32, copy=False)
-    yield Window(0, min(n, size), w, _rms(w))
+    w = official_crop(x[:size], size).astype(np.float32, copy=False)
+    yield Window(0, min(n, size), w, _rms(w), total=n)
 
 
 def sliding_windows(

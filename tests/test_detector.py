@@ -1,0 +1,408 @@
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import spoofscope
+from spoofscope.audio import official_crop
+from spoofscope.cli import main
+from spoofscope.infer import Calibration, Detector, FusedDetector, Fusion, sliding_windows
+from spoofscope.metrics import compute_eer
+
+
+class EnergyModel(torch.nn.Module):
+    """A cheap stand-in model: the bona fide logit is the window RMS (in tens of dB)."""
+
+    min_length = 1
+    embedding_dim = 1
+    registry_name = "energy"
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[int] = []
+
+    def forward(self, x):
+        self.calls.append(x.shape[0])
+        r = torch.log10(x.pow(2).mean(1, keepdim=True) + 1e-10)
+        return torch.cat([-r, r], 1), r
+
+
+@pytest.fixture(scope="module")
+def aasist_detector(reference_dir):
+    return Detector.from_pretrained(
+        "aasist", weights=reference_dir / "official_AASIST.pth", window="official"
+    )
+
+
+def test_official_window_gives_official_scores(aasist_detector, golden, tmp_path):
+    for i in range(4):  # 64,600-sample inputs: the official score is logits[1]
+        r = aasist_detector(golden[f"input_{i}"])
+        assert abs(r.score - golden[f"AASIST_logits_{i}"][1]) < 1e-4
+        p = torch.softmax(torch.tensor(golden[f"AASIST_logits_{i}"]), 0)[1].item()
+        assert abs(r.p_bonafide - p) < 1e-5 and r.label == "spoof" and not r.calibrated
+    # from a real file on disk (float WAV keeps the samples exactly)
+    sf.write(tmp_path / "in0.wav", golden["input_0"], 16000, subtype="FLOAT")
+    r = aasist_detector(tmp_path / "in0.wav")
+    assert abs(r.score - golden["AASIST_logits_0"][1]) < 1e-4
+    # shorter and longer inputs: the official crop (tiling / first 64,600), checked by hand
+    model = aasist_detector.model
+    for i in (4, 5):
+        x = golden[f"input_{i}"]
+        reps = 64600 // len(x) + 1
+        crop = np.tile(x, reps)[:64600]
+        with torch.no_grad():
+            ref = model(torch.from_numpy(crop)[None])[0][0, 1].item()
+        assert abs(aasist_detector(x).score - ref) < 1e-5
+
+
+def test_sliding_windows_cover_the_file():
+    x = np.arange(200000, dtype=np.float32)
+    chunks = [x[i : i + 7777] for i in range(0, len(x), 7777)]
+    ws = list(sliding_windows(chunks, 64600, 32000))
+    starts = [w.start for w in ws]
+    assert starts == [0, 32000, 64000, 96000, 128000, 200000 - 64600]
+    for w in ws:
+        np.testing.assert_array_equal(w.samples, x[w.start : w.start + 64600])
+    short = list(sliding_windows([x[:1000]], 64600, 32000))
+    assert len(short) == 1
+    np.testing.assert_array_equal(short[0].samples, official_crop(x[:1000]))
+
+
+def test_aggregation_and_silence(tmp_path):
+    rng = np.random.default_rng(0)
+    sr = 16000
+    # 6 s of silence, then 10 s of noise whose level rises
+    speech = np.concatenate([rng.standard_normal(sr * 5) * 0.05, rng.standard_normal(sr * 5) * 0.2])
+    x = np.concatenate([np.zeros(sr * 6), speech]).astype(np.float32)
+    sf.write(tmp_path / "a.wav", x, sr, subtype="FLOAT")
+    results = {}
+    for agg in ("mean", "min", "quantile"):
+        det = Detector(EnergyModel(), window="sliding", hop_s=1.0, aggregate=agg)
+        results[agg] = det(tmp_path / "a.wav")
+    r = results["mean"]
+    assert r.duration_s == pytest.approx(16.0)
+    voiced = [w["score"] for w in r.windows if not w["silent"]]
+    assert any(w["silent"] for w in r.windows)
+    assert all(w["score"] is None for w in r.windows if w["silent"])
+    assert r.score == pytest.approx(np.mean(voiced))
+    assert results["min"].score == pytest.approx(np.min(voiced))
+    assert results["quantile"].score == pytest.approx(np.quantile(voiced, 0.1))
+    # windows end at the end of the file
+    assert r.windows[-1]["end"] == pytest.approx(16.0)
+    # an all-silent file is still scored (from its first window)
+    sf.write(tmp_path / "silence.wav", np.zeros(sr * 3, np.float32), sr)
+    s = Detector(EnergyModel())(tmp_path / "silence.wav")
+    assert s.error is None and s.score == pytest.approx(-10.0)
+
+
+def test_detect_many_batches_across_files_and_keeps_errors(tmp_path):
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, secs in enumerate([1.0, 6.0, 2.5]):
+        p = tmp_path / f"f{i}.flac"
+        sf.write(
+            p, (rng.standard_normal(int(16000 * secs)) * 0.1 * (i + 1)).astype(np.float32), 16000
+        )
+        paths.append(p)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF....WAVEjunk")
+    m = EnergyModel()
+    det = Detector(m, batch_size=4, hop_s=1.0)
+    rs = det.detect_many([paths[0], tmp_path / "bad.wav", paths[1], paths[2]])
+    assert [r.path for r in rs] == [
+        str(paths[0]),
+        str(tmp_path / "bad.wav"),
+        str(paths[1]),
+        str(paths[2]),
+    ]
+    assert rs[1].error and "bad.wav" in rs[1].error and rs[1].score is None
+    # 1 + 3 + 1 windows = 5 windows in batches of 4: files share a batch
+    assert m.calls == [4, 1]
+    one_by_one = [Detector(EnergyModel(), hop_s=1.0)(p).score for p in paths]
+    assert [rs[0].score, rs[2].score, rs[3].score] == pytest.approx(one_by_one, abs=1e-6)
+
+
+def test_long_file_memory_is_bounded_by_the_batch(tmp_path):
+    sr = 16000
+    p = tmp_path / "long.flac"
+    rng = np.random.default_rng(2)
+    with sf.SoundFile(p, "w", sr, 1, subtype="PCM_16") as f:
+        for _ in range(10):  # 10 minutes, written a minute at a time
+            f.write((rng.standard_normal(sr * 60) * 0.1).astype(np.float32))
+    det = Detector(EnergyModel(), hop_s=4.0, batch_size=8)
+    tracemalloc.start()
+    r = det(p)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    full = sr * 600 * 4  # the whole file as float32: 38 MB
+    assert r.duration_s == pytest.approx(600.0)
+    assert len(r.windows) == 150
+    assert peak < full / 4, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_calibration_recovers_known_llr_and_is_used(tmp_path):
+    rng = np.random.default_rng(0)
+    # scores s' = s/4 + 1 of s ~ N(+-2, 1): the true LLR is 4 s = 16 (s' - 1)
+    b = rng.normal(2, 1, 20000) / 4 + 1
+    s = rng.normal(-2, 1, 20000) / 4 + 1
+    cal = Calibration.fit(b, s, target_far=0.05)
+    assert cal.a == pytest.approx(16, rel=0.05) and cal.b == pytest.approx(-16, rel=0.05)
+    assert cal.report["cllr_after"] < cal.report["cllr_before"]
+    assert cal.report["act_dcf_after"] <= cal.report["act_dcf_before"]
+    assert np.mean(s >= cal.far_threshold) <= 0.05 + 1e-9
+    eer, thr = compute_eer(b, s)
+    assert cal.eer_threshold == thr
+    # a detector with this calibration: p = sigmoid(a * score + b); band decides confidence
+    cal.save(tmp_path / "c.json")
+    m = EnergyModel()
+    det = Detector(m, calibration=tmp_path / "c.json", window="official", band=0.2)
+    x = np.full(64600, 10 ** ((1.05 * -1) / 2), np.float32)  # RMS gives score ~ -1.05
+    r = det(x)
+    assert r.calibrated
+    assert r.p_bonafide == pytest.approx(1 / (1 + np.exp(-(cal.a * r.score + cal.b))), rel=1e-9)
+    assert r.label == ("bonafide" if r.score >= cal.threshold else "spoof")
+    p_thr = 1 / (1 + np.exp(-(cal.a * cal.threshold + cal.b)))
+    assert r.confident == (abs(r.p_bonafide - p_thr) >= 0.2)
+
+
+def test_fusion_not_worse_than_best_single():
+    rng = np.random.default_rng(3)
+    n = 4000
+    y = np.r_[np.ones(n), np.zeros(n)]
+    shared = rng.standard_normal(2 * n)
+    # three correlated systems of different quality
+    sys = np.stack(
+        [
+            (2.0 * y - 1) * 1.0 + 0.7 * shared + rng.standard_normal(2 * n),
+            (2.0 * y - 1) * 0.8 + 0.7 * shared + rng.standard_normal(2 * n),
+            (2.0 * y - 1) * 1.2 + 0.3 * shared + 1.5 * rng.standard_normal(2 * n),
+        ],
+        1,
+    )
+    dev, ev = slice(0, None, 2), slice(1, None, 2)
+    fusion = Fusion.fit(sys[dev], y[dev])
+    fused = fusion.apply(sys[ev])
+    eers = [compute_eer(sys[ev][y[ev] == 1, k], sys[ev][y[ev] == 0, k])[0] for k in range(3)]
+    f_eer = compute_eer(fused[y[ev] == 1], fused[y[ev] == 0])[0]
+    assert f_eer <= min(eers)
+
+
+def test_fused_detector(tmp_path):
+    rng = np.random.default_rng(4)
+    sf.write(tmp_path / "a.wav", (rng.standard_normal(40000) * 0.1).astype(np.float32), 16000)
+    d1, d2 = Detector(EnergyModel()), Detector(EnergyModel(), aggregate="min")
+    fus = Fusion([0.5, 2.0], -1.0, ["a", "b"])
+    r = FusedDetector([d1, d2], fus)(tmp_path / "a.wav")
+    s1, s2 = d1(tmp_path / "a.wav").score, d2(tmp_path / "a.wav").score
+    assert r.score == pytest.approx(0.5 * s1 + 2.0 * s2 - 1.0)
+    assert r.p_bonafide == pytest.approx(1 / (1 + np.exp(-r.score)))
+
+
+def _write_scores(path, ids, scores):
+    path.write_text("".join(f"{u} {float(s)!r}\n" for u, s in zip(ids, scores, strict=True)))
+
+
+def test_calibrate_and_fuse_cli(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    n = 500
+    ids = [f"U{i}" for i in range(2 * n)]
+    proto = tmp_path / "dev.txt"
+    proto.write_text(
+        "".join(
+            f"S {u} - {'-' if i < n else 'A01'} {'bonafide' if i < n else 'spoof'}\n"
+            for i, u in enumerate(ids)
+        )
+    )
+    y = np.r_[np.ones(n), np.zeros(n)]
+    a = (2 * y - 1) + rng.standard_normal(2 * n)
+    b = (2 * y - 1) * 0.5 + rng.standard_normal(2 * n)
+    _write_scores(tmp_path / "a.txt", ids, a)
+    _write_scores(tmp_path / "b.txt", ids, b)
+    assert (
+        main(
+            [
+                "calibrate",
+                "--scores",
+                str(tmp_path / "a.txt"),
+                "--protocol",
+                str(proto),
+                "--out",
+                str(tmp_path / "cal.json"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "Cllr" in out and "actDCF" in out
+    cal = Calibration.load(tmp_path / "cal.json")
+    assert cal.a == pytest.approx(2.0, rel=0.25)  # true LLR of N(+-1, 1) is 2 s
+    assert (
+        main(
+            [
+                "fuse",
+                "--scores",
+                str(tmp_path / "a.txt"),
+                str(tmp_path / "b.txt"),
+                "--protocol",
+                str(proto),
+                "--out",
+                str(tmp_path / "f.json"),
+                "--apply",
+                str(tmp_path / "a.txt"),
+                str(tmp_path / "b.txt"),
+                "--eval-protocol",
+                str(proto),
+                "--eval-out",
+                str(tmp_path / "fused.txt"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    fus = Fusion.load(tmp_path / "f.json")
+    lines = (tmp_path / "fused.txt").read_text().split("\n")
+    u, attack, key, val = lines[0].split()
+    assert u == "U0" and key == "bonafide"
+    assert float(val) == pytest.approx(fus.weights[0] * a[0] + fus.weights[1] * b[0] + fus.bias)
+    # evaluate reads the fused file
+    assert (
+        main(
+            [
+                "evaluate",
+                "--scores",
+                str(tmp_path / "fused.txt"),
+                "--protocol",
+                str(proto),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["n_bonafide"] == n
+
+
+def test_detect_cli(tmp_path, capsys, reference_dir, golden):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    sf.write(d / "a.wav", golden["input_0"], 16000, subtype="FLOAT")
+    sf.write(d / "sub" / "b.flac", golden["input_5"], 16000)
+    (d / "sub" / "broken.wav").write_bytes(b"not audio at all")
+    w = str(reference_dir / "official_AASIST.pth")
+    rc = main(
+        [
+            "detect",
+            str(d),
+            "--weights",
+            w,
+            "--json",
+            "--recursive",
+            "--quiet",
+            "--window",
+            "official",
+            "--csv",
+            str(tmp_path / "out.csv"),
+        ]
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rc == 1  # one input failed
+    by = {r["path"].split("/")[-1]: r for r in rows}
+    assert set(by) == {"a.wav", "b.flac", "broken.wav"}
+    for key in (
+        "path",
+        "score",
+        "label",
+        "p_bonafide",
+        "confident",
+        "duration_s",
+        "windows",
+        "error",
+    ):
+        assert key in by["a.wav"]
+    assert abs(by["a.wav"]["score"] - golden["AASIST_logits_0"][1]) < 1e-4
+    assert by["broken.wav"]["error"] and by["broken.wav"]["score"] is None
+    assert by["b.flac"]["duration_s"] == pytest.approx(6.0)
+    assert (tmp_path / "out.csv").read_text().count("\n") == 4
+    # without --recursive only the top folder is read; the table format
+    assert main(["detect", str(d), "--weights", w, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "a.wav" in out and "b.flac" not in out and "uncalibrated" in out
+    assert main(["detect", str(d), "--model", "nonsense"]) == 2
+    assert "neither a registered model" in capsys.readouterr().err
+
+
+def test_from_checkpoint_with_official_state_dict_and_config(reference_dir, golden):
+    det = Detector.from_checkpoint(
+        reference_dir / "official_AASIST-L.pth",
+        config=reference_dir / "aasist_l_config.json",
+        window="official",
+    )
+    assert abs(det(golden["input_1"]).score - golden["AASIST-L_logits_1"][1]) < 1e-4
+
+
+def test_from_checkpoint_spoofscope_with_attached_calibration(tmp_path, capsys):
+    from spoofscope.models import save_checkpoint
+
+    torch.manual_seed(0)
+    m = spoofscope.create_model("lfcc-lcnn")
+    save_checkpoint(m, tmp_path / "m.ckpt")
+    proto = tmp_path / "p.txt"
+    proto.write_text("S U0 - - bonafide\nS U1 - - bonafide\nS U2 - A01 spoof\nS U3 - A01 spoof\n")
+    (tmp_path / "s.txt").write_text("U0 1.0\nU1 0.2\nU2 0.5\nU3 -1.0\n")
+    assert (
+        main(
+            [
+                "calibrate",
+                "--scores",
+                str(tmp_path / "s.txt"),
+                "--protocol",
+                str(proto),
+                "--attach",
+                str(tmp_path / "m.ckpt"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    det = Detector.from_checkpoint(tmp_path / "m.ckpt")
+    assert det.calibration is not None and (tmp_path / "m.calib.json").is_file()
+    r = det(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
+    assert r.calibrated and 0 <= r.p_bonafide <= 1
+
+
+ONNX_MODELS = [n for n in spoofscope.list_models() if n != "cqcc-xvector"]
+
+
+@pytest.mark.parametrize("name", ONNX_MODELS)
+def test_onnx_export_agrees_with_torch(name, tmp_path, golden):
+    from spoofscope.export import check_onnx, export_onnx
+
+    torch.manual_seed(0)
+    m = spoofscope.create_model(name).eval()
+    path = export_onnx(m, tmp_path / f"{name}.onnx")
+    xs = np.stack([golden[f"input_{i}"] for i in range(3)])
+    assert check_onnx(m, path, xs, atol=1e-3) <= 1e-3
+    if not name.startswith("aasist"):  # dynamic length where the architecture allows
+        assert check_onnx(m, path, golden["input_4"][None], atol=1e-3) <= 1e-3
+        assert check_onnx(m, path, golden["input_5"][None], atol=1e-3) <= 1e-3
+
+
+def test_cqcc_xvector_refuses_export(tmp_path):
+    from spoofscope.export import export_onnx
+
+    with pytest.raises(ValueError, match="cannot be exported"):
+        export_onnx(spoofscope.create_model("cqcc-xvector"), tmp_path / "x.onnx")
+
+
+def test_onnx_detector_matches_torch(reference_dir, golden, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPOOFSCOPE_CACHE", str(tmp_path))
+    w = reference_dir / "official_AASIST.pth"
+    det = Detector.from_pretrained("aasist", weights=w, backend="onnx", window="official")
+    for i in range(4):
+        assert abs(det(golden[f"input_{i}"]).score - golden[f"AASIST_logits_{i}"][1]) < 1e-4
+    assert list((tmp_path / "onnx").glob("aasist-*.onnx"))  # cached for the next run
+    x = np.concatenate([golden["input_0"], golden["input_1"]])
+    a = Detector.from_pretrained("aasist", weights=w, backend="onnx")(x)
+    b = Detector.from_pretrained("aasist", weights=w)(x)
+    assert a.score == pytest.approx(b.score, abs=1e-4)
