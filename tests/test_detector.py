@@ -406,3 +406,11 @@ def test_onnx_detector_matches_torch(reference_dir, golden, tmp_path, monkeypatc
     a = Detector.from_pretrained("aasist", weights=w, backend="onnx")(x)
     b = Detector.from_pretrained("aasist", weights=w)(x)
     assert a.score == pytest.approx(b.score, abs=1e-4)
+
+
+def test_export_leaves_the_model_in_eval_mode(tmp_path):
+    from spoofscope.export import export_onnx
+
+    m = spoofscope.create_model("lfcc-lcnn").eval()
+    export_onnx(m, tmp_path / "m.onnx")
+    assert not any(mod.training for mod in m.modules())
