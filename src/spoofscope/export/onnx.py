@@ -49,10 +49,12 @@ def export_onnx(
     x = torch.randn(2, length) * 0.1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    wrapped = _Wrapped(model).eval()  # a fresh module is in training mode: export restores it
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Wrapped(model),
+            wrapped,
             (x,),
             str(path),
             input_names=["waveform"],
@@ -61,6 +63,7 @@ def export_onnx(
             opset_version=opset,
             dynamo=False,
         )
+    model.train(was_training)
     return path
 
 
