@@ -269,6 +269,77 @@ def _cmd_export(a) -> int:
     return 0
 
 
+def _cmd_train(a) -> int:
+    from .train import load_config, train
+
+    cfg = load_config(a.config, a.overrides)
+    res = train(cfg, a.data, a.out, resume=a.resume, progress=not a.quiet)
+    if "report_text" in res:
+        print(res["report_text"])
+    print(f"run directory: {a.out}")
+    return 0
+
+
+def _cmd_score(a) -> int:
+    from .data.datasets import open_dataset
+    from .evaluation import write_score_file
+    from .models import load_checkpoint
+    from .train import TrainConfig, score_trials
+    from .train.distributed import cleanup, init_distributed
+
+    info = init_distributed()
+    model, ckpt = load_checkpoint(a.checkpoint)
+    ds = open_dataset(a.data, a.split, transform=None)
+    cfg = TrainConfig(eval_batch_size=a.batch_size, num_workers=a.workers)
+    scores = score_trials(model, ds.trials, cfg, info, progress=not a.quiet and info.is_main)
+    if info.is_main:
+        t = ds.trials
+        write_score_file(
+            a.out, [x.utt_id for x in t], [x.attack for x in t], [x.label for x in t], scores
+        )
+        print(f"{len(t)} scores written to {a.out}")
+    cleanup(info)
+    return 0
+
+
+def _cmd_demo_data(a) -> int:
+    from .data.demo import make_demo_corpus
+
+    counts = make_demo_corpus(a.out, seed=a.seed, speech_dir=a.speech_dir, progress=not a.quiet)
+    for split, c in counts.items():
+        print(
+            f"{split:<5} {c['bonafide']} bona fide, {c['spoof']} spoof ({', '.join(c['attacks'])})"
+        )
+    print(f"demo corpus written to {a.out} (ASVspoof 2019 LA layout)")
+    return 0
+
+
+def _cmd_demo(a) -> int:
+    import time
+    from pathlib import Path
+
+    from .data.demo import make_demo_corpus
+    from .train import load_config, train
+
+    out = Path(a.out)
+    t0 = time.time()
+    data = out / "data"
+    if not (data / "LA").is_dir():
+        make_demo_corpus(data, seed=a.seed, progress=not a.quiet)
+    recipe = Path(__file__).parent / "recipes" / "demo.yaml"
+    cfg = load_config(recipe, a.overrides)
+    res = train(cfg, data, out, progress=not a.quiet)
+    for name in ("eval_scores.txt", "report.json"):
+        if not (out / name).is_file():
+            raise CLIError(f"the demo did not produce {out / name}")
+    print(res.get("report_text", ""))
+    print(
+        f"\n{cfg.model} trained on the demo corpus in {time.time() - t0:.0f} s; "
+        f"scores in {out / 'eval_scores.txt'}, report in {out / 'report.json'}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -377,6 +448,39 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", default="onnx")
     ex.add_argument("out")
     ex.set_defaults(func=_cmd_export)
+
+    tr = sub.add_parser("train", help="train a countermeasure from a YAML recipe")
+    tr.add_argument("config", help="YAML recipe (see configs/)")
+    tr.add_argument("--data", required=True, help="dataset root (ASVspoof 2019 LA, demo, ...)")
+    tr.add_argument("--out", required=True, help="run directory")
+    tr.add_argument("--resume", action="store_true", help="continue a stopped run")
+    tr.add_argument("--quiet", action="store_true")
+    tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=5")
+    tr.set_defaults(func=_cmd_train)
+
+    sc = sub.add_parser("score", help="score a split with a checkpoint (torchrun-aware)")
+    sc.add_argument("--checkpoint", required=True)
+    sc.add_argument("--data", required=True)
+    sc.add_argument("--split", default="eval")
+    sc.add_argument("--out", required=True)
+    sc.add_argument("--batch-size", type=int, default=16)
+    sc.add_argument("--workers", type=int, default=0)
+    sc.add_argument("--quiet", action="store_true")
+    sc.set_defaults(func=_cmd_score)
+
+    dd = sub.add_parser("demo-data", help="write the offline demo corpus (ASVspoof 2019 layout)")
+    dd.add_argument("out")
+    dd.add_argument("--seed", type=int, default=0)
+    dd.add_argument("--speech-dir", help="use real recordings as bona fide speech")
+    dd.add_argument("--quiet", action="store_true")
+    dd.set_defaults(func=_cmd_demo_data)
+
+    de = sub.add_parser("demo", help="demo corpus -> train -> evaluate, on the CPU")
+    de.add_argument("--out", default="spoofscope-demo")
+    de.add_argument("--seed", type=int, default=0)
+    de.add_argument("--quiet", action="store_true")
+    de.add_argument("overrides", nargs="*", help="key=value overrides of the demo recipe")
+    de.set_defaults(func=_cmd_demo)
     return p
 
 
@@ -387,7 +491,14 @@ def main(argv: list[str] | None = None) -> int:
     from .data.protocols import ProtocolError
     from .evaluation import ScoreFileError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after the options (train, demo)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides or []) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

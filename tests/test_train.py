@@ -1,0 +1,292 @@
+"""Training, the demo corpus, resume, SWA, early stopping and torchrun (all on the CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from spoofscope.cli import main
+from spoofscope.data import ASVspoof2019LA, check_asvspoof2019, parse_asvspoof2019
+from spoofscope.data.demo import make_demo_corpus
+from spoofscope.train import TrainConfig, load_config
+from spoofscope.train.data import balanced_sampler, class_weights
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_corpus(root, seed=0, progress=False)
+    return root
+
+
+def _tiny_cfg(**kw):
+    base = dict(
+        model="lfcc-lcnn",
+        epochs=2,
+        batch_size=8,
+        eval_batch_size=16,
+        optimizer={"name": "adam", "lr": 1e-3},
+        scheduler={"name": "cosine", "min_lr": 1e-5},
+        loss={"class_weights": "inverse", "sampler": "random"},
+        crop_samples=16000,
+        eval_samples=16000,
+        swa={"enabled": False},
+        num_workers=0,
+        max_train_utts=48,
+        log_tensorboard=False,
+        seed=7,
+    )
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+def test_demo_corpus_layout_and_determinism(demo_root, tmp_path):
+    rep = check_asvspoof2019(demo_root)
+    for split in ("train", "dev", "eval"):
+        assert rep["splits"][split]["missing_files"] == 0
+    train = parse_asvspoof2019(
+        demo_root / "LA/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.train.trn.txt"
+    )
+    ev = ASVspoof2019LA(demo_root, "eval")
+    seen = {t.attack for t in train if t.label == 0}
+    unseen = set(ev.attacks())
+    assert seen and unseen and not (seen & unseen)  # eval attacks never seen in training
+    assert len({t.speaker for t in train}) >= 3
+    size = sum(p.stat().st_size for p in demo_root.rglob("*.flac"))
+    assert size < 20e6
+    # the same seed gives the same corpus, another seed another one
+    again = tmp_path / "again"
+    make_demo_corpus(again, seed=0, progress=False)
+    f = "LA/ASVspoof2019_LA_eval/flac/LA_E_0000003.flac"
+    np.testing.assert_array_equal(sf.read(demo_root / f)[0], sf.read(again / f)[0])
+    p = "LA/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.eval.trl.txt"
+    assert (demo_root / p).read_text() == (again / p).read_text()
+    # bona fide utterances vary (pitch/formants): they are not copies of each other
+    bona = [t for t in train if t.label == 1][:3]
+    a = [sf.read(demo_root / "LA/ASVspoof2019_LA_train/flac" / f"{t.utt_id}.flac")[0] for t in bona]
+    assert len({round(float(np.std(x)), 4) for x in a}) == 3
+
+
+def test_class_weights_and_balanced_sampler():
+    labels = np.array([1] * 10 + [0] * 90)
+    w = class_weights(labels, "inverse")
+    # inverse frequency, normalised: [1/90, 1/10] / (1/90 + 1/10)
+    np.testing.assert_allclose(w.numpy(), np.array([1 / 90, 1 / 10]) / (1 / 90 + 1 / 10), rtol=1e-6)
+    assert class_weights(labels, [0.1, 0.9]).tolist() == pytest.approx([0.1, 0.9])
+    assert class_weights(labels, None) is None
+    drawn = labels[list(balanced_sampler(labels, seed=0, num_samples=20000))]
+    assert abs(drawn.mean() - 0.5) < 0.02
+
+
+def test_config_overrides_and_errors(tmp_path):
+    cfg = load_config(
+        REPO / "configs/aasist.yaml", ["epochs=3", "optimizer.lr=0.002", "loss.sampler=balanced"]
+    )
+    assert cfg.epochs == 3 and cfg.optimizer["lr"] == 0.002
+    assert cfg.optimizer["weight_decay"] == 1e-4 and cfg.loss["sampler"] == "balanced"
+    assert cfg.batch_size == 24 and cfg.scheduler == {"name": "cosine", "min_lr": 5e-6}
+    with pytest.raises(ValueError, match="unknown config keys: epoch"):
+        load_config(REPO / "configs/aasist.yaml", ["epoch=3"])
+    for f in sorted((REPO / "configs").glob("*.yaml")):
+        assert load_config(f).model in f.stem
+
+
+def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = _tiny_cfg(swa={"enabled": True, "top_n": 2}, max_dev_utts=None)
+    from spoofscope.train import train
+
+    res = train(cfg, demo_root, out, progress=False)
+    for name in (
+        "eval_scores.txt",
+        "report.json",
+        "report.md",
+        "det.png",
+        "metrics.csv",
+        "best.ckpt",
+        "swa.ckpt",
+        "final.ckpt",
+        "train_state.pt",
+    ):
+        assert (out / name).is_file(), name
+    rep = json.loads((out / "report.json").read_text())
+    assert res["final_model"] == "swa"
+    lines = (out / "eval_scores.txt").read_text().splitlines()
+    assert len(lines) == 120 and len(lines[0].split()) == 4
+    assert rep["min_tdcf"] is not None and set(rep["per_attack_eer_percent"]) == {"D03", "D04"}
+    # spoofscope evaluate on the same file gives the same numbers
+    proto = demo_root / "LA/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.eval.trl.txt"
+    asv = demo_root / "LA/ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--scores",
+                str(out / "eval_scores.txt"),
+                "--protocol",
+                str(proto),
+                "--asv-scores",
+                str(asv),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out) == rep
+    # the checkpoint describes itself: config, dev metrics, versions
+    ck = torch.load(out / "best.ckpt", weights_only=True)
+    assert ck["config"]["model"] == "lfcc-lcnn" and "dev" in ck["extra"]
+    # SWA: the averaged weights are the mean of the top checkpoints' weights
+    import csv
+
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert len(rows) == 2 and float(rows[0]["dev_eer_percent"]) >= 0
+
+
+def test_resume_gives_the_same_result(demo_root, tmp_path, monkeypatch):
+    from spoofscope.train import trainer as T
+
+    cfg = _tiny_cfg(max_dev_utts=30)
+    full = tmp_path / "full"
+    T.train(cfg, demo_root, full, progress=False)
+    part = tmp_path / "part"
+    real = T.Trainer.train_epoch
+
+    def stop_at_second(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, epoch)
+
+    monkeypatch.setattr(T.Trainer, "train_epoch", stop_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg, demo_root, part, progress=False)
+    monkeypatch.setattr(T.Trainer, "train_epoch", real)
+    T.train(cfg, demo_root, part, resume=True, progress=False)
+    a = torch.load(full / "train_state.pt", weights_only=True)
+    b = torch.load(part / "train_state.pt", weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert (full / "eval_scores.txt").read_text() == (part / "eval_scores.txt").read_text()
+
+
+def test_early_stopping(demo_root, tmp_path, monkeypatch):
+    from spoofscope.train import trainer as T
+
+    # dev EER per epoch: best at epoch 2, then worse: patience 2 stops after epoch 4
+    seq = iter([10.0, 9.0, 9.5, 9.6, 9.7, 9.8])
+    monkeypatch.setattr(
+        T.Trainer, "dev_metrics", lambda self, model: {"eer": next(seq, 50.0), "min_tdcf": None}
+    )
+    cfg = _tiny_cfg(epochs=6, early_stopping={"patience": 2, "metric": "eer"}, max_dev_utts=30)
+    T.train(cfg, demo_root, tmp_path / "run", progress=False)
+    rows = (tmp_path / "run/metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4
+    assert torch.load(tmp_path / "run/best.ckpt", weights_only=True)["extra"]["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gather_every_trial_once(demo_root, tmp_path):
+    import spoofscope
+
+    torch.manual_seed(0)
+    from spoofscope.models import save_checkpoint
+
+    ck = save_checkpoint(spoofscope.create_model("lfcc-lcnn"), tmp_path / "m.ckpt")
+    single = tmp_path / "single.txt"
+    assert (
+        main(
+            [
+                "score",
+                "--checkpoint",
+                str(ck),
+                "--data",
+                str(demo_root),
+                "--split",
+                "eval",
+                "--out",
+                str(single),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    multi = tmp_path / "multi.txt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            "--master_port=29533",
+            "-m",
+            "spoofscope",
+            "score",
+            "--checkpoint",
+            str(ck),
+            "--data",
+            str(demo_root),
+            "--split",
+            "eval",
+            "--out",
+            str(multi),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = [line.split() for line in single.read_text().splitlines()]
+    b = [line.split() for line in multi.read_text().splitlines()]
+    assert [x[0] for x in a] == [x[0] for x in b]
+    assert len({x[0] for x in b}) == len(b) == 120
+    np.testing.assert_allclose([float(x[3]) for x in a], [float(x[3]) for x in b], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_torchrun_training_runs_ddp(demo_root, tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "model: lfcc-lcnn\nepochs: 1\nbatch_size: 8\ncrop_samples: 16000\n"
+        "eval_samples: 16000\nnum_workers: 0\nmax_train_utts: 32\nmax_dev_utts: 20\n"
+        "swa: {enabled: false}\nlog_tensorboard: false\n"
+        "loss: {class_weights: inverse}\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            "--master_port=29534",
+            "-m",
+            "spoofscope",
+            "train",
+            str(cfg),
+            "--data",
+            str(demo_root),
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len((tmp_path / "run/eval_scores.txt").read_text().splitlines()) == 120
+    assert len((tmp_path / "run/metrics.csv").read_text().splitlines()) == 2  # rank 0 only
