@@ -499,8 +499,10 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = list(args.overrides or []) + extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    chatty = args.command in ("train", "demo")
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        force=True,
+        level=logging.DEBUG if args.verbose else logging.INFO if chatty else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
