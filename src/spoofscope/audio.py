@@ -30,11 +30,27 @@ Source = str | os.PathLike | bytes | bytearray | memoryview
 
 
 class AudioError(ValueError):
-    """An audio input that cannot be used; the message names the input and the reason."""
+    """An audio input that cannot be used; the message names the input and the reason.
 
-    def __init__(self, source: str, reason: str):
+    ``kind`` classifies it: ``missing``, ``empty`` (no bytes or no samples), ``too_long``,
+    ``invalid`` (not audio, corrupt, truncated, non-finite samples).
+    """
+
+    def __init__(self, source: str, reason: str, kind: str | None = None):
         self.source = source
         self.reason = reason
+        if kind is None:
+            low = reason.lower()
+            kind = (
+                "missing"
+                if "no such file" in low
+                else "empty"
+                if ("empty" in low or "zero" in low)
+                else "too_long"
+                if "over the limit" in low or "longer than the limit" in low
+                else "invalid"
+            )
+        self.kind = kind
         super().__init__(f"{source}: {reason}")
 
 

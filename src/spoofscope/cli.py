@@ -340,6 +340,39 @@ def _cmd_demo(a) -> int:
     return 0
 
 
+def _cmd_serve(a) -> int:
+    import uvicorn
+
+    from . import __version__
+    from .serve import ServiceSettings, create_app, load_api_keys
+
+    try:
+        det = _build_detector(a)
+    except Exception as e:  # fail fast, with the reason, before the server starts
+        raise CLIError(f"cannot load the model: {e}") from None
+    settings = ServiceSettings(
+        max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
+        max_duration_s=a.max_duration,
+        workers=a.workers,
+        queue_size=a.queue_size,
+        api_keys=load_api_keys(a.api_keys_file),
+        audit_db=a.audit_db,
+        model_name=det.name,
+        model_version=__version__,
+    )
+    logging.getLogger("spoofscope.serve").setLevel(logging.INFO)
+    uvicorn.run(create_app(det, settings), host=a.host, port=a.port, log_level="warning")
+    return 0
+
+
+def _cmd_audit(a) -> int:
+    from .serve.audit import format_summary, summarize
+
+    s = summarize(a.db, a.since, a.until)
+    print(json.dumps(s, indent=2) if a.json else format_summary(s))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -481,6 +514,27 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--quiet", action="store_true")
     de.add_argument("overrides", nargs="*", help="key=value overrides of the demo recipe")
     de.set_defaults(func=_cmd_demo)
+
+    sv = sub.add_parser("serve", help="run the detection service (FastAPI)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    detector_args(sv)
+    sv.add_argument("--workers", type=int, default=1, help="inference threads")
+    sv.add_argument("--queue-size", type=int, default=8, help="requests waiting beyond workers")
+    sv.add_argument("--max-upload-mb", type=float, default=25.0)
+    sv.add_argument("--max-duration", type=float, default=600.0, help="seconds of audio")
+    sv.add_argument("--api-keys-file", help="one API key per line (or SPOOFSCOPE_API_KEYS)")
+    sv.add_argument("--audit-db", help="record every decision in this SQLite file")
+    sv.set_defaults(func=_cmd_serve)
+
+    au = sub.add_parser("audit", help="summarise the audit trail")
+    ausub = au.add_subparsers(dest="audit_command", required=True)
+    su = ausub.add_parser("summary", help="counts by label, low-confidence rate, scores")
+    su.add_argument("--db", required=True)
+    su.add_argument("--since", help="ISO time, e.g. 2026-11-01")
+    su.add_argument("--until", help="ISO time")
+    su.add_argument("--json", action="store_true")
+    su.set_defaults(func=_cmd_audit)
     return p
 
 

@@ -39,25 +39,13 @@ class DetectionResult:
     calibrated: bool = False
     threshold: float | None = None
     error: str | None = None
+    error_kind: str | None = None  # missing, empty, too_long, invalid, internal
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class _FileState:
-    __slots__ = (
-        "index",
-        "source",
-        "windows",
-        "scores",
-        "diffs",
-        "pending",
-        "done",
-        "error",
-        "n_samples",
-        "fallback",
-    )
-
     def __init__(self, index, source):
         self.index, self.source = index, source
         self.windows: list[tuple[int, int, bool]] = []  # (start, end, silent)
@@ -66,6 +54,7 @@ class _FileState:
         self.pending = 0
         self.done = False
         self.error: str | None = None
+        self.error_kind: str | None = None
         self.n_samples = 0
         self.fallback = None  # (window idx, samples) of the first silent window
 
@@ -227,10 +216,11 @@ class Detector:
                     yield st, k, samples
                 st.fallback = None
             except AudioError as e:
-                st.error = str(e)
+                st.error, st.error_kind = str(e), e.kind
             except Exception as e:  # noqa: BLE001 - one bad file must not stop a batch
                 log.exception("unexpected error on %s", src)
                 st.error = f"{_name(src)}: {type(e).__name__}: {e}"
+                st.error_kind = "internal"
             st.done = True
             yield st, None, None
 
@@ -279,12 +269,17 @@ class Detector:
     def __call__(self, source, sample_rate: int | None = None) -> DetectionResult:
         return self.detect_many([source], sample_rate)[0]
 
+    def warm_up(self) -> None:
+        """One inference on a quiet noise window, so that the first request is not slow."""
+        x = np.random.default_rng(0).standard_normal(OFFICIAL_NUM_SAMPLES) * 0.01
+        self.backend(x.astype(np.float32)[None])
+
     def _finish(self, st: _FileState) -> DetectionResult:
         res = DetectionResult(
             path=_name(st.source), model=self.name, calibrated=self.calibration is not None
         )
         if st.error:
-            res.error = st.error
+            res.error, res.error_kind = st.error, st.error_kind
             return res
         res.duration_s = st.n_samples / SAMPLE_RATE
         keys = sorted(st.scores)

@@ -1,0 +1,136 @@
+"""The audit trail: one SQLite row per decision, and a summary to watch for drift."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    time TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    duration_s REAL,
+    score REAL,
+    label TEXT,
+    p_bonafide REAL,
+    confident INTEGER,
+    model TEXT,
+    version TEXT
+);
+CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
+"""
+
+
+class AuditLog:
+    """Thread-safe appender of decisions to a SQLite file."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
+        self._conn.executescript(SCHEMA)
+        self._conn.commit()
+
+    def record(
+        self,
+        request_id: str,
+        sha256: str,
+        result: dict,
+        model: str,
+        version: str,
+        when: datetime | None = None,
+    ) -> None:
+        when = when or datetime.now(UTC)
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    when.isoformat(timespec="milliseconds"),
+                    request_id,
+                    sha256,
+                    result.get("duration_s"),
+                    result.get("score"),
+                    result.get("label"),
+                    result.get("p_bonafide"),
+                    None if result.get("confident") is None else int(result["confident"]),
+                    model,
+                    version,
+                ),
+            )
+            self._conn.commit()
+
+    def close(self):
+        with self._lock:
+            self._conn.close()
+
+
+def summarize(path, since: str | None = None, until: str | None = None) -> dict:
+    """Counts by label, the low-confidence rate and the score distribution over a time range
+    (ISO 8601 bounds, inclusive)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"audit database {p} not found")
+    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    try:
+        q = "SELECT time, score, label, confident FROM decisions WHERE 1=1"
+        args: list = []
+        if since:
+            q += " AND time >= ?"
+            args.append(since)
+        if until:
+            q += " AND time <= ?"
+            args.append(until)
+        rows = conn.execute(q + " ORDER BY time", args).fetchall()
+    except sqlite3.DatabaseError as e:
+        raise ValueError(f"{p}: not a spoofscope audit database ({e})") from None
+    finally:
+        conn.close()
+    scores = np.array([r[1] for r in rows if r[1] is not None], dtype=float)
+    labels: dict[str, int] = {}
+    for r in rows:
+        labels[r[2] or "error"] = labels.get(r[2] or "error", 0) + 1
+    conf = [r[3] for r in rows if r[3] is not None]
+    out = {
+        "decisions": len(rows),
+        "first": rows[0][0] if rows else None,
+        "last": rows[-1][0] if rows else None,
+        "by_label": labels,
+        "low_confidence_rate": (float(np.mean([c == 0 for c in conf])) if conf else None),
+        "score": None,
+    }
+    if scores.size:
+        q = np.quantile(scores, [0.05, 0.25, 0.5, 0.75, 0.95])
+        hist, edges = np.histogram(scores, bins=10)
+        out["score"] = {
+            "mean": float(scores.mean()),
+            "std": float(scores.std()),
+            "quantiles": dict(zip(["p05", "p25", "p50", "p75", "p95"], map(float, q), strict=True)),
+            "histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
+        }
+    return out
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"decisions        {s['decisions']}  ({s['first']} .. {s['last']})"]
+    lines.append(
+        "by label         " + ", ".join(f"{k}: {v}" for k, v in sorted(s["by_label"].items()))
+    )
+    rate = s["low_confidence_rate"]
+    lines.append("low confidence   " + ("n/a" if rate is None else f"{100 * rate:.1f} %"))
+    if s["score"]:
+        q = s["score"]["quantiles"]
+        lines.append(
+            f"score mean {s['score']['mean']:.4f}, std {s['score']['std']:.4f}; "
+            + ", ".join(f"{k} {v:.4f}" for k, v in q.items())
+        )
+        h = s["score"]["histogram"]
+        top = max(h["counts"]) or 1
+        for c, lo, hi in zip(h["counts"], h["edges"][:-1], h["edges"][1:], strict=True):
+            lines.append(f"  [{lo:8.3f}, {hi:8.3f})  {'#' * int(40 * c / top)} {c}")
+    return "\n".join(lines)
