@@ -79,3 +79,43 @@ def test_loading_is_weights_only(tmp_path, monkeypatch):
 
     with pytest.raises(Exception, match="(?i)weights only"):
         load_state_dict_file(p)
+
+
+def test_download_verifies_and_writes_the_notice(reference_dir, tmp_path, monkeypatch):
+    """A verified download from a local server lands in the cache with its licence notice."""
+    import dataclasses
+    import http.server
+    import threading
+
+    from spoofscope.models import _pretrained
+
+    payload = (reference_dir / "official_AASIST-L.pth").read_bytes()
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/AASIST-L.pth"
+        monkeypatch.setitem(
+            _pretrained.PRETRAINED, "aasist-l", dataclasses.replace(PRETRAINED["aasist-l"], url=url)
+        )
+        path = resolve_weights("aasist-l", cache=tmp_path)
+        assert path == tmp_path / "AASIST-L.pth" and path.read_bytes() == payload
+        notice = (tmp_path / "AASIST-L.pth.LICENSE.txt").read_text()
+        assert "NAVER" in notice and "MIT" in notice
+        # a server that sends other bytes: refused and removed
+        payload = b"not the weights"
+        with pytest.raises(WeightsError, match="does not match"):
+            resolve_weights("aasist-l", cache=tmp_path / "other")
+        assert not (tmp_path / "other" / "AASIST-L.pth").exists()
+    finally:
+        srv.shutdown()

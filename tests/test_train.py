@@ -290,3 +290,21 @@ def test_torchrun_training_runs_ddp(demo_root, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert len((tmp_path / "run/eval_scores.txt").read_text().splitlines()) == 120
     assert len((tmp_path / "run/metrics.csv").read_text().splitlines()) == 2  # rank 0 only
+
+
+def test_audio_cache_skips_decoding(demo_root, tmp_path, monkeypatch):
+    from spoofscope.data import ASVspoof2019LA
+    from spoofscope.train import data as D
+
+    trials = ASVspoof2019LA(demo_root, "dev", transform=None).trials[:5]
+    calls = []
+    real = D.load_audio
+    monkeypatch.setattr(D, "load_audio", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    cache = D.AudioCache(tmp_path / "cache")
+    ds = D.TrainSet(trials, 8000, None, 0, cache)
+    first = [ds[i][0] for i in range(5)]
+    assert len(calls) == 5
+    second = [ds[i][0] for i in range(5)]
+    assert len(calls) == 5  # the second epoch read the cache, not the FLAC files
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)

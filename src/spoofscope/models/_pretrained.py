@@ -125,10 +125,15 @@ def resolve_weights(name: str, weights=None, cache=None, download: bool = True) 
     except DownloadError as e:
         raise WeightsError(f"cannot download {entry.url} ({e}); {how}") from None
     try:
-        return _verified(target, entry)
+        _verified(target, entry)
     except WeightsError:
         target.unlink(missing_ok=True)
         raise
+    # the licence notice travels with the weights
+    target.with_name(target.name + ".LICENSE.txt").write_text(
+        f"{entry.filename}: {entry.licence}\nSource: {entry.url}\n\n{entry.notice}\n"
+    )
+    return target
 
 
 def load_state_dict_file(path) -> dict:
