@@ -33,17 +33,6 @@ WINDOW = 64600
 AUDIO_S = WINDOW / 16000
 
 
-def _timed(fn, x, repeats):
-    fn(x)  # warm-up
-    fn(x)
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn(x)
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
 def _model(name, weights_dir):
     import spoofscope
 
@@ -120,9 +109,20 @@ def main():
                     return official_forward(m, torch.from_numpy(x))[1].numpy()
 
             engines = {"official port": port, **engines}
+        # interleave the engines' timed runs so that machine noise hits all of them alike
+        times = {eng: ([], []) for eng in engines}
+        for fn in engines.values():
+            fn(x8[:1])
+            fn(x8)
+        for _ in range(a.repeats):
+            for eng, fn in engines.items():
+                for k, xb in ((0, x8[:1]), (1, x8)):
+                    t = time.perf_counter()
+                    fn(xb)
+                    times[eng][k].append(time.perf_counter() - t)
         for eng, fn in engines.items():
-            t1 = _timed(fn, x8[:1], a.repeats)
-            t8 = _timed(fn, x8, a.repeats) / 8
+            t1 = statistics.median(times[eng][0])
+            t8 = statistics.median(times[eng][1]) / 8
             scores = fn(x8)[:, 1]
             if eng == "official port":
                 base8, ref = t8, scores
