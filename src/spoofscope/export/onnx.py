@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 #: Models whose graph depends on the input length (graph pooling keeps int(N * k) nodes, and
 #: the node count follows the length): exported for a fixed window length.
 FIXED_LENGTH_FAMILIES = ("aasist",)
+FIXED_LENGTH_MODELS = ("ssl-aasist",)
 
 
 class _Wrapped(torch.nn.Module):
@@ -40,7 +41,7 @@ def export_onnx(
     model = model.eval()
     name = getattr(model, "registry_name", "")
     family = get_entry(name).family if name else ""
-    dynamic_length = family not in FIXED_LENGTH_FAMILIES
+    dynamic_length = family not in FIXED_LENGTH_FAMILIES and name not in FIXED_LENGTH_MODELS
     if family == "xvector" and getattr(model.config, "frontend", "") == "cqcc":
         raise ValueError("cqcc-xvector computes CQCC in numpy and cannot be exported to ONNX")
     axes = {"waveform": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}}

@@ -41,6 +41,11 @@ def _ensure_loaded() -> None:
     # importing the family modules runs their @register_model decorators
     from . import aasist, lcnn, rawnet2, xvector  # noqa: F401
 
+    try:
+        from . import ssl  # noqa: F401  (needs transformers)
+    except ImportError:  # pragma: no cover
+        pass
+
 
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""

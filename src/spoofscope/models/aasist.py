@@ -143,7 +143,7 @@ class GraphPool(nn.Module):
 
 
 class Residual_block(nn.Module):  # noqa: N801 (official name)
-    def __init__(self, nb_filts, first: bool = False):
+    def __init__(self, nb_filts, first: bool = False, pool: bool = True):
         super().__init__()
         c_in, c_out = nb_filts
         self.first = first
@@ -156,7 +156,7 @@ class Residual_block(nn.Module):  # noqa: N801 (official name)
         self.downsample = c_in != c_out
         if self.downsample:
             self.conv_downsample = nn.Conv2d(c_in, c_out, kernel_size=(1, 3), padding=(0, 1))
-        self.mp = nn.MaxPool2d((1, 3))
+        self.mp = nn.MaxPool2d((1, 3)) if pool else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(F.selu(self.bn2(self.conv1(x))))
@@ -191,23 +191,7 @@ class AASIST(nn.Module):
             nn.Sequential(Residual_block(filts[4])),
             nn.Sequential(Residual_block(filts[4])),
         )
-        c = filts[-1][-1]
-        self.pos_S = nn.Parameter(torch.randn(1, n_spec, c))
-        self.master1 = nn.Parameter(torch.randn(1, 1, gat[0]))
-        self.master2 = nn.Parameter(torch.randn(1, 1, gat[0]))
-        self.GAT_layer_S = GraphAttentionLayer(c, gat[0], temperature=temps[0])
-        self.GAT_layer_T = GraphAttentionLayer(c, gat[0], temperature=temps[1])
-        self.HtrgGAT_layer_ST11 = HtrgGraphAttentionLayer(gat[0], gat[1], temps[2])
-        self.HtrgGAT_layer_ST12 = HtrgGraphAttentionLayer(gat[1], gat[1], temps[2])
-        self.HtrgGAT_layer_ST21 = HtrgGraphAttentionLayer(gat[0], gat[1], temps[2])
-        self.HtrgGAT_layer_ST22 = HtrgGraphAttentionLayer(gat[1], gat[1], temps[2])
-        self.pool_S = GraphPool(pr[0], gat[0], 0.3)
-        self.pool_T = GraphPool(pr[1], gat[0], 0.3)
-        self.pool_hS1 = GraphPool(pr[2], gat[1], 0.3)
-        self.pool_hT1 = GraphPool(pr[2], gat[1], 0.3)
-        self.pool_hS2 = GraphPool(pr[2], gat[1], 0.3)
-        self.pool_hT2 = GraphPool(pr[2], gat[1], 0.3)
-        self.out_layer = nn.Linear(5 * gat[1], 2)
+        build_graph_layers(self, filts[-1][-1], n_spec, gat, pr, temps)
         self.freq_aug = cfg.freq_aug
 
     @property
@@ -230,47 +214,61 @@ class AASIST(nn.Module):
     def forward(self, x: torch.Tensor, freq_aug: bool | None = None):
         e = self.encode(x, freq_aug)
         e_S = torch.amax(torch.abs(e), dim=3).transpose(1, 2) + self.pos_S  # spectral nodes
-        out_S = self.pool_S(self.GAT_layer_S(e_S))
         e_T = torch.amax(torch.abs(e), dim=2).transpose(1, 2)  # temporal nodes
-        out_T = self.pool_T(self.GAT_layer_T(e_T))
+        return graph_head(self, e_S, e_T)
 
-        branches = []
-        for first, second, pool_S, pool_T, master in (
-            (
-                self.HtrgGAT_layer_ST11,
-                self.HtrgGAT_layer_ST12,
-                self.pool_hS1,
-                self.pool_hT1,
-                self.master1,
-            ),
-            (
-                self.HtrgGAT_layer_ST21,
-                self.HtrgGAT_layer_ST22,
-                self.pool_hS2,
-                self.pool_hT2,
-                self.master2,
-            ),
-        ):
-            t, s, m = first(out_T, out_S, master=master)
-            s, t = pool_S(s), pool_T(t)
-            t_aug, s_aug, m_aug = second(t, s, master=m)
-            branches.append(
-                (self.drop_way(t + t_aug), self.drop_way(s + s_aug), self.drop_way(m + m_aug))
-            )
-        (t1, s1, m1), (t2, s2, m2) = branches
-        out_T, out_S, master = torch.maximum(t1, t2), torch.maximum(s1, s2), torch.maximum(m1, m2)
-        hidden = torch.cat(
-            [
-                torch.amax(torch.abs(out_T), dim=1),
-                out_T.mean(dim=1),
-                torch.amax(torch.abs(out_S), dim=1),
-                out_S.mean(dim=1),
-                master.squeeze(1),
-            ],
-            dim=1,
-        )
-        hidden = self.drop(hidden)
-        return self.out_layer(hidden), hidden
+
+def graph_head(m: nn.Module, e_S: torch.Tensor, e_T: torch.Tensor):
+    """The graph part shared by AASIST and SSL-AASIST: GAT on spectral and temporal nodes,
+    two heterogeneous branches with master nodes, max of the branches, readout, output layer.
+
+    Returns ``(logits (B, 2), hidden (B, 5 * gat_dims[1]))``.
+    """
+    out_S = m.pool_S(m.GAT_layer_S(e_S))
+    out_T = m.pool_T(m.GAT_layer_T(e_T))
+    branches = []
+    for first, second, pool_S, pool_T, master in (
+        (m.HtrgGAT_layer_ST11, m.HtrgGAT_layer_ST12, m.pool_hS1, m.pool_hT1, m.master1),
+        (m.HtrgGAT_layer_ST21, m.HtrgGAT_layer_ST22, m.pool_hS2, m.pool_hT2, m.master2),
+    ):
+        t, s, mm = first(out_T, out_S, master=master)
+        s, t = pool_S(s), pool_T(t)
+        t_aug, s_aug, m_aug = second(t, s, master=mm)
+        branches.append((m.drop_way(t + t_aug), m.drop_way(s + s_aug), m.drop_way(mm + m_aug)))
+    (t1, s1, m1), (t2, s2, m2) = branches
+    out_T, out_S, master = torch.maximum(t1, t2), torch.maximum(s1, s2), torch.maximum(m1, m2)
+    hidden = torch.cat(
+        [
+            torch.amax(torch.abs(out_T), dim=1),
+            out_T.mean(dim=1),
+            torch.amax(torch.abs(out_S), dim=1),
+            out_S.mean(dim=1),
+            master.squeeze(1),
+        ],
+        dim=1,
+    )
+    hidden = m.drop(hidden)
+    return m.out_layer(hidden), hidden
+
+
+def build_graph_layers(m: nn.Module, c: int, n_spec: int, gat, pr, temps) -> None:
+    """Register the graph modules (official names) on ``m``."""
+    m.pos_S = nn.Parameter(torch.randn(1, n_spec, c))
+    m.master1 = nn.Parameter(torch.randn(1, 1, gat[0]))
+    m.master2 = nn.Parameter(torch.randn(1, 1, gat[0]))
+    m.GAT_layer_S = GraphAttentionLayer(c, gat[0], temperature=temps[0])
+    m.GAT_layer_T = GraphAttentionLayer(c, gat[0], temperature=temps[1])
+    m.HtrgGAT_layer_ST11 = HtrgGraphAttentionLayer(gat[0], gat[1], temps[2])
+    m.HtrgGAT_layer_ST12 = HtrgGraphAttentionLayer(gat[1], gat[1], temps[2])
+    m.HtrgGAT_layer_ST21 = HtrgGraphAttentionLayer(gat[0], gat[1], temps[2])
+    m.HtrgGAT_layer_ST22 = HtrgGraphAttentionLayer(gat[1], gat[1], temps[2])
+    m.pool_S = GraphPool(pr[0], gat[0], 0.3)
+    m.pool_T = GraphPool(pr[1], gat[0], 0.3)
+    m.pool_hS1 = GraphPool(pr[2], gat[1], 0.3)
+    m.pool_hT1 = GraphPool(pr[2], gat[1], 0.3)
+    m.pool_hS2 = GraphPool(pr[2], gat[1], 0.3)
+    m.pool_hT2 = GraphPool(pr[2], gat[1], 0.3)
+    m.out_layer = nn.Linear(5 * gat[1], 2)
 
 
 def _check_input(x: torch.Tensor, min_length: int, name: str) -> None:

@@ -44,6 +44,7 @@ class TrainConfig:
     amp: str = "none"  # none | bf16 | fp16 (GPU only)
     channels_last: bool = False
     grad_clip: float | None = None
+    grad_accum_steps: int = 1  # optimizer step every k batches (effective batch k * batch_size)
     num_workers: int = 2
     cache_audio: bool = False
     max_train_utts: int | None = None  # a random subset, for quick runs

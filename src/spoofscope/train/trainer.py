@@ -182,21 +182,25 @@ class Trainer:
         )
         o = dict(cfg.optimizer)
         name = o.pop("name", "adam").lower()
+        # models with a pre-trained front-end give it its own learning rate (frontend_lr)
+        params = (
+            model.optimizer_groups(o["lr"], o.get("frontend_lr"))
+            if hasattr(model, "optimizer_groups")
+            else [p for p in model.parameters() if p.requires_grad]
+        )
         if name == "adam":
             opt = torch.optim.Adam(
-                model.parameters(),
+                params,
                 lr=o["lr"],
                 betas=tuple(o.get("betas", (0.9, 0.999))),
                 weight_decay=o.get("weight_decay", 0.0),
                 amsgrad=o.get("amsgrad", False),
             )
         elif name == "adamw":
-            opt = torch.optim.AdamW(
-                model.parameters(), lr=o["lr"], weight_decay=o.get("weight_decay", 0.01)
-            )
+            opt = torch.optim.AdamW(params, lr=o["lr"], weight_decay=o.get("weight_decay", 0.01))
         elif name == "sgd":
             opt = torch.optim.SGD(
-                model.parameters(),
+                params,
                 lr=o["lr"],
                 momentum=o.get("momentum", 0.9),
                 weight_decay=o.get("weight_decay", 0.0),
@@ -214,6 +218,10 @@ class Trainer:
         else:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
         self.model, self.opt, self.sched = model, opt, sched
+        # fp16 needs loss scaling; elsewhere the scaler is a pass-through
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=cfg.amp == "fp16" and self.device.type == "cuda"
+        )
         if self.info.enabled:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.info.local_rank] if self.device.type == "cuda" else None
@@ -282,26 +290,33 @@ class Trainer:
 
         self.ddp.train()
         total, n = 0.0, 0
+        accum = max(self.cfg.grad_accum_steps, 1)
+        loader = self._loader(epoch)
         bar = tqdm(
-            self._loader(epoch),
+            loader,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
             disable=not (self.progress and self.info.is_main),
             leave=False,
         )
-        for x, y in bar:
+        self.opt.zero_grad(set_to_none=True)
+        for b, (x, y) in enumerate(bar):
             x, y = x.to(self.device), y.to(self.device)
             with _autocast(self.cfg, self.device):
                 logits, _ = self.ddp(x)
                 loss = self.criterion(logits.float(), y)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.opt.step()
-            self.sched.step()
+            self.scaler.scale(loss / accum).backward()
             total += loss.item() * len(y)
             n += len(y)
             bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
+            if (b + 1) % accum and b + 1 != len(loader):
+                continue  # accumulate gradients over `accum` batches
+            if self.cfg.grad_clip:
+                self.scaler.unscale_(self.opt)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.opt.zero_grad(set_to_none=True)
+            self.sched.step()
         return total / max(n, 1)
 
     def dev_metrics(self, model) -> dict:

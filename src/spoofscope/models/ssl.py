@@ -1,0 +1,350 @@
+"""Self-supervised front-ends (wav2vec 2.0, XLS-R, WavLM, HuBERT) with an AASIST back-end.
+
+Paper: H. Tak et al., "Automatic speaker verification spoofing and deepfake detection using
+wav2vec 2.0 and data augmentation", Odyssey 2022 (SSL-AASIST). Reference code:
+github.com/TakHemlata/SSL_Anti-spoofing (a fairseq XLS-R front-end). Here the front-end is any
+wav2vec 2.0-family encoder of Hugging Face ``transformers``, chosen by a local path or a hub id
+(``encoder=``), or built from a config (``encoder_config=``, e.g. a tiny random encoder for tests).
+
+* ``layers``: ``"last"`` (the encoder output, as the reference), an int (one hidden layer), or
+  ``"weighted"`` (a learned softmax-weighted sum of all hidden layers);
+* ``freeze``: ``"none"`` (fine-tune everything), ``"all"``, ``"feature_extractor"`` (the CNN),
+  or an int k (the CNN and the first k transformer layers);
+* ``optimizer_groups(lr, frontend_lr)`` gives the front-end its own learning rate.
+
+``ssl-aasist`` keeps the reference back-end's parameter names (``LL``, ``first_bn``,
+``first_bn1``, ``encoder``, ``attention``, ``pos_S``, graph layers) so that a converted
+checkpoint (:func:`convert_fairseq_ssl_aasist`) loads strictly. ``ssl-linear`` is a light
+back-end: a projection, statistics pooling and a linear classifier.
+
+``create_model("ssl-aasist")`` without ``encoder``/``encoder_config`` builds a *small randomly
+initialised* wav2vec 2.0 (for smoke tests); pass ``encoder="facebook/wav2vec2-xls-r-300m"``
+(downloaded by ``transformers`` unless cached) or a local directory for the published one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ._registry import register_model
+from .aasist import Residual_block, build_graph_layers, graph_head
+
+TINY_ENCODER = {
+    "model_type": "wav2vec2",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16] * 7,
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+    "do_stable_layer_norm": True,
+    "feat_extract_norm": "layer",
+}
+
+
+def build_encoder(encoder: str | None, encoder_config: dict | None) -> nn.Module:
+    """A ``transformers`` wav2vec 2.0 / WavLM / HuBERT model, from a path or hub id (weights),
+    or from a config dict (random initialisation)."""
+    try:
+        import transformers
+    except ImportError as e:
+        raise ImportError("SSL models need transformers: pip install 'spoofscope[ssl]'") from e
+    if encoder:
+        return transformers.AutoModel.from_pretrained(encoder)
+    cfg = dict(encoder_config or TINY_ENCODER)
+    kind = cfg.pop("model_type", "wav2vec2")
+    classes = {
+        "wav2vec2": (transformers.Wav2Vec2Config, transformers.Wav2Vec2Model),
+        "wavlm": (transformers.WavLMConfig, transformers.WavLMModel),
+        "hubert": (transformers.HubertConfig, transformers.HubertModel),
+    }
+    if kind not in classes:
+        raise ValueError(f"encoder model_type must be one of {sorted(classes)}, not {kind!r}")
+    conf_cls, model_cls = classes[kind]
+    return model_cls(conf_cls(**cfg))
+
+
+class SSLFrontend(nn.Module):
+    """Waveform (B, L) -> frames (B, T, H) from a chosen layer (or a weighted sum)."""
+
+    def __init__(
+        self, encoder: str | None, encoder_config: dict | None, layers="last", freeze="none"
+    ):
+        super().__init__()
+        self.encoder = build_encoder(encoder, encoder_config)
+        conf = self.encoder.config
+        self.hidden_size = conf.hidden_size
+        self.n_layers = conf.num_hidden_layers
+        self.layers = layers
+        if layers == "weighted":
+            self.layer_weights = nn.Parameter(torch.zeros(self.n_layers + 1))
+        elif layers != "last" and not (isinstance(layers, int) and 0 <= layers <= self.n_layers):
+            raise ValueError(f"layers must be 'last', 'weighted' or 0..{self.n_layers}")
+        self.freeze = freeze
+        self._apply_freeze()
+        # receptive field and hop of the CNN, for the minimum input length
+        self.conv_kernel = list(conf.conv_kernel)
+        self.conv_stride = list(conf.conv_stride)
+        self.encoder.config.apply_spec_augment = False  # masking is an augmentation choice
+
+    def _apply_freeze(self):
+        enc, f = self.encoder, self.freeze
+        if f == "none":
+            return
+        if f == "all":
+            for p in enc.parameters():
+                p.requires_grad_(False)
+            return
+        for p in enc.feature_extractor.parameters():
+            p.requires_grad_(False)
+        if isinstance(f, int):
+            for p in enc.feature_projection.parameters():
+                p.requires_grad_(False)
+            for layer in enc.encoder.layers[:f]:
+                for p in layer.parameters():
+                    p.requires_grad_(False)
+        elif f != "feature_extractor":
+            raise ValueError("freeze must be 'none', 'all', 'feature_extractor' or an int")
+
+    def n_frames(self, length: int) -> int:
+        for k, s in zip(self.conv_kernel, self.conv_stride, strict=True):
+            length = (length - k) // s + 1
+        return length
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frozen = self.freeze == "all"
+        if frozen:
+            self.encoder.eval()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            need_all = self.layers != "last"
+            out = self.encoder(x, output_hidden_states=need_all)
+        if self.layers == "last":
+            return out.last_hidden_state
+        hs = out.hidden_states
+        if self.layers == "weighted":
+            w = F.softmax(self.layer_weights, dim=0)
+            return sum(w[i] * h for i, h in enumerate(hs))
+        return hs[self.layers]
+
+
+@dataclass
+class SSLConfig:
+    encoder: str | None = None
+    encoder_config: dict | None = None
+    layers: object = "last"
+    freeze: object = "none"
+    proj_dim: int = 128  # the reference's LL: H -> 128 "frequency" rows
+    filts: list = field(default_factory=lambda: [128, [1, 32], [32, 32], [32, 64], [64, 64]])
+    gat_dims: list = field(default_factory=lambda: [64, 32])
+    pool_ratios: list = field(default_factory=lambda: [0.5, 0.5, 0.5, 0.5])
+    temperatures: list = field(default_factory=lambda: [2.0, 2.0, 100.0, 100.0])
+
+
+class _SSLBase(nn.Module):
+    def optimizer_groups(self, lr: float, frontend_lr: float | None = None) -> list[dict]:
+        """Parameter groups: the front-end at ``frontend_lr`` (default ``lr``), the rest at
+        ``lr``; frozen parameters are left out."""
+        front = [p for p in self.ssl_model.parameters() if p.requires_grad]
+        ids = {id(p) for p in self.ssl_model.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in ids and p.requires_grad]
+        groups = [{"params": rest, "lr": lr}]
+        if front:
+            groups.append({"params": front, "lr": frontend_lr or lr})
+        return groups
+
+    def _check(self, x):
+        if x.dim() != 2:
+            raise ValueError(f"{type(self).__name__} expects (B, L), got {tuple(x.shape)}")
+        if x.size(1) < self.min_length:
+            raise ValueError(
+                f"{type(self).__name__} needs at least {self.min_length} samples; "
+                f"got {x.size(1)}. Pad or tile the input "
+                "(spoofscope.audio.official_crop)"
+            )
+
+
+class SSLAASIST(_SSLBase):
+    """SSL front-end + AASIST back-end. (B, L) -> (logits (B, 2), hidden (B, 160))."""
+
+    def __init__(self, config: SSLConfig | None = None, **overrides):
+        super().__init__()
+        cfg = config or SSLConfig()
+        if overrides:
+            cfg = SSLConfig(**{**asdict(cfg), **overrides})
+        self.config = cfg
+        self.ssl_model = SSLFrontend(cfg.encoder, cfg.encoder_config, cfg.layers, cfg.freeze)
+        filts, gat = cfg.filts, cfg.gat_dims
+        self.LL = nn.Linear(self.ssl_model.hidden_size, cfg.proj_dim)
+        self.first_bn = nn.BatchNorm2d(1)
+        self.first_bn1 = nn.BatchNorm2d(filts[-1][-1])
+        self.drop = nn.Dropout(0.5)
+        self.drop_way = nn.Dropout(0.2)
+        # the SSL frame rate is low: the residual blocks do not pool along time
+        self.encoder = nn.Sequential(
+            nn.Sequential(Residual_block(filts[1], first=True, pool=False)),
+            nn.Sequential(Residual_block(filts[2], pool=False)),
+            nn.Sequential(Residual_block(filts[3], pool=False)),
+            nn.Sequential(Residual_block(filts[4], pool=False)),
+            nn.Sequential(Residual_block(filts[4], pool=False)),
+            nn.Sequential(Residual_block(filts[4], pool=False)),
+        )
+        c = filts[-1][-1]
+        self.attention = nn.Sequential(
+            nn.Conv2d(c, 128, (1, 1)), nn.SELU(), nn.BatchNorm2d(128), nn.Conv2d(128, c, (1, 1))
+        )
+        build_graph_layers(self, c, cfg.proj_dim // 3, gat, cfg.pool_ratios, cfg.temperatures)
+        # frames after the CNN must survive the 3x3 max-pool (>= 3 frames)
+        n = 1
+        while self.ssl_model.n_frames(n) < 3:
+            n += 1
+        self.min_length = n
+        self.embedding_dim = 5 * gat[1]
+
+    def forward(self, x: torch.Tensor):
+        self._check(x)
+        h = self.LL(self.ssl_model(x)).transpose(1, 2).unsqueeze(1)  # (B, 1, 128, T)
+        h = F.selu(self.first_bn(F.max_pool2d(h, (3, 3))))
+        h = F.selu(self.first_bn1(self.encoder(h)))  # (B, C, 42, T')
+        w = self.attention(h)
+        e_S = torch.sum(h * F.softmax(w, dim=-1), dim=-1).transpose(1, 2) + self.pos_S
+        e_T = torch.sum(h * F.softmax(w, dim=-2), dim=-2).transpose(1, 2)
+        return graph_head(self, e_S, e_T)
+
+
+class SSLLinear(_SSLBase):
+    """SSL front-end + projection, mean/std pooling and a linear classifier."""
+
+    def __init__(self, config: SSLConfig | None = None, **overrides):
+        super().__init__()
+        cfg = config or SSLConfig()
+        if overrides:
+            cfg = SSLConfig(**{**asdict(cfg), **overrides})
+        self.config = cfg
+        self.ssl_model = SSLFrontend(cfg.encoder, cfg.encoder_config, cfg.layers, cfg.freeze)
+        self.LL = nn.Linear(self.ssl_model.hidden_size, cfg.proj_dim)
+        self.out_layer = nn.Linear(2 * cfg.proj_dim, 2)
+        n = 1
+        while self.ssl_model.n_frames(n) < 1:
+            n += 1
+        self.min_length = n
+        self.embedding_dim = 2 * cfg.proj_dim
+
+    def forward(self, x: torch.Tensor):
+        self._check(x)
+        h = F.gelu(self.LL(self.ssl_model(x)))
+        emb = torch.cat([h.mean(1), h.std(1, unbiased=False)], dim=1)
+        return self.out_layer(emb), emb
+
+
+@register_model("ssl-aasist", family="ssl")
+def ssl_aasist(**overrides) -> SSLAASIST:
+    """wav2vec 2.0-family front-end with the AASIST back-end (Tak et al., 2022)."""
+    return SSLAASIST(SSLConfig(**overrides))
+
+
+@register_model("ssl-linear", family="ssl")
+def ssl_linear(**overrides) -> SSLLinear:
+    """wav2vec 2.0-family front-end with a light pooling + linear back-end."""
+    return SSLLinear(SSLConfig(**overrides))
+
+
+# ---- the fairseq SSL-AASIST checkpoint layout -------------------------------------------------
+#: (fairseq key pattern, our key template); applied in order, first match wins.
+FAIRSEQ_KEY_MAP = [
+    (r"ssl_model\.model\.mask_emb", "ssl_model.encoder.masked_spec_embed"),
+    (
+        r"ssl_model\.model\.feature_extractor\.conv_layers\.(\d+)\.0\.weight",
+        r"ssl_model.encoder.feature_extractor.conv_layers.\1.conv.weight",
+    ),
+    (
+        r"ssl_model\.model\.feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)",
+        r"ssl_model.encoder.feature_extractor.conv_layers.\1.layer_norm.\2",
+    ),  # layer-norm mode
+    (
+        r"ssl_model\.model\.feature_extractor\.conv_layers\.(\d+)\.2\.(weight|bias)",
+        r"ssl_model.encoder.feature_extractor.conv_layers.\1.layer_norm.\2",
+    ),  # group-norm mode
+    (
+        r"ssl_model\.model\.layer_norm\.(weight|bias)",
+        r"ssl_model.encoder.feature_projection.layer_norm.\1",
+    ),
+    (
+        r"ssl_model\.model\.post_extract_proj\.(weight|bias)",
+        r"ssl_model.encoder.feature_projection.projection.\1",
+    ),
+    (
+        r"ssl_model\.model\.encoder\.pos_conv\.0\.bias",
+        "ssl_model.encoder.encoder.pos_conv_embed.conv.bias",
+    ),
+    (
+        r"ssl_model\.model\.encoder\.pos_conv\.0\.weight_g",
+        "ssl_model.encoder.encoder.pos_conv_embed.conv.parametrizations.weight.original0",
+    ),
+    (
+        r"ssl_model\.model\.encoder\.pos_conv\.0\.weight_v",
+        "ssl_model.encoder.encoder.pos_conv_embed.conv.parametrizations.weight.original1",
+    ),
+    (
+        r"ssl_model\.model\.encoder\.layer_norm\.(weight|bias)",
+        r"ssl_model.encoder.encoder.layer_norm.\1",
+    ),
+    (
+        r"ssl_model\.model\.encoder\.layers\.(\d+)\.self_attn\.(k|v|q|out)_proj\.(weight|bias)",
+        r"ssl_model.encoder.encoder.layers.\1.attention.\2_proj.\3",
+    ),
+    (
+        r"ssl_model\.model\.encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)",
+        r"ssl_model.encoder.encoder.layers.\1.layer_norm.\2",
+    ),
+    (
+        r"ssl_model\.model\.encoder\.layers\.(\d+)\.fc1\.(weight|bias)",
+        r"ssl_model.encoder.encoder.layers.\1.feed_forward.intermediate_dense.\2",
+    ),
+    (
+        r"ssl_model\.model\.encoder\.layers\.(\d+)\.fc2\.(weight|bias)",
+        r"ssl_model.encoder.encoder.layers.\1.feed_forward.output_dense.\2",
+    ),
+    (
+        r"ssl_model\.model\.encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)",
+        r"ssl_model.encoder.encoder.layers.\1.final_layer_norm.\2",
+    ),
+]
+#: pre-training heads of the fairseq model that a countermeasure does not use
+FAIRSEQ_DROPPED = re.compile(
+    r"ssl_model\.model\.(quantizer|project_q|final_proj|"
+    r"label_embs_concat|target_glu)"
+)
+
+
+def convert_fairseq_ssl_aasist(state_dict: dict) -> tuple[dict, list[str]]:
+    """Map a fairseq-based SSL-AASIST state_dict onto ``ssl-aasist`` (``layers="last"``).
+
+    Back-end keys (``LL``, ``first_bn``, ``encoder``, ``attention``, graph layers,
+    ``out_layer``) keep their names; front-end keys follow :data:`FAIRSEQ_KEY_MAP`; the
+    pre-training heads are dropped. Returns ``(new state_dict, dropped keys)``; an unknown
+    ``ssl_model`` key raises ``ValueError``.
+    """
+    out, dropped = {}, []
+    for k, v in state_dict.items():
+        k2 = k[len("module.") :] if k.startswith("module.") else k  # DataParallel prefix
+        if not k2.startswith("ssl_model."):
+            out[k2] = v
+            continue
+        if FAIRSEQ_DROPPED.match(k2):
+            dropped.append(k2)
+            continue
+        for pat, rep in FAIRSEQ_KEY_MAP:
+            if re.fullmatch(pat, k2):
+                out[re.sub(pat, rep, k2)] = v
+                break
+        else:
+            raise ValueError(f"unknown front-end key in the fairseq checkpoint: {k2}")
+    return out, dropped
