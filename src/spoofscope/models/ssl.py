@@ -149,6 +149,23 @@ class SSLConfig:
 
 
 class _SSLBase(nn.Module):
+    def _setup(self, config: SSLConfig | None, overrides: dict) -> SSLConfig:
+        """Build the front-end and the projection ``LL`` that both back-ends share."""
+        cfg = config or SSLConfig()
+        if overrides:
+            cfg = SSLConfig(**{**asdict(cfg), **overrides})
+        self.config = cfg
+        self.ssl_model = SSLFrontend(cfg.encoder, cfg.encoder_config, cfg.layers, cfg.freeze)
+        self.LL = nn.Linear(self.ssl_model.hidden_size, cfg.proj_dim)
+        return cfg
+
+    def _min_length(self, frames: int) -> int:
+        """Shortest input (samples) that gives ``frames`` encoder frames."""
+        n = 1
+        while self.ssl_model.n_frames(n) < frames:
+            n += 1
+        return n
+
     def optimizer_groups(self, lr: float, frontend_lr: float | None = None) -> list[dict]:
         """Parameter groups: the front-end at ``frontend_lr`` (default ``lr``), the rest at
         ``lr``; frozen parameters are left out."""
@@ -176,13 +193,8 @@ class SSLAASIST(_SSLBase):
 
     def __init__(self, config: SSLConfig | None = None, **overrides):
         super().__init__()
-        cfg = config or SSLConfig()
-        if overrides:
-            cfg = SSLConfig(**{**asdict(cfg), **overrides})
-        self.config = cfg
-        self.ssl_model = SSLFrontend(cfg.encoder, cfg.encoder_config, cfg.layers, cfg.freeze)
+        cfg = self._setup(config, overrides)
         filts, gat = cfg.filts, cfg.gat_dims
-        self.LL = nn.Linear(self.ssl_model.hidden_size, cfg.proj_dim)
         self.first_bn = nn.BatchNorm2d(1)
         self.first_bn1 = nn.BatchNorm2d(filts[-1][-1])
         self.drop = nn.Dropout(0.5)
@@ -201,11 +213,7 @@ class SSLAASIST(_SSLBase):
             nn.Conv2d(c, 128, (1, 1)), nn.SELU(), nn.BatchNorm2d(128), nn.Conv2d(128, c, (1, 1))
         )
         build_graph_layers(self, c, cfg.proj_dim // 3, gat, cfg.pool_ratios, cfg.temperatures)
-        # frames after the CNN must survive the 3x3 max-pool (>= 3 frames)
-        n = 1
-        while self.ssl_model.n_frames(n) < 3:
-            n += 1
-        self.min_length = n
+        self.min_length = self._min_length(frames=3)  # the 3x3 max-pool needs 3 frames
         self.embedding_dim = 5 * gat[1]
 
     def forward(self, x: torch.Tensor):
@@ -224,17 +232,9 @@ class SSLLinear(_SSLBase):
 
     def __init__(self, config: SSLConfig | None = None, **overrides):
         super().__init__()
-        cfg = config or SSLConfig()
-        if overrides:
-            cfg = SSLConfig(**{**asdict(cfg), **overrides})
-        self.config = cfg
-        self.ssl_model = SSLFrontend(cfg.encoder, cfg.encoder_config, cfg.layers, cfg.freeze)
-        self.LL = nn.Linear(self.ssl_model.hidden_size, cfg.proj_dim)
+        cfg = self._setup(config, overrides)
         self.out_layer = nn.Linear(2 * cfg.proj_dim, 2)
-        n = 1
-        while self.ssl_model.n_frames(n) < 1:
-            n += 1
-        self.min_length = n
+        self.min_length = self._min_length(frames=1)
         self.embedding_dim = 2 * cfg.proj_dim
 
     def forward(self, x: torch.Tensor):
