@@ -247,3 +247,33 @@ def test_download_rejects_a_corrupt_archive(tmp_path, capsys):
     (dest / "LA.zip").write_bytes(b"PK\x03\x04 this is not a zip")
     assert main(["data", "download", "asvspoof2019-la", str(dest), "--quiet"]) == 2
     assert "not a valid zip archive" in capsys.readouterr().err
+
+
+def test_open_dataset_asvspoof5_and_2021_roots(tmp_path):
+    r5 = tmp_path / "a5"
+    (r5 / "ASVspoof5_protocols").mkdir(parents=True)
+    for split, (name, audio) in {
+        "train": ("ASVspoof5.train.tsv", "flac_T"),
+        "dev": ("ASVspoof5.dev.track_1.tsv", "flac_D"),
+    }.items():
+        (r5 / audio).mkdir()
+        utt = f"{split[0].upper()}_0000000001"
+        (r5 / "ASVspoof5_protocols" / name).write_text(f"S1 {utt} F - - - AC3 A05 spoof -\n")
+        sf.write(r5 / audio / f"{utt}.flac", np.zeros(1600, np.float32), 16000)
+    ds = open_dataset(r5, "dev")
+    assert len(ds) == 1 and ds.trials[0].attack == "A05" and ds[0][1] == 0
+    with pytest.raises(MissingAudioError):
+        (r5 / "ASVspoof5_protocols" / "ASVspoof5.eval.track_1.tsv").write_text(
+            "S1 E_1 F - - - AC3 A05 spoof -\n"
+        )
+        open_dataset(r5, "eval")
+    r21 = tmp_path / "a21"
+    (r21 / "keys/LA/CM").mkdir(parents=True)
+    (r21 / "ASVspoof2021_LA_eval/flac").mkdir(parents=True)
+    (r21 / "keys/LA/CM/trial_metadata.txt").write_text(
+        "LA_0009 LA_E_1 alaw ita_tx A07 spoof notrim eval\n"
+    )
+    sf.write(r21 / "ASVspoof2021_LA_eval/flac/LA_E_1.flac", np.zeros(1600, np.float32), 16000)
+    assert open_dataset(r21, "eval").trials[0].meta["codec"] == "alaw"
+    with pytest.raises(ValueError, match="only an eval split"):
+        open_dataset(r21, "train")

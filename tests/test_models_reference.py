@@ -88,6 +88,10 @@ def test_aasist_accepts_official_configs(reference_dir, tmp_path):
     from spoofscope.models import AASIST
 
     assert sum(p.numel() for p in AASIST(cfg).parameters()) == 85306
+    # the registry takes an official model_config as is
+    import spoofscope
+
+    assert sum(p.numel() for p in spoofscope.create_model("aasist", **mc).parameters()) == 85306
     with pytest.raises(ValueError, match="unknown keys"):
         AASISTConfig.from_official({**mc, "bogus": 1})
 

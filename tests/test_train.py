@@ -101,7 +101,7 @@ def test_config_overrides_and_errors(tmp_path):
 
 def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
     out = tmp_path / "run"
-    cfg = _tiny_cfg(swa={"enabled": True, "top_n": 2}, max_dev_utts=None)
+    cfg = _tiny_cfg(swa={"enabled": True, "top_n": 2}, max_dev_utts=None, log_tensorboard=True)
     from spoofscope.train import train
 
     res = train(cfg, demo_root, out, progress=False)
@@ -149,6 +149,7 @@ def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
 
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert len(rows) == 2 and float(rows[0]["dev_eer_percent"]) >= 0
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_resume_gives_the_same_result(demo_root, tmp_path, monkeypatch):

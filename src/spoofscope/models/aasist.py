@@ -292,10 +292,12 @@ AASIST_L_CONFIG = dict(
 @register_model("aasist", family="aasist")
 def aasist(**overrides) -> AASIST:
     """AASIST (297,866 parameters), the official AASIST.conf model_config."""
+    overrides.pop("architecture", None)  # an official model_config can be passed as is
     return AASIST(AASISTConfig(**overrides))
 
 
 @register_model("aasist-l", family="aasist")
 def aasist_l(**overrides) -> AASIST:
     """AASIST-L (85,306 parameters), the official AASIST-L.conf model_config."""
+    overrides.pop("architecture", None)
     return AASIST(AASISTConfig(**{**AASIST_L_CONFIG, **overrides}))

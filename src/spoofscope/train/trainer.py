@@ -47,6 +47,9 @@ def load_splits(data, cfg: TrainConfig) -> Splits:
 
     root = Path(data)
     proto, _ = asvspoof2019_paths(root, "train")
+    if (root / "ASVspoof5_protocols").is_dir():
+        ds = {s: open_dataset(root, s, transform=None) for s in ("train", "dev", "eval")}
+        return Splits(ds["train"], ds["dev"], ds["eval"], None, None, None)
     if proto.is_file():
         ds = {s: open_dataset(root, s, transform=None) for s in ("train", "dev", "eval")}
         asv = {}

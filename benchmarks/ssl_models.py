@@ -1,7 +1,7 @@
 """SSL models with the tiny random encoder on the CPU: training and inference throughput and
 peak memory.
 
-    python benchmarks/ssl.py [--threads 2] [--steps 3] [--batch 8]
+    python benchmarks/ssl_models.py [--threads 2] [--steps 3] [--batch 8]
 
 Each configuration runs in a fresh process so that its peak resident memory (VmHWM) is its own.
 Prints a Markdown table.
