@@ -169,7 +169,8 @@ def main():
             f"{r['ms_b8']:.0f} | {r['rtf_b8']:.3f} | {speed} | {diff} |"
         )
         if a.memory:
-            line += f" {r.get('peak_mb_10min', float('nan')):.0f} |"
+            mb = r.get("peak_mb_10min")
+            line += f" {mb:.0f} |" if mb is not None else " - |"
         print(line)
 
 
