@@ -383,9 +383,18 @@ def test_onnx_export_agrees_with_torch(name, tmp_path, golden):
     path = export_onnx(m, tmp_path / f"{name}.onnx")
     xs = np.stack([golden[f"input_{i}"] for i in range(3)])
     assert check_onnx(m, path, xs, atol=1e-3) <= 1e-3
-    if not name.startswith("aasist"):  # dynamic length where the architecture allows
+    from spoofscope.infer.backends import OnnxBackend
+
+    fixed = OnnxBackend(path).fixed_length
+    # graph pooling keeps int(N * k) nodes of a length-dependent N: those graphs are exported
+    # for the 64,600-sample window; the others take any length
+    assert (fixed is not None) == (name in ("aasist", "aasist-l", "ssl-aasist"))
+    if fixed is None:
         assert check_onnx(m, path, golden["input_4"][None], atol=1e-3) <= 1e-3
         assert check_onnx(m, path, golden["input_5"][None], atol=1e-3) <= 1e-3
+    else:
+        with pytest.raises(ValueError, match="exported for 64600-sample windows"):
+            OnnxBackend(path)(golden["input_4"][None])
 
 
 def test_cqcc_xvector_refuses_export(tmp_path):
