@@ -117,6 +117,17 @@ def asvspoof2019_asv_scores_path(root, split: str, track: str = "LA") -> Path:
     )
 
 
+def _dataset(trials, audio_dir, name, transform, check, ext=".flac") -> AudioDataset:
+    """Point each trial at ``audio_dir/UTT.ext`` (when a folder is given), wrap, check files."""
+    if audio_dir is not None:
+        for t in trials:
+            t.path = Path(audio_dir) / f"{t.utt_id}{ext}"
+    ds = AudioDataset(trials, transform, name=name)
+    if check:
+        ds.check_files()
+    return ds
+
+
 def ASVspoof2019LA(root, split: str, transform=official_crop, check: bool = True) -> AudioDataset:
     """ASVspoof 2019 LA in its official tree::
 
@@ -127,37 +138,21 @@ def ASVspoof2019LA(root, split: str, transform=official_crop, check: bool = True
     The eval protocol carries labels, so the eval split is scored like the others.
     """
     proto, flac = asvspoof2019_paths(root, split)
-    trials = parse_asvspoof2019(proto)
-    for t in trials:
-        t.path = flac / f"{t.utt_id}.flac"
-    ds = AudioDataset(trials, transform, name=f"ASVspoof 2019 LA {split}")
-    if check:
-        ds.check_files()
-    return ds
+    return _dataset(parse_asvspoof2019(proto), flac, f"ASVspoof 2019 LA {split}", transform, check)
 
 
 def ASVspoof2021(protocol, audio_dir, transform=official_crop, check: bool = True) -> AudioDataset:
     """ASVspoof 2021 LA or DF eval: the key file ``trial_metadata.txt`` and the folder
     ``ASVspoof2021_{LA,DF}_eval/flac/`` holding ``UTT.flac``."""
-    trials = parse_asvspoof2021(protocol)
-    for t in trials:
-        t.path = Path(audio_dir) / f"{t.utt_id}.flac"
-    ds = AudioDataset(trials, transform, name=f"ASVspoof 2021 ({Path(protocol).name})")
-    if check:
-        ds.check_files()
-    return ds
+    name = f"ASVspoof 2021 ({Path(protocol).name})"
+    return _dataset(parse_asvspoof2021(protocol), audio_dir, name, transform, check)
 
 
 def ASVspoof5(protocol, audio_dir, transform=official_crop, check: bool = True) -> AudioDataset:
     """ASVspoof 5: a protocol ``ASVspoof5.*.tsv`` and a folder (``flac_T``, ``flac_D``,
     ``flac_E_eval``) holding ``FILE.flac``."""
-    trials = parse_asvspoof5(protocol)
-    for t in trials:
-        t.path = Path(audio_dir) / f"{t.utt_id}.flac"
-    ds = AudioDataset(trials, transform, name=f"ASVspoof 5 ({Path(protocol).name})")
-    if check:
-        ds.check_files()
-    return ds
+    name = f"ASVspoof 5 ({Path(protocol).name})"
+    return _dataset(parse_asvspoof5(protocol), audio_dir, name, transform, check)
 
 
 def InTheWild(root, transform=official_crop, check: bool = True) -> AudioDataset:
@@ -166,19 +161,13 @@ def InTheWild(root, transform=official_crop, check: bool = True) -> AudioDataset
     trials = parse_in_the_wild(root / "meta.csv")
     for t in trials:
         t.path = root / t.meta["file"]
-    ds = AudioDataset(trials, transform, name="In-the-Wild")
-    if check:
-        ds.check_files()
-    return ds
+    return _dataset(trials, None, "In-the-Wild", transform, check)
 
 
 def CsvDataset(csv_path, transform=official_crop, check: bool = True) -> AudioDataset:
     """A CSV with a header ``path,label[,attack]``; labels bonafide/spoof; relative paths are
     taken from the CSV's folder."""
-    ds = AudioDataset(parse_csv(csv_path), transform, name=str(csv_path))
-    if check:
-        ds.check_files()
-    return ds
+    return _dataset(parse_csv(csv_path), None, str(csv_path), transform, check)
 
 
 def FolderDataset(root, transform=official_crop) -> AudioDataset:

@@ -8,7 +8,7 @@ Every registered model maps a float32 waveform batch (B, L) at 16 kHz to
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from torch import nn
 
@@ -22,6 +22,23 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+
+
+def merged_config(cls, config, overrides: dict):
+    """``config`` (or the defaults of ``cls``) with ``overrides`` applied."""
+    cfg = config or cls()
+    return cls(**{**asdict(cfg), **overrides}) if overrides else cfg
+
+
+def check_waveform(x, min_length: int, name: str) -> None:
+    """Reject anything but a (B, L) batch with L >= ``min_length``, saying how to fix it."""
+    if x.dim() != 2:
+        raise ValueError(f"{name} expects a waveform batch of shape (B, L), got {tuple(x.shape)}")
+    if x.size(1) < min_length:
+        raise ValueError(
+            f"{name} needs at least {min_length} samples ({min_length / 16000:.3f} s at 16 kHz); "
+            f"got {x.size(1)}. Pad or tile the input (spoofscope.audio.official_crop)"
+        )
 
 
 def register_model(name: str, family: str):

@@ -14,14 +14,14 @@ pools use ``pool_ratios[2]`` and all hetero layers ``temperatures[2]``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._registry import register_model
+from ._registry import check_waveform, merged_config, register_model
 from ._sinc import SincConv
 
 
@@ -173,9 +173,7 @@ class AASIST(nn.Module):
 
     def __init__(self, config: AASISTConfig | None = None, **overrides):
         super().__init__()
-        cfg = config or AASISTConfig()
-        if overrides:
-            cfg = AASISTConfig(**{**asdict(cfg), **overrides})
+        cfg = merged_config(AASISTConfig, config, overrides)
         self.config = cfg
         filts, gat, pr, temps = cfg.filts, cfg.gat_dims, cfg.pool_ratios, cfg.temperatures
         n_spec = filts[0] // 3
@@ -205,7 +203,7 @@ class AASIST(nn.Module):
 
     def encode(self, x: torch.Tensor, freq_aug: bool | None = None) -> torch.Tensor:
         """Waveform (B, L) -> encoder output (B, C, F=23, T)."""
-        _check_input(x, self.min_length, "AASIST")
+        check_waveform(x, self.min_length, "AASIST")
         mask = self.training and (self.freq_aug if freq_aug is None else freq_aug)
         h = self.conv_time(x.unsqueeze(1), mask=mask).unsqueeze(1)
         h = F.selu(self.first_bn(F.max_pool2d(torch.abs(h), (3, 3))))
@@ -269,16 +267,6 @@ def build_graph_layers(m: nn.Module, c: int, n_spec: int, gat, pr, temps) -> Non
     m.pool_hS2 = GraphPool(pr[2], gat[1], 0.3)
     m.pool_hT2 = GraphPool(pr[2], gat[1], 0.3)
     m.out_layer = nn.Linear(5 * gat[1], 2)
-
-
-def _check_input(x: torch.Tensor, min_length: int, name: str) -> None:
-    if x.dim() != 2:
-        raise ValueError(f"{name} expects a waveform batch of shape (B, L), got {tuple(x.shape)}")
-    if x.size(1) < min_length:
-        raise ValueError(
-            f"{name} needs at least {min_length} samples ({min_length / 16000:.3f} s at 16 kHz); "
-            f"got {x.size(1)}. Pad or tile the input (spoofscope.audio.official_crop)"
-        )
 
 
 AASIST_L_CONFIG = dict(

@@ -14,13 +14,13 @@ bona fide logit equals the official score and ``softmax(logits)[:, 1] == sigmoid
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..features.lfcc import LFCC
-from ._registry import register_model
+from ._registry import check_waveform, merged_config, register_model
 
 
 class MaxFeatureMap2D(nn.Module):
@@ -62,9 +62,7 @@ class LFCCLCNN(nn.Module):
 
     def __init__(self, config: LCNNConfig | None = None, **overrides):
         super().__init__()
-        cfg = config or LCNNConfig()
-        if overrides:
-            cfg = LCNNConfig(**{**asdict(cfg), **overrides})
+        cfg = merged_config(LCNNConfig, config, overrides)
         self.config = cfg
         # framework placeholders of the NII code, kept so that official state_dicts load
         for name, v in (
@@ -123,13 +121,7 @@ class LFCCLCNN(nn.Module):
         return self.m_transform[0](feats.unsqueeze(1))
 
     def forward(self, x: torch.Tensor):
-        if x.dim() != 2:
-            raise ValueError(f"LFCC-LCNN expects (B, L), got {tuple(x.shape)}")
-        if x.size(1) < self.min_length:
-            raise ValueError(
-                f"LFCC-LCNN needs at least {self.min_length} samples; got {x.size(1)}. "
-                "Pad or tile the input (spoofscope.audio.official_crop)"
-            )
+        check_waveform(x, self.min_length, "LFCC-LCNN")
         h = self.cnn(self.m_frontend[0](x))
         h = h.permute(0, 2, 1, 3).reshape(x.size(0), h.size(2), -1)  # (B, T', 32*3)
         pooled = (self.m_before_pooling[0](h) + h).mean(dim=1)

@@ -14,15 +14,14 @@ As in the official code, ``bn1`` of blocks 1-5 is computed on a path whose resul
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._registry import register_model
+from ._registry import check_waveform, merged_config, register_model
 from ._sinc import SincConv
-from .aasist import _check_input
 
 
 @dataclass
@@ -77,9 +76,7 @@ class RawNet2(nn.Module):
 
     def __init__(self, config: RawNet2Config | None = None, **overrides):
         super().__init__()
-        cfg = config or RawNet2Config()
-        if overrides:
-            cfg = RawNet2Config(**{**asdict(cfg), **overrides})
+        cfg = merged_config(RawNet2Config, config, overrides)
         self.config = cfg
         filts = copy.deepcopy(cfg.filts)
         self.Sinc_conv = SincConv(filts[0], cfg.first_conv, cfg.sample_rate)
@@ -107,7 +104,7 @@ class RawNet2(nn.Module):
 
     def frontend(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L) -> first_bn output (B, F, T0), before the SELU."""
-        _check_input(x, self.min_length, "RawNet2")
+        check_waveform(x, self.min_length, "RawNet2")
         return self.first_bn(F.max_pool1d(torch.abs(self.Sinc_conv(x.unsqueeze(1))), 3))
 
     def forward(self, x: torch.Tensor):

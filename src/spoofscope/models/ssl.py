@@ -25,13 +25,13 @@ initialised* wav2vec 2.0 (for smoke tests); pass ``encoder="facebook/wav2vec2-xl
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._registry import register_model
+from ._registry import check_waveform, merged_config, register_model
 from .aasist import Residual_block, build_graph_layers, graph_head
 
 TINY_ENCODER = {
@@ -151,9 +151,7 @@ class SSLConfig:
 class _SSLBase(nn.Module):
     def _setup(self, config: SSLConfig | None, overrides: dict) -> SSLConfig:
         """Build the front-end and the projection ``LL`` that both back-ends share."""
-        cfg = config or SSLConfig()
-        if overrides:
-            cfg = SSLConfig(**{**asdict(cfg), **overrides})
+        cfg = merged_config(SSLConfig, config, overrides)
         self.config = cfg
         self.ssl_model = SSLFrontend(cfg.encoder, cfg.encoder_config, cfg.layers, cfg.freeze)
         self.LL = nn.Linear(self.ssl_model.hidden_size, cfg.proj_dim)
@@ -178,14 +176,7 @@ class _SSLBase(nn.Module):
         return groups
 
     def _check(self, x):
-        if x.dim() != 2:
-            raise ValueError(f"{type(self).__name__} expects (B, L), got {tuple(x.shape)}")
-        if x.size(1) < self.min_length:
-            raise ValueError(
-                f"{type(self).__name__} needs at least {self.min_length} samples; "
-                f"got {x.size(1)}. Pad or tile the input "
-                "(spoofscope.audio.official_crop)"
-            )
+        check_waveform(x, self.min_length, type(self).__name__)
 
 
 class SSLAASIST(_SSLBase):

@@ -10,7 +10,7 @@ recognition", ICASSP 2018: frame layers with contexts [-2..2], {-2,0,2}, {-3,0,3
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from ..features.cqcc import CQCC
 from ..features.lfcc import LFCC
-from ._registry import register_model
+from ._registry import check_waveform, merged_config, register_model
 
 
 @dataclass
@@ -53,9 +53,7 @@ class XVector(nn.Module):
 
     def __init__(self, config: XVectorConfig | None = None, **overrides):
         super().__init__()
-        cfg = config or XVectorConfig()
-        if overrides:
-            cfg = XVectorConfig(**{**asdict(cfg), **overrides})
+        cfg = merged_config(XVectorConfig, config, overrides)
         self.config = cfg
         if cfg.frontend == "lfcc":
             self.frontend = LFCC()
@@ -85,13 +83,7 @@ class XVector(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L) -> (B, D, T) normalised features."""
-        if x.dim() != 2:
-            raise ValueError(f"x-vector expects (B, L), got {tuple(x.shape)}")
-        if x.size(1) < self.min_length:
-            raise ValueError(
-                f"x-vector needs at least {self.min_length} samples; got {x.size(1)}. "
-                "Pad or tile the input (spoofscope.audio.official_crop)"
-            )
+        check_waveform(x, self.min_length, "x-vector")
         f = self.frontend(x).transpose(1, 2)
         if self.config.cmvn:
             f = (f - f.mean(-1, keepdim=True)) / (f.std(-1, keepdim=True) + 1e-5)
