@@ -193,6 +193,32 @@ def test_early_stopping(demo_root, tmp_path, monkeypatch):
     assert torch.load(tmp_path / "run/best.ckpt", weights_only=True)["extra"]["epoch"] == 2
 
 
+def _torchrun(args: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=2 -m spoofscope ARGS`` on a free loopback port."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            "-m",
+            "spoofscope",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=timeout,
+    )
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_gather_every_trial_once(demo_root, tmp_path):
     import spoofscope
@@ -220,17 +246,8 @@ def test_torchrun_two_processes_gather_every_trial_once(demo_root, tmp_path):
         == 0
     )
     multi = tmp_path / "multi.txt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(
+    r = _torchrun(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_addr=127.0.0.1",
-            "--master_port=29533",
-            "-m",
-            "spoofscope",
             "score",
             "--checkpoint",
             str(ck),
@@ -242,9 +259,6 @@ def test_torchrun_two_processes_gather_every_trial_once(demo_root, tmp_path):
             str(multi),
             "--quiet",
         ],
-        capture_output=True,
-        text=True,
-        env=env,
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -264,28 +278,8 @@ def test_torchrun_training_runs_ddp(demo_root, tmp_path):
         "swa: {enabled: false}\nlog_tensorboard: false\n"
         "loss: {class_weights: inverse}\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_addr=127.0.0.1",
-            "--master_port=29534",
-            "-m",
-            "spoofscope",
-            "train",
-            str(cfg),
-            "--data",
-            str(demo_root),
-            "--out",
-            str(tmp_path / "run"),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
+    r = _torchrun(
+        ["train", str(cfg), "--data", str(demo_root), "--out", str(tmp_path / "run"), "--quiet"],
         timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
