@@ -139,3 +139,31 @@ def test_random_crop_is_a_window_and_seeded():
     assert np.all(np.diff(a) == 1) and 0 <= a[0] <= 100000 - 64600
     short = np.arange(5, dtype=np.float32)
     np.testing.assert_array_equal(random_crop(short, 12), official_crop(short, 12))
+
+
+def test_error_kinds_are_set_where_raised(tmp_path):
+    kinds = {}
+    for name, src, kw in [
+        ("missing", tmp_path / "nope.wav", {}),
+        ("empty", b"", {}),
+        ("invalid", b"garbage!" * 10, {}),
+    ]:
+        with pytest.raises(AudioError) as e:
+            load_audio(src, **kw)
+        kinds[name] = e.value.kind
+    sf.write(tmp_path / "zero.wav", np.zeros(0, np.float32), 16000)
+    sf.write(tmp_path / "long.wav", tone(16000, 3.0), 16000)
+    for name, path, kw in [
+        ("empty0", tmp_path / "zero.wav", {}),
+        ("too_long", tmp_path / "long.wav", {"max_duration_s": 2}),
+    ]:
+        with pytest.raises(AudioError) as e:
+            load_audio(path, **kw)
+        kinds[name] = e.value.kind
+    assert kinds == {
+        "missing": "missing",
+        "empty": "empty",
+        "invalid": "invalid",
+        "empty0": "empty",
+        "too_long": "too_long",
+    }

@@ -36,20 +36,9 @@ class AudioError(ValueError):
     ``invalid`` (not audio, corrupt, truncated, non-finite samples).
     """
 
-    def __init__(self, source: str, reason: str, kind: str | None = None):
+    def __init__(self, source: str, reason: str, kind: str = "invalid"):
         self.source = source
         self.reason = reason
-        if kind is None:
-            low = reason.lower()
-            kind = (
-                "missing"
-                if "no such file" in low
-                else "empty"
-                if ("empty" in low or "zero" in low)
-                else "too_long"
-                if "over the limit" in low or "longer than the limit" in low
-                else "invalid"
-            )
         self.kind = kind
         super().__init__(f"{source}: {reason}")
 
@@ -92,7 +81,9 @@ _BLOCK_FRAMES = 1 << 18  # about 16 s at 16 kHz per decoded block
 def _too_long(desc: str, seconds: float | None, max_s: float) -> AudioError:
     what = f"audio is {seconds:.1f} s long" if seconds is not None else "audio is longer"
     return AudioError(
-        desc, f"{what}, over the limit of {max_s:g} s (raise max_duration_s to accept it)"
+        desc,
+        f"{what}, over the limit of {max_s:g} s (raise max_duration_s to accept it)",
+        kind="too_long",
     )
 
 
@@ -165,7 +156,7 @@ def _open_decoder(source: Source, desc: str, max_s: float):
     if isinstance(source, bytes | bytearray | memoryview):
         raw = bytes(source)
         if not raw:
-            raise AudioError(desc, "empty input (0 bytes)")
+            raise AudioError(desc, "empty input (0 bytes)", kind="empty")
         head, total = raw[:65536], len(raw)
 
         def opener():
@@ -173,12 +164,12 @@ def _open_decoder(source: Source, desc: str, max_s: float):
     else:
         path = Path(source)
         if not path.exists():
-            raise AudioError(desc, "no such file")
+            raise AudioError(desc, "no such file", kind="missing")
         if path.is_dir():
             raise AudioError(desc, "is a folder, not an audio file")
         total = path.stat().st_size
         if total == 0:
-            raise AudioError(desc, "empty file (0 bytes)")
+            raise AudioError(desc, "empty file (0 bytes)", kind="empty")
         try:
             with open(path, "rb") as fh:
                 head = fh.read(65536)
@@ -276,7 +267,7 @@ def stream_audio(
             if tail.size:
                 yield np.clip(tail, -1.0, 1.0).astype(np.float32, copy=False)
         if n == 0:
-            raise AudioError(desc, "the file holds zero audio samples")
+            raise AudioError(desc, "the file holds zero audio samples", kind="empty")
         if clipped:
             log.warning("%s: peak %.3f exceeds full scale; clipped to [-1, 1]", desc, clipped)
 

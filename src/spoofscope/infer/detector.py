@@ -183,7 +183,7 @@ class Detector:
             if x.ndim == 2:  # (channels, samples) or (samples, channels): average the short axis
                 x = x.mean(axis=0 if x.shape[0] < x.shape[1] else 1)
             if x.size == 0:
-                raise AudioError("<array>", "zero samples")
+                raise AudioError("<array>", "zero samples", kind="empty")
             if not np.all(np.isfinite(x)):
                 raise AudioError("<array>", "NaN or infinite samples")
             sr = sample_rate or SAMPLE_RATE
