@@ -21,16 +21,6 @@ FIXED_LENGTH_FAMILIES = ("aasist",)
 FIXED_LENGTH_MODELS = ("ssl-aasist",)
 
 
-class _Wrapped(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        logits, emb = self.model(x)
-        return logits, emb
-
-
 def export_onnx(
     model: torch.nn.Module, path, length: int = OFFICIAL_NUM_SAMPLES, opset: int = 17
 ) -> Path:
@@ -50,12 +40,10 @@ def export_onnx(
     x = torch.randn(2, length) * 0.1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    was_training = model.training
-    wrapped = _Wrapped(model).eval()  # a fresh module is in training mode: export restores it
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapped,
+            model,
             (x,),
             str(path),
             input_names=["waveform"],
@@ -64,7 +52,6 @@ def export_onnx(
             opset_version=opset,
             dynamo=False,
         )
-    model.train(was_training)
     return path
 
 

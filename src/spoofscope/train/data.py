@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..audio import AudioError, load_audio, official_crop, random_crop
+from ..audio import load_audio, official_crop, random_crop
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ class AudioCache:
             return np.load(key)
         x = load_audio(path)
         key.parent.mkdir(exist_ok=True)
-        tmp = key.with_name(key.name + f".{np.random.randint(1 << 30)}.tmp")
+        # a unique name per writer (workers may race); no draw from numpy's global RNG
+        tmp = key.with_name(f"{key.name}.{uuid.uuid4().hex}.tmp")
         with open(tmp, "wb") as f:
             np.save(f, x)
         tmp.replace(key)
@@ -84,10 +86,7 @@ class ScoreSet:
 
     def __getitem__(self, i):
         p = self.trials[i].path
-        try:
-            x = self.cache.load(p) if self.cache else load_audio(p)
-        except AudioError as e:
-            raise AudioError(str(p), e.reason) from None
+        x = self.cache.load(p) if self.cache else load_audio(p)
         return torch.from_numpy(official_crop(x, self.samples).astype(np.float32)), i
 
 
