@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -79,6 +78,8 @@ _CACHE = tempfile.mkdtemp(prefix="spoofscope-bench-")
 
 
 def main():
+    from _machine import cpu_name
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
@@ -140,15 +141,7 @@ def main():
                 row["peak_mb_10min"] = _memory(name, eng, a.weights_dir, a.threads)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     print(
         f"Machine: {cpu}, {os.cpu_count()} cores, {a.threads} threads; torch {torch.__version__}"
         f"; window 64,600 samples (4.04 s)\n"

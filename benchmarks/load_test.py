@@ -94,6 +94,8 @@ def _peak_mb():
 
 
 def main():
+    from _machine import cpu_name
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=8)
@@ -134,14 +136,7 @@ def main():
     rep = run_load(url, a.requests, a.concurrency)
     if srv:
         srv.should_exit = True
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in open("/proc/cpuinfo")
-            if ln.startswith("model name")
-        ),
-        "cpu",
-    )
+    cpu = cpu_name()
     print(
         f"Machine: {cpu}; model {a.model} ({a.backend}); 4-s WAV uploads; "
         f"{a.workers} workers, queue {a.queue_size}\n"

@@ -42,19 +42,14 @@ print(json.dumps({"params": sum(p.numel() for p in m.parameters()), "train": tra
 
 
 def main():
+    from _machine import cpu_name
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=8)
     a = ap.parse_args()
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in open("/proc/cpuinfo")
-            if ln.startswith("model name")
-        ),
-        "cpu",
-    )
+    cpu = cpu_name()
     print(
         f"Machine: {cpu}, {os.cpu_count()} cores, {a.threads} threads; tiny random wav2vec 2.0 "
         f"encoder (2 layers, width 32); batch {a.batch} of 64,600 samples\n"

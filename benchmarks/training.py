@@ -68,6 +68,8 @@ def loading_throughput(root, cache_dir):
 
 
 def main():
+    from _machine import cpu_name
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--data")
     ap.add_argument("--threads", type=int, default=2)
@@ -76,14 +78,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")
-            if line.startswith("model name")
-        ),
-        "cpu",
-    )
+    cpu = cpu_name()
     print(
         f"Machine: {cpu}, {os.cpu_count()} cores, {a.threads} threads; torch {torch.__version__}"
         + (f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
