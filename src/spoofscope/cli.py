@@ -204,22 +204,21 @@ def _cmd_fuse(a) -> int:
     from .infer.fusion import Fusion
 
     trials = read_protocol(a.protocol)
-    cols, labels = [], None
+    cols, labels, attacks = [], None, None
     for f in a.scores:
-        s, labels, _ = join_scores(read_score_file(f), trials, f, a.protocol)
+        s, labels, attacks = join_scores(read_score_file(f), trials, f, a.protocol)
         cols.append(s)
-    fusion = Fusion.fit(np.stack(cols, 1), labels, systems=list(a.scores))
+    dev_scores = np.stack(cols, 1)
+    fusion = Fusion.fit(dev_scores, labels, systems=list(a.scores))
     fusion.save(a.out)
-    dev = evaluate_arrays(
-        fusion.apply(np.stack(cols, 1)), labels, np.array([t.attack for t in trials])
-    )
+
+    def eer(s):
+        return f"{evaluate_arrays(s, labels, attacks).eer_percent:.4f} %"
+
     print(f"fusion written to {a.out}: weights {fusion.weights}, bias {fusion.bias:.6g}")
     print(
-        f"dev EER fused {dev.eer_percent:.4f} % (single systems: "
-        + ", ".join(
-            f"{evaluate_arrays(c, labels, np.array([t.attack for t in trials])).eer_percent:.4f} %"
-            for c in cols
-        )
+        f"dev EER fused {eer(fusion.apply(dev_scores))} (single systems: "
+        + ", ".join(eer(c) for c in cols)
         + ")"
     )
     if a.apply:
