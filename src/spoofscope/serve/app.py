@@ -162,6 +162,11 @@ def parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | Non
     return parts
 
 
+def _named(name: str, error: str) -> str:
+    """An error about the in-memory upload ("<N bytes>: reason"), named by its file name."""
+    return f"{name}: {error.split(': ', 1)[-1]}"
+
+
 _STATUS = {
     "too_long": (413, "audio_too_long"),
     "empty": (422, "empty_audio"),
@@ -329,7 +334,7 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
         d = res.to_dict()
         d["path"] = name
         if d.get("error"):  # name the upload, not the in-memory buffer
-            d["error"] = f"{name}: {d['error'].split(': ', 1)[-1]}"
+            d["error"] = _named(name, d["error"])
         d["request_id"] = request.state.request_id
         d["processing_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         if res.error is None:
@@ -370,7 +375,7 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
         res = (await _score([(name, blob)]))[0]
         if res.error:
             status, code = _STATUS.get(res.error_kind or "invalid", (415, "unsupported_audio"))
-            raise ServiceError(status, code, f"{name}: {res.error.split(': ', 1)[-1]}")
+            raise ServiceError(status, code, _named(name, res.error))
         d = _result(request, name, blob, res, t0)
         request.state.score = d["score"]
         return JSONResponse(d)
