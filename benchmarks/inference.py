@@ -38,7 +38,7 @@ def _model(name, weights_dir):
     torch.manual_seed(0)
     files = {"aasist": "official_AASIST.pth", "aasist-l": "official_AASIST-L.pth"}
     if weights_dir and name in files and (Path(weights_dir) / files[name]).is_file():
-        return spoofscope.create_model(name, weights=Path(weights_dir) / files[name])
+        return spoofscope.load_model(name, weights=Path(weights_dir) / files[name])
     return spoofscope.create_model(name).eval()
 
 
@@ -49,14 +49,18 @@ import sys, numpy as np, soundfile as sf, torch, tempfile, os
 torch.set_num_threads({threads})
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from inference import _model
-from spoofscope.infer import Detector
+from spoofscope.infer import Detector, Limits, WindowPolicy, make_engine
 path = os.path.join(tempfile.mkdtemp(), "ten_minutes.flac")
 rng = np.random.default_rng(0)
 with sf.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as f:
     for _ in range(10):
         f.write((rng.standard_normal(16000 * 60) * 0.1).astype(np.float32))
 m = _model({name!r}, {weights_dir!r})
-det = Detector(m, backend={backend!r}, hop_s=4.0375, batch_size=8, threads={threads})
+det = Detector(
+    make_engine(m, {backend!r}, threads={threads}),
+    windows=WindowPolicy(hop_s=4.0375),
+    limits=Limits(batch_size=8),
+)
 r = det(path)
 assert r.error is None and abs(r.duration_s - 600) < 1e-6
 # VmHWM: this process's own peak (ru_maxrss would carry the parent's over exec)
@@ -91,16 +95,15 @@ def main():
     os.environ["SPOOFSCOPE_CACHE"] = _CACHE
     from official_port import official_forward
 
-    from spoofscope.export import cached_onnx
-    from spoofscope.infer.backends import OnnxBackend, TorchBackend
+    from spoofscope.infer import OnnxEngine, TorchEngine
 
     x8 = (np.random.default_rng(0).standard_normal((8, WINDOW)) * 0.1).astype(np.float32)
     rows = []
     for name in a.models.split(","):
         m = _model(name, a.weights_dir)
-        engines = {"torch": TorchBackend(m)}
-        if name != "cqcc-xvector":
-            engines["onnx"] = OnnxBackend(cached_onnx(m), threads=a.threads)
+        engines = {"torch": TorchEngine(m)}
+        if m.card.export != "none":
+            engines["onnx"] = OnnxEngine(m, threads=a.threads)
         base8 = None
         ref = None
         if name.startswith("aasist"):

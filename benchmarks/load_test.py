@@ -103,7 +103,7 @@ def main():
     ap.add_argument("--weights")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--queue-size", type=int, default=16)
-    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--engine", "--backend", dest="engine", default="torch")
     ap.add_argument("--url")
     a = ap.parse_args()
     srv = None
@@ -116,13 +116,13 @@ def main():
         from spoofscope.infer import Detector
         from spoofscope.serve import ServiceSettings, create_app
 
-        if Path(a.model).is_file():
-            det = Detector.from_checkpoint(a.model, backend=a.backend)
-        elif a.weights:
-            det = Detector.from_pretrained(a.model, weights=a.weights, backend=a.backend)
+        if Path(a.model).is_file() or a.weights:
+            det = Detector.load(a.model, weights=a.weights, engine=a.engine)
         else:
+            from spoofscope.infer import make_engine
+
             torch.manual_seed(0)
-            det = Detector(spoofscope.create_model(a.model), backend=a.backend)
+            det = Detector(make_engine(spoofscope.create_model(a.model), a.engine))
         app = create_app(det, ServiceSettings(workers=a.workers, queue_size=a.queue_size))
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
@@ -138,7 +138,7 @@ def main():
         srv.should_exit = True
     cpu = cpu_name()
     print(
-        f"Machine: {cpu}; model {a.model} ({a.backend}); 4-s WAV uploads; "
+        f"Machine: {cpu}; model {a.model} ({a.engine}); 4-s WAV uploads; "
         f"{a.workers} workers, queue {a.queue_size}\n"
     )
     print(

@@ -50,7 +50,8 @@ def train_throughput(name, device, steps, batch=24, length=64600):
 
 def loading_throughput(root, cache_dir):
     from spoofscope.data import ASVspoof2019LA
-    from spoofscope.train.data import AudioCache, TrainSet
+    from spoofscope.data.cache import AudioCache
+    from spoofscope.train.data import TrainSet
 
     trials = ASVspoof2019LA(root, "train", transform=None).trials
     res = {}

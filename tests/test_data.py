@@ -15,7 +15,7 @@ from spoofscope.data import (
     InTheWild,
     MissingAudioError,
     ProtocolError,
-    check_asvspoof2019,
+    check_dataset,
     download_asvspoof2019_la,
     open_dataset,
     parse_asvspoof5,
@@ -182,7 +182,7 @@ def test_missing_audio_is_one_error_with_count_and_ids(tmp_path):
         ASVspoof2019LA(root, "dev")
     msg = str(e.value)
     assert "3 of 8" in msg and "LA_D_0000002" in msg and "LA_D_0000007" in msg
-    rep = check_asvspoof2019(root)
+    rep = check_dataset(root)
     assert (
         rep["splits"]["dev"]["missing_files"] == 3 and rep["splits"]["train"]["missing_files"] == 0
     )
@@ -194,7 +194,8 @@ def test_data_check_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "eval" in out and "3 trials" in out and "all audio present" in out
     assert main(["data", "check", str(tmp_path / "nothing")]) == 2
-    assert "no ASVspoof 2019 LA protocols" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not a dataset this toolkit knows" in err and "asvspoof2019" in err
 
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):

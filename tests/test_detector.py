@@ -9,8 +9,18 @@ import torch
 import spoofscope
 from spoofscope.audio import official_crop
 from spoofscope.cli import main
-from spoofscope.infer import Calibration, Detector, FusedDetector, Fusion, sliding_windows
+from spoofscope.infer import (
+    Calibration,
+    Decision,
+    Detector,
+    FusedDetector,
+    Fusion,
+    Limits,
+    WindowPolicy,
+    sliding_windows,
+)
 from spoofscope.metrics import compute_eer
+from spoofscope.models import get_card
 
 
 class EnergyModel(torch.nn.Module):
@@ -33,7 +43,9 @@ class EnergyModel(torch.nn.Module):
 @pytest.fixture(scope="module")
 def aasist_detector(reference_dir):
     return Detector.from_pretrained(
-        "aasist", weights=reference_dir / "official_AASIST.pth", window="official"
+        "aasist",
+        weights=reference_dir / "official_AASIST.pth",
+        windows=WindowPolicy(kind="official"),
     )
 
 
@@ -80,7 +92,7 @@ def test_aggregation_and_silence(tmp_path):
     sf.write(tmp_path / "a.wav", x, sr, subtype="FLOAT")
     results = {}
     for agg in ("mean", "min", "quantile"):
-        det = Detector(EnergyModel(), window="sliding", hop_s=1.0, aggregate=agg)
+        det = Detector(EnergyModel(), windows=WindowPolicy(hop_s=1.0, aggregate=agg))
         results[agg] = det(tmp_path / "a.wav")
     r = results["mean"]
     assert r.duration_s == pytest.approx(16.0)
@@ -109,7 +121,7 @@ def test_detect_many_batches_across_files_and_keeps_errors(tmp_path):
         paths.append(p)
     (tmp_path / "bad.wav").write_bytes(b"RIFF....WAVEjunk")
     m = EnergyModel()
-    det = Detector(m, batch_size=4, hop_s=1.0)
+    det = Detector(m, windows=WindowPolicy(hop_s=1.0), limits=Limits(batch_size=4))
     rs = det.detect_many([paths[0], tmp_path / "bad.wav", paths[1], paths[2]])
     assert [r.path for r in rs] == [
         str(paths[0]),
@@ -120,7 +132,7 @@ def test_detect_many_batches_across_files_and_keeps_errors(tmp_path):
     assert rs[1].error and "bad.wav" in rs[1].error and rs[1].score is None
     # 1 + 3 + 1 windows = 5 windows in batches of 4: files share a batch
     assert m.calls == [4, 1]
-    one_by_one = [Detector(EnergyModel(), hop_s=1.0)(p).score for p in paths]
+    one_by_one = [Detector(EnergyModel(), windows=WindowPolicy(hop_s=1.0))(p).score for p in paths]
     assert [rs[0].score, rs[2].score, rs[3].score] == pytest.approx(one_by_one, abs=1e-6)
 
 
@@ -131,7 +143,7 @@ def test_long_file_memory_is_bounded_by_the_batch(tmp_path):
     with sf.SoundFile(p, "w", sr, 1, subtype="PCM_16") as f:
         for _ in range(10):  # 10 minutes, written a minute at a time
             f.write((rng.standard_normal(sr * 60) * 0.1).astype(np.float32))
-    det = Detector(EnergyModel(), hop_s=4.0, batch_size=8)
+    det = Detector(EnergyModel(), windows=WindowPolicy(hop_s=4.0), limits=Limits(batch_size=8))
     tracemalloc.start()
     r = det(p)
     _, peak = tracemalloc.get_traced_memory()
@@ -157,7 +169,12 @@ def test_calibration_recovers_known_llr_and_is_used(tmp_path):
     # a detector with this calibration: p = sigmoid(a * score + b); band decides confidence
     cal.save(tmp_path / "c.json")
     m = EnergyModel()
-    det = Detector(m, calibration=tmp_path / "c.json", window="official", band=0.2)
+    det = Detector(
+        m,
+        calibration=tmp_path / "c.json",
+        windows=WindowPolicy(kind="official"),
+        decision=Decision(band=0.2),
+    )
     x = np.full(64600, 10 ** ((1.05 * -1) / 2), np.float32)  # RMS gives score ~ -1.05
     r = det(x)
     assert r.calibrated
@@ -192,7 +209,7 @@ def test_fusion_not_worse_than_best_single():
 def test_fused_detector(tmp_path):
     rng = np.random.default_rng(4)
     sf.write(tmp_path / "a.wav", (rng.standard_normal(40000) * 0.1).astype(np.float32), 16000)
-    d1, d2 = Detector(EnergyModel()), Detector(EnergyModel(), aggregate="min")
+    d1, d2 = Detector(EnergyModel()), Detector(EnergyModel(), windows=WindowPolicy(aggregate="min"))
     fus = Fusion([0.5, 2.0], -1.0, ["a", "b"])
     r = FusedDetector([d1, d2], fus)(tmp_path / "a.wav")
     s1, s2 = d1(tmp_path / "a.wav").score, d2(tmp_path / "a.wav").score
@@ -329,14 +346,14 @@ def test_detect_cli(tmp_path, capsys, reference_dir, golden):
     out = capsys.readouterr().out
     assert "a.wav" in out and "b.flac" not in out and "uncalibrated" in out
     assert main(["detect", str(d), "--model", "nonsense"]) == 2
-    assert "neither a registered model" in capsys.readouterr().err
+    assert "unknown model 'nonsense'" in capsys.readouterr().err
 
 
 def test_from_checkpoint_with_official_state_dict_and_config(reference_dir, golden):
     det = Detector.from_checkpoint(
         reference_dir / "official_AASIST-L.pth",
         config=reference_dir / "aasist_l_config.json",
-        window="official",
+        windows=WindowPolicy(kind="official"),
     )
     assert abs(det(golden["input_1"]).score - golden["AASIST-L_logits_1"][1]) < 1e-4
 
@@ -371,7 +388,7 @@ def test_from_checkpoint_spoofscope_with_attached_calibration(tmp_path, capsys):
     assert r.calibrated and 0 <= r.p_bonafide <= 1
 
 
-ONNX_MODELS = [n for n in spoofscope.list_models() if n != "cqcc-xvector"]
+ONNX_MODELS = [n for n in spoofscope.list_models() if get_card(n).export != "none"]
 
 
 @pytest.mark.parametrize("name", ONNX_MODELS)
@@ -383,18 +400,20 @@ def test_onnx_export_agrees_with_torch(name, tmp_path, golden):
     path = export_onnx(m, tmp_path / f"{name}.onnx")
     xs = np.stack([golden[f"input_{i}"] for i in range(3)])
     assert check_onnx(m, path, xs, atol=1e-3) <= 1e-3
-    from spoofscope.infer.backends import OnnxBackend
+    from spoofscope.infer import OnnxEngine
 
-    fixed = OnnxBackend(path).fixed_length
-    # graph pooling keeps int(N * k) nodes of a length-dependent N: those graphs are exported
-    # for the 64,600-sample window; the others take any length
-    assert (fixed is not None) == (name in ("aasist", "aasist-l", "ssl-aasist"))
+    engine = OnnxEngine(m, path)
+    fixed = engine.fixed_length
+    # the card says which graphs are exported for its window only (AASIST's graph pooling
+    # keeps int(N * k) nodes of a length-dependent N) and which take any length
+    assert (fixed is not None) == (m.card.export == "fixed")
+    assert fixed is None or fixed == m.card.window_samples
     if fixed is None:
         assert check_onnx(m, path, golden["input_4"][None], atol=1e-3) <= 1e-3
         assert check_onnx(m, path, golden["input_5"][None], atol=1e-3) <= 1e-3
     else:
-        with pytest.raises(ValueError, match="exported for 64600-sample windows"):
-            OnnxBackend(path)(golden["input_4"][None])
+        with pytest.raises(ValueError, match=f"exported for {fixed}-sample windows"):
+            engine(golden["input_4"][None])
 
 
 def test_cqcc_xvector_refuses_export(tmp_path):
@@ -407,12 +426,14 @@ def test_cqcc_xvector_refuses_export(tmp_path):
 def test_onnx_detector_matches_torch(reference_dir, golden, tmp_path, monkeypatch):
     monkeypatch.setenv("SPOOFSCOPE_CACHE", str(tmp_path))
     w = reference_dir / "official_AASIST.pth"
-    det = Detector.from_pretrained("aasist", weights=w, backend="onnx", window="official")
+    det = Detector.from_pretrained(
+        "aasist", weights=w, engine="onnx", windows=WindowPolicy(kind="official")
+    )
     for i in range(4):
         assert abs(det(golden[f"input_{i}"]).score - golden[f"AASIST_logits_{i}"][1]) < 1e-4
     assert list((tmp_path / "onnx").glob("aasist-*.onnx"))  # cached for the next run
     x = np.concatenate([golden["input_0"], golden["input_1"]])
-    a = Detector.from_pretrained("aasist", weights=w, backend="onnx")(x)
+    a = Detector.from_pretrained("aasist", weights=w, engine="onnx")(x)
     b = Detector.from_pretrained("aasist", weights=w)(x)
     assert a.score == pytest.approx(b.score, abs=1e-4)
 
@@ -423,3 +444,49 @@ def test_export_leaves_the_model_in_eval_mode(tmp_path):
     m = spoofscope.create_model("lfcc-lcnn").eval()
     export_onnx(m, tmp_path / "m.onnx")
     assert not any(mod.training for mod in m.modules())
+
+
+def test_detect_uses_the_window_of_the_model_card(tmp_path, capsys):
+    """A checkpoint whose card says 24,000 samples (the demo recipe's crop) is scored with
+    24,000-sample windows; --window-samples overrides."""
+    import dataclasses
+
+    from spoofscope.models import save_checkpoint
+
+    torch.manual_seed(0)
+    m = spoofscope.create_model("lfcc-lcnn")
+    m.card = dataclasses.replace(m.card, window_samples=24000)
+    save_checkpoint(m, tmp_path / "m.ckpt")
+    sf.write(tmp_path / "a.wav", np.random.default_rng(0).standard_normal(80000) * 0.1, 16000)
+    det = Detector.from_checkpoint(tmp_path / "m.ckpt")
+    r = det(tmp_path / "a.wav")
+    assert r.window_samples == 24000
+    assert all(w["end"] - w["start"] == pytest.approx(1.5) for w in r.windows)
+    # the last window ends at the end of the file; hop 2 s: starts 0, 2, 4 and 5 - 1.5 s
+    assert [w["start"] for w in r.windows] == pytest.approx([0.0, 2.0, 3.5])
+    args = ["detect", str(tmp_path / "a.wav"), "--model", str(tmp_path / "m.ckpt"), "--json"]
+    assert main(args) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["window_samples"] == 24000 and len(d["windows"]) == 3
+    assert main(args + ["--window-samples", "32000"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["window_samples"] == 32000 and d["windows"][0]["end"] == pytest.approx(2.0)
+    # a window shorter than the model's minimum is refused with the reason
+    assert main(args + ["--window-samples", "100"]) == 2
+    assert "shorter than the 2400 samples" in capsys.readouterr().err
+
+
+def test_detector_policies_are_checked_and_detectors_not_mutated(tmp_path):
+    with pytest.raises(ValueError, match="hop must be a positive"):
+        WindowPolicy(hop_s=0)
+    with pytest.raises(ValueError, match="batch size must be >= 1"):
+        Limits(batch_size=0)
+    with pytest.raises(ValueError, match="threshold must be a finite"):
+        Decision(threshold=float("nan"))
+    d = Detector(EnergyModel())
+    d2 = d.replace(limits=Limits(max_duration_s=1.0))
+    assert d.limits.max_duration_s is None and d2.limits.max_duration_s == 1.0
+    assert d2.engine is d.engine and d2.window_samples == d.window_samples == 64600
+    sf.write(tmp_path / "long.wav", np.zeros(32000, np.float32) + 0.1, 16000)
+    assert d(tmp_path / "long.wav").error is None
+    assert d2(tmp_path / "long.wav").error_kind == "too_long"

@@ -8,6 +8,7 @@ import torch
 
 from spoofscope import create_model
 from spoofscope.features import cq_log_power, cqcc, dct_matrix, lfcc, lfcc_filterbank
+from spoofscope.models import load_model
 from spoofscope.models.aasist import AASISTConfig
 
 TOL = 1e-4
@@ -25,7 +26,7 @@ def _keys(reference_dir, fname):
 def official_aasist(request, reference_dir):
     tag = request.param
     name, weights, conf = AASIST_FILES[tag]
-    model = create_model(name, weights=reference_dir / weights)
+    model = load_model(name, weights=reference_dir / weights)
     return tag, model, reference_dir
 
 
@@ -97,7 +98,7 @@ def test_aasist_accepts_official_configs(reference_dir, tmp_path):
 
 
 def test_aasist_freq_aug_only_in_training(reference_dir, golden):
-    model = create_model("aasist", weights=reference_dir / "official_AASIST.pth", freq_aug=True)
+    model = load_model("aasist", weights=reference_dir / "official_AASIST.pth", freq_aug=True)
     x = torch.from_numpy(golden["input_0"])[None]
     with torch.no_grad():
         # eval: masking off even with freq_aug=True in the config

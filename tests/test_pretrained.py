@@ -1,3 +1,7 @@
+"""Published weights on the cards, the cache and the verified download, and ``load_model``: the
+one loading path for names, tags, checkpoints and foreign state_dicts."""
+
+import dataclasses
 import shutil
 
 import numpy as np
@@ -5,30 +9,52 @@ import pytest
 import torch
 
 import spoofscope
-from spoofscope.models import PRETRAINED, WeightsError, resolve_weights
+from spoofscope.models import (
+    WeightsError,
+    _registry,
+    get_card,
+    load_model,
+    resolve_weights,
+    save_checkpoint,
+)
 from spoofscope.models._pretrained import sha256_of
 
 
-def test_entries_declare_source_checksum_licence_contract(reference_dir):
+def _with_url(monkeypatch, name, url):
+    """Point the published weights of ``name`` at ``url`` (a local server or a closed port)."""
+    entry = _registry.get_entry(name)
+    tag = entry.card.default_tag
+    w = dataclasses.replace(entry.card.weights[tag], url=url)
+    card = dataclasses.replace(entry.card, weights={tag: w})
+    monkeypatch.setitem(_registry._REGISTRY, name, dataclasses.replace(entry, card=card))
+
+
+def test_cards_declare_source_checksum_licence_contract(reference_dir):
     for name, fname in (("aasist", "official_AASIST.pth"), ("aasist-l", "official_AASIST-L.pth")):
-        e = PRETRAINED[name]
+        card = get_card(name)
+        e = card.weights["official"]
+        assert card.default_tag == "official"
         assert e.url.startswith("https://github.com/clovaai/aasist/")
         assert e.url.endswith(f"models/weights/{e.filename}")
         assert e.sha256 == sha256_of(reference_dir / fname)
         assert "MIT" in e.licence and "NAVER" in e.notice
-        assert (e.sample_rate, e.input_length, e.bonafide_index) == (16000, 64600, 1)
+        assert (card.sample_rate, card.window_samples, card.bonafide_index) == (16000, 64600, 1)
+        assert card.export == "fixed" and "2019 LA" in card.training_data
 
 
 def test_pretrained_from_cache_gives_official_scores(reference_dir, golden, tmp_path, monkeypatch):
     monkeypatch.setenv("SPOOFSCOPE_CACHE", str(tmp_path))
     shutil.copy(reference_dir / "official_AASIST.pth", tmp_path / "AASIST.pth")
-    m = spoofscope.create_model("aasist", pretrained=True)
-    assert not m.training
-    with torch.no_grad():
-        logits, _ = m(torch.from_numpy(golden["input_0"])[None])
-    np.testing.assert_allclose(logits[0].numpy(), golden["AASIST_logits_0"], atol=1e-4)
+    for source in ("aasist", "aasist:official"):
+        m = load_model(source)
+        assert not m.training and m.source == "aasist:official"
+        with torch.no_grad():
+            logits, _ = m(torch.from_numpy(golden["input_0"])[None])
+        np.testing.assert_allclose(logits[0].numpy(), golden["AASIST_logits_0"], atol=1e-4)
+    with pytest.raises(WeightsError, match="no weights tagged 'df'"):
+        load_model("aasist:df")
     # an explicit path wins over the cache
-    m2 = spoofscope.create_model("aasist-l", weights=reference_dir / "official_AASIST-L.pth")
+    m2 = load_model("aasist-l", weights=reference_dir / "official_AASIST-L.pth")
     with torch.no_grad():
         np.testing.assert_allclose(
             m2(torch.from_numpy(golden["input_1"])[None])[0][0].numpy(),
@@ -37,37 +63,90 @@ def test_pretrained_from_cache_gives_official_scores(reference_dir, golden, tmp_
         )
 
 
-def test_missing_offline_names_url_file_and_placement(tmp_path, monkeypatch):
+def test_missing_offline_names_url_file_and_placement_once(tmp_path, monkeypatch):
     monkeypatch.setenv("SPOOFSCOPE_CACHE", str(tmp_path / "cache"))
     # no network in tests: point the entry at a closed loopback port
-    import dataclasses
-
-    from spoofscope.models import _pretrained
-
-    entry = dataclasses.replace(PRETRAINED["aasist"], url="http://127.0.0.1:9/AASIST.pth")
-    monkeypatch.setitem(_pretrained.PRETRAINED, "aasist", entry)
+    _with_url(monkeypatch, "aasist", "http://127.0.0.1:9/AASIST.pth")
     with pytest.raises(WeightsError) as e:
-        spoofscope.create_model("aasist", pretrained=True)
+        load_model("aasist")
     msg = str(e.value)
     assert "http://127.0.0.1:9/AASIST.pth" in msg and "AASIST.pth" in msg
-    assert str(tmp_path / "cache" / "AASIST.pth") in msg and "by hand" in msg
+    assert str(tmp_path / "cache" / "AASIST.pth") in msg
+    assert msg.count("by hand") == 1  # the advice once, not twice
     with pytest.raises(WeightsError, match="not in the cache"):
         resolve_weights("aasist", download=False)
 
 
-def test_checksum_mismatch_is_refused(tmp_path, monkeypatch, reference_dir):
+def test_checksum_applies_to_the_cache_not_to_a_named_file(tmp_path, monkeypatch, reference_dir):
     monkeypatch.setenv("SPOOFSCOPE_CACHE", str(tmp_path))
-    # the AASIST-L file under AASIST's name: a valid state_dict, the wrong bytes
+    # the AASIST-L file under AASIST's name in the cache: the wrong bytes, refused
     shutil.copy(reference_dir / "official_AASIST-L.pth", tmp_path / "AASIST.pth")
     with pytest.raises(WeightsError, match="does not match"):
-        spoofscope.create_model("aasist", pretrained=True)
-    with pytest.raises(WeightsError, match="does not match"):
-        spoofscope.create_model("aasist", weights=tmp_path / "AASIST.pth")
+        load_model("aasist")
+    # the same file named explicitly is checked by key and shape: AASIST-L does not fit AASIST
+    with pytest.raises(WeightsError) as e:
+        load_model("aasist", weights=tmp_path / "AASIST.pth")
+    assert "does not fit aasist" in str(e.value) and "shape mismatch" in str(e.value)
     with pytest.raises(WeightsError, match="no published weights"):
-        spoofscope.create_model("rawnet2", pretrained=True)
+        load_model("rawnet2")
 
 
-def test_loading_is_weights_only(tmp_path, monkeypatch):
+def test_own_finetuned_weights_load_without_checksum(tmp_path, reference_dir, golden):
+    """A user's fine-tuned AASIST (other values, same keys) loads, DataParallel prefix too."""
+    sd = torch.load(reference_dir / "official_AASIST.pth", map_location="cpu", weights_only=True)
+    sd["out_layer.bias"] = sd["out_layer.bias"] + torch.tensor([0.0, 0.5])
+    torch.save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "mine.pth")
+    m = load_model("aasist", weights=tmp_path / "mine.pth")
+    with torch.no_grad():
+        logits, _ = m(torch.from_numpy(golden["input_0"])[None])
+    np.testing.assert_allclose(
+        logits[0].numpy(), golden["AASIST_logits_0"] + np.array([0.0, 0.5]), atol=1e-4
+    )
+    # a bare state_dict names no architecture: found among the published ones by keys/shapes
+    guessed = load_model(tmp_path / "mine.pth")
+    assert guessed.registry_name == "aasist"
+
+
+@pytest.mark.parametrize("name", ["rawnet2", "lfcc-lcnn"])
+def test_foreign_state_dicts_of_unpublished_architectures(name, tmp_path):
+    torch.manual_seed(0)
+    ref = spoofscope.create_model(name).eval()
+    torch.save(ref.state_dict(), tmp_path / "sd.pth")
+    m = load_model(name, weights=tmp_path / "sd.pth")
+    x = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(m(x)[0], ref(x)[0], rtol=0, atol=0)
+    # without the architecture, a state_dict that matches no published model is refused
+    with pytest.raises(WeightsError, match="say which architecture"):
+        load_model(tmp_path / "sd.pth")
+    # the wrong architecture names missing and unexpected keys
+    with pytest.raises(WeightsError) as e:
+        load_model("aasist-l" if name != "aasist-l" else "rawnet2", weights=tmp_path / "sd.pth")
+    assert "missing key(s)" in str(e.value) and "unexpected key(s)" in str(e.value)
+
+
+def test_checkpoint_roundtrip_keeps_card_window(tmp_path):
+    m = spoofscope.create_model("lfcc-lcnn")
+    m.card = dataclasses.replace(m.card, window_samples=24000, training_data="demo")
+    save_checkpoint(m, tmp_path / "m.ckpt")
+    back = load_model(tmp_path / "m.ckpt")
+    assert back.card.window_samples == 24000 and back.card.training_data == "demo"
+    assert back.card.min_length == 2400 and back.checkpoint["arch"] == "lfcc-lcnn"
+    with pytest.raises(WeightsError, match="is a lfcc-lcnn checkpoint, not aasist"):
+        load_model(tmp_path / "m.ckpt", arch="aasist")
+
+
+def test_corrupt_and_missing_files(tmp_path):
+    (tmp_path / "bad.pth").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+        load_model(tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match="file not found"):
+        load_model(tmp_path / "nope.pth")
+    with pytest.raises(ValueError, match="unknown model 'wav2vec-magic'"):
+        load_model("wav2vec-magic")
+
+
+def test_loading_is_weights_only(tmp_path):
     # a pickle that would run code is refused by torch.load(weights_only=True)
     class Evil:
         def __reduce__(self):
@@ -75,19 +154,16 @@ def test_loading_is_weights_only(tmp_path, monkeypatch):
 
     p = tmp_path / "evil.pth"
     torch.save({"x": Evil()}, p)
-    from spoofscope.models._pretrained import load_state_dict_file
+    from spoofscope.models import load_state_dict_file
 
-    with pytest.raises(Exception, match="(?i)weights only"):
+    with pytest.raises(WeightsError, match="(?i)weights.only"):
         load_state_dict_file(p)
 
 
 def test_download_verifies_and_writes_the_notice(reference_dir, tmp_path, monkeypatch):
     """A verified download from a local server lands in the cache with its licence notice."""
-    import dataclasses
     import http.server
     import threading
-
-    from spoofscope.models import _pretrained
 
     payload = (reference_dir / "official_AASIST-L.pth").read_bytes()
 
@@ -105,13 +181,17 @@ def test_download_verifies_and_writes_the_notice(reference_dir, tmp_path, monkey
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/AASIST-L.pth"
-        monkeypatch.setitem(
-            _pretrained.PRETRAINED, "aasist-l", dataclasses.replace(PRETRAINED["aasist-l"], url=url)
-        )
+        _with_url(monkeypatch, "aasist-l", url)
         path = resolve_weights("aasist-l", cache=tmp_path)
         assert path == tmp_path / "AASIST-L.pth" and path.read_bytes() == payload
         notice = (tmp_path / "AASIST-L.pth.LICENSE.txt").read_text()
         assert "NAVER" in notice and "MIT" in notice
+        # a mirror URL through the CLI (what the Dockerfile runs): still sha256-checked
+        from spoofscope.cli import main
+
+        monkeypatch.setenv("SPOOFSCOPE_CACHE", str(tmp_path / "mirror"))
+        assert main(["models", "fetch", "aasist-l", "--url", url]) == 0
+        assert (tmp_path / "mirror" / "AASIST-L.pth").read_bytes() == payload
         # a server that sends other bytes: refused and removed
         payload = b"not the weights"
         with pytest.raises(WeightsError, match="does not match"):

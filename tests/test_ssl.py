@@ -159,7 +159,7 @@ def test_converter_loads_a_fairseq_layout_checkpoint(tmp_path):
 @pytest.mark.parametrize("name", ["ssl-linear", "ssl-aasist"])
 def test_onnx_export_and_detector(name, tmp_path):
     from spoofscope.export import check_onnx, export_onnx
-    from spoofscope.infer import Detector
+    from spoofscope.infer import Detector, OnnxEngine, WindowPolicy
 
     torch.manual_seed(0)
     m = spoofscope.create_model(name).eval()
@@ -168,7 +168,7 @@ def test_onnx_export_and_detector(name, tmp_path):
     assert check_onnx(m, path, x, atol=1e-3) <= 1e-3
     if name == "ssl-linear":  # dynamic length
         assert check_onnx(m, path, _x(1, 30000).numpy(), atol=1e-3) <= 1e-3
-    det = Detector(m, backend="onnx", onnx_path=path, window="official")
+    det = Detector(OnnxEngine(m, path), windows=WindowPolicy(kind="official"))
     r = det(x[0])
     with torch.no_grad():
         assert r.score == pytest.approx(m(torch.from_numpy(x[:1]))[0][0, 1].item(), abs=1e-3)
@@ -182,5 +182,5 @@ def test_training_recipe_loads_and_trains_with_accumulation(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     cfg = load_config(repo / "configs/ssl-aasist.yaml")
     assert cfg.model == "ssl-aasist" and cfg.grad_accum_steps > 1
-    assert cfg.optimizer["lr"] == 1e-6 and cfg.batch_size * cfg.grad_accum_steps == 14
+    assert cfg.optimizer.lr == 1e-6 and cfg.batch_size * cfg.grad_accum_steps == 14
     assert cfg.augment[0]["name"] == "rawboost"

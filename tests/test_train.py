@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from spoofscope.cli import main
-from spoofscope.data import ASVspoof2019LA, check_asvspoof2019, parse_asvspoof2019
+from spoofscope.data import ASVspoof2019LA, check_dataset, parse_asvspoof2019
 from spoofscope.data.demo import make_demo_corpus
 from spoofscope.train import TrainConfig, load_config
 from spoofscope.train.data import balanced_sampler, class_weights
@@ -49,7 +49,7 @@ def _tiny_cfg(**kw):
 
 
 def test_demo_corpus_layout_and_determinism(demo_root, tmp_path):
-    rep = check_asvspoof2019(demo_root)
+    rep = check_dataset(demo_root)
     for split in ("train", "dev", "eval"):
         assert rep["splits"][split]["missing_files"] == 0
     train = parse_asvspoof2019(
@@ -90,11 +90,32 @@ def test_config_overrides_and_errors(tmp_path):
     cfg = load_config(
         REPO / "configs/aasist.yaml", ["epochs=3", "optimizer.lr=0.002", "loss.sampler=balanced"]
     )
-    assert cfg.epochs == 3 and cfg.optimizer["lr"] == 0.002
-    assert cfg.optimizer["weight_decay"] == 1e-4 and cfg.loss["sampler"] == "balanced"
-    assert cfg.batch_size == 24 and cfg.scheduler == {"name": "cosine", "min_lr": 5e-6}
-    with pytest.raises(ValueError, match="unknown config keys: epoch"):
+    assert cfg.epochs == 3 and cfg.optimizer.lr == 0.002
+    assert cfg.optimizer.weight_decay == 1e-4 and cfg.loss.sampler == "balanced"
+    assert cfg.batch_size == 24 and (cfg.scheduler.name, cfg.scheduler.min_lr) == ("cosine", 5e-6)
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) epoch; valid: model"):
         load_config(REPO / "configs/aasist.yaml", ["epoch=3"])
+    # every typed section: a typo in a name or a key is an error listing the valid choices
+    from spoofscope.errors import ConfigError
+
+    for override, expected in (
+        ("loss.sampler=balansed", "loss.sampler: 'balansed' is not one of random, balanced"),
+        ("scheduler.name=cosin", "scheduler.name: 'cosin' is not one of cosine, none"),
+        ("optimizer.name=adamm", "optimizer.name: 'adamm' is not one of adam, adamw, sgd"),
+        ("optimizer.lrr=0.1", "unknown config key(s) optimizer.lrr; valid: optimizer.name"),
+        ("early_stopping.metric=err", "early_stopping.metric: 'err' is not one of eer"),
+        ("early_stopping.patiense=3", "unknown config key(s) early_stopping.patiense"),
+        ("swa.top=3", "unknown config key(s) swa.top; valid: swa.enabled, swa.top_n"),
+        ("loss.weights=inverse", "unknown config key(s) loss.weights"),
+        ("epochs=abc", "epochs: expected an integer, got 'abc'"),
+        ("optimizer.lr=fast", "optimizer.lr: expected a number, got 'fast'"),
+        ("swa.enabled=maybe", "swa.enabled: expected true/false, got 'maybe'"),
+        ("amp=fp8", "amp: 'fp8' is not one of none, bf16, fp16"),
+        ("epochs=0", "epochs must be >= 1"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            load_config(REPO / "configs/aasist.yaml", [override])
+        assert expected in str(e.value), (override, str(e.value))
     for f in sorted((REPO / "configs").glob("*.yaml")):
         assert load_config(f).model in f.stem
 
@@ -289,13 +310,14 @@ def test_torchrun_training_runs_ddp(demo_root, tmp_path):
 
 def test_audio_cache_skips_decoding(demo_root, tmp_path, monkeypatch):
     from spoofscope.data import ASVspoof2019LA
+    from spoofscope.data import cache as C
     from spoofscope.train import data as D
 
     trials = ASVspoof2019LA(demo_root, "dev", transform=None).trials[:5]
     calls = []
-    real = D.load_audio
-    monkeypatch.setattr(D, "load_audio", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
-    cache = D.AudioCache(tmp_path / "cache")
+    real = C.load_audio
+    monkeypatch.setattr(C, "load_audio", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    cache = C.AudioCache(tmp_path / "cache")
     ds = D.TrainSet(trials, 8000, None, 0, cache)
     first = [ds[i][0] for i in range(5)]
     assert len(calls) == 5

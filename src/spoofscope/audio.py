@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import SpoofscopeError
+
 log = logging.getLogger(__name__)
 
 #: Samples the official AASIST/RawNet2 evaluation feeds the model (about 4 s at 16 kHz).
@@ -29,7 +31,7 @@ DEFAULT_MAX_DURATION_S = 3600.0
 Source = str | os.PathLike | bytes | bytearray | memoryview
 
 
-class AudioError(ValueError):
+class AudioError(SpoofscopeError, ValueError):
     """An audio input that cannot be used; the message names the input and the reason.
 
     ``kind`` classifies it: ``missing``, ``empty`` (no bytes or no samples), ``too_long``,

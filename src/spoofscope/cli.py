@@ -7,8 +7,10 @@ import json
 import logging
 import sys
 
+from .errors import SpoofscopeError
 
-class CLIError(Exception):
+
+class CLIError(SpoofscopeError):
     """An error the CLI prints as one line, then exits with status 2."""
 
 
@@ -31,7 +33,7 @@ def _cmd_evaluate(a) -> int:
 
 
 def _cmd_data_download(a) -> int:
-    from .data.download import download_asvspoof2019_la, format_check
+    from .data import download_asvspoof2019_la, format_check
 
     if a.dataset != "asvspoof2019-la":
         raise CLIError(f"unknown dataset {a.dataset!r}; known: asvspoof2019-la")
@@ -43,14 +45,9 @@ def _cmd_data_download(a) -> int:
 
 
 def _cmd_data_check(a) -> int:
-    from .data.download import check_asvspoof2019, format_check
+    from .data import check_dataset, format_check
 
-    rep = check_asvspoof2019(a.dir)
-    if all(r.get("protocol") is None for r in rep["splits"].values()):
-        raise CLIError(
-            f"{a.dir}: no ASVspoof 2019 LA protocols found (expected "
-            "LA/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.*.txt)"
-        )
+    rep = check_dataset(a.dir)
     print(json.dumps(rep, indent=2) if a.json else format_check(rep))
     missing = sum(r.get("missing_files", 0) for r in rep["splits"].values())
     return 1 if missing else 0
@@ -73,31 +70,21 @@ def _expand_inputs(paths, recursive: bool) -> list[str]:
     return out
 
 
-def _build_detector(a):
-    from pathlib import Path
+def _build_detector(a, max_duration_s: float | None = None):
+    from .infer import Decision, Detector, Limits, WindowPolicy
 
-    from .infer import Detector
-
-    kw = dict(
-        backend=a.backend,
-        window=a.window,
-        hop_s=a.hop,
-        aggregate=a.aggregate,
-        threshold=a.threshold,
-        batch_size=a.batch_size,
+    return Detector.load(
+        a.model,
+        weights=a.weights,
+        config=a.config,
+        engine=a.engine,
+        calibration=a.calibration,
+        windows=WindowPolicy(
+            kind=a.window, samples=a.window_samples, hop_s=a.hop, aggregate=a.aggregate
+        ),
+        decision=Decision(threshold=a.threshold),
+        limits=Limits(batch_size=a.batch_size, max_duration_s=max_duration_s),
     )
-    if getattr(a, "calibration", None):
-        kw["calibration"] = a.calibration
-    if Path(a.model).is_file():
-        return Detector.from_checkpoint(a.model, config=a.config, **kw)
-    from .models import list_models
-
-    if a.model not in list_models():
-        raise CLIError(
-            f"--model {a.model!r} is neither a registered model "
-            f"({', '.join(list_models())}) nor a checkpoint file"
-        )
-    return Detector.from_pretrained(a.model, weights=a.weights, **kw)
 
 
 def _cmd_detect(a) -> int:
@@ -141,7 +128,16 @@ def _cmd_detect(a) -> int:
         with open(a.csv, "w", newline="") as f:
             cw = csv.writer(f)
             cw.writerow(
-                ["path", "label", "score", "p_bonafide", "confident", "duration_s", "error"]
+                [
+                    "path",
+                    "label",
+                    "score",
+                    "p_bonafide",
+                    "confident",
+                    "duration_s",
+                    "window_samples",
+                    "error",
+                ]
             )
             for r in results:
                 cw.writerow(
@@ -152,6 +148,7 @@ def _cmd_detect(a) -> int:
                         r.p_bonafide,
                         r.confident,
                         r.duration_s,
+                        r.window_samples,
                         r.error or "",
                     ]
                 )
@@ -244,27 +241,25 @@ def _cmd_fuse(a) -> int:
 
 
 def _cmd_export(a) -> int:
-    from pathlib import Path
-
     import numpy as np
 
     from .export import check_onnx, export_onnx
-    from .models import create_model
+    from .models import create_model, load_model
 
     if a.format != "onnx":
         raise CLIError("only --format onnx is supported")
-    if Path(a.model).is_file():
-        from .infer import Detector
-
-        model = Detector.from_checkpoint(a.model, config=a.config).model
+    if a.random_init:
+        model = create_model(a.model)
     else:
-        model = create_model(
-            a.model, pretrained=a.weights is not None or a.pretrained, weights=a.weights
-        )
+        model = load_model(a.model, weights=a.weights, config=a.config)
     export_onnx(model, a.out)
-    x = (np.random.default_rng(0).standard_normal((2, 64600)) * 0.1).astype(np.float32)
+    n = model.card.window_samples
+    x = (np.random.default_rng(0).standard_normal((2, n)) * 0.1).astype(np.float32)
     diff = check_onnx(model, a.out, x)
-    print(f"exported {a.out}; onnxruntime agrees with PyTorch to {diff:.2e}")
+    print(
+        f"exported {a.out} ({model.card.name}, export {model.card.export}, window {n} samples); "
+        f"onnxruntime agrees with PyTorch to {diff:.2e}"
+    )
     return 0
 
 
@@ -280,17 +275,24 @@ def _cmd_train(a) -> int:
 
 
 def _cmd_score(a) -> int:
-    from .data.datasets import open_dataset
+    from .data import open_dataset
+    from .distributed import cleanup, init_distributed
     from .evaluation import write_score_file
-    from .models import load_checkpoint
-    from .train import TrainConfig, score_trials
-    from .train.distributed import cleanup, init_distributed
+    from .infer import score_dataset
+    from .models import load_model
 
     info = init_distributed()
-    model, ckpt = load_checkpoint(a.checkpoint)
+    model = load_model(a.checkpoint, weights=a.weights)
     ds = open_dataset(a.data, a.split, transform=None)
-    cfg = TrainConfig(eval_batch_size=a.batch_size, num_workers=a.workers)
-    scores = score_trials(model, ds.trials, cfg, info, progress=not a.quiet and info.is_main)
+    scores = score_dataset(
+        model,
+        ds.trials,
+        window_samples=a.window_samples,
+        batch_size=a.batch_size,
+        num_workers=a.workers,
+        info=info,
+        progress=not a.quiet and info.is_main,
+    )
     if info.is_main:
         t = ds.trials
         write_score_file(
@@ -346,8 +348,8 @@ def _cmd_serve(a) -> int:
     from .serve import ServiceSettings, create_app, load_api_keys
 
     try:
-        det = _build_detector(a)
-    except Exception as e:  # fail fast, with the reason, before the server starts
+        det = _build_detector(a, max_duration_s=a.max_duration)
+    except (SpoofscopeError, OSError) as e:  # fail fast, with the reason, before serving
         raise CLIError(f"cannot load the model: {e}") from None
     settings = ServiceSettings(
         max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
@@ -361,6 +363,59 @@ def _cmd_serve(a) -> int:
     )
     logging.getLogger("spoofscope.serve").setLevel(logging.INFO)
     uvicorn.run(create_app(det, settings), host=a.host, port=a.port, log_level="warning")
+    return 0
+
+
+def _cmd_models(a) -> int:
+    from .models import create_model, get_card, list_models, weights_status
+
+    rows = []
+    for name in list_models():
+        card = get_card(name)
+        try:
+            m = create_model(name)
+            params = sum(p.numel() for p in m.parameters())
+            min_len = m.card.min_length
+        except Exception:  # noqa: BLE001 - a model whose optional dependency is missing
+            params, min_len = None, None
+        rows.append(
+            {
+                "name": name,
+                "family": card.family,
+                "parameters": params,
+                "sample_rate": card.sample_rate,
+                "window_samples": card.window_samples,
+                "min_length": min_len,
+                "export": card.export,
+                "weights": {t: w.filename for t, w in card.weights.items()},
+                "weights_status": weights_status(name),
+                "training_data": card.training_data,
+                "published_results": card.published_results,
+                "licence": card.licence,
+            }
+        )
+    if a.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    print(f"{'model':<14} {'params':>11} {'window':>7} {'export':<7} {'weights':<11} trained on")
+    for r in rows:
+        tags = ",".join(r["weights"]) or "-"
+        status = r["weights_status"] if r["weights"] else "none"
+        params = f"{r['parameters']:,}" if r["parameters"] is not None else "?"
+        print(
+            f"{r['name']:<14} {params:>11} {r['window_samples']:>7} {r['export']:<7} "
+            f"{status + (':' + tags if r['weights'] else ''):<11} {r['training_data']}"
+        )
+    return 0
+
+
+def _cmd_models_fetch(a) -> int:
+    from .models._pretrained import resolve_weights, split_tag
+
+    name, tag = split_tag(a.model)
+    path = resolve_weights(name, tag, url=a.url)
+    print(f"{a.model}: {path} (sha256 verified)")
     return 0
 
 
@@ -380,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"spoofscope {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument(
+        "--debug", action="store_true", help="show the traceback of every error, ours too"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("evaluate", help="EER, min t-DCF and per-attack EER of a CM score file")
@@ -415,19 +473,38 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--json", action="store_true")
     dc.set_defaults(func=_cmd_data_check)
 
-    def detector_args(sp, model_required=True):
+    def detector_args(sp):
+        from .infer.engines import ENGINES
+        from .infer.policy import AGGREGATES, WINDOW_KINDS
+
         sp.add_argument(
             "--model",
             default="aasist",
-            help="registered model name or a checkpoint file (default: aasist)",
+            help="NAME[:TAG] of a registered model (published weights), a spoofscope "
+            "checkpoint or a state_dict file (default: aasist)",
         )
-        sp.add_argument("--weights", help="weights file of a registered model")
+        sp.add_argument(
+            "--weights", help="your own state_dict file for the architecture --model names"
+        )
         sp.add_argument("--config", help="official AASIST .conf/model_config for a state_dict")
         sp.add_argument("--calibration", help="calibration JSON from 'spoofscope calibrate'")
-        sp.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-        sp.add_argument("--window", choices=["sliding", "official"], default="sliding")
+        sp.add_argument(
+            "--engine",
+            "--backend",
+            dest="engine",
+            choices=ENGINES,
+            default="torch",
+            help="inference engine (default: torch)",
+        )
+        sp.add_argument("--window", choices=WINDOW_KINDS, default="sliding")
+        sp.add_argument(
+            "--window-samples",
+            type=int,
+            metavar="N",
+            help="window length in samples (default: the model card's window)",
+        )
         sp.add_argument("--hop", type=float, default=2.0, metavar="SECONDS")
-        sp.add_argument("--aggregate", choices=["mean", "quantile", "min"], default="mean")
+        sp.add_argument("--aggregate", choices=AGGREGATES, default="mean")
         sp.add_argument("--threshold", type=float, help="score threshold for the label")
         sp.add_argument("--batch-size", type=int, default=8)
 
@@ -473,10 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
     fu.set_defaults(func=_cmd_fuse)
 
     ex = sub.add_parser("export", help="export a model to ONNX")
-    ex.add_argument("--model", required=True, help="registered name or checkpoint")
-    ex.add_argument("--weights")
-    ex.add_argument("--config")
-    ex.add_argument("--pretrained", action="store_true", help="use the published weights")
+    ex.add_argument(
+        "--model", required=True, help="NAME[:TAG] (published weights), checkpoint or state_dict"
+    )
+    ex.add_argument("--weights", help="your own state_dict for the architecture --model names")
+    ex.add_argument("--config", help="official AASIST .conf/model_config for a state_dict")
+    ex.add_argument("--random-init", action="store_true", help="export freshly initialised weights")
     ex.add_argument("--format", default="onnx")
     ex.add_argument("out")
     ex.set_defaults(func=_cmd_export)
@@ -491,7 +570,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     sc = sub.add_parser("score", help="score a split with a checkpoint (torchrun-aware)")
-    sc.add_argument("--checkpoint", required=True)
+    sc.add_argument(
+        "--checkpoint", required=True, help="checkpoint, state_dict or NAME[:TAG] of a model"
+    )
+    sc.add_argument("--weights", help="your own state_dict for the architecture named")
+    sc.add_argument(
+        "--window-samples", type=int, help="fixed crop (default: the model card's window)"
+    )
     sc.add_argument("--data", required=True)
     sc.add_argument("--split", default="eval")
     sc.add_argument("--out", required=True)
@@ -526,6 +611,15 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--audit-db", help="record every decision in this SQLite file")
     sv.set_defaults(func=_cmd_serve)
 
+    mo = sub.add_parser("models", help="list the registered models and their weights")
+    mo.add_argument("--json", action="store_true", help="one JSON object per model")
+    mo.set_defaults(func=_cmd_models)
+    msub = mo.add_subparsers(dest="models_command")
+    mf = msub.add_parser("fetch", help="download and verify published weights into the cache")
+    mf.add_argument("model", help="NAME[:TAG]")
+    mf.add_argument("--url", help="a mirror of the file (still checked against the sha256)")
+    mf.set_defaults(func=_cmd_models_fetch)
+
     au = sub.add_parser("audit", help="summarise the audit trail")
     ausub = au.add_subparsers(dest="audit_command", required=True)
     su = ausub.add_parser("summary", help="counts by label, low-confidence rate, scores")
@@ -538,12 +632,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .audio import AudioError
-    from .data.datasets import MissingAudioError
-    from .data.download import DownloadError
-    from .data.protocols import ProtocolError
-    from .evaluation import ScoreFileError
-
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after the options (train, demo)
@@ -560,17 +648,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (
-        CLIError,
-        AudioError,
-        ProtocolError,
-        ScoreFileError,
-        MissingAudioError,
-        DownloadError,
-        FileNotFoundError,
-        ValueError,
-    ) as e:
-        print(f"spoofscope {args.command}: error: {e}", file=sys.stderr)
+    except (SpoofscopeError, OSError) as e:
+        # the user's error, named with its fix: one line. Anything else is a bug and keeps
+        # its traceback.
+        if args.debug:
+            raise
+        msg = " ".join(str(e).split())
+        print(f"spoofscope {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

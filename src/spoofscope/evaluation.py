@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from .data.protocols import BONAFIDE, ProtocolError, Trial, read_asv_scores, read_protocol
+from .errors import SpoofscopeError
 from .metrics import EvaluationReport, evaluate_scores
 
 
-class ScoreFileError(ValueError):
+class ScoreFileError(SpoofscopeError, ValueError):
     """A score file that does not fit its protocol; gives counts and examples."""
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import load_audio, official_crop
+from ..errors import SpoofscopeError
 from .protocols import (
     BONAFIDE,
     SPOOF,
@@ -23,7 +24,7 @@ from .protocols import (
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3", ".m4a", ".opus", ".webm", ".aac")
 
 
-class MissingAudioError(FileNotFoundError):
+class MissingAudioError(SpoofscopeError, FileNotFoundError):
     """Files named by a protocol are missing: carries the count and the first ids."""
 
     def __init__(self, name: str, missing: list[Trial], total: int):
@@ -189,47 +190,3 @@ def FolderDataset(root, transform=official_crop) -> AudioDataset:
     if not trials:
         raise ProtocolError(root, None, None, "no audio files under bonafide/ or spoof/")
     return AudioDataset(trials, transform, name=str(root))
-
-
-ASVSPOOF5_SPLITS = {
-    "train": ("ASVspoof5.train.tsv", "flac_T"),
-    "dev": ("ASVspoof5.dev.track_1.tsv", "flac_D"),
-    "eval": ("ASVspoof5.eval.track_1.tsv", "flac_E_eval"),
-}
-
-
-def open_dataset(spec, split: str = "train", transform=official_crop, check: bool = True):
-    """Open whatever ``spec`` points at: an ASVspoof 2019 root, an ASVspoof 5 root
-    (``ASVspoof5_protocols/`` with ``flac_T``, ``flac_D``, ``flac_E_eval``), an ASVspoof 2021
-    LA/DF eval root (``keys/{LA,DF}/CM/trial_metadata.txt`` with
-    ``ASVspoof2021_{LA,DF}_eval/flac``; eval only), an In-the-Wild folder, a bonafide/spoof
-    folder tree, or a CSV list."""
-    p = Path(spec)
-    if p.is_file() and p.suffix.lower() == ".csv":
-        return CsvDataset(p, transform, check)
-    if p.is_dir():
-        proto, _ = asvspoof2019_paths(p, split)
-        if proto.is_file():
-            return ASVspoof2019LA(p, split, transform, check)
-        if (p / "ASVspoof5_protocols").is_dir():
-            if split not in ASVSPOOF5_SPLITS:
-                raise ValueError(f"ASVspoof 5 splits are {sorted(ASVSPOOF5_SPLITS)}")
-            name, audio = ASVSPOOF5_SPLITS[split]
-            return ASVspoof5(p / "ASVspoof5_protocols" / name, p / audio, transform, check)
-        for track in ("LA", "DF"):
-            key = p / "keys" / track / "CM" / "trial_metadata.txt"
-            if key.is_file():
-                if split != "eval":
-                    raise ValueError(f"ASVspoof 2021 {track} has only an eval split, not {split!r}")
-                return ASVspoof2021(
-                    key, p / f"ASVspoof2021_{track}_eval" / "flac", transform, check
-                )
-        if (p / "meta.csv").is_file():
-            return InTheWild(p, transform, check)
-        if (p / "bonafide").is_dir() and (p / "spoof").is_dir():
-            return FolderDataset(p, transform)
-    raise FileNotFoundError(
-        f"{spec}: not a dataset this toolkit knows. Expected an ASVspoof 2019 root (with "
-        "LA/ASVspoof2019_LA_cm_protocols), an In-the-Wild folder (meta.csv), a folder with "
-        "bonafide/ and spoof/, an ASVspoof 5 or 2021 root, or a CSV with path,label"
-    )

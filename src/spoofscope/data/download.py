@@ -8,8 +8,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from .datasets import LA2019_SPLITS, asvspoof2019_asv_scores_path, asvspoof2019_paths
-from .protocols import BONAFIDE, parse_asvspoof2019
+from ..errors import SpoofscopeError
+from .datasets import LA2019_SPLITS, asvspoof2019_paths
+from .formats import check_dataset
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +18,13 @@ log = logging.getLogger(__name__)
 ASVSPOOF2019_LA_URL = "https://datashare.ed.ac.uk/bitstream/handle/10283/3336/LA.zip"
 
 
-class DownloadError(RuntimeError):
-    """A download or archive check that failed; says what to do next."""
+class DownloadError(SpoofscopeError, RuntimeError):
+    """A download or archive check that failed; says what to do next. ``reason`` is the
+    short cause (for callers that give their own advice)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def download_file(url: str, dest, progress: bool = True, timeout: float = 60.0) -> Path:
@@ -39,11 +45,12 @@ def download_file(url: str, dest, progress: bool = True, timeout: float = 60.0) 
         if e.code == 416 and have:  # range not satisfiable: the part file is already complete
             part.replace(dest)
             return dest
-        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
+        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}", f"HTTP {e.code}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         raise DownloadError(
             f"cannot reach {url} ({getattr(e, 'reason', e)}). Download it by hand and "
-            f"place it at {dest}, then run the command again"
+            f"place it at {dest}, then run the command again",
+            f"cannot reach {url}: {getattr(e, 'reason', e)}",
         ) from None
     with resp:
         resumed = resp.status == 206
@@ -96,7 +103,7 @@ def download_asvspoof2019_la(
 ) -> dict:
     """Download ``LA.zip``, check it, unpack it under ``root`` and verify the official tree.
 
-    Returns the :func:`check_asvspoof2019` report of the unpacked tree.
+    Returns the :func:`~spoofscope.data.check_dataset` report of the unpacked tree.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -114,59 +121,10 @@ def download_asvspoof2019_la(
             if not str(target).startswith(str(root.resolve())):
                 raise DownloadError(f"{archive}: member {m.filename} escapes the target folder")
         z.extractall(root)
-    report = check_asvspoof2019(root)
+    report = check_dataset(root)
     bad = {s: r["missing_files"] for s, r in report["splits"].items() if r["missing_files"]}
     if bad:
         raise DownloadError(f"unpacked tree under {root} lacks audio files: {bad}")
     if not keep_archive:
         archive.unlink()
     return report
-
-
-def check_asvspoof2019(root) -> dict:
-    """What an ASVspoof 2019 LA root holds: per split the trials, classes, attacks, missing
-    audio files, and whether the ASV scores are there."""
-    root = Path(root)
-    out: dict = {"root": str(root), "splits": {}}
-    for split in LA2019_SPLITS:
-        proto, flac = asvspoof2019_paths(root, split)
-        if not proto.is_file():
-            out["splits"][split] = {"protocol": None}
-            continue
-        trials = parse_asvspoof2019(proto)
-        present = {p.stem for p in flac.glob("*.flac")} if flac.is_dir() else set()
-        missing = [t.utt_id for t in trials if t.utt_id not in present]
-        n_bona = sum(t.label == BONAFIDE for t in trials)
-        asv = asvspoof2019_asv_scores_path(root, split)
-        out["splits"][split] = {
-            "protocol": str(proto),
-            "trials": len(trials),
-            "bonafide": n_bona,
-            "spoof": len(trials) - n_bona,
-            "attacks": sorted({t.attack for t in trials if t.attack != "-"}),
-            "audio_dir": str(flac),
-            "missing_files": len(missing),
-            "first_missing": missing[:5],
-            "asv_scores": str(asv) if asv.is_file() else None,
-        }
-    return out
-
-
-def format_check(report: dict) -> str:
-    lines = [f"dataset root: {report['root']}"]
-    for split, r in report["splits"].items():
-        if r.get("protocol") is None:
-            lines.append(f"  {split:<5} no protocol found")
-            continue
-        miss = r["missing_files"]
-        lines.append(
-            f"  {split:<5} {r['trials']:>6} trials ({r['bonafide']} bona fide, {r['spoof']} spoof; "
-            f"attacks {','.join(r['attacks']) or '-'}); "
-            + (
-                "all audio present"
-                if miss == 0
-                else f"{miss} audio files missing (first: {', '.join(r['first_missing'])})"
-            )
-            + ("; ASV scores present" if r["asv_scores"] else "")
-        )
-    return "\n".join(lines)

@@ -11,11 +11,13 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import SpoofscopeError
+
 BONAFIDE, SPOOF = 1, 0
 _KEYS = {"bonafide": BONAFIDE, "bona-fide": BONAFIDE, "bona_fide": BONAFIDE, "spoof": SPOOF}
 
 
-class ProtocolError(ValueError):
+class ProtocolError(SpoofscopeError, ValueError):
     """A protocol or label file that cannot be parsed; names the file, line and content."""
 
     def __init__(self, path, lineno: int | None, line: str | None, reason: str):

@@ -1,41 +1,54 @@
-"""ONNX export of registered models and the onnxruntime agreement check."""
+"""ONNX export of registered models and the onnxruntime agreement check.
+
+What to export is read from the model card: ``export`` says whether the graph takes any length
+(``dynamic``), only the card's window (``fixed``: AASIST's graph pooling keeps ``int(N * k)``
+nodes, so the graph follows the length) or cannot be exported (``none``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import logging
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..audio import OFFICIAL_NUM_SAMPLES
+from ..errors import ConfigError
+from ..models._card import card_of
 
 log = logging.getLogger(__name__)
 
-#: Models whose graph depends on the input length (graph pooling keeps int(N * k) nodes, and
-#: the node count follows the length): exported for a fixed window length.
-FIXED_LENGTH_FAMILIES = ("aasist",)
-FIXED_LENGTH_MODELS = ("ssl-aasist",)
+
+def ort_session(path, threads: int | None = None):
+    """An onnxruntime CPU session with all graph optimisations."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # pragma: no cover - onnxruntime is a dependency of [onnx]
+        raise ConfigError(
+            "the ONNX engine needs onnxruntime: pip install 'spoofscope[onnx]'"
+        ) from e
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def export_onnx(
-    model: torch.nn.Module, path, length: int = OFFICIAL_NUM_SAMPLES, opset: int = 17
-) -> Path:
-    """Export ``model`` to ONNX with a dynamic batch axis (and a dynamic length where the
-    architecture allows). Outputs: ``logits`` (B, 2), ``embedding`` (B, D)."""
-    from ..models._registry import get_entry
-
+def export_onnx(model: torch.nn.Module, path, length: int | None = None, opset: int = 17) -> Path:
+    """Export ``model`` to ONNX with a dynamic batch axis (and a dynamic length where its card
+    says ``export: dynamic``). Input ``waveform`` (B, L); outputs ``logits`` (B, 2),
+    ``embedding`` (B, D). ``length`` defaults to the card's window."""
+    card = card_of(model)
+    if card.export == "none":
+        raise ConfigError(f"{card.name} cannot be exported to ONNX (its card says export: none)")
     model = model.eval()
-    name = getattr(model, "registry_name", "")
-    family = get_entry(name).family if name else ""
-    dynamic_length = family not in FIXED_LENGTH_FAMILIES and name not in FIXED_LENGTH_MODELS
-    if family == "xvector" and getattr(model.config, "frontend", "") == "cqcc":
-        raise ValueError("cqcc-xvector computes CQCC in numpy and cannot be exported to ONNX")
+    length = int(length or card.window_samples)
     axes = {"waveform": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}}
-    if dynamic_length:
+    if card.export == "dynamic":
         axes["waveform"][1] = "length"
     x = torch.randn(2, length) * 0.1
     path = Path(path)
@@ -57,21 +70,26 @@ def export_onnx(
 
 def check_onnx(model: torch.nn.Module, path, inputs: np.ndarray, atol: float = 1e-3) -> float:
     """Max |onnxruntime - PyTorch| over the logits of ``inputs`` (N, L); raises if > atol."""
-    from ..infer.backends import OnnxBackend
-
-    be = OnnxBackend(path, threads=1)
+    sess = ort_session(path, threads=1)
+    x = np.ascontiguousarray(inputs, np.float32)
     with torch.no_grad():
-        ref = model.eval()(torch.from_numpy(np.asarray(inputs, np.float32)))[0].numpy()
-    diff = float(np.abs(be(inputs) - ref).max())
+        ref = model.eval()(torch.from_numpy(x))[0].numpy()
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    diff = float(np.abs(got - ref).max())
     if diff > atol:
         raise AssertionError(f"{path}: onnxruntime differs from PyTorch by {diff} > {atol}")
     return diff
 
 
 def _fingerprint(model) -> str:
+    """Architecture, window, weights and the versions of spoofscope and torch: a change in any
+    of them gives a new file."""
+    from .. import __version__
+
+    card = card_of(model)
     h = hashlib.sha256()
-    h.update(getattr(model, "registry_name", type(model).__name__).encode())
-    h.update(torch.__version__.encode())
+    h.update(f"{card.name}|{card.window_samples}|{card.export}".encode())
+    h.update(f"{__version__}|{torch.__version__}".encode())
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     h.update(buf.getvalue())
@@ -79,10 +97,10 @@ def _fingerprint(model) -> str:
 
 
 def cached_onnx(model, cache=None) -> Path:
-    """Export once per (architecture, weights, torch version) into the cache; reuse after."""
+    """Export once per (architecture, window, weights, versions) into the cache; reuse after."""
     from ..models._pretrained import cache_dir
 
-    name = getattr(model, "registry_name", "model")
+    name = card_of(model).name
     path = cache_dir(cache) / "onnx" / f"{name}-{_fingerprint(model)}.onnx"
     if not path.is_file():
         log.info("exporting %s to ONNX (once) at %s", name, path)

@@ -1,13 +1,16 @@
 """``Detector``: is this recording bona fide? Files, folders, arrays, long recordings.
 
-A detector wraps a model (PyTorch or ONNX Runtime), a window policy, an aggregation of window
-scores and, when fitted, a calibration. Window scores are the official CM score
-``logits[:, 1]``; without calibration ``p_bonafide`` is the softmax of the two logits and the
-threshold is the natural boundary (p = 0.5), and the result says ``calibrated: false``.
+A detector wraps an engine (PyTorch or ONNX Runtime) and the model card it carries, a window
+policy with the aggregation of window scores, a decision rule, limits and, when fitted, a
+calibration. Window scores are the bona fide logit the card names (the official CM score
+``logits[:, 1]`` for every registered model); without calibration ``p_bonafide`` is the
+softmax of the two logits, the threshold is the natural boundary (p = 0.5), and the result
+says ``calibrated: false``.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -15,13 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import OFFICIAL_NUM_SAMPLES, AudioError, resample, stream_audio
+from ..audio import AudioError, resample, stream_audio
+from ..errors import ConfigError
+from ..models._card import card_of
 from .calibration import Calibration, calibration_path_beside, sigmoid
+from .engines import TorchEngine, make_engine
 from .fusion import Fusion
+from .policy import Decision, Limits, WindowPolicy
 from .windows import aggregate, official_window, sliding_windows
 
 log = logging.getLogger(__name__)
-SAMPLE_RATE = 16000
 
 
 @dataclass
@@ -38,6 +44,7 @@ class DetectionResult:
     model: str = ""
     calibrated: bool = False
     threshold: float | None = None
+    window_samples: int | None = None
     error: str | None = None
     error_kind: str | None = None  # missing, empty, too_long, invalid, internal
 
@@ -63,116 +70,131 @@ class Detector:
     """Score recordings with a countermeasure.
 
     Args:
-        model: a registered model (``nn.Module``); or None with ``backend_obj`` given.
-        backend: ``"torch"`` or ``"onnx"`` (exported once, cached beside the weights).
+        model: a model (``nn.Module``, run by the PyTorch engine) or an engine from
+            :mod:`spoofscope.infer.engines`. Its card gives the sample rate, the window and
+            the bona fide index.
+        windows: the :class:`WindowPolicy` (default: sliding windows of the card's length).
+        decision: the :class:`Decision` (threshold, low-confidence band).
+        limits: the :class:`Limits` (batch size, longest recording).
         calibration: a :class:`Calibration`, a path to one, or None.
-        window: ``"sliding"`` (whole file, 64,600-sample windows every ``hop_s``) or
-            ``"official"`` (first 64,600 samples, tiled when shorter).
-        hop_s: hop between sliding windows in seconds.
-        aggregate: ``"mean"``, ``"quantile"`` (``quantile``, default 0.1) or ``"min"``.
-        threshold: score threshold for the label (default: calibrated threshold, else the
-            natural boundary).
-        band: half-width of the low-confidence band around the threshold, in probability.
-        batch_size: windows per forward pass (memory is bounded by it).
-        silence_db: windows quieter than this RMS (dBFS) are skipped when the file has speech.
+        name: the model name reported in results.
+
+    A detector is not changed after construction; :meth:`replace` gives a new one.
     """
 
     def __init__(
         self,
-        model=None,
+        model,
         *,
-        backend: str = "torch",
+        windows: WindowPolicy | None = None,
+        decision: Decision | None = None,
+        limits: Limits | None = None,
         calibration=None,
-        window: str = "sliding",
-        hop_s: float = 2.0,
-        aggregate: str = "mean",
-        quantile: float = 0.1,
-        threshold: float | None = None,
-        band: float | None = None,
-        batch_size: int = 8,
-        silence_db: float = -50.0,
         name: str | None = None,
-        backend_obj=None,
-        onnx_path=None,
-        threads: int | None = None,
-        max_duration_s: float | None = None,
     ):
-        from .backends import OnnxBackend, TorchBackend
+        import torch
 
-        if window not in ("sliding", "official"):
-            raise ValueError(f"window must be 'sliding' or 'official', not {window!r}")
-        if aggregate not in ("mean", "quantile", "min"):
-            raise ValueError(f"aggregate must be mean, quantile or min, not {aggregate!r}")
-        self.model = model
-        self.name = name or getattr(model, "registry_name", type(model).__name__)
-        if backend_obj is not None:
-            self.backend = backend_obj
-        elif backend == "torch":
-            self.backend = TorchBackend(model, threads)
-        elif backend == "onnx":
-            if onnx_path is None:
-                from ..export.onnx import cached_onnx
-
-                onnx_path = cached_onnx(model)
-            self.backend = OnnxBackend(onnx_path, threads)
-        else:
-            raise ValueError(f"backend must be 'torch' or 'onnx', not {backend!r}")
+        self.engine = TorchEngine(model) if isinstance(model, torch.nn.Module) else model
+        self.card = card_of(self.engine)
+        self.windows = windows or WindowPolicy()
+        self.decision = decision or Decision()
+        self.limits = limits or Limits()
         if isinstance(calibration, str | Path):
             calibration = Calibration.load(calibration)
         self.calibration: Calibration | None = calibration
-        self.window, self.hop = window, max(1, int(round(hop_s * SAMPLE_RATE)))
-        self.aggregate, self.quantile = aggregate, quantile
-        self.user_threshold = threshold
-        self.band = band if band is not None else (calibration.band if calibration else 0.1)
-        self.batch_size = max(1, int(batch_size))
-        self.silence_db = silence_db
-        self.max_duration_s = max_duration_s
+        self.name = name or getattr(self.model, "source", None) or self.card.name
+        self.sample_rate = self.card.sample_rate
+        self.window_samples = int(self.windows.samples or self.card.window_samples)
+        if self.window_samples < self.card.min_length:
+            raise ConfigError(
+                f"a {self.window_samples}-sample window is shorter than the "
+                f"{self.card.min_length} samples {self.card.name} needs"
+            )
+        self.hop = max(1, int(round(self.windows.hop_s * self.sample_rate)))
+        self.band = self.decision.band
+        if self.band is None:
+            self.band = calibration.band if calibration else 0.1
+
+    @property
+    def model(self):
+        """The PyTorch model behind the engine (None for an engine without one)."""
+        return getattr(self.engine, "model", None)
+
+    def replace(self, **changes) -> Detector:
+        """A new detector with some of ``windows``, ``decision``, ``limits``, ``calibration``
+        or ``name`` changed (the engine is shared)."""
+        kw = dict(
+            windows=self.windows,
+            decision=self.decision,
+            limits=self.limits,
+            calibration=self.calibration,
+            name=self.name,
+        )
+        unknown = set(changes) - set(kw)
+        if unknown:
+            raise ConfigError(f"Detector.replace: unknown field(s) {sorted(unknown)}")
+        new = copy.copy(self)
+        type(self).__init__(new, self.engine, **{**kw, **changes})
+        return new
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, name: str, weights=None, **kw) -> Detector:
-        """The published weights of a registry entry (e.g. ``"aasist"``)."""
-        from ..models import create_model
+    def load(
+        cls,
+        source,
+        *,
+        engine: str = "torch",
+        threads: int | None = None,
+        weights=None,
+        arch: str | None = None,
+        config=None,
+        cache_dir=None,
+        calibration=None,
+        name: str | None = None,
+        **policies,
+    ) -> Detector:
+        """A detector over :func:`~spoofscope.models.load_model` ``(source, ...)``.
 
-        return cls(create_model(name, pretrained=True, weights=weights), **kw)
+        ``source`` is ``name[:tag]`` (published weights, or ``weights=`` your own file), a
+        checkpoint or a state_dict file. The calibration is ``calibration`` if given, else the
+        one attached to the checkpoint, else ``FILE.calib.json`` beside the file.
+        ``policies``: ``windows``, ``decision``, ``limits``.
+        """
+        from ..models import load_model
+
+        model = load_model(source, weights=weights, arch=arch, config=config, cache_dir=cache_dir)
+        if calibration is None:
+            attached = getattr(model, "checkpoint", {}).get("calibration")
+            if attached:
+                calibration = Calibration.from_dict(attached)
+        if calibration is None:
+            for f in (source, weights):
+                if f is not None and Path(str(f)).is_file():
+                    beside = calibration_path_beside(f)
+                    if beside.is_file():
+                        calibration = Calibration.load(beside)
+        if name is None and Path(str(source)).is_file():
+            name = Path(str(source)).name
+        eng = make_engine(model, engine, threads, cache_dir)
+        return cls(eng, calibration=calibration, name=name, **policies)
 
     @classmethod
-    def from_checkpoint(cls, path, config=None, arch: str = "aasist", **kw) -> Detector:
+    def from_pretrained(cls, name: str, weights=None, **kw) -> Detector:
+        """The published weights of a registry entry (``"aasist"``, ``"aasist:official"``),
+        or your own ``weights`` file for that architecture."""
+        return cls.load(name, weights=weights, **kw)
+
+    @classmethod
+    def from_checkpoint(cls, path, config=None, arch: str | None = None, **kw) -> Detector:
         """A checkpoint written by ``spoofscope train`` (with its calibration, or a
-        ``NAME.calib.json`` beside it), or an official AASIST state_dict with its config
-        (an official ``.conf``/``model_config`` JSON; default: the registry's ``arch``)."""
-        import torch
-
-        from ..models import create_model, load_checkpoint
-        from ..models._pretrained import load_state_dict_file
-        from ..models.aasist import AASIST, AASISTConfig
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} not found")
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        calib = kw.pop("calibration", None)
-        if isinstance(obj, dict) and obj.get("format", "").startswith("spoofscope-checkpoint"):
-            model, ckpt = load_checkpoint(path)
-            if calib is None and ckpt.get("calibration"):
-                calib = Calibration.from_dict(ckpt["calibration"])
-        else:
-            if config is not None:
-                model = AASIST(AASISTConfig.from_official(config))
-                model.registry_name = "aasist"
-            else:
-                model = create_model(arch)
-            model.load_state_dict(load_state_dict_file(path), strict=True)
-            model.eval()
-        beside = calibration_path_beside(path)
-        if calib is None and beside.is_file():
-            calib = Calibration.load(beside)
-        return cls(model, calibration=calib, name=kw.pop("name", path.name), **kw)
+        ``NAME.calib.json`` beside it), or a state_dict (official AASIST with its ``.conf``,
+        or any registered architecture ``arch``)."""
+        return cls.load(Path(path), config=config, arch=arch, **kw)
 
     # ---- scoring ------------------------------------------------------------------------
     def _threshold(self) -> float | None:
-        if self.user_threshold is not None:
-            return self.user_threshold
+        if self.decision.threshold is not None:
+            return self.decision.threshold
         if self.calibration is not None:
             return self.calibration.threshold
         return None
@@ -186,13 +208,13 @@ class Detector:
                 raise AudioError("<array>", "zero samples", kind="empty")
             if not np.all(np.isfinite(x)):
                 raise AudioError("<array>", "NaN or infinite samples")
-            sr = sample_rate or SAMPLE_RATE
-            chunks: Iterable[np.ndarray] = [resample(x, sr, SAMPLE_RATE)]
+            sr = sample_rate or self.sample_rate
+            chunks: Iterable[np.ndarray] = [resample(x, sr, self.sample_rate)]
         else:
-            chunks = stream_audio(source, SAMPLE_RATE, self.max_duration_s)
-        if self.window == "official":
-            return official_window(chunks, OFFICIAL_NUM_SAMPLES)
-        return sliding_windows(chunks, OFFICIAL_NUM_SAMPLES, self.hop)
+            chunks = stream_audio(source, self.sample_rate, self.limits.max_duration_s)
+        if self.windows.kind == "official":
+            return official_window(chunks, self.window_samples)
+        return sliding_windows(chunks, self.window_samples, self.hop)
 
     def _jobs(self, sources, states, sample_rate) -> Iterator[tuple]:
         for i, src in enumerate(sources):
@@ -200,7 +222,7 @@ class Detector:
             states.append(st)
             try:
                 for w in self._windows(src, sample_rate):
-                    silent = 20 * np.log10(w.rms + 1e-12) < self.silence_db
+                    silent = 20 * np.log10(w.rms + 1e-12) < self.windows.silence_db
                     k = len(st.windows)
                     st.windows.append((w.start, w.end, bool(silent)))
                     st.n_samples = w.total if w.total is not None else max(st.n_samples, w.end)
@@ -233,12 +255,14 @@ class Detector:
         batch: list[tuple[_FileState, int, np.ndarray]] = []
         emitted = 0
 
+        bona = self.card.bonafide_index
+
         def run():
             x = np.stack([b[2] for b in batch])
-            logits = self.backend(x)
+            logits = self.engine(x)
             for (st, k, _), lg in zip(batch, logits, strict=True):
-                st.scores[k] = float(lg[1])
-                st.diffs[k] = float(lg[1] - lg[0])
+                st.scores[k] = float(lg[bona])
+                st.diffs[k] = float(lg[bona] - lg[1 - bona])
                 st.pending -= 1
             batch.clear()
 
@@ -254,7 +278,7 @@ class Detector:
         for st, k, samples in self._jobs(sources, states, sample_rate):
             if k is not None:
                 batch.append((st, k, samples))
-                if len(batch) >= self.batch_size:
+                if len(batch) >= self.limits.batch_size:
                     run()
             yield from ready()
         if batch:
@@ -271,35 +295,40 @@ class Detector:
 
     def warm_up(self) -> None:
         """One inference on a quiet noise window, so that the first request is not slow."""
-        x = np.random.default_rng(0).standard_normal(OFFICIAL_NUM_SAMPLES) * 0.01
-        self.backend(x.astype(np.float32)[None])
+        x = np.random.default_rng(0).standard_normal(self.window_samples) * 0.01
+        self.engine(x.astype(np.float32)[None])
 
     def _finish(self, st: _FileState) -> DetectionResult:
+        sr = self.sample_rate
         res = DetectionResult(
-            path=_name(st.source), model=self.name, calibrated=self.calibration is not None
+            path=_name(st.source),
+            model=self.name,
+            calibrated=self.calibration is not None,
+            window_samples=self.window_samples,
         )
         if st.error:
             res.error, res.error_kind = st.error, st.error_kind
             return res
-        res.duration_s = st.n_samples / SAMPLE_RATE
+        res.duration_s = st.n_samples / sr
         keys = sorted(st.scores)
         res.windows = [
             {
-                "start": s / SAMPLE_RATE,
-                "end": e / SAMPLE_RATE,
+                "start": s / sr,
+                "end": e / sr,
                 "score": st.scores.get(k),
                 "silent": silent,
             }
             for k, (s, e, silent) in enumerate(st.windows)
         ]
         scores = np.array([st.scores[k] for k in keys])
-        score = aggregate(scores, self.aggregate, self.quantile)
+        how, q = self.windows.aggregate, self.windows.quantile
+        score = aggregate(scores, how, q)
         thr = self._threshold()
         if self.calibration is not None:
             p = float(self.calibration.p_bonafide(score))
             p_thr = float(self.calibration.p_bonafide(thr))
         else:
-            d = aggregate(np.array([st.diffs[k] for k in keys]), self.aggregate, self.quantile)
+            d = aggregate(np.array([st.diffs[k] for k in keys]), how, q)
             p, p_thr = float(sigmoid(d)), 0.5
         bona = (score >= thr) if thr is not None else (p >= 0.5)
         res.score, res.p_bonafide, res.threshold = score, p, thr

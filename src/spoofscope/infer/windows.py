@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio import OFFICIAL_NUM_SAMPLES, official_crop
+from ..audio import official_crop
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,7 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
-def official_window(
-    chunks: Iterable[np.ndarray], size: int = OFFICIAL_NUM_SAMPLES
-) -> Iterator[Window]:
+def official_window(chunks: Iterable[np.ndarray], size: int) -> Iterator[Window]:
     """The official evaluation: the first ``size`` samples, tiled when the file is shorter.
 
     The rest of the stream is decoded only to count its length (so the reported duration is
@@ -41,11 +39,7 @@ def official_window(
     yield Window(0, min(n, size), w, _rms(w), total=n)
 
 
-def sliding_windows(
-    chunks: Iterable[np.ndarray],
-    size: int = OFFICIAL_NUM_SAMPLES,
-    hop: int = OFFICIAL_NUM_SAMPLES // 2,
-) -> Iterator[Window]:
+def sliding_windows(chunks: Iterable[np.ndarray], size: int, hop: int) -> Iterator[Window]:
     """Windows of ``size`` samples every ``hop`` samples covering the whole stream.
 
     A last window ending exactly at the end of the file is added when the regular grid

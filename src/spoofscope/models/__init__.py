@@ -1,10 +1,14 @@
-"""Countermeasure models: one architecture family per file, a registry, pretrained entries."""
+"""Countermeasure models: one architecture family per file, each with its card; a registry;
+one loading path (:func:`load_model`)."""
 
-from ._checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ._pretrained import PRETRAINED, PretrainedWeights, WeightsError, resolve_weights
-from ._registry import create_model, get_entry, list_models
+from ..errors import WeightsError
+from ._card import EXPORT_MODES, ModelCard, PretrainedWeights, card_of
+from ._checkpoint import read_checkpoint, save_checkpoint
+from ._loading import load_checkpoint, load_model, load_state_dict_file
+from ._pretrained import resolve_weights, weights_status
+from ._registry import create_model, get_card, get_entry, list_models
 from .aasist import AASIST, AASISTConfig
-from .backend import LogisticBackend, MLPBackend, extract_embeddings
+from .embedding_classifiers import LogisticClassifier, MLPClassifier, extract_embeddings
 from .lcnn import LFCCLCNN
 from .rawnet2 import RawNet2, RawNet2Config
 from .xvector import XVector, XVectorConfig
@@ -12,22 +16,28 @@ from .xvector import XVector, XVectorConfig
 __all__ = [
     "AASIST",
     "AASISTConfig",
+    "EXPORT_MODES",
     "LFCCLCNN",
-    "LogisticBackend",
-    "MLPBackend",
-    "PRETRAINED",
+    "LogisticClassifier",
+    "MLPClassifier",
+    "ModelCard",
     "PretrainedWeights",
     "RawNet2",
     "RawNet2Config",
     "WeightsError",
     "XVector",
     "XVectorConfig",
+    "card_of",
     "create_model",
     "extract_embeddings",
+    "get_card",
     "get_entry",
     "list_models",
     "load_checkpoint",
+    "load_model",
+    "load_state_dict_file",
     "read_checkpoint",
-    "save_checkpoint",
     "resolve_weights",
+    "save_checkpoint",
+    "weights_status",
 ]

@@ -1,7 +1,8 @@
 """Checkpoints that describe themselves: a model is rebuilt from the file alone.
 
-A checkpoint is a dict ``{format, arch, model_args, state_dict, versions, config,
+A checkpoint is a dict ``{format, arch, model_args, card, state_dict, versions, config,
 calibration, extra}`` of plain types and tensors, so it loads with ``weights_only=True``.
+``card`` is the model card as trained (its ``window_samples`` is the training crop).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ._registry import create_model
+from ..errors import WeightsError
+from ._card import card_of
 
 FORMAT = "spoofscope-checkpoint-1"
 
@@ -23,7 +25,8 @@ def save_checkpoint(
     calibration: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write ``model`` (built by :func:`create_model`) with everything needed to rebuild it."""
+    """Write ``model`` (built by :func:`create_model` or :func:`load_model`) with everything
+    needed to rebuild it."""
     from .. import __version__
 
     arch = getattr(model, "registry_name", None)
@@ -33,6 +36,7 @@ def save_checkpoint(
         "format": FORMAT,
         "arch": arch,
         "model_args": dict(getattr(model, "model_args", {})),
+        "card": card_of(model).to_dict(),
         "state_dict": model.state_dict(),
         "versions": {
             "spoofscope": __version__,
@@ -51,24 +55,36 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(path) -> dict:
-    """Load a checkpoint dict (weights_only=True)."""
+def torch_load(path):
+    """``torch.load(path, weights_only=True)`` with errors that name the file and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(
+        raise WeightsError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - corrupt, truncated or unsafe files
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
+            raise WeightsError(
+                f"{path}: refused, it holds objects other than tensors and plain types "
+                f"(loaded with weights_only=True: {text})"
+            ) from None
+        raise WeightsError(
+            f"{path}: not a readable PyTorch checkpoint or state_dict ({text}); "
+            "is the file complete?"
+        ) from None
+
+
+def is_checkpoint(obj) -> bool:
+    return isinstance(obj, dict) and str(obj.get("format", "")).startswith("spoofscope-checkpoint")
+
+
+def read_checkpoint(path) -> dict:
+    """Load a checkpoint dict (weights_only=True)."""
+    ckpt = torch_load(path)
+    if not is_checkpoint(ckpt):
+        raise WeightsError(
             f"{path} is not a spoofscope checkpoint (a bare state_dict? load it with "
-            "create_model(name, weights=PATH) or model.load_state_dict)"
+            "load_model(ARCH, weights=PATH) or --model ARCH --weights PATH)"
         )
     return ckpt
-
-
-def load_checkpoint(path):
-    """Rebuild the model of a checkpoint, in eval mode. Returns ``(model, checkpoint dict)``."""
-    ckpt = read_checkpoint(path)
-    model = create_model(ckpt["arch"], **ckpt["model_args"])
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    model.eval()
-    return model, ckpt

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..features.lfcc import LFCC
+from ._card import ModelCard
 from ._registry import check_waveform, merged_config, register_model
 
 
@@ -113,8 +114,14 @@ class LFCCLCNN(nn.Module):
         self.m_output_act = nn.ModuleList([nn.Linear(d, 1)])
         self.m_before_pooling = nn.ModuleList([nn.Sequential(BLSTMLayer(d, d), BLSTMLayer(d, d))])
 
-    min_length = 2400  # 1 + L // 160 frames must reach 16 (four 2x2 poolings)
-    embedding_dim = 96
+    @property
+    def min_length(self) -> int:
+        """1 + L // 160 frames must reach 16 (four 2x2 poolings)."""
+        return 2400
+
+    @property
+    def embedding_dim(self) -> int:
+        return 96
 
     def cnn(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, T, 60) features -> (B, 32, T // 16, 3)."""
@@ -129,7 +136,18 @@ class LFCCLCNN(nn.Module):
         return torch.cat([torch.zeros_like(s), s], dim=1), pooled
 
 
-@register_model("lfcc-lcnn", family="lcnn")
+@register_model(
+    ModelCard(
+        name="lfcc-lcnn",
+        family="lcnn",
+        description="LFCC-LCNN, the ASVspoof 2021 baseline (275,253 parameters)",
+        score="logits[:, 1], the baseline's single score (logits[:, 0] is 0); higher means "
+        "bona fide",
+        published_results="2021 LA eval baseline: EER 9.26 %, min t-DCF 0.3445 "
+        "(ASVspoof 2021 overview, Yamagishi et al., 2021)",
+        licence="architecture of the ASVspoof 2021 baseline (BSD 3-Clause); no weights shipped",
+    )
+)
 def lfcc_lcnn(**overrides) -> LFCCLCNN:
     """LFCC-LCNN, the ASVspoof 2021 baseline (275,253 parameters, 269,729 trainable)."""
-    return LFCCLCNN(LCNNConfig(**overrides))
+    return LFCCLCNN(None, **overrides)

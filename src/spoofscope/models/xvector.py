@@ -3,7 +3,8 @@
 Paper: A. Tomilov et al., "STC antispoofing systems for the ASVspoof2021 challenge" and the
 modular design of x-vector countermeasures (SLT 2022): a TDNN over LFCC/CQCC frames with
 statistics pooling gives a 512-dimensional embedding; a light classifier head (or a separate
-back-end trained on extracted embeddings, see :mod:`spoofscope.models.backend`) decides.
+classifier trained on extracted embeddings, see :mod:`spoofscope.models.embedding_classifiers`)
+decides.
 Architecture as in D. Snyder et al., "X-vectors: robust DNN embeddings for speaker
 recognition", ICASSP 2018: frame layers with contexts [-2..2], {-2,0,2}, {-3,0,3}, {0}, {0}.
 """
@@ -18,6 +19,7 @@ from torch.nn import functional as F
 
 from ..features.cqcc import CQCC
 from ..features.lfcc import LFCC
+from ._card import ModelCard
 from ._registry import check_waveform, merged_config, register_model
 
 
@@ -48,8 +50,10 @@ class XVector(nn.Module):
     layer, before its non-linearity (Kaldi's "embedding a").
     """
 
-    #: shortest input in samples: 0.15 s (LFCC gives 16 frames, more than the 15 the TDNN needs)
-    min_length = 2400
+    @property
+    def min_length(self) -> int:
+        """0.15 s: LFCC gives 16 frames, more than the 15 the TDNN needs."""
+        return 2400
 
     def __init__(self, config: XVectorConfig | None = None, **overrides):
         super().__init__()
@@ -99,13 +103,33 @@ class XVector(nn.Module):
         return self.head(emb), emb
 
 
-@register_model("lfcc-xvector", family="xvector")
+_XVECTOR = dict(
+    family="xvector",
+    published_results="no published number we reproduce; design of Tomilov et al. (SLT 2022)",
+    licence="spoofscope (MIT); no weights shipped",
+)
+
+
+@register_model(
+    ModelCard(
+        name="lfcc-xvector",
+        description="x-vector TDNN on 60-dim LFCC (20 static + deltas + delta-deltas)",
+        **_XVECTOR,
+    )
+)
 def lfcc_xvector(**overrides) -> XVector:
     """x-vector TDNN on 60-dim LFCC (20 static + deltas + delta-deltas)."""
-    return XVector(XVectorConfig(**{"frontend": "lfcc", **overrides}))
+    return XVector(None, **{"frontend": "lfcc", **overrides})
 
 
-@register_model("cqcc-xvector", family="xvector")
+@register_model(
+    ModelCard(
+        name="cqcc-xvector",
+        description="x-vector TDNN on 60-dim CQCC (the 2021 baseline front-end)",
+        export="none",  # CQCC is computed in numpy
+        **_XVECTOR,
+    )
+)
 def cqcc_xvector(**overrides) -> XVector:
     """x-vector TDNN on 60-dim CQCC (the 2021 baseline front-end)."""
-    return XVector(XVectorConfig(**{"frontend": "cqcc", **overrides}))
+    return XVector(None, **{"frontend": "cqcc", **overrides})

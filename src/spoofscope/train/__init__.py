@@ -1,6 +1,6 @@
-"""Training: recipes, data pipeline, the trainer, SWA, distributed helpers."""
+"""Training: recipes, data pipeline, the trainer, SWA."""
 
 from .config import TrainConfig, load_config
-from .trainer import Trainer, score_trials, train
+from .trainer import Trainer, train
 
-__all__ = ["TrainConfig", "Trainer", "load_config", "score_trials", "train"]
+__all__ = ["TrainConfig", "Trainer", "load_config", "train"]

@@ -1,47 +1,16 @@
-"""Training data: random crops, augmentation, class weights, samplers, a decoded-audio cache."""
+"""Training data: random crops, augmentation, class weights, samplers."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import uuid
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..audio import load_audio, official_crop, random_crop
+from ..audio import load_audio, random_crop
+from ..data.cache import AudioCache
 
 log = logging.getLogger(__name__)
-
-
-class AudioCache:
-    """Decoded 16 kHz float32 audio stored as ``.npy`` under ``root``, keyed by path, size and
-    modification time, so that epochs after the first do not decode FLAC again (and worker
-    processes share it)."""
-
-    def __init__(self, root):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def _key(self, path: Path) -> Path:
-        st = path.stat()
-        h = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-        return self.root / h[:2] / f"{h}.npy"
-
-    def load(self, path) -> np.ndarray:
-        path = Path(path)
-        key = self._key(path)
-        if key.is_file():
-            return np.load(key)
-        x = load_audio(path)
-        key.parent.mkdir(exist_ok=True)
-        # a unique name per writer (workers may race); no draw from numpy's global RNG
-        tmp = key.with_name(f"{key.name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, x)
-        tmp.replace(key)
-        return x
 
 
 class TrainSet:
@@ -73,21 +42,6 @@ class TrainSet:
         if self.augment is not None:
             x = self.augment(x, rng)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), t.label
-
-
-class ScoreSet:
-    """The official fixed crop for scoring; returns ``(x, index)``."""
-
-    def __init__(self, trials, samples: int, cache: AudioCache | None = None):
-        self.trials, self.samples, self.cache = trials, samples, cache
-
-    def __len__(self):
-        return len(self.trials)
-
-    def __getitem__(self, i):
-        p = self.trials[i].path
-        x = self.cache.load(p) if self.cache else load_audio(p)
-        return torch.from_numpy(official_crop(x, self.samples).astype(np.float32)), i
 
 
 def class_weights(labels, spec) -> torch.Tensor | None:

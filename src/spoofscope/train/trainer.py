@@ -10,74 +10,25 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
-from ..data.datasets import AudioDataset, asvspoof2019_asv_scores_path, open_dataset
-from ..data.protocols import BONAFIDE, read_asv_scores
+from ..data.cache import AudioCache
+from ..data.formats import open_splits
+from ..data.protocols import BONAFIDE
+from ..distributed import barrier, cleanup, init_distributed
 from ..evaluation import evaluate_arrays, evaluate_score_file, write_score_file
+from ..infer.scoring import score_dataset
 from ..metrics.det_plot import plot_det
 from ..models import create_model, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import AudioCache, ScoreSet, TrainSet, balanced_sampler, class_weights
-from .distributed import DistInfo, barrier, cleanup, gather_scores, init_distributed, shard
+from .data import TrainSet, balanced_sampler, class_weights
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Splits:
-    train: AudioDataset
-    dev: AudioDataset
-    eval: AudioDataset | None
-    dev_asv: tuple | None
-    eval_asv: tuple | None
-    eval_protocol: Path | None
-
-
-def load_splits(data, cfg: TrainConfig) -> Splits:
-    """The train/dev/eval lists of ``data``: an ASVspoof 2019 LA-style root (the demo corpus
-    too), or any other dataset split 80/10/10 by the seed. Missing audio fails here, before
-    training starts."""
-    from ..data.datasets import asvspoof2019_paths
-
-    root = Path(data)
-    proto, _ = asvspoof2019_paths(root, "train")
-    if (root / "ASVspoof5_protocols").is_dir():
-        ds = {s: open_dataset(root, s, transform=None) for s in ("train", "dev", "eval")}
-        return Splits(ds["train"], ds["dev"], ds["eval"], None, None, None)
-    if proto.is_file():
-        ds = {s: open_dataset(root, s, transform=None) for s in ("train", "dev", "eval")}
-        asv = {}
-        for s in ("dev", "eval"):
-            p = asvspoof2019_asv_scores_path(root, s)
-            asv[s] = read_asv_scores(p) if p.is_file() else None
-        return Splits(
-            ds["train"],
-            ds["dev"],
-            ds["eval"],
-            asv["dev"],
-            asv["eval"],
-            asvspoof2019_paths(root, "eval")[0],
-        )
-    whole = open_dataset(root, transform=None)
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(whole))
-    n_dev = n_eval = max(1, len(whole) // 10)
-    pick = lambda idx: AudioDataset([whole.trials[i] for i in idx], None)  # noqa: E731
-    log.warning("%s has no official splits: using a seeded 80/10/10 train/dev/eval split", root)
-    return Splits(
-        pick(order[n_dev + n_eval :]),
-        pick(order[:n_dev]),
-        pick(order[n_dev : n_dev + n_eval]),
-        None,
-        None,
-        None,
-    )
 
 
 def _subset(trials, n, seed):
@@ -97,38 +48,6 @@ def _autocast(cfg: TrainConfig, device):
     return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
 
 
-@torch.no_grad()
-def score_trials(
-    model,
-    trials,
-    cfg: TrainConfig,
-    info: DistInfo,
-    cache=None,
-    progress: bool = False,
-    desc: str = "scoring",
-) -> np.ndarray:
-    """Official CM scores ``logits[:, 1]`` of every trial (fixed crop), sharded over ranks and
-    gathered in trial order."""
-    from tqdm.auto import tqdm
-
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    mine = shard(len(trials), info)
-    loader = DataLoader(
-        Subset(ScoreSet(trials, cfg.eval_samples, cache), mine),
-        batch_size=cfg.eval_batch_size,
-        num_workers=cfg.num_workers,
-    )
-    idx, out = [], []
-    for x, i in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        logits, _ = model(x.to(device))
-        out += logits[:, 1].float().cpu().tolist()
-        idx += i.tolist()
-    model.train(was)
-    return gather_scores(idx, out, len(trials), info)
-
-
 def _labels_attacks(trials):
     return (np.array([t.label for t in trials]), np.array([t.attack for t in trials]))
 
@@ -146,7 +65,8 @@ class Trainer:
         self.info = init_distributed()
         self.device = _device()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.splits = load_splits(data, cfg)
+        self.data = str(data)
+        self.splits = open_splits(data, cfg.seed)
         self.train_trials = _subset(self.splits.train.trials, cfg.max_train_utts, cfg.seed)
         self.dev_trials = _subset(self.splits.dev.trials, cfg.max_dev_utts, cfg.seed + 1)
         self.cache = AudioCache(self.out / "audio_cache") if cfg.cache_audio else None
@@ -166,14 +86,40 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
 
+    def _new_model(self):
+        """A fresh model whose card records the training crop and data."""
+        model = create_model(self.cfg.model, **self.cfg.model_args)
+        self.crop = int(self.cfg.crop_samples or model.card.window_samples)
+        self.eval_samples = int(self.cfg.eval_samples or self.crop)
+        model.card = replace(
+            model.card,
+            window_samples=self.crop,
+            window_policy=f"first {self.crop} samples; shorter audio tiled",
+            training_data=f"trained with spoofscope on {self.data}",
+        )
+        return model
+
+    def _score(self, model, trials, desc: str):
+        return score_dataset(
+            model,
+            trials,
+            window_samples=self.eval_samples,
+            batch_size=self.cfg.eval_batch_size,
+            num_workers=self.cfg.num_workers,
+            cache=self.cache,
+            info=self.info,
+            progress=self.progress and self.info.is_main,
+            desc=desc,
+        )
+
     def _build(self):
         cfg = self.cfg
         self._seed()
-        model = create_model(cfg.model, **cfg.model_args).to(self.device)
+        model = self._new_model().to(self.device)
         if cfg.channels_last and self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         labels = np.array([t.label for t in self.train_trials])
-        w = class_weights(labels, cfg.loss.get("class_weights"))
+        w = class_weights(labels, cfg.loss.class_weights)
         self.criterion = torch.nn.CrossEntropyLoss(weight=None if w is None else w.to(self.device))
         self.log(
             "training on %d trials (%d bona fide, %d spoof); class weights %s; sampler %s",
@@ -181,42 +127,35 @@ class Trainer:
             int(np.sum(labels == 1)),
             int(np.sum(labels == 0)),
             None if w is None else [round(float(v), 6) for v in w],
-            cfg.loss.get("sampler", "random"),
+            cfg.loss.sampler,
         )
-        o = dict(cfg.optimizer)
-        name = o.pop("name", "adam").lower()
+        o = cfg.optimizer
         # models with a pre-trained front-end give it its own learning rate (frontend_lr)
         params = (
-            model.optimizer_groups(o["lr"], o.get("frontend_lr"))
+            model.optimizer_groups(o.lr, o.frontend_lr)
             if hasattr(model, "optimizer_groups")
             else [p for p in model.parameters() if p.requires_grad]
         )
-        if name == "adam":
+        if o.name == "adam":
             opt = torch.optim.Adam(
                 params,
-                lr=o["lr"],
-                betas=tuple(o.get("betas", (0.9, 0.999))),
-                weight_decay=o.get("weight_decay", 0.0),
-                amsgrad=o.get("amsgrad", False),
+                lr=o.lr,
+                betas=tuple(o.betas),
+                weight_decay=o.weight_decay,
+                amsgrad=o.amsgrad,
             )
-        elif name == "adamw":
-            opt = torch.optim.AdamW(params, lr=o["lr"], weight_decay=o.get("weight_decay", 0.01))
-        elif name == "sgd":
-            opt = torch.optim.SGD(
-                params,
-                lr=o["lr"],
-                momentum=o.get("momentum", 0.9),
-                weight_decay=o.get("weight_decay", 0.0),
+        elif o.name == "adamw":
+            opt = torch.optim.AdamW(
+                params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
             )
         else:
-            raise ValueError(f"unknown optimizer {name!r} (adam, adamw, sgd)")
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         self.steps_per_epoch = math.ceil(
             len(self.train_trials) / (cfg.batch_size * self.info.world)
         )
         total = max(1, cfg.epochs * self.steps_per_epoch)
-        sch = dict(cfg.scheduler)
-        if sch.get("name", "cosine") == "cosine":
-            lr, mn = o["lr"], sch.get("min_lr", 0.0)
+        if cfg.scheduler.name == "cosine":
+            lr, mn = o.lr, cfg.scheduler.min_lr
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, total, lr, mn))
         else:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
@@ -235,7 +174,7 @@ class Trainer:
 
         self.trainset = TrainSet(
             self.train_trials,
-            cfg.crop_samples,
+            self.crop,
             build_augmentation(cfg.augment),
             cfg.seed,
             self.cache,
@@ -246,7 +185,7 @@ class Trainer:
         self.trainset.epoch = epoch
         g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         labels = [t.label for t in self.train_trials]
-        if cfg.loss.get("sampler", "random") == "balanced":
+        if cfg.loss.sampler == "balanced":
             sampler = balanced_sampler(labels, cfg.seed * 1000 + epoch)
             if self.info.enabled:
                 idx = list(sampler)[self.info.rank :: self.info.world]
@@ -323,15 +262,7 @@ class Trainer:
         return total / max(n, 1)
 
     def dev_metrics(self, model) -> dict:
-        scores = score_trials(
-            model,
-            self.dev_trials,
-            self.cfg,
-            self.info,
-            self.cache,
-            self.progress and self.info.is_main,
-            "dev",
-        )
+        scores = self._score(model, self.dev_trials, "dev")
         labels, attacks = _labels_attacks(self.dev_trials)
         rep = evaluate_arrays(
             scores, labels, attacks, self.splits.dev_asv if self.cfg.max_dev_utts is None else None
@@ -351,8 +282,7 @@ class Trainer:
             history, best, top, start = st["history"], st["best"], st["top"], st["epoch"] + 1
             self.log("resuming after epoch %d", start)
         writer = self._tensorboard()
-        patience = int(cfg.early_stopping.get("patience", 0) or 0)
-        metric = cfg.early_stopping.get("metric", "eer")
+        patience, metric = cfg.early_stopping.patience, cfg.early_stopping.metric
         for epoch in range(start, cfg.epochs):
             t0 = time.time()
             loss = self.train_epoch(epoch)
@@ -377,7 +307,7 @@ class Trainer:
                 save_checkpoint(
                     self.model, ck, config=cfg.to_dict(), extra={"dev": dev, "epoch": epoch + 1}
                 )
-                top = sorted(top + [(key, epoch + 1, str(ck))])[: max(cfg.swa.get("top_n", 1), 1)]
+                top = sorted(top + [(key, epoch + 1, str(ck))])[: max(cfg.swa.top_n, 1)]
                 for p in (self.out / "checkpoints").glob("epoch_*.ckpt"):
                     if str(p) not in {t[2] for t in top}:
                         p.unlink()
@@ -435,7 +365,7 @@ class Trainer:
         """Average the weights of the top-N dev checkpoints, then recompute BatchNorm statistics
         on the training data."""
         models = [load_checkpoint(p)[0] for _, _, p in top]
-        avg = create_model(self.cfg.model, **self.cfg.model_args)
+        avg = self._new_model()
         sd = avg.state_dict()
         for k in sd:
             vals = [m.state_dict()[k] for m in models]
@@ -449,7 +379,7 @@ class Trainer:
         has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in avg.modules())
         if has_bn:
             loader = DataLoader(
-                TrainSet(self.train_trials, self.cfg.crop_samples, None, self.cfg.seed, self.cache),
+                TrainSet(self.train_trials, self.crop, None, self.cfg.seed, self.cache),
                 batch_size=self.cfg.batch_size,
                 num_workers=self.cfg.num_workers,
             )
@@ -467,7 +397,7 @@ class Trainer:
         final, _ = load_checkpoint(final_path)
         final.to(self.device)
         chosen = "best"
-        if cfg.swa.get("enabled", True) and len(top) > 1:
+        if cfg.swa.enabled and len(top) > 1:
             swa = self.swa_model(top)
             dev = self.dev_metrics(swa)
             self.log("SWA of %d checkpoints: dev EER %.3f %%", len(top), dev["eer"])
@@ -482,9 +412,7 @@ class Trainer:
         result = {"best_epoch": best[1] if best else None, "final_model": chosen}
         ev = self.splits.eval
         if ev is not None and len(ev):
-            scores = score_trials(
-                final, ev.trials, cfg, info, self.cache, self.progress and info.is_main, "eval"
-            )
+            scores = self._score(final, ev.trials, "eval")
             if info.is_main:
                 result.update(self.report(ev.trials, scores))
         if info.is_main:
@@ -501,11 +429,8 @@ class Trainer:
             self.out / "eval_scores.txt", [t.utt_id for t in trials], attacks, labels, scores
         )
         proto = self.splits.eval_protocol
-        asv_path = None
         if proto is not None:
-            p = asvspoof2019_asv_scores_path(proto.parent.parent, "eval")
-            asv_path = p if p.is_file() else None
-            rep, bona, spoof = evaluate_score_file(score_path, proto, asv_path)
+            rep, bona, spoof = evaluate_score_file(score_path, proto, self.splits.eval_asv_path)
         else:
             rep = evaluate_arrays(scores, labels, attacks)
             bona, spoof = scores[labels == BONAFIDE], scores[labels != BONAFIDE]

@@ -3,7 +3,7 @@ import torch
 
 import spoofscope
 from spoofscope.metrics import compute_eer
-from spoofscope.models import LogisticBackend, MLPBackend, extract_embeddings
+from spoofscope.models import LogisticClassifier, MLPClassifier, extract_embeddings
 
 
 def test_xvector_embeddings_feed_a_separate_backend():
@@ -18,7 +18,7 @@ def test_xvector_embeddings_feed_a_separate_backend():
     y = np.array([1] * 20 + [0] * 20)
     emb = extract_embeddings(model, x, batch_size=8)
     assert emb.shape == (40, 512)
-    for backend in (LogisticBackend(512), MLPBackend(512)):
+    for backend in (LogisticClassifier(512), MLPClassifier(512)):
         s = backend.fit(emb[::2], y[::2]).score(emb[1::2])
         eer, _ = compute_eer(s[y[1::2] == 1], s[y[1::2] == 0])
         assert eer < 0.1

@@ -1,4 +1,4 @@
-"""Separate back-ends on extracted embeddings (the modular x-vector design).
+"""Classifiers on extracted embeddings (the modular x-vector design).
 
 Extract embeddings once with any registered model, then fit a logistic regression or a small
 MLP on them. Both give a bona fide score (a log-odds, higher = bona fide).
@@ -22,7 +22,7 @@ def extract_embeddings(model: nn.Module, waveforms, batch_size: int = 16) -> np.
     return torch.cat(out).numpy()
 
 
-class _Backend:
+class _EmbeddingClassifier:
     def __init__(self, net: nn.Module, l2: float, epochs: int, lr: float, seed: int):
         self.net, self.l2, self.epochs, self.lr, self.seed = net, l2, epochs, lr, seed
         self.mean: torch.Tensor | None = None
@@ -32,13 +32,13 @@ class _Backend:
         x = torch.as_tensor(np.asarray(emb), dtype=torch.float32)
         return (x - self.mean) / self.std
 
-    def fit(self, embeddings, labels) -> _Backend:
+    def fit(self, embeddings, labels) -> _EmbeddingClassifier:
         """Fit on (N, D) embeddings and labels (1 = bona fide), class-balanced."""
         torch.manual_seed(self.seed)
         x = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
         y = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
         if not ((y == 0).any() and (y == 1).any()):
-            raise ValueError("a back-end needs both bona fide (1) and spoof (0) examples")
+            raise ValueError("a classifier needs both bona fide (1) and spoof (0) examples")
         self.mean, self.std = x.mean(0), x.std(0) + 1e-6
         x = (x - self.mean) / self.std
         pos = y.mean()
@@ -64,18 +64,18 @@ class _Backend:
     def score(self, embeddings) -> np.ndarray:
         """Bona fide log-odds (N,)."""
         if self.mean is None:
-            raise RuntimeError("fit the back-end before scoring")
+            raise RuntimeError("fit the classifier before scoring")
         return self.net(self._prep(embeddings)).squeeze(-1).numpy()
 
 
-class LogisticBackend(_Backend):
+class LogisticClassifier(_EmbeddingClassifier):
     """L2-regularised logistic regression on standardised embeddings."""
 
     def __init__(self, dim: int, l2: float = 1e-3, max_iter: int = 200, seed: int = 0):
         super().__init__(nn.Linear(dim, 1), l2, max_iter, 1.0, seed)
 
 
-class MLPBackend(_Backend):
+class MLPClassifier(_EmbeddingClassifier):
     """A one-hidden-layer MLP on standardised embeddings."""
 
     def __init__(

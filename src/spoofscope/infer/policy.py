@@ -1,0 +1,90 @@
+"""The small frozen policies a :class:`~spoofscope.infer.Detector` is built from.
+
+* :class:`WindowPolicy`: how a recording becomes windows and window scores one score;
+* :class:`Decision`: the threshold and the low-confidence band;
+* :class:`Limits`: batch size (memory) and the longest recording accepted.
+
+Each checks its values when built and raises :class:`~spoofscope.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import ConfigError, choices_error
+
+WINDOW_KINDS = ("sliding", "official")
+AGGREGATES = ("mean", "quantile", "min")
+
+
+@dataclass(frozen=True)
+class WindowPolicy:
+    """Args:
+    kind: ``"sliding"`` (the whole file in windows every ``hop_s``) or ``"official"`` (the
+        first window, tiled when the file is shorter: the reference evaluation).
+    samples: window length; None takes the model card's ``window_samples``.
+    hop_s: hop between sliding windows, in seconds.
+    aggregate: ``"mean"``, ``"quantile"`` (at ``quantile``) or ``"min"`` of window scores.
+    quantile: the quantile for ``aggregate="quantile"``.
+    silence_db: windows quieter than this RMS (dBFS) are skipped when the file has speech.
+    """
+
+    kind: str = "sliding"
+    samples: int | None = None
+    hop_s: float = 2.0
+    aggregate: str = "mean"
+    quantile: float = 0.1
+    silence_db: float = -50.0
+
+    def __post_init__(self):
+        if self.kind not in WINDOW_KINDS:
+            raise choices_error("window", self.kind, WINDOW_KINDS)
+        if self.aggregate not in AGGREGATES:
+            raise choices_error("aggregate", self.aggregate, AGGREGATES)
+        if self.samples is not None and int(self.samples) < 1:
+            raise ConfigError(f"window samples must be >= 1, got {self.samples}")
+        if not (math.isfinite(self.hop_s) and self.hop_s > 0):
+            raise ConfigError(f"hop must be a positive number of seconds, got {self.hop_s}")
+        if not 0.0 <= self.quantile <= 1.0:
+            raise ConfigError(f"quantile must lie in [0, 1], got {self.quantile}")
+        if not math.isfinite(self.silence_db):
+            raise ConfigError(f"silence_db must be finite, got {self.silence_db}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Args:
+    threshold: score threshold of the label; None takes the calibration's threshold, else
+        the natural boundary (equal logits).
+    band: half-width of the low-confidence band around the threshold, in probability;
+        None takes the calibration's band, else 0.1.
+    """
+
+    threshold: float | None = None
+    band: float | None = None
+
+    def __post_init__(self):
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ConfigError(f"threshold must be a finite number, got {self.threshold}")
+        if self.band is not None and not 0.0 <= self.band <= 0.5:
+            raise ConfigError(f"band must lie in [0, 0.5], got {self.band}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Args:
+    batch_size: windows per forward pass (memory is bounded by it, not by the file).
+    max_duration_s: longer recordings are refused (None: no limit).
+    """
+
+    batch_size: int = 8
+    max_duration_s: float | None = None
+
+    def __post_init__(self):
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.max_duration_s is not None and not (
+            math.isfinite(self.max_duration_s) and self.max_duration_s > 0
+        ):
+            raise ConfigError(f"max duration must be positive, got {self.max_duration_s}")

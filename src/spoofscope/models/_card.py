@@ -1,0 +1,106 @@
+"""What a model expects, declared beside its architecture: the model card.
+
+Each family file registers its variants with a :class:`ModelCard` (as timm keeps
+``default_cfgs`` beside each model, and pyannote ``Specifications`` on the model).
+:func:`~spoofscope.models.create_model` attaches the card to the model as ``model.card``;
+the detector, the exporter, the trainer, the service and the tests read it. Nothing outside a
+family hard-codes a sample rate, a window or an output index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ..errors import ConfigError
+
+#: ONNX export modes: any length / the card's window only / not exportable.
+EXPORT_MODES = ("dynamic", "fixed", "none")
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """One published weights file: where it comes from, how to verify it, what it saw."""
+
+    url: str
+    filename: str
+    sha256: str
+    licence: str
+    notice: str
+    trained_on: str
+    published: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The contract of one registered model.
+
+    Attributes:
+        name: registry name.
+        family: architecture family (one file under ``spoofscope/models``).
+        description: one line.
+        sample_rate: input sample rate in Hz.
+        window_samples: the scoring window (what the model was trained and evaluated on).
+        window_policy: how the reference evaluation turns a file into that window.
+        min_length: shortest input in samples (filled in from the built model).
+        bonafide_index: the logit index of the bona fide class.
+        score: what the score means.
+        export: ONNX export mode, one of :data:`EXPORT_MODES`.
+        weights: published weights by tag; the first tag is the default.
+        training_data: what the shipped (or checkpointed) weights were trained on.
+        published_results: the authors' results, with their source.
+        licence: licence of the original code and weights.
+    """
+
+    name: str
+    family: str
+    description: str = ""
+    sample_rate: int = 16000
+    window_samples: int = 64600
+    window_policy: str = "first 64,600 samples; shorter audio tiled (official evaluation)"
+    min_length: int = 1
+    bonafide_index: int = 1
+    score: str = "logits[:, 1], higher means bona fide"
+    export: str = "dynamic"
+    weights: dict[str, PretrainedWeights] = field(default_factory=dict)
+    training_data: str = "none shipped: train it (spoofscope train)"
+    published_results: str = ""
+    licence: str = ""
+
+    def __post_init__(self):
+        if self.export not in EXPORT_MODES:
+            raise ConfigError(f"card {self.name}: export {self.export!r} not in {EXPORT_MODES}")
+        if self.bonafide_index not in (0, 1):
+            raise ConfigError(f"card {self.name}: bonafide_index must be 0 or 1")
+
+    @property
+    def default_tag(self) -> str | None:
+        return next(iter(self.weights), None)
+
+    def to_dict(self) -> dict:
+        """Plain types only (stored in checkpoints, loadable with ``weights_only=True``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelCard:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["weights"] = {t: PretrainedWeights(**w) for t, w in (d.get("weights") or {}).items()}
+        return cls(**d)
+
+
+#: What a model without a card (a custom ``nn.Module``) is assumed to expect.
+def default_card(model) -> ModelCard:
+    return ModelCard(
+        name=getattr(model, "registry_name", type(model).__name__),
+        family="custom",
+        min_length=int(getattr(model, "min_length", 1)),
+    )
+
+
+def card_of(model) -> ModelCard:
+    """The card of a model (or an engine), or the default contract for a custom module."""
+    card = getattr(model, "card", None)
+    return card if isinstance(card, ModelCard) else default_card(model)
+
+
+__all__ = ["EXPORT_MODES", "ModelCard", "PretrainedWeights", "card_of", "default_card", "replace"]

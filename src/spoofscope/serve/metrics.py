@@ -1,0 +1,40 @@
+"""Prometheus metrics of the service, in a registry of its own."""
+
+from __future__ import annotations
+
+
+class ServiceMetrics:
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "spoofscope_requests",
+            "Requests by endpoint and outcome",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "spoofscope_request_seconds",
+            "Request latency",
+            ["endpoint"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.audio = Counter(
+            "spoofscope_audio_seconds", "Audio seconds scored", registry=self.registry
+        )
+        self.queue = Gauge(
+            "spoofscope_queue_depth", "Requests waiting for a worker", registry=self.registry
+        )
+        self.inflight = Gauge(
+            "spoofscope_inflight", "Requests being scored or waiting", registry=self.registry
+        )
+        self.low_conf = Counter(
+            "spoofscope_low_confidence", "Low-confidence decisions", registry=self.registry
+        )
+
+    def exposition(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)

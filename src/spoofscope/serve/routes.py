@@ -1,0 +1,153 @@
+"""The ``/v1`` API (API key and upload-size checks as router dependencies) and the operational
+routes (health, readiness, metrics, the web page)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from .errors import STATUS_OF_KIND, ServiceError, error_response
+from .uploads import content_length_limit, uploaded_files
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _multipart_schema(field: str, many: bool) -> dict:
+    item = {"type": "string", "format": "binary"}
+    prop = (
+        {"type": "array", "items": item}
+        if many
+        else {
+            **item,
+            "description": "an audio file (WAV, FLAC, MP3, M4A, OGG, Opus, WebM ...)",
+        }
+    )
+    schema = {"type": "object", "required": [field], "properties": {field: prop}}
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+    }
+
+
+def api_key(request: Request) -> None:
+    """Every ``/v1`` route: count it under its endpoint, then require a key when keys are set
+    (``X-API-Key`` or ``Authorization: Bearer``)."""
+    request.state.endpoint = request.url.path
+    keys = request.app.state.settings.api_keys
+    if keys is None:
+        return
+    key = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    if not key and auth.lower().startswith("bearer "):
+        key = auth[7:].strip()
+    if key not in keys:
+        raise ServiceError(
+            401,
+            "unauthorized",
+            "a valid API key is required (X-API-Key header or Authorization: Bearer KEY)",
+        )
+
+
+api = APIRouter(prefix="/v1", dependencies=[Depends(api_key), Depends(content_length_limit)])
+ops = APIRouter()
+
+
+def _named(name: str, error: str) -> str:
+    """An error about the in-memory upload ("<N bytes>: reason"), named by its file name."""
+    return f"{name}: {error.split(': ', 1)[-1]}"
+
+
+def _result(request: Request, name: str, blob: bytes, res, t0: float) -> dict:
+    st = request.app.state
+    d = res.to_dict()
+    d["path"] = name
+    if d.get("error"):  # name the upload, not the in-memory buffer
+        d["error"] = _named(name, d["error"])
+    d["request_id"] = request.state.request_id
+    d["processing_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+    if res.error is None:
+        st.metrics.audio.inc(res.duration_s or 0.0)
+        if res.confident is False:
+            st.metrics.low_conf.inc()
+        if st.audit:
+            st.audit.record(
+                request.state.request_id,
+                hashlib.sha256(blob).hexdigest(),
+                d,
+                st.model_name,
+                st.settings.model_version,
+            )
+    return d
+
+
+@api.post(
+    "/detect",
+    openapi_extra=_multipart_schema("file", many=False),
+    summary="Score one audio file",
+    response_description="the verdict",
+)
+async def detect(request: Request):
+    t0 = time.perf_counter()
+    name, blob = (await uploaded_files(request, {"file"}))[0]
+    if not blob:
+        raise ServiceError(422, "empty_audio", f"{name}: the uploaded file is empty")
+    st = request.app.state
+    res = (await st.pool.run(st.detector.detect_many, [blob]))[0]
+    if res.error:
+        status, code = STATUS_OF_KIND.get(res.error_kind or "invalid", (415, "unsupported_audio"))
+        raise ServiceError(status, code, _named(name, res.error))
+    d = _result(request, name, blob, res, t0)
+    request.state.score = d["score"]
+    return JSONResponse(d)
+
+
+@api.post(
+    "/detect/batch",
+    openapi_extra=_multipart_schema("files", many=True),
+    summary="Score several audio files; a failure in one does not fail the others",
+)
+async def detect_batch(request: Request):
+    t0 = time.perf_counter()
+    files = await uploaded_files(request, {"files", "file"})
+    st = request.app.state
+    limit = st.settings.max_batch_files
+    if len(files) > limit:
+        raise ServiceError(
+            413, "too_many_files", f"{len(files)} files; at most {limit} per request"
+        )
+    results = await st.pool.run(st.detector.detect_many, [b for _, b in files])
+    out = [_result(request, n, b, r, t0) for (n, b), r in zip(files, results, strict=True)]
+    return JSONResponse({"request_id": request.state.request_id, "results": out})
+
+
+@ops.get("/healthz", summary="The process is alive")
+async def healthz():
+    return {"status": "ok"}
+
+
+@ops.get("/readyz", summary="The model is loaded and warmed up")
+async def readyz(request: Request):
+    st = request.app.state
+    if not st.ready:
+        return error_response(503, "not_ready", "the model is still loading")
+    return {
+        "status": "ready",
+        "model": st.model_name,
+        "version": st.settings.model_version,
+        "calibrated": st.detector.calibration is not None,
+    }
+
+
+@ops.get("/metrics", summary="Prometheus metrics")
+async def prom(request: Request):
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+@ops.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def page():
+    return HTMLResponse((STATIC / "index.html").read_text())
