@@ -1,9 +1,11 @@
 # spoofscope detection service, CPU only.
 #   docker build -t spoofscope .                       # weights mounted at run time
-#   docker build --build-arg WEIGHTS_URL=https://github.com/clovaai/aasist/raw/main/models/weights/AASIST.pth -t spoofscope .
+#   docker build --build-arg FETCH_WEIGHTS=1 -t spoofscope .      # weights fetched and verified
+#   docker build --build-arg WEIGHTS_URL=https://mirror.example/AASIST.pth -t spoofscope .
 #   docker run -p 8000:8000 -v $PWD/models:/models:ro spoofscope
 FROM python:3.11-slim
 
+ARG FETCH_WEIGHTS=""
 ARG WEIGHTS_URL=""
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 SPOOFSCOPE_CACHE=/home/app/.cache/spoofscope
 
@@ -15,8 +17,10 @@ COPY src ./src
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
  && pip install ".[serve]"
 
-RUN mkdir -p /models && if [ -n "$WEIGHTS_URL" ]; then \
-      python -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], '/models/AASIST.pth')" "$WEIGHTS_URL"; \
+# FETCH_WEIGHTS=1: the published AASIST weights through spoofscope's own verified download
+# (sha256 from the model card), from the card's URL or the mirror WEIGHTS_URL
+RUN mkdir -p /models && if [ -n "$FETCH_WEIGHTS$WEIGHTS_URL" ]; then \
+      SPOOFSCOPE_CACHE=/models spoofscope models fetch aasist ${WEIGHTS_URL:+--url "$WEIGHTS_URL"}; \
     fi && chown -R app /models
 
 USER app

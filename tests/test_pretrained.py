@@ -156,7 +156,7 @@ def test_loading_is_weights_only(tmp_path):
     torch.save({"x": Evil()}, p)
     from spoofscope.models import load_state_dict_file
 
-    with pytest.raises(WeightsError, match="(?i)weights.only"):
+    with pytest.raises(WeightsError, match="refused, it holds Python objects .*print"):
         load_state_dict_file(p)
 
 

@@ -1,11 +1,19 @@
 """The same checks for every registered model (timm-style)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 import spoofscope
-from spoofscope.models import load_checkpoint, save_checkpoint
+from spoofscope.models import (
+    EXPORT_MODES,
+    ModelCard,
+    get_card,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 ALL = spoofscope.list_models()
 # small but legal inputs: 0.5 s, and a second, different length
@@ -60,8 +68,22 @@ def test_eval_determinism(model):
     assert torch.equal(a, b)
 
 
+def test_card_is_complete_and_describes_the_built_model(model):
+    card = model.card
+    assert isinstance(card, ModelCard) and card.name == model.registry_name
+    assert card.family and card.description and card.published_results and card.licence
+    # min_length is read off the built model; the registered card is otherwise the same
+    assert card.min_length == model.min_length >= 1
+    assert card == dataclasses.replace(get_card(card.name), min_length=model.min_length)
+    assert card.window_samples >= card.min_length and card.sample_rate > 0
+    assert card.export in EXPORT_MODES and card.bonafide_index in (0, 1)
+    for w in card.weights.values():
+        assert w.url.startswith("https://") and len(w.sha256) == 64 and w.licence
+    assert ModelCard.from_dict(card.to_dict()) == card  # survives a checkpoint
+
+
 def test_variable_lengths_down_to_minimum(model):
-    m = model.min_length
+    m = model.card.min_length
     with torch.no_grad():
         for n in (m, m + 1, m + 777, 2 * LEN):
             assert model(torch.randn(1, n) * 0.1)[0].shape == (1, 2)
@@ -77,6 +99,7 @@ def test_save_load_round_trip(model, tmp_path):
     assert ckpt["versions"]["torch"] == torch.__version__
     with torch.no_grad():
         assert torch.equal(model(x)[0], loaded(x)[0])
+    assert loaded.card == model.card and ckpt["card"] == model.card.to_dict()
 
 
 def test_training_step_changes_weights_and_lowers_loss(model):

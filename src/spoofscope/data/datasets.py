@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import load_audio, official_crop
-from ..errors import SpoofscopeError
+from ..errors import ConfigError, SpoofscopeError
 from .protocols import (
     BONAFIDE,
     SPOOF,
@@ -98,7 +98,7 @@ def asvspoof2019_paths(root, split: str, track: str = "LA") -> tuple[Path, Path]
     ``root`` may be the folder that holds ``LA/`` or ``LA/`` itself.
     """
     if split not in LA2019_SPLITS:
-        raise ValueError(f"split must be one of {sorted(LA2019_SPLITS)}, not {split!r}")
+        raise ConfigError(f"split must be one of {sorted(LA2019_SPLITS)}, not {split!r}")
     root = Path(root)
     base = root if (root / f"ASVspoof2019_{track}_cm_protocols").is_dir() else root / track
     proto = (

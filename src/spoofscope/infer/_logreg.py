@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
+from ..errors import ConfigError
+
 
 def fit_llr_map(bona: np.ndarray, spoof: np.ndarray, prior: float = 0.5, l2: float = 1e-6):
     """Fit ``llr = X @ w + b`` on bona fide rows and spoof rows of X (N, K).
@@ -20,7 +22,7 @@ def fit_llr_map(bona: np.ndarray, spoof: np.ndarray, prior: float = 0.5, l2: flo
     bona = np.atleast_2d(np.asarray(bona, dtype=np.float64).T).T
     spoof = np.atleast_2d(np.asarray(spoof, dtype=np.float64).T).T
     if len(bona) == 0 or len(spoof) == 0:
-        raise ValueError("calibration needs both bona fide and spoof scores")
+        raise ConfigError("calibration needs both bona fide and spoof scores")
     k = bona.shape[1]
     offset = np.log(prior / (1 - prior))
     # standardise for a well-conditioned optimisation, then map back

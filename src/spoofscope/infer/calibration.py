@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..metrics import act_dcf, cllr, compute_eer
 from ._logreg import fit_llr_map
 
@@ -105,7 +106,7 @@ class Calibration:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as e:
-            raise ValueError(f"{path}: not a spoofscope calibration file ({e})") from None
+            raise ConfigError(f"{path}: not a spoofscope calibration file ({e})") from None
 
 
 def calibration_path_beside(checkpoint) -> Path:

@@ -354,7 +354,7 @@ class FusedDetector:
 
     def __init__(self, detectors: list[Detector], fusion: Fusion, band: float = 0.1):
         if len(detectors) != len(fusion.weights):
-            raise ValueError(
+            raise ConfigError(
                 f"fusion expects {len(fusion.weights)} systems, got {len(detectors)} detectors"
             )
         self.detectors, self.fusion, self.band = detectors, fusion, band

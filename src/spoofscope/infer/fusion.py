@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from ._logreg import fit_llr_map
 
 
@@ -32,7 +33,7 @@ class Fusion:
         scores = np.asarray(scores, dtype=np.float64)
         labels = np.asarray(labels)
         if scores.ndim != 2:
-            raise ValueError("fusion needs a (trials, systems) score matrix")
+            raise ConfigError("fusion needs a (trials, systems) score matrix")
         w, b = fit_llr_map(scores[labels == 1], scores[labels != 1], prior=prior)
         names = systems or [f"system{i}" for i in range(scores.shape[1])]
         return cls([float(v) for v in w], float(b), list(names), prior)
@@ -40,7 +41,9 @@ class Fusion:
     def apply(self, scores) -> np.ndarray:
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape[-1] != len(self.weights):
-            raise ValueError(f"fusion of {len(self.weights)} systems got {scores.shape[-1]} scores")
+            raise ConfigError(
+                f"fusion of {len(self.weights)} systems got {scores.shape[-1]} scores"
+            )
         return scores @ np.asarray(self.weights) + self.bias
 
     def save(self, path) -> Path:
@@ -63,5 +66,5 @@ class Fusion:
     def load(cls, path) -> Fusion:
         d = json.loads(Path(path).read_text())
         if d.get("type") != "logistic-fusion":
-            raise ValueError(f"{path}: not a spoofscope fusion file")
+            raise ConfigError(f"{path}: not a spoofscope fusion file")
         return cls(d["weights"], d["bias"], d["systems"], d.get("prior", 0.5))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio import official_crop
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def sliding_windows(chunks: Iterable[np.ndarray], size: int, hop: int) -> Iterat
     most ``size + hop`` samples plus one decoded chunk.
     """
     if hop <= 0:
-        raise ValueError("hop must be positive")
+        raise ConfigError("hop must be positive")
     buf = np.zeros(0, np.float32)
     buf_start = 0  # absolute index of buf[0]
     next_start = 0
@@ -87,4 +88,4 @@ def aggregate(scores: np.ndarray, how: str = "mean", quantile: float = 0.1) -> f
         return float(scores.min())
     if how == "quantile":
         return float(np.quantile(scores, quantile))
-    raise ValueError(f"aggregate must be mean, quantile or min, not {how!r}")
+    raise ConfigError(f"aggregate must be mean, quantile or min, not {how!r}")

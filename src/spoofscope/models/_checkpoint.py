@@ -63,15 +63,25 @@ def torch_load(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt, truncated or unsafe files
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
+        msg = str(e)
+        if "Unsupported global" in msg:
+            what = msg.split("Unsupported global:", 1)[1].split(" was not", 1)[0].strip()
             raise WeightsError(
-                f"{path}: refused, it holds objects other than tensors and plain types "
-                f"(loaded with weights_only=True: {text})"
+                f"{path}: refused, it holds Python objects ({what}), not only tensors and "
+                "plain types (checkpoints are loaded with weights_only=True: a file could run "
+                "code). Save a state_dict instead"
             ) from None
+        first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
+        if "WeightsUnpickler error" in msg:
+            first = (
+                "not a PyTorch pickle: "
+                + msg.split("WeightsUnpickler error:", 1)[1]
+                .split("Check the documentation", 1)[0]
+                .strip()
+            )
         raise WeightsError(
-            f"{path}: not a readable PyTorch checkpoint or state_dict ({text}); "
-            "is the file complete?"
+            f"{path}: not a readable PyTorch checkpoint or state_dict ({first[:160]}); is the "
+            "file complete?"
         ) from None
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import ConfigError
 from ._card import ModelCard, PretrainedWeights
 from ._registry import check_waveform, merged_config, register_model
 from ._sinc import SincConv
@@ -64,9 +65,9 @@ class AASISTConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(mc) - known - {"architecture"}
         if unknown:
-            raise ValueError(f"AASIST config: unknown keys {sorted(unknown)}")
+            raise ConfigError(f"AASIST config: unknown keys {sorted(unknown)}")
         if mc.get("architecture", "AASIST") != "AASIST":
-            raise ValueError(f"not an AASIST config: architecture={mc['architecture']!r}")
+            raise ConfigError(f"not an AASIST config: architecture={mc['architecture']!r}")
         mc.pop("architecture", None)
         if "freq_aug" in top and "freq_aug" not in mc:
             mc["freq_aug"] = str(top["freq_aug"]).lower() == "true"

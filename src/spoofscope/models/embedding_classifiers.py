@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 
 @torch.no_grad()
 def extract_embeddings(model: nn.Module, waveforms, batch_size: int = 16) -> np.ndarray:
@@ -38,7 +40,7 @@ class _EmbeddingClassifier:
         x = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
         y = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
         if not ((y == 0).any() and (y == 1).any()):
-            raise ValueError("a classifier needs both bona fide (1) and spoof (0) examples")
+            raise ConfigError("a classifier needs both bona fide (1) and spoof (0) examples")
         self.mean, self.std = x.mean(0), x.std(0) + 1e-6
         x = (x - self.mean) / self.std
         pos = y.mean()

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import ConfigError, WeightsError
 from ._card import ModelCard
 from ._registry import check_waveform, merged_config, register_model
 from .aasist import Residual_block, build_graph_layers, graph_head
@@ -68,7 +69,7 @@ def build_encoder(encoder: str | None, encoder_config: dict | None) -> nn.Module
         "hubert": (transformers.HubertConfig, transformers.HubertModel),
     }
     if kind not in classes:
-        raise ValueError(f"encoder model_type must be one of {sorted(classes)}, not {kind!r}")
+        raise ConfigError(f"encoder model_type must be one of {sorted(classes)}, not {kind!r}")
     conf_cls, model_cls = classes[kind]
     return model_cls(conf_cls(**cfg))
 
@@ -88,7 +89,7 @@ class SSLFrontend(nn.Module):
         if layers == "weighted":
             self.layer_weights = nn.Parameter(torch.zeros(self.n_layers + 1))
         elif layers != "last" and not (isinstance(layers, int) and 0 <= layers <= self.n_layers):
-            raise ValueError(f"layers must be 'last', 'weighted' or 0..{self.n_layers}")
+            raise ConfigError(f"layers must be 'last', 'weighted' or 0..{self.n_layers}")
         self.freeze = freeze
         self._apply_freeze()
         # receptive field and hop of the CNN, for the minimum input length
@@ -113,7 +114,7 @@ class SSLFrontend(nn.Module):
                 for p in layer.parameters():
                     p.requires_grad_(False)
         elif f != "feature_extractor":
-            raise ValueError("freeze must be 'none', 'all', 'feature_extractor' or an int")
+            raise ConfigError("freeze must be 'none', 'all', 'feature_extractor' or an int")
 
     def n_frames(self, length: int) -> int:
         for k, s in zip(self.conv_kernel, self.conv_stride, strict=True):
@@ -364,5 +365,5 @@ def convert_fairseq_ssl_aasist(state_dict: dict) -> tuple[dict, list[str]]:
                 out[re.sub(pat, rep, k2)] = v
                 break
         else:
-            raise ValueError(f"unknown front-end key in the fairseq checkpoint: {k2}")
+            raise WeightsError(f"unknown front-end key in the fairseq checkpoint: {k2}")
     return out, dropped

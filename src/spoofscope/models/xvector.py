@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import ConfigError
 from ..features.cqcc import CQCC
 from ..features.lfcc import LFCC
 from ._card import ModelCard
@@ -64,7 +65,7 @@ class XVector(nn.Module):
         elif cfg.frontend == "cqcc":
             self.frontend = CQCC(deltas=cfg.cqcc_deltas)
         else:
-            raise ValueError(f"frontend must be 'lfcc' or 'cqcc', not {cfg.frontend!r}")
+            raise ConfigError(f"frontend must be 'lfcc' or 'cqcc', not {cfg.frontend!r}")
         d, h = self.frontend.out_dim, cfg.hidden
         self.tdnn = nn.Sequential(
             TDNNLayer(d, h, 5, 1),  # [-2..2]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     time TEXT NOT NULL,
@@ -88,7 +90,7 @@ def summarize(path, since: str | None = None, until: str | None = None) -> dict:
             args.append(until)
         rows = conn.execute(q + " ORDER BY time", args).fetchall()
     except sqlite3.DatabaseError as e:
-        raise ValueError(f"{p}: not a spoofscope audit database ({e})") from None
+        raise ConfigError(f"{p}: not a spoofscope audit database ({e})") from None
     finally:
         conn.close()
     scores = np.array([r[1] for r in rows if r[1] is not None], dtype=float)

@@ -9,6 +9,7 @@ import torch
 
 from ..audio import load_audio, random_crop
 from ..data.cache import AudioCache
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,12 @@ def class_weights(labels, spec) -> torch.Tensor | None:
         labels = np.asarray(labels)
         counts = np.array([np.sum(labels == 0), np.sum(labels == 1)], dtype=np.float64)
         if np.any(counts == 0):
-            raise ValueError("the training list needs both bona fide and spoof trials")
+            raise ConfigError("the training list needs both bona fide and spoof trials")
         w = (1 / counts) / np.sum(1 / counts)
         return torch.tensor(w, dtype=torch.float32)
     w = [float(v) for v in spec]
     if len(w) != 2:
-        raise ValueError("class_weights must be 'inverse', null or [w_spoof, w_bonafide]")
+        raise ConfigError("class_weights must be 'inverse', null or [w_spoof, w_bonafide]")
     return torch.tensor(w, dtype=torch.float32)
 
 

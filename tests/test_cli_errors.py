@@ -1,0 +1,150 @@
+"""User errors through the real command line: one line on stderr, exit status 2, no traceback
+(a traceback is for bugs, or asked for with --debug)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import spoofscope
+from spoofscope.models import save_checkpoint
+
+
+def _run(args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "spoofscope", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def _one_line_error(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    d = tmp_path_factory.mktemp("audio")
+    sf.write(d / "a.flac", np.random.default_rng(0).standard_normal(32000) * 0.1, 16000)
+    return d / "a.flac"
+
+
+def test_offline_first_run_with_an_empty_cache(audio, tmp_path):
+    # the published URL cannot be reached here: one line that names the file and the fix
+    r = _run(
+        ["detect", str(audio)],
+        {
+            "SPOOFSCOPE_CACHE": str(tmp_path / "empty"),
+            "no_proxy": "*",
+            "https_proxy": "http://127.0.0.1:9",
+        },
+    )
+    line = _one_line_error(r, "AASIST.pth", str(tmp_path / "empty" / "AASIST.pth"), "--weights")
+    assert line.count("by hand") == 1
+
+
+def test_corrupt_checkpoint(audio, tmp_path):
+    (tmp_path / "m.ckpt").write_bytes(b"\x80\x02 this is not a checkpoint")
+    r = _run(["detect", str(audio), "--model", str(tmp_path / "m.ckpt")])
+    _one_line_error(r, "m.ckpt", "not a readable PyTorch checkpoint")
+
+
+def test_checkpoint_of_the_wrong_architecture(audio, tmp_path):
+    torch.manual_seed(0)
+    torch.save(spoofscope.create_model("lfcc-lcnn").state_dict(), tmp_path / "lcnn.pth")
+    r = _run(["detect", str(audio), "--model", "rawnet2", "--weights", str(tmp_path / "lcnn.pth")])
+    _one_line_error(r, "lcnn.pth", "does not fit rawnet2", "missing key(s)", "unexpected key(s)")
+    r = _run(["export", "--model", "aasist", "--weights", str(tmp_path / "lcnn.pth"), "x.onnx"])
+    _one_line_error(r, "does not fit aasist")
+
+
+def test_official_config_missing_a_key(audio, tmp_path, reference_dir):
+    """AASIST-L weights with an official config that lacks the AASIST-L sizes (so the defaults,
+    i.e. AASIST, apply): the weights do not fit, and the message says which keys."""
+    conf = json.loads((reference_dir / "aasist_l_config.json").read_text())
+    mc = dict(conf.get("model_config", conf))
+    for k in ("gat_dims", "filts"):
+        mc.pop(k)
+    (tmp_path / "AASIST-L.conf").write_text(json.dumps({"model_config": mc}))
+    r = _run(
+        [
+            "detect",
+            str(audio),
+            "--model",
+            str(reference_dir / "official_AASIST-L.pth"),
+            "--config",
+            str(tmp_path / "AASIST-L.conf"),
+        ]
+    )
+    _one_line_error(r, "does not fit aasist", "shape mismatch")
+    (tmp_path / "bad.conf").write_text(json.dumps({"model_config": {"gat_dim": [1, 2]}}))
+    r = _run(
+        [
+            "detect",
+            str(audio),
+            "--model",
+            str(reference_dir / "official_AASIST-L.pth"),
+            "--config",
+            str(tmp_path / "bad.conf"),
+        ]
+    )
+    _one_line_error(r, "unknown keys ['gat_dim']")
+
+
+def test_recipe_errors_and_debug_traceback(tmp_path):
+    r = _run(["train", "configs/demo.yaml", "--data", str(tmp_path), "--out", str(tmp_path)])
+    _one_line_error(r, "recipe configs/demo.yaml not found")
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "aasist.yaml"
+    r = _run(
+        [
+            "train",
+            str(recipe),
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "loss.sampler=balansed",
+        ]
+    )
+    _one_line_error(r, "loss.sampler: 'balansed' is not one of random, balanced")
+    r = _run(
+        [
+            "--debug",
+            "train",
+            str(recipe),
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "epochs=abc",
+        ]
+    )
+    assert r.returncode != 0 and "Traceback" in r.stderr and "ConfigError" in r.stderr
+
+
+def test_models_lists_the_registry_with_cards(tmp_path):
+    r = _run(["models", "--json"], {"SPOOFSCOPE_CACHE": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    rows = {d["name"]: d for d in map(json.loads, r.stdout.splitlines())}
+    assert set(spoofscope.list_models()) == set(rows)
+    a = rows["aasist"]
+    assert a["parameters"] == 297866 and a["window_samples"] == 64600 and a["export"] == "fixed"
+    assert a["weights"] == {"official": "AASIST.pth"} and a["weights_status"] == "available"
+    assert rows["rawnet2"]["weights_status"] == "none"
+    assert rows["cqcc-xvector"]["export"] == "none"
