@@ -7,6 +7,7 @@ import torch
 pytest.importorskip("transformers")
 
 import spoofscope  # noqa: E402
+from spoofscope.errors import WeightsError  # noqa: E402
 from spoofscope.models import load_checkpoint, save_checkpoint  # noqa: E402
 from spoofscope.models.ssl import FAIRSEQ_KEY_MAP, TINY_ENCODER, convert_fairseq_ssl_aasist  # noqa: E402,E501
 
@@ -31,12 +32,12 @@ def test_encoder_families(kind):
 
 def test_layer_selection_matches_hidden_states():
     torch.manual_seed(0)
-    m = spoofscope.create_model("ssl-linear", layers=1).eval()
+    m = spoofscope.create_model("ssl-linear", encoder_config=TINY_ENCODER, layers=1).eval()
     x = _x(1)
     with torch.no_grad():
         hs = m.ssl_model.encoder(x, output_hidden_states=True).hidden_states
         torch.testing.assert_close(m.ssl_model(x), hs[1])
-    w = spoofscope.create_model("ssl-linear", layers="weighted").eval()
+    w = spoofscope.create_model("ssl-linear", encoder_config=TINY_ENCODER, layers="weighted").eval()
     w.ssl_model.encoder.load_state_dict(m.ssl_model.encoder.state_dict())
     with torch.no_grad():
         w.ssl_model.layer_weights.copy_(torch.tensor([0.0, 1.0, 2.0]))
@@ -45,7 +46,7 @@ def test_layer_selection_matches_hidden_states():
         )
         torch.testing.assert_close(w.ssl_model(x), expect)
     with pytest.raises(ValueError, match="layers must be"):
-        spoofscope.create_model("ssl-linear", layers=7)
+        spoofscope.create_model("ssl-linear", encoder_config=TINY_ENCODER, layers=7)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,7 @@ def test_layer_selection_matches_hidden_states():
 )
 def test_frozen_weights_do_not_change(freeze, frozen_prefixes):
     torch.manual_seed(0)
-    m = spoofscope.create_model("ssl-aasist", freeze=freeze).train()
+    m = spoofscope.create_model("ssl-aasist", encoder_config=TINY_ENCODER, freeze=freeze).train()
     before = {k: v.clone() for k, v in m.named_parameters()}
     groups = m.optimizer_groups(1e-2, frontend_lr=1e-3)
     opt = torch.optim.Adam(groups)
@@ -137,7 +138,7 @@ def _fairseq_layout(ours: dict) -> dict:
 
 def test_converter_loads_a_fairseq_layout_checkpoint(tmp_path):
     torch.manual_seed(1)
-    src = spoofscope.create_model("ssl-aasist").eval()
+    src = spoofscope.create_model("ssl-aasist", encoder_config=TINY_ENCODER).eval()
     fake = _fairseq_layout(src.state_dict())
     assert any(".self_attn.k_proj." in k for k in fake)
     assert any(k.endswith("pos_conv.0.weight_g") for k in fake)
@@ -146,12 +147,12 @@ def test_converter_loads_a_fairseq_layout_checkpoint(tmp_path):
     converted, dropped = convert_fairseq_ssl_aasist(loaded)
     assert sorted(dropped) == ["ssl_model.model.project_q.weight", "ssl_model.model.quantizer.vars"]
     torch.manual_seed(2)
-    dst = spoofscope.create_model("ssl-aasist").eval()
+    dst = spoofscope.create_model("ssl-aasist", encoder_config=TINY_ENCODER).eval()
     dst.load_state_dict(converted, strict=True)
     x = _x(2)
     with torch.no_grad():
         torch.testing.assert_close(dst(x)[0], src(x)[0], rtol=0, atol=0)
-    with pytest.raises(ValueError, match="unknown front-end key"):
+    with pytest.raises(WeightsError, match="unknown front-end key"):
         convert_fairseq_ssl_aasist({"ssl_model.model.something_new": torch.zeros(1)})
     assert len(FAIRSEQ_KEY_MAP) >= 10
 
@@ -162,7 +163,7 @@ def test_onnx_export_and_detector(name, tmp_path):
     from spoofscope.infer import Detector, OnnxEngine, WindowPolicy
 
     torch.manual_seed(0)
-    m = spoofscope.create_model(name).eval()
+    m = spoofscope.create_model(name, encoder_config=TINY_ENCODER).eval()
     path = export_onnx(m, tmp_path / f"{name}.onnx")
     x = _x(2, 64600).numpy()
     assert check_onnx(m, path, x, atol=1e-3) <= 1e-3

@@ -17,17 +17,33 @@ from ..errors import ConfigError
 EXPORT_MODES = ("dynamic", "fixed", "none")
 
 
+#: where published weights come from: a direct URL (verified download), a Hugging Face
+#: repository (``huggingface_hub``), or a page the user downloads from by hand (Drive, OneDrive)
+WEIGHT_SOURCES = ("url", "hf", "manual")
+
+
 @dataclass(frozen=True)
 class PretrainedWeights:
-    """One published weights file: where it comes from, how to verify it, what it saw."""
+    """One published weights file: where it comes from, how to verify it, what it saw.
+
+    ``sha256`` is None where the authors publish none and we could not fetch the file to
+    compute one; ``hf_repo``/``revision`` name a Hugging Face file (``filename`` in it).
+    """
 
     url: str
     filename: str
-    sha256: str
+    sha256: str | None
     licence: str
     notice: str
     trained_on: str
     published: str = ""
+    source: str = "url"
+    hf_repo: str | None = None
+    revision: str | None = None
+
+    def __post_init__(self):
+        if self.source not in WEIGHT_SOURCES:
+            raise ConfigError(f"weights source {self.source!r} not in {WEIGHT_SOURCES}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,7 @@ class ModelCard:
         window_samples: the scoring window (what the model was trained and evaluated on).
         window_policy: how the reference evaluation turns a file into that window.
         min_length: shortest input in samples (filled in from the built model).
+        max_length: longest input in samples, where the architecture has one (XLSR-SLS).
         bonafide_index: the logit index of the bona fide class.
         score: what the score means.
         export: ONNX export mode, one of :data:`EXPORT_MODES`.
@@ -49,6 +66,7 @@ class ModelCard:
         training_data: what the shipped (or checkpointed) weights were trained on.
         published_results: the authors' results, with their source.
         licence: licence of the original code and weights.
+        encoder: the self-supervised encoder the model reads, and which of its outputs.
     """
 
     name: str
@@ -58,6 +76,7 @@ class ModelCard:
     window_samples: int = 64600
     window_policy: str = "first 64,600 samples; shorter audio tiled (official evaluation)"
     min_length: int = 1
+    max_length: int | None = None
     bonafide_index: int = 1
     score: str = "logits[:, 1], higher means bona fide"
     export: str = "dynamic"
@@ -65,6 +84,7 @@ class ModelCard:
     training_data: str = "none shipped: train it (spoofscope train)"
     published_results: str = ""
     licence: str = ""
+    encoder: str = ""
 
     def __post_init__(self):
         if self.export not in EXPORT_MODES:

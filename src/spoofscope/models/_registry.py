@@ -93,7 +93,7 @@ def _ensure_loaded() -> None:
     from . import aasist, lcnn, rawnet2, xvector  # noqa: F401
 
     try:
-        from . import ssl  # noqa: F401  (needs transformers)
+        from . import mamba, nes2net, sls, ssl, tcm  # noqa: F401  (need transformers)
     except ImportError:  # pragma: no cover
         pass
 
@@ -133,5 +133,10 @@ def create_model(name: str, **overrides) -> nn.Module:
     model = entry.factory(**overrides)
     model.registry_name = name
     model.model_args = dict(overrides)
-    model.card = replace(entry.card, min_length=int(model.min_length))
+    max_length = getattr(model, "max_length", None)
+    model.card = replace(
+        entry.card,
+        min_length=int(model.min_length),
+        max_length=None if max_length is None else int(max_length),
+    )
     return model

@@ -17,9 +17,13 @@ wav2vec 2.0-family encoder of Hugging Face ``transformers``, chosen by a local p
 checkpoint (:func:`convert_fairseq_ssl_aasist`) loads strictly. ``ssl-linear`` is a light
 back-end: a projection, statistics pooling and a linear classifier.
 
-``create_model("ssl-aasist")`` without ``encoder``/``encoder_config`` builds a *small randomly
-initialised* wav2vec 2.0 (for smoke tests); pass ``encoder="facebook/wav2vec2-xls-r-300m"``
-(downloaded by ``transformers`` unless cached) or a local directory for the published one.
+``create_model("ssl-aasist")`` without ``encoder``/``encoder_config`` builds the XLS-R 300M
+architecture (:data:`XLSR_300M`) with random weights, to be filled by a converted checkpoint
+(``load_model("ssl-aasist", weights=...)``); ``encoder=`` a local directory or hub id loads a
+``transformers`` model; ``encoder_config=TINY_ENCODER`` gives the small encoder of the tests.
+
+The published XLS-R detectors (XLSR-SLS, XLSR-Mamba, Nes2Net-X, TCM) build on
+:class:`XLSRDetector` below, one family file each.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError, WeightsError
-from ._card import ModelCard
+from ._card import ModelCard, PretrainedWeights
 from ._registry import check_waveform, merged_config, register_model
 from .aasist import Residual_block, build_graph_layers, graph_head
 
@@ -52,6 +56,31 @@ TINY_ENCODER = {
 }
 
 
+#: wav2vec 2.0 XLS-R 300M (fairseq ``xlsr2_300m.pt``, Babu et al. 2021) as a ``transformers``
+#: config: 24 pre-LayerNorm transformer layers of width 1024, 16 heads, FFN 4096, a 7-layer CNN
+#: with layer norm and biases (hop 320 samples, receptive field 400). Built offline; the weights
+#: come from a converted checkpoint.
+XLSR_300M = {
+    "model_type": "wav2vec2",
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "hidden_act": "gelu",
+    "conv_dim": [512] * 7,
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_bias": True,
+    "feat_extract_norm": "layer",
+    "feat_extract_activation": "gelu",
+    "num_conv_pos_embeddings": 128,
+    "num_conv_pos_embedding_groups": 16,
+    "do_stable_layer_norm": True,
+    "layer_norm_eps": 1e-5,
+    "apply_spec_augment": False,
+}
+
+
 def build_encoder(encoder: str | None, encoder_config: dict | None) -> nn.Module:
     """A ``transformers`` wav2vec 2.0 / WavLM / HuBERT model, from a path or hub id (weights),
     or from a config dict (random initialisation)."""
@@ -61,7 +90,7 @@ def build_encoder(encoder: str | None, encoder_config: dict | None) -> nn.Module
         raise ImportError("SSL models need transformers: pip install 'spoofscope[ssl]'") from e
     if encoder:
         return transformers.AutoModel.from_pretrained(encoder)
-    cfg = dict(encoder_config or TINY_ENCODER)
+    cfg = dict(encoder_config or XLSR_300M)
     kind = cfg.pop("model_type", "wav2vec2")
     classes = {
         "wav2vec2": (transformers.Wav2Vec2Config, transformers.Wav2Vec2Model),
@@ -75,7 +104,12 @@ def build_encoder(encoder: str | None, encoder_config: dict | None) -> nn.Module
 
 
 class SSLFrontend(nn.Module):
-    """Waveform (B, L) -> frames (B, T, H) from a chosen layer (or a weighted sum)."""
+    """Waveform (B, L) -> frames (B, T, H) from a chosen layer (or a weighted sum), or, with
+    ``layers="all"``, every transformer layer's output before the encoder's final LayerNorm,
+    (B, n_layers, T, H): what fairseq's ``layer_results`` hold (XLSR-SLS reads them).
+    ``transformers`` returns ``hidden_states[k]`` = output of layer k for k < n_layers, but the
+    last entry after the final LayerNorm: the last layer's own output is taken by a hook.
+    """
 
     def __init__(
         self, encoder: str | None, encoder_config: dict | None, layers="last", freeze="none"
@@ -88,14 +122,18 @@ class SSLFrontend(nn.Module):
         self.layers = layers
         if layers == "weighted":
             self.layer_weights = nn.Parameter(torch.zeros(self.n_layers + 1))
-        elif layers != "last" and not (isinstance(layers, int) and 0 <= layers <= self.n_layers):
-            raise ConfigError(f"layers must be 'last', 'weighted' or 0..{self.n_layers}")
+        elif layers not in ("last", "all") and not (
+            isinstance(layers, int) and 0 <= layers <= self.n_layers
+        ):
+            raise ConfigError(f"layers must be 'last', 'all', 'weighted' or 0..{self.n_layers}")
         self.freeze = freeze
         self._apply_freeze()
         # receptive field and hop of the CNN, for the minimum input length
         self.conv_kernel = list(conf.conv_kernel)
         self.conv_stride = list(conf.conv_stride)
         self.encoder.config.apply_spec_augment = False  # masking is an augmentation choice
+        if layers == "all":  # every layer's output is read: none may be skipped (LayerDrop)
+            self.encoder.config.layerdrop = 0.0
 
     def _apply_freeze(self):
         enc, f = self.encoder, self.freeze
@@ -125,6 +163,8 @@ class SSLFrontend(nn.Module):
         frozen = self.freeze == "all"
         if frozen:
             self.encoder.eval()
+        if self.layers == "all":
+            return self._all_layers(x, frozen)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             need_all = self.layers != "last"
             out = self.encoder(x, output_hidden_states=need_all)
@@ -135,6 +175,18 @@ class SSLFrontend(nn.Module):
             w = F.softmax(self.layer_weights, dim=0)
             return sum(w[i] * h for i, h in enumerate(hs))
         return hs[self.layers]
+
+    def _all_layers(self, x: torch.Tensor, frozen: bool) -> torch.Tensor:
+        last = []
+        hook = self.encoder.encoder.layers[-1].register_forward_hook(
+            lambda mod, inp, out: last.append(out[0] if isinstance(out, tuple) else out)
+        )
+        try:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+                out = self.encoder(x, output_hidden_states=True)
+        finally:
+            hook.remove()
+        return torch.stack(list(out.hidden_states[1:-1]) + [last[0]], dim=1)
 
 
 @dataclass
@@ -215,13 +267,24 @@ class SSLAASIST(_SSLBase):
 
     def forward(self, x: torch.Tensor):
         self._check(x)
-        h = self.LL(self.ssl_model(x)).transpose(1, 2).unsqueeze(1)  # (B, 1, 128, T)
-        h = F.selu(self.first_bn(F.max_pool2d(h, (3, 3))))
-        h = F.selu(self.first_bn1(self.encoder(h)))  # (B, C, 42, T')
+        return self.backend(self.ssl_model(x))
+
+    def backend(self, feats: torch.Tensor, intermediates: dict | None = None):
+        """``feats``: (B, T, H) encoder frames -> (logits (B, 2), hidden (B, 160))."""
+        ll = self.LL(feats)
+        h = ll.transpose(1, 2).unsqueeze(1)  # (B, 1, 128, T)
+        h_in = F.selu(self.first_bn(F.max_pool2d(h, (3, 3))))
+        h_out = self.encoder(h_in)
+        h = F.selu(self.first_bn1(h_out))  # (B, C, 42, T')
         w = self.attention(h)
         e_S = torch.sum(h * F.softmax(w, dim=-1), dim=-1).transpose(1, 2) + self.pos_S
         e_T = torch.sum(h * F.softmax(w, dim=-2), dim=-2).transpose(1, 2)
-        return graph_head(self, e_S, e_T)
+        logits, hidden = graph_head(self, e_S, e_T)
+        if intermediates is not None:
+            intermediates.update(
+                LL_out=ll, encoder_in=h_in, encoder_out=h_out, last_hidden=hidden
+            )
+        return logits, hidden
 
 
 class SSLLinear(_SSLBase):
@@ -241,19 +304,42 @@ class SSLLinear(_SSLBase):
 
 
 _SSL_NOTE = "none shipped: convert a published checkpoint or train one"
+_TAK_DRIVE = "https://drive.google.com/drive/folders/1c4ywztEVlYVijfwbGLl9OEa1SNtFKppB"
+_TAK_MIT = "MIT License, Copyright (c) 2022 Hemlata (github.com/TakHemlata/SSL_Anti-spoofing)"
+
+
+def _tak(track: str, filename: str, published: str) -> PretrainedWeights:
+    return PretrainedWeights(
+        url=_TAK_DRIVE,
+        filename=filename,
+        sha256=None,
+        licence="MIT (c) 2022 Hemlata (code; the weights are published beside it)",
+        notice=_TAK_MIT,
+        trained_on=f"ASVspoof 2019 LA train, the authors' {track} recipe (RawBoost)",
+        published=published,
+        source="manual",
+    )
 
 
 @register_model(
     ModelCard(
         name="ssl-aasist",
         family="ssl",
-        description="wav2vec 2.0-family front-end with the AASIST back-end (Tak et al., 2022)",
+        description="XLS-R 300M (or any wav2vec 2.0-family encoder) + the AASIST back-end "
+        "(Tak et al., 2022)",
         export="fixed",  # graph pooling: the node count follows the length
-        training_data=_SSL_NOTE,
-        published_results="XLS-R + AASIST + RawBoost: 2021 LA eval EER 0.82 %, min t-DCF "
-        "0.2066; 2021 DF eval EER 2.85 % (Tak et al., Odyssey 2022)",
-        licence="original code MIT (Hemlata Tak, 2022)",
-    )
+        weights={
+            "la": _tak("LA", "LA_model.pth", "EER 0.82 %, min t-DCF 0.2066 on ASVspoof 2021 LA"),
+            "df": _tak("DF", "Best_LA_model_for_DF.pth", "EER 2.85 % on ASVspoof 2021 DF"),
+        },
+        training_data="ASVspoof 2019 LA train (published checkpoints)",
+        published_results="authors: XLS-R + AASIST + RawBoost, 2021 LA EER 0.82 %, min t-DCF "
+        "0.2066; 2021 DF EER 2.85 % (Tak et al., Odyssey 2022); In-the-Wild 10.46 % as "
+        "reported in the Nes2Net README (third party)",
+        licence="code MIT (c) 2022 Hemlata",
+        encoder="XLS-R 300M, last layer after the final LayerNorm, fine-tuned",
+    ),
+    convert=lambda sd: convert_fairseq(sd),
 )
 def ssl_aasist(**overrides) -> SSLAASIST:
     """wav2vec 2.0-family front-end with the AASIST back-end (Tak et al., 2022)."""
@@ -268,7 +354,9 @@ def ssl_aasist(**overrides) -> SSLAASIST:
         training_data=_SSL_NOTE,
         published_results="no published number for this exact back-end",
         licence="spoofscope (MIT)",
-    )
+        encoder="XLS-R 300M by default (any wav2vec 2.0, WavLM or HuBERT encoder)",
+    ),
+    convert=lambda sd: convert_fairseq(sd),
 )
 def ssl_linear(**overrides) -> SSLLinear:
     """wav2vec 2.0-family front-end with a light pooling + linear back-end."""
@@ -367,3 +455,80 @@ def convert_fairseq_ssl_aasist(state_dict: dict) -> tuple[dict, list[str]]:
         else:
             raise WeightsError(f"unknown front-end key in the fairseq checkpoint: {k2}")
     return out, dropped
+
+
+# ---- the XLS-R detector zoo: one base for XLSR-SLS, XLSR-Mamba, Nes2Net-X, TCM ---------------
+@dataclass
+class XLSRConfig:
+    """The front-end of a published XLS-R detector.
+
+    ``encoder_config`` None builds the XLS-R 300M architecture (:data:`XLSR_300M`, random
+    weights until a checkpoint is loaded); tests pass a tiny config. ``encoder`` loads a
+    ``transformers`` model by path or hub id instead. ``freeze`` as in :class:`SSLFrontend`.
+    """
+
+    encoder: str | None = None
+    encoder_config: dict | None = None
+    freeze: object = "none"
+
+
+class XLSRDetector(nn.Module):
+    """Waveform (B, L) -> XLS-R features -> a published back-end -> (logits (B, 2), embedding).
+
+    Subclasses build their back-end under the official module names in ``_build`` and map
+    encoder features to ``(logits, embedding)`` in :meth:`backend`, which the parity tests
+    call directly on the reference features.
+    """
+
+    #: which encoder output the back-end reads: "last" (after the final LayerNorm) or "all"
+    #: (every layer before it, XLSR-SLS)
+    layers = "last"
+    min_frames = 1
+
+    def __init__(self, config: XLSRConfig | None = None, **overrides):
+        super().__init__()
+        cfg = merged_config(XLSRConfig, config, overrides)
+        self.config = cfg
+        enc = cfg.encoder_config if cfg.encoder_config is not None else XLSR_300M
+        self.ssl_model = SSLFrontend(
+            cfg.encoder, None if cfg.encoder else enc, self.layers, cfg.freeze
+        )
+        self._build(self.ssl_model.hidden_size)
+
+    def _build(self, hidden: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backend(self, feats: torch.Tensor):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def min_length(self) -> int:
+        n = 1
+        while self.ssl_model.n_frames(n) < self.min_frames:
+            n += 1
+        return n
+
+    def optimizer_groups(self, lr: float, frontend_lr: float | None = None) -> list[dict]:
+        return _SSLBase.optimizer_groups(self, lr, frontend_lr)
+
+    def _check(self, x):
+        check_waveform(x, self.min_length, type(self).__name__)
+
+    def forward(self, x: torch.Tensor):
+        self._check(x)
+        return self.backend(self.ssl_model(x))
+
+
+def convert_fairseq(state_dict: dict) -> dict:
+    """The conversion hook of every SSL model: a published checkpoint in the fairseq layout
+    (``ssl_model.model.*`` encoder keys, optionally ``module.`` prefixed) mapped onto ours
+    (:data:`FAIRSEQ_KEY_MAP`; pre-training heads dropped). A state_dict already in our layout
+    only loses its ``module.`` prefix."""
+    if any(
+        k.split(".", 2)[:2] == ["ssl_model", "model"] or k.startswith("module.ssl_model.model.")
+        for k in state_dict
+    ):
+        return convert_fairseq_ssl_aasist(state_dict)[0]
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        return {k[len("module.") :]: v for k, v in state_dict.items()}
+    return dict(state_dict)

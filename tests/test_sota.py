@@ -1,0 +1,154 @@
+"""The published XLS-R detectors against the official back-ends run on fixed features
+(``../shared/reference/sota/``): strict loading of the official state_dicts, outputs, scores
+and every recorded intermediate; batch = items; the fairseq checkpoint layout converts."""
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+import spoofscope  # noqa: E402
+from spoofscope.models import load_model  # noqa: E402
+from spoofscope.models.ssl import TINY_ENCODER  # noqa: E402
+
+#: (golden prefix, registry name)
+SYSTEMS = {
+    "sls": "xlsr-sls",
+    "mamba": "xlsr-mamba",
+    "nes2net_x": "nes2net-x",
+    "ssl_aasist": "ssl-aasist",
+    "tcm": "xlsr-tcm",
+}
+#: an encoder as narrow as the tests allow but 1024 wide, as the official back-ends expect
+WIDE_TINY = dict(
+    TINY_ENCODER,
+    hidden_size=1024,
+    num_attention_heads=4,
+    intermediate_size=64,
+    num_conv_pos_embedding_groups=16,
+)
+#: the smallest encoder every back-end takes (Nes2Net-X splits the width into 8 x 8 groups)
+TINY64 = dict(TINY_ENCODER, hidden_size=64)
+BACKEND_PARAMS = {
+    "sls": 23399429,
+    "mamba": 1936950,
+    "nes2net_x": 512039,
+    "ssl_aasist": 447242,
+    "tcm": 3822628,
+}
+
+
+@pytest.fixture(scope="module")
+def sota_dir(reference_dir):
+    return reference_dir / "sota"
+
+
+def _official(sota_dir, system):
+    """The model with the golden back-end weights (strict over the back-end keys)."""
+    sd = torch.load(
+        sota_dir / f"{system}_backend_seed0_fp16.pt", map_location="cpu", weights_only=True
+    )
+    keys = [ln.split("\t")[0] for ln in (sota_dir / f"{system}_keys.txt").read_text().splitlines()]
+    assert list(sd) == keys
+    torch.manual_seed(0)
+    m = spoofscope.create_model(SYSTEMS[system], encoder_config=WIDE_TINY).eval()
+    sd = spoofscope.models.get_entry(SYSTEMS[system]).convert(sd)  # SLS: the module. prefix
+    own = m.state_dict()
+    backend = [k for k in own if not k.startswith("ssl_model.")]
+    assert sorted(backend) == sorted(sd), set(backend) ^ set(sd)
+    for k, v in sd.items():
+        assert own[k].shape == v.shape, k
+    missing, unexpected = m.load_state_dict(sd, strict=False)
+    assert unexpected == [] and all(k.startswith("ssl_model.") for k in missing)
+    n = sum(p.numel() for n_, p in m.named_parameters() if not n_.startswith("ssl_model."))
+    assert n == BACKEND_PARAMS[system]
+    return m
+
+
+def _cases(g):
+    return sorted({k[len("input_") :] for k in g.files if k.startswith("input_")})
+
+
+@pytest.mark.parametrize("system", list(SYSTEMS))
+def test_backend_reproduces_the_official_outputs_and_intermediates(system, sota_dir):
+    g = np.load(sota_dir / f"{system}_golden.npz")
+    m = _official(sota_dir, system)
+    names = {k.rsplit("_b", 1)[0] for k in g.files} - {"input", "output", "score"}
+    assert names, system
+    worst = 0.0
+    for case in _cases(g):
+        inter: dict = {}
+        with torch.no_grad():
+            out, _ = m.backend(torch.from_numpy(g[f"input_{case}"]), inter)
+        ref = g[f"output_{case}"]
+        np.testing.assert_allclose(out.numpy(), ref, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(out[:, 1].numpy(), g[f"score_{case}"], atol=1e-4, rtol=0)
+        worst = max(worst, float(np.abs(out.numpy() - ref).max()))
+        for name in names:
+            ref = g[f"{name}_{case}"]
+            got = inter[name].numpy()
+            assert got.shape == ref.shape, (name, got.shape, ref.shape)
+            # large intermediates: abs 1e-4 x max(1, |ref|) (the reference README's rule)
+            tol = 1e-4 * np.maximum(1.0, np.abs(ref))
+            assert np.all(np.abs(got - ref) <= tol), (name, float(np.abs(got - ref).max()))
+    assert worst < 1e-4
+
+
+@pytest.mark.parametrize("system", list(SYSTEMS))
+def test_batch_equals_items(system, sota_dir):
+    g = np.load(sota_dir / f"{system}_golden.npz")
+    m = _official(sota_dir, system)
+    x = torch.from_numpy(g["input_b2_t201"])
+    with torch.no_grad():
+        batch = m.backend(x)[0]
+        items = torch.cat([m.backend(x[i : i + 1])[0] for i in range(len(x))])
+    torch.testing.assert_close(batch, items, atol=1e-5, rtol=0)
+
+
+def test_sls_reads_the_layers_before_the_final_layer_norm():
+    """XLSR-SLS consumes every layer's output before the encoder's final LayerNorm (fairseq's
+    layer_results), not transformers' last hidden state."""
+    torch.manual_seed(0)
+    m = spoofscope.create_model("xlsr-sls", encoder_config=dict(TINY_ENCODER, num_hidden_layers=3))
+    assert len(m.ssl_model(torch.randn(1, 64600))[0]) == 3  # training mode: no layer skipped
+    m.eval()
+    x = torch.randn(1, 64600) * 0.1
+    with torch.no_grad():
+        feats = m.ssl_model(x)
+        out = m.ssl_model.encoder(x, output_hidden_states=True)
+        ln = m.ssl_model.encoder.encoder.layer_norm
+    assert feats.shape == (1, 3, 201, 32)
+    torch.testing.assert_close(ln(feats[:, -1]), out.last_hidden_state)
+    with pytest.raises(ValueError, match="takes 64400-65359 samples"):
+        m(torch.randn(1, 66800))
+
+
+@pytest.mark.parametrize("name", sorted(SYSTEMS.values()))
+def test_published_checkpoint_layout_converts(name, tmp_path):
+    """A checkpoint in the official layout (fairseq encoder keys ssl_model.model.*, back-end
+    keys, DataParallel prefix, pre-training heads) loads through load_model and gives what the
+    model it was written from gives."""
+    from test_ssl import _fairseq_layout
+
+    torch.manual_seed(1)
+    src = spoofscope.create_model(name, encoder_config=TINY64).eval()
+    fake = _fairseq_layout(src.state_dict())
+    assert any(".self_attn.k_proj." in k for k in fake)
+    torch.save(fake, tmp_path / "official.pth")
+    torch.manual_seed(2)
+    dst = load_model(name, weights=tmp_path / "official.pth", encoder_config=TINY64)
+    x = torch.randn(2, 64600) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x)[0], src(x)[0], rtol=0, atol=0)
+    # a key the converter does not know, and a missing back-end key: errors that name them
+    from spoofscope.errors import WeightsError
+
+    bad = dict(fake, **{"module.ssl_model.model.something_new": torch.zeros(1)})
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match="something_new"):
+        load_model(name, weights=tmp_path / "bad.pth", encoder_config=TINY64)
+    gone = next(k for k in fake if not k.startswith("module.ssl_model."))
+    torch.save({k: v for k, v in fake.items() if k != gone}, tmp_path / "short.pth")
+    with pytest.raises(WeightsError, match="1 missing key"):
+        load_model(name, weights=tmp_path / "short.pth", encoder_config=TINY64)
