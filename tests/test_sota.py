@@ -152,3 +152,79 @@ def test_published_checkpoint_layout_converts(name, tmp_path):
     torch.save({k: v for k, v in fake.items() if k != gone}, tmp_path / "short.pth")
     with pytest.raises(WeightsError, match="1 missing key"):
         load_model(name, weights=tmp_path / "short.pth", encoder_config=TINY64)
+
+
+def test_weights_by_name_manual_hf_and_cache(tmp_path, monkeypatch):
+    """Nothing is downloaded: manual weights say what to fetch and where; Hugging Face weights
+    go through huggingface_hub (replaced here by a local file) into the cache; a file in the
+    cache is used."""
+    from safetensors.torch import save_file
+    from test_ssl import _fairseq_layout
+
+    from spoofscope.errors import WeightsError
+    from spoofscope.models import weights_status
+
+    monkeypatch.setenv("SPOOFSCOPE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(WeightsError) as e:
+        load_model("xlsr-tcm", encoder_config=TINY64)
+    msg = str(e.value)
+    assert "'xlsr-tcm-df.pth'" in msg
+    assert "sharepoint.com" in msg and str(tmp_path / "cache" / "xlsr-tcm-df.pth") in msg
+    assert "--weights" in msg and weights_status("xlsr-tcm") == "manual"
+    # the user puts the file where the message said: it is used (no sha256 published)
+    torch.manual_seed(3)
+    src = spoofscope.create_model("xlsr-tcm", encoder_config=TINY64).eval()
+    (tmp_path / "cache").mkdir()
+    torch.save(_fairseq_layout(src.state_dict()), tmp_path / "cache" / "xlsr-tcm-df.pth")
+    got = load_model("xlsr-tcm:df", encoder_config=TINY64)
+    assert got.source == "xlsr-tcm:df" and weights_status("xlsr-tcm") == "downloaded"
+    x = torch.randn(1, 20000) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(got(x)[0], src(x)[0], rtol=0, atol=0)
+
+    # Hugging Face: the published repo and file name, through huggingface_hub
+    torch.manual_seed(4)
+    mamba = spoofscope.create_model("xlsr-mamba", encoder_config=TINY64).eval()
+    st = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in _fairseq_layout(mamba.state_dict()).items()}, st)
+    calls = []
+
+    def fake_download(repo, filename, revision=None, cache_dir=None):
+        calls.append((repo, filename))
+        return str(st)
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    got = load_model("xlsr-mamba:la", encoder_config=TINY64)
+    assert calls == [("AustinXiao/XLSR-Mamba-LA", "model.safetensors")]
+    with torch.no_grad():
+        torch.testing.assert_close(got(x)[0], mamba(x)[0], rtol=0, atol=0)
+    assert weights_status("xlsr-mamba", "la") == "downloaded"
+
+    def offline(*a, **k):
+        raise OSError("We have no connection to the Hub (HF_HUB_OFFLINE=1)")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(WeightsError) as e:
+        load_model("xlsr-mamba:df", encoder_config=TINY64)
+    assert "AustinXiao/XLSR-Mamba-DF" in str(e.value) and "by hand" in str(e.value)
+
+
+def test_detector_scores_a_zoo_model_with_its_window(tmp_path):
+    """Sliding windows of the card's length over a long file, batched, for an XLS-R model."""
+    import soundfile as sf
+
+    from spoofscope.infer import Detector, Limits
+
+    torch.manual_seed(0)
+    m = spoofscope.create_model("xlsr-tcm", encoder_config=TINY64).eval()
+    x = (np.random.default_rng(0).standard_normal(16000 * 20) * 0.1).astype(np.float32)
+    sf.write(tmp_path / "a.flac", x, 16000)
+    r = Detector(m, limits=Limits(batch_size=4))(tmp_path / "a.flac")
+    assert r.error is None and r.window_samples == 66800
+    # starts 0, 2, ..., 14 s (14 + 4.175 <= 20) and a last window ending at 20 s
+    assert [w["start"] for w in r.windows] == pytest.approx([*range(0, 16, 2), 20 - 4.175])
+    with torch.no_grad():
+        first = m(torch.from_numpy(x[:66800])[None])[0][0, 1].item()
+    assert r.windows[0]["score"] == pytest.approx(first, abs=1e-4)

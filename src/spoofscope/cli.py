@@ -367,22 +367,25 @@ def _cmd_serve(a) -> int:
 
 
 def _cmd_models(a) -> int:
+    import torch
+
     from .models import create_model, get_card, list_models, weights_status
 
     rows = []
     for name in list_models():
         card = get_card(name)
-        try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
             m = create_model(name)
-            params = sum(p.numel() for p in m.parameters())
-            min_len = m.card.min_length
-        except Exception:  # noqa: BLE001 - a model whose optional dependency is missing
-            params, min_len = None, None
+        params = sum(p.numel() for p in m.parameters())
+        backend = sum(p.numel() for k, p in m.named_parameters() if not k.startswith("ssl_model."))
+        min_len = m.card.min_length
         rows.append(
             {
                 "name": name,
                 "family": card.family,
                 "parameters": params,
+                "backend_parameters": backend,
+                "encoder": card.encoder,
                 "sample_rate": card.sample_rate,
                 "window_samples": card.window_samples,
                 "min_length": min_len,
@@ -398,14 +401,16 @@ def _cmd_models(a) -> int:
         for r in rows:
             print(json.dumps(r))
         return 0
-    print(f"{'model':<14} {'params':>11} {'window':>7} {'export':<7} {'weights':<11} trained on")
+    print(
+        f"{'model':<13} {'params':>11} {'back-end':>10} {'window':>6} {'export':<7} "
+        f"{'weights (default tag)':<22} trained on"
+    )
     for r in rows:
-        tags = ",".join(r["weights"]) or "-"
-        status = r["weights_status"] if r["weights"] else "none"
-        params = f"{r['parameters']:,}" if r["parameters"] is not None else "?"
+        tags = ",".join(r["weights"])
+        weights = f"{r['weights_status']} ({tags})" if tags else "none"
         print(
-            f"{r['name']:<14} {params:>11} {r['window_samples']:>7} {r['export']:<7} "
-            f"{status + (':' + tags if r['weights'] else ''):<11} {r['training_data']}"
+            f"{r['name']:<13} {r['parameters']:>11,} {r['backend_parameters']:>10,} "
+            f"{r['window_samples']:>6} {r['export']:<7} {weights:<22} {r['training_data']}"
         )
     return 0
 

@@ -40,8 +40,22 @@ def _state_dict_of(obj, path) -> dict:
 
 
 def load_state_dict_file(path) -> dict:
-    """A state_dict from a file (a bare one, or the ``state_dict`` of a checkpoint)."""
+    """A state_dict from a file: a bare one, the ``state_dict`` of a checkpoint, or a
+    ``.safetensors`` file (what Hugging Face repositories hold)."""
+    if str(path).endswith(".safetensors"):
+        return _safetensors(path)
     return _state_dict_of(torch_load(path), path)
+
+
+def _safetensors(path) -> dict:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:  # pragma: no cover - safetensors comes with transformers
+        raise WeightsError(f"{path}: reading .safetensors needs the safetensors package") from None
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - a corrupt or truncated file
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
 
 
 def _mismatch(model: nn.Module, sd: dict) -> str | None:
@@ -94,7 +108,7 @@ def _guess_arch(sd: dict, path) -> nn.Module:
 
 
 def _from_file(path: Path, arch, config, overrides) -> nn.Module:
-    obj = torch_load(path)
+    obj = _safetensors(path) if path.suffix == ".safetensors" else torch_load(path)
     if is_checkpoint(obj):
         if arch is not None and arch != obj["arch"]:
             raise WeightsError(f"{path} is a {obj['arch']} checkpoint, not {arch}")

@@ -62,6 +62,8 @@ def _names_with_weights() -> list[str]:
 
 
 def _verified(path: Path, entry: PretrainedWeights) -> Path:
+    if entry.sha256 is None:  # the authors publish none and we could not compute one offline
+        return path
     digest = sha256_of(path)
     if digest != entry.sha256:
         raise WeightsError(
@@ -72,36 +74,59 @@ def _verified(path: Path, entry: PretrainedWeights) -> Path:
 
 
 def weights_status(name: str, tag: str | None = None, cache=None) -> str:
-    """``downloaded`` (in the cache), ``available`` (can be fetched) or ``none``."""
+    """``downloaded`` (in the cache), ``available`` (fetched on first use), ``manual`` (to be
+    downloaded by hand) or ``none``."""
     card = get_card(name)
     if not card.weights:
         return "none"
     _, w = published_weights(name, tag)
-    return "downloaded" if (cache_dir(cache) / w.filename).is_file() else "available"
+    if _cached_file(w, cache).is_file():
+        return "downloaded"
+    return "manual" if w.source == "manual" else "available"
+
+
+def _cached_file(w: PretrainedWeights, cache=None) -> Path:
+    if w.source == "hf":
+        return cache_dir(cache) / "hf" / w.hf_repo.replace("/", "--") / w.filename
+    return cache_dir(cache) / w.filename
 
 
 def resolve_weights(
-    name: str, tag: str | None = None, cache=None, download: bool = True, url: str | None = None
+    name: str,
+    tag: str | None = None,
+    cache=None,
+    download: bool = True,
+    url: str | None = None,
 ) -> Path:
-    """The verified published weights file of ``name[:tag]``: from the cache, else downloaded
-    (from ``url`` when a mirror is given) and checked against the card's sha256."""
+    """The published weights file of ``name[:tag]``: from the cache, else downloaded (from
+    ``url`` when a mirror is given; from the Hugging Face Hub for ``source="hf"``) and checked
+    against the card's sha256 where the card has one. Weights published only on a page
+    (Google Drive, OneDrive) raise an error that says which file to get and where to put it."""
     tag, entry = published_weights(name, tag)
-    target = cache_dir(cache) / entry.filename
+    target = _cached_file(entry, cache)
     if target.is_file():
         return _verified(target, entry)
-    src = url or entry.url
     how = (
-        f"download {src} by hand and place it at {target} "
-        f"(or pass your own file with --weights PATH / weights=PATH)"
+        f"download it by hand from {url or entry.url} and place it at {target} "
+        f"(or pass the file with --weights PATH / weights=PATH)"
     )
+    if entry.source == "manual" and url is None:
+        raise WeightsError(
+            f"{name}:{tag} weights are published only on a web page, not for automatic "
+            f"download: get {entry.filename!r} ({entry.published}) from {entry.url} and place "
+            f"it at {target}, or pass it with --weights PATH"
+        )
     if not download:
         raise WeightsError(f"{entry.filename} not in the cache ({target}); {how}")
-    from ..data.download import DownloadError, download_file
+    if entry.source == "hf" and url is None:
+        _hf_download(name, tag, entry, target, how)
+    else:
+        from ..data.download import DownloadError, download_file
 
-    try:
-        download_file(src, target, progress=True, timeout=30)
-    except DownloadError as e:
-        raise WeightsError(f"{name}:{tag} weights: {e.reason}; {how}") from None
+        try:
+            download_file(url or entry.url, target, progress=True, timeout=30)
+        except DownloadError as e:
+            raise WeightsError(f"{name}:{tag} weights: {e.reason}; {how}") from None
     try:
         _verified(target, entry)
     except WeightsError:
@@ -112,3 +137,31 @@ def resolve_weights(
         f"{entry.filename}: {entry.licence}\nSource: {entry.url}\n\n{entry.notice}\n"
     )
     return target
+
+
+def _hf_download(name, tag, entry: PretrainedWeights, target: Path, how: str) -> None:
+    """``entry.filename`` of ``entry.hf_repo`` (at ``entry.revision``) copied into ``target``."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise WeightsError(
+            f"{name}:{tag} weights live on the Hugging Face Hub ({entry.hf_repo}); install "
+            f"huggingface_hub (pip install 'spoofscope[ssl]') or {how}"
+        ) from None
+    try:
+        got = hf_hub_download(
+            entry.hf_repo,
+            entry.filename,
+            revision=entry.revision,
+            cache_dir=str(target.parent.parent / "hub-cache"),
+        )
+    except Exception as e:  # noqa: BLE001 - offline, missing file, HTTP errors
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(
+            f"{name}:{tag} weights: cannot fetch {entry.filename} from the Hugging Face repo "
+            f"{entry.hf_repo} ({reason[:200]}); {how}"
+        ) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    shutil.copyfile(got, target)

@@ -281,9 +281,7 @@ class SSLAASIST(_SSLBase):
         e_T = torch.sum(h * F.softmax(w, dim=-2), dim=-2).transpose(1, 2)
         logits, hidden = graph_head(self, e_S, e_T)
         if intermediates is not None:
-            intermediates.update(
-                LL_out=ll, encoder_in=h_in, encoder_out=h_out, last_hidden=hidden
-            )
+            intermediates.update(LL_out=ll, encoder_in=h_in, encoder_out=h_out, last_hidden=hidden)
         return logits, hidden
 
 
