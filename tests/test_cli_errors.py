@@ -12,7 +12,6 @@ import soundfile as sf
 import torch
 
 import spoofscope
-from spoofscope.models import save_checkpoint
 
 
 def _run(args, env_extra=None):
@@ -148,3 +147,15 @@ def test_models_lists_the_registry_with_cards(tmp_path):
     assert a["weights"] == {"official": "AASIST.pth"} and a["weights_status"] == "available"
     assert rows["rawnet2"]["weights_status"] == "none"
     assert rows["cqcc-xvector"]["export"] == "none"
+
+
+def test_zoo_weights_published_on_a_page_say_what_to_fetch(audio, tmp_path):
+    r = _run(["detect", str(audio), "--model", "xlsr-sls"], {"SPOOFSCOPE_CACHE": str(tmp_path)})
+    _one_line_error(
+        r, "xlsr-sls:df", "drive.google.com", str(tmp_path / "xlsr-sls-df.pth"), "--weights"
+    )
+    r = _run(
+        ["detect", str(audio), "--model", "xlsr-mamba:df"],
+        {"SPOOFSCOPE_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+    )
+    _one_line_error(r, "AustinXiao/XLSR-Mamba-DF", "by hand")

@@ -174,17 +174,15 @@ def load_model(
             if path.suffix or "/" in src or "\\" in src:
                 raise WeightsError(f"{src}: file not found")
             get_entry(name)  # raises ConfigError listing the known names
-        model = create_model(name, **overrides)
         if weights is not None:
             if tag is not None:
                 raise ConfigError(f"give either a tag ({src}) or weights={weights}, not both")
-            load_strict(model, load_state_dict_file(weights), str(weights))
-            src = f"{name} + {weights}"
-        else:
-            tag = tag or model.card.default_tag
-            file = resolve_weights(name, tag, cache_dir, download)
-            load_strict(model, load_state_dict_file(file), str(file))
-            src = f"{name}:{tag}"
+            file, src = Path(weights), f"{name} + {weights}"
+        else:  # find the file before building the model (an XLS-R model is 1.3 GB)
+            tag = tag or get_entry(name).card.default_tag
+            file, src = resolve_weights(name, tag, cache_dir, download), f"{name}:{tag}"
+        sd = load_state_dict_file(file)
+        model = load_strict(create_model(name, **overrides), sd, str(file))
     model.source = src
     return model.eval()
 
