@@ -20,7 +20,8 @@ import json, sys, time, torch, spoofscope
 name, threads, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-m = spoofscope.create_model(name)
+from spoofscope.models.ssl import TINY_ENCODER
+m = spoofscope.create_model(name, encoder_config=TINY_ENCODER)
 x = torch.randn(batch, 64600) * 0.1
 y = torch.randint(0, 2, (batch,))
 opt = torch.optim.Adam(m.parameters(), lr=1e-4)

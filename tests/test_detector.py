@@ -104,10 +104,12 @@ def test_aggregation_and_silence(tmp_path):
     assert results["quantile"].score == pytest.approx(np.quantile(voiced, 0.1))
     # windows end at the end of the file
     assert r.windows[-1]["end"] == pytest.approx(16.0)
-    # an all-silent file is still scored (from its first window)
+    # an all-silent file is not judged: no score, no verdict, and the reason
     sf.write(tmp_path / "silence.wav", np.zeros(sr * 3, np.float32), sr)
     s = Detector(EnergyModel())(tmp_path / "silence.wav")
-    assert s.error is None and s.score == pytest.approx(-10.0)
+    assert s.error is None and s.score is None and s.label == "no_speech"
+    assert s.confident is False and s.reason.startswith("no speech") and s.speech_s == 0.0
+    assert r.speech_s == pytest.approx(10.0, abs=0.05)  # the 10 s of sound after the silence
 
 
 def test_detect_many_batches_across_files_and_keeps_errors(tmp_path):

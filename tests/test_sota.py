@@ -228,3 +228,21 @@ def test_detector_scores_a_zoo_model_with_its_window(tmp_path):
     with torch.no_grad():
         first = m(torch.from_numpy(x[:66800])[None])[0][0, 1].item()
     assert r.windows[0]["score"] == pytest.approx(first, abs=1e-4)
+
+
+def test_int8_feed_forward_path_quantises_only_the_encoder_ffn():
+    from spoofscope.models.ssl import quantize_feed_forward
+
+    torch.manual_seed(0)
+    m = spoofscope.create_model("xlsr-tcm", encoder_config=TINY64).eval()
+    q = quantize_feed_forward(m)
+    layer, orig = q.ssl_model.encoder.encoder.layers[0], m.ssl_model.encoder.encoder.layers[0]
+    assert type(layer.feed_forward.intermediate_dense) is not torch.nn.Linear  # int8
+    assert type(layer.feed_forward.output_dense) is not torch.nn.Linear
+    # attention, back-end and the original model stay fp32
+    assert type(layer.attention.q_proj) is torch.nn.Linear and type(q.LL) is torch.nn.Linear
+    assert type(orig.feed_forward.intermediate_dense) is torch.nn.Linear
+    x = torch.randn(2, 20000) * 0.1
+    with torch.no_grad():
+        diff = (q(x)[0] - m(x)[0]).abs().max().item()
+    assert 0 < diff < 1e-2

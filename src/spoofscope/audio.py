@@ -35,7 +35,8 @@ class AudioError(SpoofscopeError, ValueError):
     """An audio input that cannot be used; the message names the input and the reason.
 
     ``kind`` classifies it: ``missing``, ``empty`` (no bytes or no samples), ``too_long``,
-    ``invalid`` (not audio, corrupt, truncated, non-finite samples).
+    ``invalid`` (not audio, corrupt, truncated, an absurd header), ``invalid_samples`` (NaN or
+    infinite samples).
     """
 
     def __init__(self, source: str, reason: str, kind: str = "invalid"):
@@ -80,6 +81,32 @@ def _wav_truncation(head: bytes, total: int) -> str | None:
 _BLOCK_FRAMES = 1 << 18  # about 16 s at 16 kHz per decoded block
 
 
+#: below this a "speech" file is a corrupt or hostile header (a 1 Hz WAV of 590 samples claims
+#: 590 s): refused before decoding
+MIN_SAMPLE_RATE = 8000
+
+
+def _check_rate(desc: str, sr) -> None:
+    if not sr or sr <= 0:
+        raise AudioError(desc, f"invalid sample rate {sr} in the header")
+    if sr < MIN_SAMPLE_RATE:
+        raise AudioError(
+            desc,
+            f"sample rate {sr} Hz is below {MIN_SAMPLE_RATE} Hz: not speech audio, or a corrupt "
+            "header; resample the recording to 16 kHz",
+        )
+
+
+def _ffmpeg_reason(e: Exception) -> str:
+    """FFmpeg's message without its internals (errno numbers, '<none>' file names)."""
+    import re
+
+    msg = getattr(e, "strerror", None) or str(e)
+    msg = re.sub(r"\[Errno -?\d+\]\s*", "", str(msg))
+    msg = re.sub(r":\s*'<none>'", "", msg).strip().rstrip(".")
+    return msg[:1].lower() + msg[1:] if msg else type(e).__name__
+
+
 def _too_long(desc: str, seconds: float | None, max_s: float) -> AudioError:
     what = f"audio is {seconds:.1f} s long" if seconds is not None else "audio is longer"
     return AudioError(
@@ -94,8 +121,7 @@ def _blocks_soundfile(f, desc: str, max_s: float) -> Iterator[np.ndarray]:
     import soundfile as sf
 
     sr, frames = f.samplerate, f.frames
-    if sr <= 0:
-        raise AudioError(desc, f"invalid sample rate {sr} in the header")
+    _check_rate(desc, sr)
     if frames > 0 and frames / sr > max_s:
         raise _too_long(desc, frames / sr, max_s)
     got = 0
@@ -127,6 +153,7 @@ def _blocks_pyav(container, desc: str, max_s: float) -> Iterator[np.ndarray]:
         raise AudioError(desc, "the file holds no audio stream")
     stream = streams[0]
     sr = stream.codec_context.sample_rate or stream.rate
+    _check_rate(desc, sr)
     got = 0
     try:
         for frame in container.decode(stream):
@@ -140,7 +167,9 @@ def _blocks_pyav(container, desc: str, max_s: float) -> Iterator[np.ndarray]:
                 raise _too_long(desc, None, max_s)
             yield a.astype(np.float32, copy=False)
     except av.error.FFmpegError as e:
-        raise AudioError(desc, f"corrupt or truncated audio stream ({e})") from None
+        raise AudioError(
+            desc, f"corrupt or truncated audio stream ({_ffmpeg_reason(e)}); re-encode it"
+        ) from None
     declared = float(stream.duration * stream.time_base) if stream.duration else None
     if declared and declared > 1.0 and got / sr < 0.9 * declared:
         raise AudioError(
@@ -209,7 +238,9 @@ def _open_decoder(source: Source, desc: str, max_s: float):
             container = stack.enter_context(av.open(fobj, mode="r"))
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
             raise AudioError(
-                desc, f"not a recognised audio file ({type(e).__name__}: {e})"
+                desc,
+                f"not a recognised audio file ({_ffmpeg_reason(e)}); supported: WAV, FLAC, "
+                "OGG/Opus, MP3, M4A/AAC, WebM",
             ) from None
         if not container.streams.audio:
             raise AudioError(desc, "the file holds no audio stream")
@@ -217,6 +248,7 @@ def _open_decoder(source: Source, desc: str, max_s: float):
         sr = st.codec_context.sample_rate or st.rate
         if not sr:
             raise AudioError(desc, "the audio stream has no sample rate")
+        _check_rate(desc, sr)
         yield sr, _blocks_pyav(container, desc, max_s)
 
 
@@ -253,7 +285,11 @@ def stream_audio(
         for block in blocks:
             if not np.all(np.isfinite(block)):
                 bad = int(np.sum(~np.isfinite(block)))
-                raise AudioError(desc, f"{bad} samples are NaN or infinite")
+                raise AudioError(
+                    desc,
+                    f"invalid samples: {bad} are NaN or infinite (a broken float WAV?)",
+                    kind="invalid_samples",
+                )
             x = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
             n += x.shape[0]
             if rs is not None:
@@ -334,3 +370,35 @@ def random_crop(
     rng = rng if rng is not None else np.random.default_rng()
     start = int(rng.integers(0, n - num_samples + 1))
     return x[..., start : start + num_samples]
+
+
+def probe_duration(source: Source) -> float | None:
+    """Seconds of audio the header declares (nothing is decoded), or None when it does not say
+    or cannot be read (decoding reports the problem later). The service uses it to cap a batch
+    and to route long uploads before any work is done."""
+    import soundfile as sf
+
+    def opener():
+        if isinstance(source, bytes | bytearray | memoryview):
+            return io.BytesIO(bytes(source))
+        return open(source, "rb")
+
+    try:
+        with opener() as fh:
+            info = sf.info(fh)
+        if info.samplerate > 0 and info.frames > 0:
+            return info.frames / info.samplerate
+    except Exception:  # noqa: BLE001 - not a libsndfile format: ask FFmpeg
+        pass
+    try:
+        import av
+
+        with opener() as fh, av.open(fh, mode="r") as c:
+            if c.duration:
+                return c.duration / 1e6
+            st = c.streams.audio[0] if c.streams.audio else None
+            if st is not None and st.duration and st.time_base:
+                return float(st.duration * st.time_base)
+    except Exception:  # noqa: BLE001
+        return None
+    return None

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
+from pathlib import Path
 
 from .errors import SpoofscopeError
 
@@ -82,7 +84,7 @@ def _build_detector(a, max_duration_s: float | None = None):
         windows=WindowPolicy(
             kind=a.window, samples=a.window_samples, hop_s=a.hop, aggregate=a.aggregate
         ),
-        decision=Decision(threshold=a.threshold),
+        decision=Decision(threshold=a.threshold, min_speech_s=a.min_speech),
         limits=Limits(batch_size=a.batch_size, max_duration_s=max_duration_s),
     )
 
@@ -92,32 +94,58 @@ def _cmd_detect(a) -> int:
 
     from tqdm.auto import tqdm
 
+    from .audio import probe_duration
+
     inputs = _expand_inputs(a.paths, a.recursive)
     if not inputs:
         raise CLIError("no audio files found (use --recursive to walk sub-folders)")
     det = _build_detector(a)
+    # progress in seconds of audio (files' headers give the total), so that one long file
+    # shows progress too
+    durations = [probe_duration(p) if Path(p).is_file() else None for p in inputs]
+    reached = [0.0] * len(inputs)
     results = []
     with tqdm(
-        total=len(inputs), unit="file", disable=a.quiet or len(inputs) < 2, file=sys.stderr
+        total=round(sum(d or 0.0 for d in durations), 1),
+        unit="s",
+        unit_scale=False,
+        desc="audio",
+        disable=a.quiet,
+        file=sys.stderr,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]",
     ) as bar:
-        for r in det.iter_detect(inputs):
+
+        def progress(i, seconds):
+            seconds = min(seconds, durations[i] or seconds)
+            bar.update(max(seconds - reached[i], 0.0))
+            reached[i] = max(reached[i], seconds)
+
+        for r in det.iter_detect(inputs, progress=progress):
+            i = len(results)
+            bar.update(max((durations[i] or 0.0) - reached[i], 0.0))
+            reached[i] = durations[i] or reached[i]
             results.append(r)
-            bar.update(1)
     if a.json:
         for r in results:
             print(json.dumps(r.to_dict()))
     else:
         w = max(len(r.path) for r in results)
         print(
-            f"{'file':<{w}}  {'label':<8} {'score':>9} {'p_bonafide':>10} {'conf':>5} {'dur_s':>7}"
+            f"{'file':<{w}}  {'label':<9} {'score':>9} {'p_bonafide':>10} {'conf':>5} "
+            f"{'dur_s':>7} {'speech_s':>8}"
         )
         for r in results:
             if r.error:
-                print(f"{r.path:<{w}}  ERROR    {r.error}")
+                print(f"{r.path:<{w}}  ERROR     {r.error}")
+            elif r.label == "no_speech":
+                print(
+                    f"{r.path:<{w}}  {r.label:<9} {'-':>9} {'-':>10} {'-':>5} "
+                    f"{r.duration_s:7.2f} {r.speech_s:8.2f}  ({r.reason})"
+                )
             else:
                 print(
-                    f"{r.path:<{w}}  {r.label:<8} {r.score:9.4f} {r.p_bonafide:10.4f} "
-                    f"{'yes' if r.confident else 'LOW':>5} {r.duration_s:7.2f}"
+                    f"{r.path:<{w}}  {r.label:<9} {r.score:9.4f} {r.p_bonafide:10.4f} "
+                    f"{'yes' if r.confident else 'LOW':>5} {r.duration_s:7.2f} {r.speech_s:8.2f}"
                 )
         if results and not results[0].calibrated:
             print(
@@ -125,33 +153,28 @@ def _cmd_detect(a) -> int:
                 "'spoofscope calibrate' on labelled data)"
             )
     if a.csv:
+        cols = [
+            "path",
+            "label",
+            "score",
+            "p_bonafide",
+            "confident",
+            "duration_s",
+            "speech_s",
+            "window_samples",
+            "reason",
+            "error",
+        ]
+
+        def cell(v):  # lower-case booleans, empty for missing values
+            return "" if v is None else str(v).lower() if isinstance(v, bool) else v
+
         with open(a.csv, "w", newline="") as f:
             cw = csv.writer(f)
-            cw.writerow(
-                [
-                    "path",
-                    "label",
-                    "score",
-                    "p_bonafide",
-                    "confident",
-                    "duration_s",
-                    "window_samples",
-                    "error",
-                ]
-            )
+            cw.writerow(cols)
             for r in results:
-                cw.writerow(
-                    [
-                        r.path,
-                        r.label,
-                        r.score,
-                        r.p_bonafide,
-                        r.confident,
-                        r.duration_s,
-                        r.window_samples,
-                        r.error or "",
-                    ]
-                )
+                d = r.to_dict()
+                cw.writerow([cell(d[c]) for c in cols])
     return 1 if any(r.error for r in results) else 0
 
 
@@ -360,9 +383,33 @@ def _cmd_serve(a) -> int:
         audit_db=a.audit_db,
         model_name=det.name,
         model_version=__version__,
+        request_timeout_s=a.request_timeout,
+        max_batch_audio_s=a.max_batch_seconds,
+        long_audio_s=a.long_audio,
     )
-    logging.getLogger("spoofscope.serve").setLevel(logging.INFO)
-    uvicorn.run(create_app(det, settings), host=a.host, port=a.port, log_level="warning")
+    app = create_app(det, settings)
+    logging.getLogger("spoofscope.serve").setLevel(logging.WARNING if a.quiet else logging.INFO)
+    if not a.quiet:
+        print(
+            f"spoofscope serve: http://{a.host}:{a.port} model {det.name} "
+            f"(engine {det.engine.name}, window {det.window_samples} samples); limits: upload "
+            f"{a.max_upload_mb:g} MB, audio {a.max_duration:g} s per file and "
+            f"{a.max_batch_seconds:g} s per batch, {a.request_timeout:g} s per request, "
+            f"{a.workers} worker(s) + 1 long-audio lane, queue {a.queue_size}; API keys "
+            f"{'required' if settings.api_keys is not None else 'off'}; audit "
+            f"{a.audit_db or 'off'}",
+            file=sys.stderr,
+            flush=True,
+        )
+    # SIGTERM/SIGINT: stop accepting, let requests in flight finish for the grace period,
+    # then cancel them (the detector stops at its next window) and exit
+    uvicorn.run(
+        app,
+        host=a.host,
+        port=a.port,
+        log_level="warning",
+        timeout_graceful_shutdown=a.shutdown_grace,
+    )
     return 0
 
 
@@ -432,10 +479,62 @@ def _cmd_audit(a) -> int:
     return 0
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` where there is a default worth showing."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2) and defaults shown in the help."""
+
+    def __init__(self, *a, **k):
+        k.setdefault("formatter_class", _Help)
+        super().__init__(*a, **k)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False, what="a number"):
+    """An argparse type: a finite ``kind`` within the bounds, else a one-line error."""
+
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if lo_open else '>='} {lo}")
+        if hi is not None and (v > hi or (hi_open and v == hi)):
+            raise argparse.ArgumentTypeError(f"{text} must be {'<' if hi_open else '<='} {hi}")
+        return v
+
+    return parse
+
+
+POSITIVE = _number(float, 0, lo_open=True, what="a positive number")
+NON_NEGATIVE = _number(float, 0, what="a number >= 0")
+FINITE = _number(float, what="a number")
+POSITIVE_INT = _number(int, 1, what="an integer >= 1")
+NON_NEGATIVE_INT = _number(int, 0, what="an integer >= 0")
+PROBABILITY = _number(float, 0, 1, lo_open=True, hi_open=True, what="a probability in (0, 1)")
+BAND = _number(float, 0, 0.5, what="a probability half-width in [0, 0.5]")
+PORT = _number(int, 1, 65535, what="a TCP port")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .data.download import ASVSPOOF2019_LA_URL
+    from .infer.engines import ENGINES
+    from .infer.policy import AGGREGATES, WINDOW_KINDS
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="spoofscope", description="Spoofed-speech countermeasures and ASVspoof evaluation."
     )
     p.add_argument("--version", action="version", version=f"spoofscope {__version__}")
@@ -443,9 +542,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--debug", action="store_true", help="show the traceback of every error, ours too"
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    e = sub.add_parser("evaluate", help="EER, min t-DCF and per-attack EER of a CM score file")
+    def command(name, help, description=None, parent=sub):
+        return parent.add_parser(name, help=help, description=description or help)
+
+    e = command(
+        "evaluate",
+        "EER, min t-DCF and per-attack EER of a CM score file",
+        "Official EER, min t-DCF (with ASV scores) and per-attack EER of a CM score file "
+        "against a labelled protocol.",
+    )
     e.add_argument(
         "--scores",
         required=True,
@@ -462,31 +569,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=_cmd_evaluate)
 
-    d = sub.add_parser("data", help="download and check datasets")
-    dsub = d.add_subparsers(dest="data_command", required=True)
-    dl = dsub.add_parser("download", help="fetch, check and unpack a dataset")
+    d = command("data", "download and check datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dl = command("download", "fetch, check and unpack a dataset", parent=dsub)
     dl.add_argument("dataset", help="asvspoof2019-la")
     dl.add_argument("dir", help="where to unpack it")
-    from .data.download import ASVSPOOF2019_LA_URL
-
     dl.add_argument("--url", default=ASVSPOOF2019_LA_URL, help="archive URL (a mirror)")
     dl.add_argument("--keep-archive", action="store_true", help="keep LA.zip after unpacking")
     dl.add_argument("--quiet", action="store_true", help="no progress bar")
     dl.set_defaults(func=_cmd_data_download)
-    dc = dsub.add_parser("check", help="report the splits, trials and missing files of a root")
-    dc.add_argument("dir")
-    dc.add_argument("--json", action="store_true")
+    dc = command(
+        "check", "report the splits, trials, attacks and missing files of a dataset", parent=dsub
+    )
+    dc.add_argument("dir", help="dataset root (any known format) or a CSV list")
+    dc.add_argument("--json", action="store_true", help="print one JSON object")
     dc.set_defaults(func=_cmd_data_check)
 
     def detector_args(sp):
-        from .infer.engines import ENGINES
-        from .infer.policy import AGGREGATES, WINDOW_KINDS
-
         sp.add_argument(
             "--model",
             default="aasist",
             help="NAME[:TAG] of a registered model (published weights), a spoofscope "
-            "checkpoint or a state_dict file (default: aasist)",
+            "checkpoint or a state_dict file",
         )
         sp.add_argument(
             "--weights", help="your own state_dict file for the architecture --model names"
@@ -499,21 +603,51 @@ def build_parser() -> argparse.ArgumentParser:
             dest="engine",
             choices=ENGINES,
             default="torch",
-            help="inference engine (default: torch)",
+            help="inference engine",
         )
-        sp.add_argument("--window", choices=WINDOW_KINDS, default="sliding")
+        sp.add_argument(
+            "--window",
+            choices=WINDOW_KINDS,
+            default="sliding",
+            help="sliding windows over the whole file, or the official first window",
+        )
         sp.add_argument(
             "--window-samples",
-            type=int,
+            type=POSITIVE_INT,
             metavar="N",
             help="window length in samples (default: the model card's window)",
         )
-        sp.add_argument("--hop", type=float, default=2.0, metavar="SECONDS")
-        sp.add_argument("--aggregate", choices=AGGREGATES, default="mean")
-        sp.add_argument("--threshold", type=float, help="score threshold for the label")
-        sp.add_argument("--batch-size", type=int, default=8)
+        sp.add_argument(
+            "--hop",
+            type=POSITIVE,
+            default=2.0,
+            metavar="SECONDS",
+            help="hop between sliding windows",
+        )
+        sp.add_argument(
+            "--aggregate", choices=AGGREGATES, default="mean", help="how window scores combine"
+        )
+        sp.add_argument(
+            "--threshold",
+            type=FINITE,
+            help="score threshold of the label (default: calibrated, else equal logits)",
+        )
+        sp.add_argument(
+            "--batch-size", type=POSITIVE_INT, default=8, help="windows per forward pass"
+        )
+        sp.add_argument(
+            "--min-speech",
+            type=NON_NEGATIVE,
+            default=0.5,
+            metavar="SECONDS",
+            help="abstain (label no_speech) below this much active sound",
+        )
 
-    dt = sub.add_parser("detect", help="is each recording bona fide or spoofed?")
+    dt = command(
+        "detect",
+        "is each recording bona fide or spoofed?",
+        "Score audio files and folders; one row (or JSON object) per input.",
+    )
     dt.add_argument("paths", nargs="+", help="audio files or folders")
     detector_args(dt)
     dt.add_argument("--json", action="store_true", help="one JSON object per input")
@@ -522,15 +656,20 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--quiet", action="store_true", help="no progress bar")
     dt.set_defaults(func=_cmd_detect)
 
-    ca = sub.add_parser("calibrate", help="fit score -> LLR calibration on labelled scores")
-    ca.add_argument("--scores", required=True)
-    ca.add_argument("--protocol", required=True)
+    ca = command(
+        "calibrate",
+        "fit score -> LLR calibration on labelled scores",
+        "Fit llr = a * score + b by prior-weighted logistic regression, with EER and "
+        "target-FAR thresholds.",
+    )
+    ca.add_argument("--scores", required=True, help="score file (as for evaluate)")
+    ca.add_argument("--protocol", required=True, help="labelled protocol of the same trials")
     ca.add_argument("--out", help="calibration JSON to write")
     ca.add_argument("--attach", metavar="CHECKPOINT", help="store it in a spoofscope checkpoint")
-    ca.add_argument("--prior", type=float, default=0.5, help="bona fide prior for p_bonafide")
+    ca.add_argument("--prior", type=PROBABILITY, default=0.5, help="bona fide prior for p_bonafide")
     ca.add_argument(
         "--target-far",
-        type=float,
+        type=PROBABILITY,
         default=0.01,
         help="false-acceptance rate of the second threshold",
     )
@@ -539,99 +678,145 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ca.add_argument(
         "--band",
-        type=float,
+        type=BAND,
         default=0.1,
         help="low-confidence band around the threshold (probability)",
     )
     ca.set_defaults(func=_cmd_calibrate)
 
-    fu = sub.add_parser("fuse", help="learn a logistic score fusion of several systems")
+    fu = command("fuse", "learn a logistic score fusion of several systems")
     fu.add_argument("--scores", nargs="+", required=True, help="dev score files, one per system")
     fu.add_argument("--protocol", required=True, help="labelled dev protocol")
     fu.add_argument("--out", required=True, help="fusion JSON to write")
     fu.add_argument("--apply", nargs="+", help="eval score files (same system order)")
-    fu.add_argument("--eval-protocol")
-    fu.add_argument("--eval-out")
+    fu.add_argument("--eval-protocol", help="labelled eval protocol, with --apply")
+    fu.add_argument("--eval-out", help="fused eval score file to write, with --apply")
     fu.set_defaults(func=_cmd_fuse)
 
-    ex = sub.add_parser("export", help="export a model to ONNX")
+    ex = command("export", "export a model to ONNX (checked against PyTorch)")
     ex.add_argument(
         "--model", required=True, help="NAME[:TAG] (published weights), checkpoint or state_dict"
     )
     ex.add_argument("--weights", help="your own state_dict for the architecture --model names")
     ex.add_argument("--config", help="official AASIST .conf/model_config for a state_dict")
     ex.add_argument("--random-init", action="store_true", help="export freshly initialised weights")
-    ex.add_argument("--format", default="onnx")
-    ex.add_argument("out")
+    ex.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
+    ex.add_argument("out", help="file to write")
     ex.set_defaults(func=_cmd_export)
 
-    tr = sub.add_parser("train", help="train a countermeasure from a YAML recipe")
+    tr = command(
+        "train",
+        "train a countermeasure from a YAML recipe",
+        "Train from a recipe (configs/*.yaml); key=value overrides after the options.",
+    )
     tr.add_argument("config", help="YAML recipe (see configs/)")
     tr.add_argument("--data", required=True, help="dataset root (ASVspoof 2019 LA, demo, ...)")
     tr.add_argument("--out", required=True, help="run directory")
     tr.add_argument("--resume", action="store_true", help="continue a stopped run")
-    tr.add_argument("--quiet", action="store_true")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=5")
     tr.set_defaults(func=_cmd_train)
 
-    sc = sub.add_parser("score", help="score a split with a checkpoint (torchrun-aware)")
+    sc = command("score", "score a split with a model (torchrun-aware)")
     sc.add_argument(
         "--checkpoint", required=True, help="checkpoint, state_dict or NAME[:TAG] of a model"
     )
     sc.add_argument("--weights", help="your own state_dict for the architecture named")
     sc.add_argument(
-        "--window-samples", type=int, help="fixed crop (default: the model card's window)"
+        "--window-samples",
+        type=POSITIVE_INT,
+        help="fixed crop (default: the model card's window)",
     )
-    sc.add_argument("--data", required=True)
-    sc.add_argument("--split", default="eval")
-    sc.add_argument("--out", required=True)
-    sc.add_argument("--batch-size", type=int, default=16)
-    sc.add_argument("--workers", type=int, default=0)
-    sc.add_argument("--quiet", action="store_true")
+    sc.add_argument("--data", required=True, help="dataset root or CSV list")
+    sc.add_argument("--split", default="eval", help="split to score")
+    sc.add_argument("--out", required=True, help="score file to write")
+    sc.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="trials per batch")
+    sc.add_argument("--workers", type=NON_NEGATIVE_INT, default=0, help="data-loader processes")
+    sc.add_argument("--quiet", action="store_true", help="no progress bar")
     sc.set_defaults(func=_cmd_score)
 
-    dd = sub.add_parser("demo-data", help="write the offline demo corpus (ASVspoof 2019 layout)")
-    dd.add_argument("out")
-    dd.add_argument("--seed", type=int, default=0)
+    dd = command("demo-data", "write the offline demo corpus (ASVspoof 2019 layout)")
+    dd.add_argument("out", help="folder to write")
+    dd.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="random seed")
     dd.add_argument("--speech-dir", help="use real recordings as bona fide speech")
-    dd.add_argument("--quiet", action="store_true")
+    dd.add_argument("--quiet", action="store_true", help="no progress bar")
     dd.set_defaults(func=_cmd_demo_data)
 
-    de = sub.add_parser("demo", help="demo corpus -> train -> evaluate, on the CPU")
-    de.add_argument("--out", default="spoofscope-demo")
-    de.add_argument("--seed", type=int, default=0)
-    de.add_argument("--quiet", action="store_true")
+    de = command("demo", "demo corpus -> train -> evaluate, on the CPU")
+    de.add_argument("--out", default="spoofscope-demo", help="folder for the corpus and run")
+    de.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="corpus seed")
+    de.add_argument("--quiet", action="store_true", help="no progress bars")
     de.add_argument("overrides", nargs="*", help="key=value overrides of the demo recipe")
     de.set_defaults(func=_cmd_demo)
 
-    sv = sub.add_parser("serve", help="run the detection service (FastAPI)")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv = command(
+        "serve",
+        "run the detection service (FastAPI)",
+        "Serve POST /v1/detect and /v1/detect/batch, health, readiness, metrics, a web page "
+        "and offline API docs at /docs.",
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sv.add_argument("--port", type=PORT, default=8000, help="port to listen on")
     detector_args(sv)
-    sv.add_argument("--workers", type=int, default=1, help="inference threads")
-    sv.add_argument("--queue-size", type=int, default=8, help="requests waiting beyond workers")
-    sv.add_argument("--max-upload-mb", type=float, default=25.0)
-    sv.add_argument("--max-duration", type=float, default=600.0, help="seconds of audio")
+    sv.add_argument("--workers", type=POSITIVE_INT, default=1, help="inference threads")
+    sv.add_argument(
+        "--queue-size", type=NON_NEGATIVE_INT, default=8, help="requests waiting beyond workers"
+    )
+    sv.add_argument(
+        "--max-upload-mb", type=POSITIVE, default=25.0, help="largest request body (MB)"
+    )
+    sv.add_argument(
+        "--max-duration", type=POSITIVE, default=600.0, help="longest file (seconds of audio)"
+    )
+    sv.add_argument(
+        "--max-batch-seconds",
+        type=POSITIVE,
+        default=1200.0,
+        help="most audio one batch request may carry (seconds, from the headers)",
+    )
+    sv.add_argument(
+        "--request-timeout",
+        type=POSITIVE,
+        default=60.0,
+        help="compute deadline of one request (seconds)",
+    )
+    sv.add_argument(
+        "--long-audio",
+        type=POSITIVE,
+        default=60.0,
+        help="requests with more audio than this (seconds) use the separate long-audio lane",
+    )
+    sv.add_argument(
+        "--shutdown-grace",
+        type=NON_NEGATIVE,
+        default=10.0,
+        help="on SIGTERM, seconds to let requests in flight finish before exiting",
+    )
     sv.add_argument("--api-keys-file", help="one API key per line (or SPOOFSCOPE_API_KEYS)")
     sv.add_argument("--audit-db", help="record every decision in this SQLite file")
+    sv.add_argument("--quiet", action="store_true", help="no start-up line, no request logs")
     sv.set_defaults(func=_cmd_serve)
 
-    mo = sub.add_parser("models", help="list the registered models and their weights")
+    mo = command("models", "list the registered models, their cards and weights")
     mo.add_argument("--json", action="store_true", help="one JSON object per model")
     mo.set_defaults(func=_cmd_models)
-    msub = mo.add_subparsers(dest="models_command")
-    mf = msub.add_parser("fetch", help="download and verify published weights into the cache")
+    msub = mo.add_subparsers(dest="models_command", metavar="ACTION")
+    mf = command("fetch", "download and verify published weights into the cache", parent=msub)
     mf.add_argument("model", help="NAME[:TAG]")
     mf.add_argument("--url", help="a mirror of the file (still checked against the sha256)")
     mf.set_defaults(func=_cmd_models_fetch)
 
-    au = sub.add_parser("audit", help="summarise the audit trail")
-    ausub = au.add_subparsers(dest="audit_command", required=True)
-    su = ausub.add_parser("summary", help="counts by label, low-confidence rate, scores")
-    su.add_argument("--db", required=True)
-    su.add_argument("--since", help="ISO time, e.g. 2026-11-01")
-    su.add_argument("--until", help="ISO time")
-    su.add_argument("--json", action="store_true")
+    au = command("audit", "summarise the audit trail")
+    ausub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    su = command(
+        "summary", "decisions by label, low-confidence rate, scores, refusals", parent=ausub
+    )
+    su.add_argument("--db", required=True, help="the SQLite file of serve --audit-db")
+    su.add_argument(
+        "--since", help="ISO date/time (2026-11-01, 2026-11-01T08:00) or a duration (24h, 7d)"
+    )
+    su.add_argument("--until", help="as --since")
+    su.add_argument("--json", action="store_true", help="print one JSON object")
     su.set_defaults(func=_cmd_audit)
     return p
 

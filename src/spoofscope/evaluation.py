@@ -31,8 +31,15 @@ def read_score_file(path) -> dict[str, tuple[float, str | None, str | None]]:
     out: dict[str, tuple[float, str | None, str | None]] = {}
     dups: list[str] = []
     bad: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ScoreFileError(
+                    f"{path}, line {lineno}: not UTF-8 text (a binary file?); a score file has "
+                    "'UTT ATTACK KEY SCORE' or 'UTT SCORE' lines"
+                ) from None
             cols = line.split()
             if not cols or cols[0].startswith("#"):
                 continue

@@ -65,8 +65,12 @@ def _lines(path):
     path = Path(path)
     if not path.is_file():
         raise ProtocolError(path, None, None, "protocol file not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError(path, lineno, None, "not UTF-8 text (a binary file?)") from None
             if line.strip() and not line.lstrip().startswith("#"):
                 yield lineno, line
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 from ..audio import AudioError, resample, stream_audio
 from ..errors import ConfigError
 from ..models._card import card_of
+from .activity import SpeechMeter
 from .calibration import Calibration, calibration_path_beside, sigmoid
 from .engines import TorchEngine, make_engine
 from .fusion import Fusion
@@ -45,8 +48,11 @@ class DetectionResult:
     calibrated: bool = False
     threshold: float | None = None
     window_samples: int | None = None
+    speech_s: float | None = None  # seconds of active sound in what was judged
+    reason: str | None = None  # why the detector abstained (label "no_speech")
     error: str | None = None
-    error_kind: str | None = None  # missing, empty, too_long, invalid, internal
+    error_kind: str | None = None  # missing, empty, too_long, invalid, invalid_samples,
+    # timeout, internal
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,7 +69,7 @@ class _FileState:
         self.error: str | None = None
         self.error_kind: str | None = None
         self.n_samples = 0
-        self.fallback = None  # (window idx, samples) of the first silent window
+        self.meter = None  # SpeechMeter of this file
 
 
 class Detector:
@@ -114,6 +120,23 @@ class Detector:
         self.band = self.decision.band
         if self.band is None:
             self.band = calibration.band if calibration else 0.1
+        # set by the owner (the service, on shutdown) to stop work at the next window
+        self.cancel_event = threading.Event()
+
+    def _abstain(self, duration_s: float, speech_s: float) -> str | None:
+        """Why there is nothing to judge, or None."""
+        need = self.decision.min_speech_s
+        if duration_s < need:
+            return (
+                f"too short: {duration_s:.3f} s of audio; at least {need:g} s of speech is "
+                "needed for a verdict"
+            )
+        if speech_s < need:
+            return (
+                f"no speech: {speech_s:.2f} s of sound above {self.windows.silence_db:g} dBFS; "
+                f"at least {need:g} s is needed for a verdict"
+            )
+        return None
 
     @property
     def model(self):
@@ -199,7 +222,7 @@ class Detector:
             return self.calibration.threshold
         return None
 
-    def _windows(self, source, sample_rate):
+    def _windows(self, source, sample_rate, meter: SpeechMeter):
         if isinstance(source, np.ndarray):
             x = np.asarray(source, dtype=np.float32)
             if x.ndim == 2:  # (channels, samples) or (samples, channels): average the short axis
@@ -207,36 +230,48 @@ class Detector:
             if x.size == 0:
                 raise AudioError("<array>", "zero samples", kind="empty")
             if not np.all(np.isfinite(x)):
-                raise AudioError("<array>", "NaN or infinite samples")
+                raise AudioError(
+                    "<array>", "invalid samples: NaN or infinite values", kind="invalid_samples"
+                )
             sr = sample_rate or self.sample_rate
             chunks: Iterable[np.ndarray] = [resample(x, sr, self.sample_rate)]
         else:
             chunks = stream_audio(source, self.sample_rate, self.limits.max_duration_s)
+        chunks = meter.wrap(chunks)
         if self.windows.kind == "official":
             return official_window(chunks, self.window_samples)
         return sliding_windows(chunks, self.window_samples, self.hop)
 
-    def _jobs(self, sources, states, sample_rate) -> Iterator[tuple]:
+    def _stop_reason(self, deadline) -> str | None:
+        if self.cancel_event.is_set():
+            return "the service is shutting down; the request was not finished"
+        if deadline is not None and time.monotonic() > deadline:
+            return f"the computation exceeded the {self.limits.timeout_s:g} s limit"
+        return None
+
+    def _jobs(self, sources, states, sample_rate, deadline, progress) -> Iterator[tuple]:
+        limit = self.window_samples if self.windows.kind == "official" else None
         for i, src in enumerate(sources):
             st = _FileState(i, src)
+            st.meter = SpeechMeter(self.sample_rate, self.windows.silence_db, limit)
             states.append(st)
             try:
-                for w in self._windows(src, sample_rate):
+                for w in self._windows(src, sample_rate, st.meter):
+                    stop = self._stop_reason(deadline)
+                    if stop:
+                        raise _Stopped(stop)
                     silent = 20 * np.log10(w.rms + 1e-12) < self.windows.silence_db
                     k = len(st.windows)
                     st.windows.append((w.start, w.end, bool(silent)))
                     st.n_samples = w.total if w.total is not None else max(st.n_samples, w.end)
-                    if silent:
-                        if st.fallback is None:
-                            st.fallback = (k, w.samples)
+                    if silent:  # nothing to judge here: not scored
                         continue
                     st.pending += 1
                     yield st, k, w.samples
-                if not st.scores and st.pending == 0 and st.fallback is not None:
-                    k, samples = st.fallback
-                    st.pending += 1
-                    yield st, k, samples
-                st.fallback = None
+                    if progress is not None:
+                        progress(i, min(w.end, w.total or w.end) / self.sample_rate)
+            except _Stopped as e:
+                st.error, st.error_kind = f"{_name(src)}: {e}", "timeout"
             except AudioError as e:
                 st.error, st.error_kind = str(e), e.kind
             except Exception as e:  # noqa: BLE001 - one bad file must not stop a batch
@@ -247,10 +282,11 @@ class Detector:
             yield st, None, None
 
     def iter_detect(
-        self, sources: Iterable, sample_rate: int | None = None
+        self, sources: Iterable, sample_rate: int | None = None, progress=None
     ) -> Iterator[DetectionResult]:
         """Score many inputs, batching windows across files; yields results as files finish
-        (in input order)."""
+        (in input order). ``progress(file_index, seconds_reached)`` is called as each file's
+        windows are read (the CLI's progress bar counts audio seconds with it)."""
         states: list[_FileState] = []
         batch: list[tuple[_FileState, int, np.ndarray]] = []
         emitted = 0
@@ -275,7 +311,10 @@ class Detector:
                 emitted += 1
                 yield self._finish(st)
 
-        for st, k, samples in self._jobs(sources, states, sample_rate):
+        deadline = None
+        if self.limits.timeout_s is not None:
+            deadline = time.monotonic() + self.limits.timeout_s
+        for st, k, samples in self._jobs(sources, states, sample_rate, deadline, progress):
             if k is not None:
                 batch.append((st, k, samples))
                 if len(batch) >= self.limits.batch_size:
@@ -310,7 +349,7 @@ class Detector:
             res.error, res.error_kind = st.error, st.error_kind
             return res
         res.duration_s = st.n_samples / sr
-        keys = sorted(st.scores)
+        res.speech_s = round(st.meter.active_s, 3)
         res.windows = [
             {
                 "start": s / sr,
@@ -320,6 +359,11 @@ class Detector:
             }
             for k, (s, e, silent) in enumerate(st.windows)
         ]
+        reason = self._abstain(res.duration_s, res.speech_s)
+        if reason:  # nothing to judge: no score, no verdict
+            res.label, res.confident, res.reason = "no_speech", False, reason
+            return res
+        keys = sorted(st.scores)
         scores = np.array([st.scores[k] for k in keys])
         how, q = self.windows.aggregate, self.windows.quantile
         score = aggregate(scores, how, q)
@@ -335,6 +379,10 @@ class Detector:
         res.label = "bonafide" if bona else "spoof"
         res.confident = bool(abs(p - p_thr) >= self.band)
         return res
+
+
+class _Stopped(Exception):
+    """The deadline passed or the owner cancelled: the file is not finished."""
 
 
 def _name(src) -> str:
@@ -372,12 +420,18 @@ class FusedDetector:
                 res.error = err
                 out.append(res)
                 continue
+            quiet = next((r for r in rs if r.label == "no_speech"), None)
+            if quiet is not None:  # one system abstains: the ensemble abstains
+                res.label, res.confident, res.reason = "no_speech", False, quiet.reason
+                res.duration_s, res.speech_s, res.threshold = quiet.duration_s, quiet.speech_s, None
+                out.append(res)
+                continue
             fused = float(self.fusion.apply(np.array([r.score for r in rs])))
             p = float(sigmoid(fused + np.log(self.fusion.prior / (1 - self.fusion.prior))))
             res.score, res.p_bonafide = fused, p
             res.label = "bonafide" if fused >= 0 else "spoof"
             res.confident = bool(abs(p - 0.5) >= self.band)
-            res.duration_s = rs[0].duration_s
+            res.duration_s, res.speech_s = rs[0].duration_s, rs[0].speech_s
             res.windows = rs[0].windows
             out.append(res)
         return out

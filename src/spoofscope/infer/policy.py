@@ -59,16 +59,21 @@ class Decision:
         the natural boundary (equal logits).
     band: half-width of the low-confidence band around the threshold, in probability;
         None takes the calibration's band, else 0.1.
+    min_speech_s: the detector abstains (label ``"no_speech"``, no score) on a recording
+        with less active sound than this (see :mod:`spoofscope.infer.activity`).
     """
 
     threshold: float | None = None
     band: float | None = None
+    min_speech_s: float = 0.5
 
     def __post_init__(self):
         if self.threshold is not None and not math.isfinite(self.threshold):
             raise ConfigError(f"threshold must be a finite number, got {self.threshold}")
         if self.band is not None and not 0.0 <= self.band <= 0.5:
             raise ConfigError(f"band must lie in [0, 0.5], got {self.band}")
+        if not (math.isfinite(self.min_speech_s) and self.min_speech_s >= 0):
+            raise ConfigError(f"min_speech_s must be >= 0 seconds, got {self.min_speech_s}")
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,13 @@ class Limits:
     """Args:
     batch_size: windows per forward pass (memory is bounded by it, not by the file).
     max_duration_s: longer recordings are refused (None: no limit).
+    timeout_s: compute deadline of one ``detect_many`` call (one service request): files not
+        finished by then get a ``timeout`` error (checked between windows; None: no deadline).
     """
 
     batch_size: int = 8
     max_duration_s: float | None = None
+    timeout_s: float | None = None
 
     def __post_init__(self):
         if int(self.batch_size) < 1:
@@ -88,3 +96,7 @@ class Limits:
             math.isfinite(self.max_duration_s) and self.max_duration_s > 0
         ):
             raise ConfigError(f"max duration must be positive, got {self.max_duration_s}")
+        if self.timeout_s is not None and not (
+            math.isfinite(self.timeout_s) and self.timeout_s > 0
+        ):
+            raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout_s}")

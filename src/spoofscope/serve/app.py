@@ -43,6 +43,29 @@ class ServiceSettings:
     model_version: str = ""
     max_batch_files: int = 16
     retry_after_s: int = 2
+    request_timeout_s: float = 60.0  # compute deadline of one request
+    max_batch_audio_s: float = 1200.0  # total audio seconds one batch request may carry
+    long_audio_s: float = 60.0  # requests with more audio than this use the long lane
+
+    def __post_init__(self):
+        from ..errors import ConfigError
+
+        checks = {
+            "max_upload_bytes": self.max_upload_bytes > 0,
+            "max_duration_s": self.max_duration_s > 0,
+            "workers": self.workers >= 1,
+            "queue_size": self.queue_size >= 0,
+            "max_batch_files": self.max_batch_files >= 1,
+            "request_timeout_s": self.request_timeout_s > 0,
+            "max_batch_audio_s": self.max_batch_audio_s > 0,
+            "long_audio_s": self.long_audio_s > 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(
+                "service settings out of range: "
+                + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
+            )
 
 
 def load_api_keys(path: str | None = None) -> frozenset | None:
@@ -102,6 +125,16 @@ def _log_and_count(app: FastAPI) -> None:
         if endpoint:
             app.state.metrics.requests.labels(endpoint, outcome).inc()
             app.state.metrics.latency.labels(endpoint).observe(ms / 1000)
+            if resp.status_code >= 400 and app.state.audit is not None:
+                from .routes import presented_key
+
+                app.state.audit.record_rejection(
+                    request.state.request_id,
+                    endpoint,
+                    resp.status_code,
+                    outcome,
+                    presented_key(request),
+                )
         log.info(
             json.dumps(
                 {
@@ -130,7 +163,11 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
 
         audit = AuditLog(s.audit_db)
     detector = detector.replace(
-        limits=Limits(batch_size=detector.limits.batch_size, max_duration_s=s.max_duration_s)
+        limits=Limits(
+            batch_size=detector.limits.batch_size,
+            max_duration_s=s.max_duration_s,
+            timeout_s=s.request_timeout_s,
+        )
     )
 
     @asynccontextmanager
@@ -138,6 +175,9 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
         await asyncio.get_running_loop().run_in_executor(pool.executor, detector.warm_up)
         app.state.ready = True
         yield
+        # shutting down (SIGTERM after the grace period): work in flight stops at its next
+        # window, queued work is dropped, so the process can exit
+        detector.cancel_event.set()
         pool.shutdown()
         if audit:
             audit.close()
@@ -147,6 +187,8 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
         version=s.model_version or "0",
         description="Is this recording genuine (bona fide) or spoofed?",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by routes.docs (no CDN)
+        redoc_url=None,
     )
     app.state.settings = s
     app.state.detector = detector
@@ -159,4 +201,12 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
     _log_and_count(app)
     app.include_router(api)
     app.include_router(ops)
+    _mount_docs_assets(app)
     return app
+
+
+def _mount_docs_assets(app: FastAPI) -> None:
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")

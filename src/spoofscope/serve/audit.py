@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sqlite3
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,15 @@ CREATE TABLE IF NOT EXISTS decisions (
     version TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
+CREATE TABLE IF NOT EXISTS rejections (
+    time TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    endpoint TEXT,
+    status INTEGER,
+    reason TEXT,
+    api_key_sha256 TEXT
+);
+CREATE INDEX IF NOT EXISTS rejections_time ON rejections(time);
 """
 
 
@@ -33,7 +44,12 @@ class AuditLog:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise ConfigError(
+                f"audit database {self.path}: the folder {parent} does not exist; create it "
+                "first (a typo here would otherwise lose the audit trail in a new folder)"
+            )
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
         self._conn.executescript(SCHEMA)
@@ -67,14 +83,69 @@ class AuditLog:
             )
             self._conn.commit()
 
+    def record_rejection(
+        self,
+        request_id: str,
+        endpoint: str,
+        status: int,
+        reason: str,
+        api_key: str | None,
+        when: datetime | None = None,
+    ) -> None:
+        """A refused request: its reason and a sha256 of the API key it presented (never the
+        key itself)."""
+        when = when or datetime.now(UTC)
+        digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO rejections VALUES (?,?,?,?,?,?)",
+                (
+                    when.isoformat(timespec="milliseconds"),
+                    request_id,
+                    endpoint,
+                    status,
+                    reason,
+                    digest,
+                ),
+            )
+            self._conn.commit()
+
     def close(self):
         with self._lock:
             self._conn.close()
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time_bound(text: str, now: datetime | None = None) -> str:
+    """An ISO 8601 date or time (``2026-11-01``, ``2026-11-01T08:00``, UTC unless it says),
+    or a duration back from now (``90m``, ``24h``, ``7d``, ``2w``), as the ISO time the audit
+    rows use. Anything else is a :class:`ConfigError`."""
+    t = text.strip()
+    m = _DURATION.match(t)
+    if m:
+        ago = timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+        return ((now or datetime.now(UTC)) - ago).isoformat(timespec="milliseconds")
+    try:
+        d = datetime.fromisoformat(t)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is neither an ISO date/time (2026-11-01, 2026-11-01T08:00:00) nor a "
+            "duration (90m, 24h, 7d, 2w)"
+        ) from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=UTC)
+    return d.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 def summarize(path, since: str | None = None, until: str | None = None) -> dict:
     """Counts by label, the low-confidence rate and the score distribution over a time range
-    (ISO 8601 bounds, inclusive)."""
+    (bounds as :func:`parse_time_bound` reads them, inclusive), and the refused requests by
+    reason."""
+    since = parse_time_bound(since) if since else None
+    until = parse_time_bound(until) if until else None
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"audit database {p} not found")
@@ -89,6 +160,14 @@ def summarize(path, since: str | None = None, until: str | None = None) -> dict:
             q += " AND time <= ?"
             args.append(until)
         rows = conn.execute(q + " ORDER BY time", args).fetchall()
+        has_rej = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='rejections'"
+        ).fetchone()
+        rejected: dict[str, int] = {}
+        if has_rej:
+            rq = q.replace("time, score, label, confident FROM decisions", "reason FROM rejections")
+            for (reason,) in conn.execute(rq, args).fetchall():
+                rejected[reason] = rejected.get(reason, 0) + 1
     except sqlite3.DatabaseError as e:
         raise ConfigError(f"{p}: not a spoofscope audit database ({e})") from None
     finally:
@@ -104,6 +183,7 @@ def summarize(path, since: str | None = None, until: str | None = None) -> dict:
         "last": rows[-1][0] if rows else None,
         "by_label": labels,
         "low_confidence_rate": (float(np.mean([c == 0 for c in conf])) if conf else None),
+        "rejected": rejected,
         "score": None,
     }
     if scores.size:
@@ -125,6 +205,10 @@ def format_summary(s: dict) -> str:
     )
     rate = s["low_confidence_rate"]
     lines.append("low confidence   " + ("n/a" if rate is None else f"{100 * rate:.1f} %"))
+    rej = s.get("rejected") or {}
+    lines.append(
+        "rejected         " + (", ".join(f"{k}: {v}" for k, v in sorted(rej.items())) or "0")
+    )
     if s["score"]:
         q = s["score"]["quantiles"]
         lines.append(

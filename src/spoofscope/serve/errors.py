@@ -24,6 +24,8 @@ STATUS_OF_KIND = {
     "too_long": (413, "audio_too_long"),
     "empty": (422, "empty_audio"),
     "invalid": (415, "unsupported_audio"),
+    "invalid_samples": (422, "invalid_samples"),
+    "timeout": (504, "deadline_exceeded"),
     "missing": (422, "missing_file"),
     "internal": (500, "internal_error"),
 }

@@ -33,6 +33,11 @@ class ServiceMetrics:
         self.low_conf = Counter(
             "spoofscope_low_confidence", "Low-confidence decisions", registry=self.registry
         )
+        self.no_speech = Counter(
+            "spoofscope_no_speech",
+            "Files not judged: no speech or too short (label no_speech)",
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         from prometheus_client import generate_latest

@@ -32,18 +32,22 @@ def _multipart_schema(field: str, many: bool) -> dict:
     }
 
 
-def api_key(request: Request) -> None:
-    """Every ``/v1`` route: count it under its endpoint, then require a key when keys are set
-    (``X-API-Key`` or ``Authorization: Bearer``)."""
-    request.state.endpoint = request.url.path
-    keys = request.app.state.settings.api_keys
-    if keys is None:
-        return
+def presented_key(request: Request) -> str | None:
+    """The API key a request presents (``X-API-Key`` or ``Authorization: Bearer``)."""
     key = request.headers.get("x-api-key")
     auth = request.headers.get("authorization", "")
     if not key and auth.lower().startswith("bearer "):
         key = auth[7:].strip()
-    if key not in keys:
+    return key or None
+
+
+def api_key(request: Request) -> None:
+    """Every ``/v1`` route: count it under its endpoint, then require a key when keys are set."""
+    request.state.endpoint = request.url.path
+    keys = request.app.state.settings.api_keys
+    if keys is None:
+        return
+    if presented_key(request) not in keys:
         raise ServiceError(
             401,
             "unauthorized",
@@ -70,7 +74,9 @@ def _result(request: Request, name: str, blob: bytes, res, t0: float) -> dict:
     d["processing_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     if res.error is None:
         st.metrics.audio.inc(res.duration_s or 0.0)
-        if res.confident is False:
+        if res.label == "no_speech":
+            st.metrics.no_speech.inc()
+        elif res.confident is False:
             st.metrics.low_conf.inc()
         if st.audit:
             st.audit.record(
@@ -95,13 +101,33 @@ async def detect(request: Request):
     if not blob:
         raise ServiceError(422, "empty_audio", f"{name}: the uploaded file is empty")
     st = request.app.state
-    res = (await st.pool.run(st.detector.detect_many, [blob]))[0]
+    long = _check_durations(request, [(name, blob)])
+    res = (await st.pool.run(st.detector.detect_many, [blob], long=long))[0]
     if res.error:
         status, code = STATUS_OF_KIND.get(res.error_kind or "invalid", (415, "unsupported_audio"))
         raise ServiceError(status, code, _named(name, res.error))
     d = _result(request, name, blob, res, t0)
     request.state.score = d["score"]
+    if res.label == "no_speech":
+        request.state.outcome = "no_speech"
     return JSONResponse(d)
+
+
+def _check_durations(request: Request, files) -> bool:
+    """Refuse a batch whose headers declare more audio than the batch cap; say whether the
+    request goes to the long lane. Nothing is decoded here."""
+    from ..audio import probe_duration
+
+    s = request.app.state.settings
+    total = sum(probe_duration(b) or 0.0 for _, b in files)
+    if len(files) > 1 and total > s.max_batch_audio_s:
+        raise ServiceError(
+            413,
+            "batch_too_long",
+            f"the batch holds {total:.0f} s of audio, over the limit of {s.max_batch_audio_s:g} "
+            "s per request; send fewer or shorter files",
+        )
+    return total > s.long_audio_s
 
 
 @api.post(
@@ -118,7 +144,8 @@ async def detect_batch(request: Request):
         raise ServiceError(
             413, "too_many_files", f"{len(files)} files; at most {limit} per request"
         )
-    results = await st.pool.run(st.detector.detect_many, [b for _, b in files])
+    long = _check_durations(request, files)
+    results = await st.pool.run(st.detector.detect_many, [b for _, b in files], long=long)
     out = [_result(request, n, b, r, t0) for (n, b), r in zip(files, results, strict=True)]
     return JSONResponse({"request_id": request.state.request_id, "results": out})
 
@@ -151,3 +178,17 @@ async def prom(request: Request):
 @ops.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def page():
     return HTMLResponse((STATIC / "index.html").read_text())
+
+
+@ops.get("/docs", include_in_schema=False)
+async def docs(request: Request):
+    """Swagger UI from the installed swagger-ui-bundle package: works with no internet."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    return get_swagger_ui_html(
+        openapi_url=request.app.openapi_url,
+        title="spoofscope API",
+        swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs-assets/swagger-ui.css",
+        swagger_favicon_url="/docs-assets/favicon-32x32.png",
+    )
