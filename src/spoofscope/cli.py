@@ -402,7 +402,11 @@ def _cmd_serve(a) -> int:
             flush=True,
         )
     # SIGTERM/SIGINT: stop accepting, let requests in flight finish for the grace period,
-    # then cancel them (the detector stops at its next window) and exit
+    # then cancel them (the detector stops at its next window) and exit with status 0.
+    # uvicorn re-raises the signal after its shutdown: a handler of ours takes it.
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         app,
         host=a.host,

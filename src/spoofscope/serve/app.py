@@ -206,7 +206,9 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
 
 
 def _mount_docs_assets(app: FastAPI) -> None:
+    """Swagger UI 5 assets as the fastapi-offline package installs them (MIT): no CDN."""
+    import fastapi_offline
     from fastapi.staticfiles import StaticFiles
-    from swagger_ui_bundle import swagger_ui_path
 
-    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")

@@ -182,7 +182,7 @@ async def page():
 
 @ops.get("/docs", include_in_schema=False)
 async def docs(request: Request):
-    """Swagger UI from the installed swagger-ui-bundle package: works with no internet."""
+    """Swagger UI from locally installed assets (fastapi-offline): works with no internet."""
     from fastapi.openapi.docs import get_swagger_ui_html
 
     return get_swagger_ui_html(
@@ -190,5 +190,5 @@ async def docs(request: Request):
         title="spoofscope API",
         swagger_js_url="/docs-assets/swagger-ui-bundle.js",
         swagger_css_url="/docs-assets/swagger-ui.css",
-        swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        swagger_favicon_url="/docs-assets/favicon.png",
     )
