@@ -14,26 +14,14 @@ from spoofscope.models import (
     load_checkpoint,
     save_checkpoint,
 )
+from spoofscope.models.ssl import TINY_ENCODER
 
 ALL = spoofscope.list_models()
 # small but legal inputs: 0.5 s (or the nearest length the model takes)
 LEN = 8000
 #: models that read a self-supervised encoder get a tiny random one here (XLS-R 300M is the
 #: default); 64 wide so that every back-end's channel split works
-TINY64 = {
-    "model_type": "wav2vec2",
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "conv_dim": [16] * 7,
-    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
-    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-    "num_conv_pos_embeddings": 16,
-    "num_conv_pos_embedding_groups": 2,
-    "do_stable_layer_norm": True,
-    "feat_extract_norm": "layer",
-}
+TINY64 = dict(TINY_ENCODER, hidden_size=64)  # every back-end splits 64 channels
 
 
 def _create(name):

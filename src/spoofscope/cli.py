@@ -425,11 +425,17 @@ def _cmd_models(a) -> int:
     rows = []
     for name in list_models():
         card = get_card(name)
-        with torch.device("meta"):  # shapes only: no memory, no initialisation
-            m = create_model(name)
-        params = sum(p.numel() for p in m.parameters())
-        backend = sum(p.numel() for k, p in m.named_parameters() if not k.startswith("ssl_model."))
-        min_len = m.card.min_length
+        try:
+            with torch.device("meta"):  # shapes only: no memory, no initialisation
+                m = create_model(name)
+        except ImportError:  # an SSL model without transformers installed
+            params = backend = min_len = None
+        else:
+            params = sum(p.numel() for p in m.parameters())
+            backend = sum(
+                p.numel() for k, p in m.named_parameters() if not k.startswith("ssl_model.")
+            )
+            min_len = m.card.min_length
         rows.append(
             {
                 "name": name,
@@ -454,14 +460,21 @@ def _cmd_models(a) -> int:
         return 0
     print(
         f"{'model':<13} {'params':>11} {'back-end':>10} {'window':>6} {'export':<7} "
-        f"{'weights (default tag)':<22} trained on"
+        f"{'weights (tags)':<22} trained on"
     )
     for r in rows:
         tags = ",".join(r["weights"])
         weights = f"{r['weights_status']} ({tags})" if tags else "none"
+        n = "?" if r["parameters"] is None else f"{r['parameters']:,}"
+        nb = "?" if r["backend_parameters"] is None else f"{r['backend_parameters']:,}"
         print(
-            f"{r['name']:<13} {r['parameters']:>11,} {r['backend_parameters']:>10,} "
+            f"{r['name']:<13} {n:>11} {nb:>10} "
             f"{r['window_samples']:>6} {r['export']:<7} {weights:<22} {r['training_data']}"
+        )
+        print(
+            f"{'':<13} input: {r['sample_rate']} Hz"
+            + (f", {r['encoder']}" if r["encoder"] else "")
+            + f"; published: {r['published_results'] or '-'}"
         )
     return 0
 

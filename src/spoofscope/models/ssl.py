@@ -470,7 +470,7 @@ class XLSRConfig:
     freeze: object = "none"
 
 
-class XLSRDetector(nn.Module):
+class XLSRDetector(_SSLBase):
     """Waveform (B, L) -> XLS-R features -> a published back-end -> (logits (B, 2), embedding).
 
     Subclasses build their back-end under the official module names in ``_build`` and map
@@ -498,19 +498,6 @@ class XLSRDetector(nn.Module):
 
     def backend(self, feats: torch.Tensor):  # pragma: no cover - abstract
         raise NotImplementedError
-
-    @property
-    def min_length(self) -> int:
-        n = 1
-        while self.ssl_model.n_frames(n) < self.min_frames:
-            n += 1
-        return n
-
-    def optimizer_groups(self, lr: float, frontend_lr: float | None = None) -> list[dict]:
-        return _SSLBase.optimizer_groups(self, lr, frontend_lr)
-
-    def _check(self, x):
-        check_waveform(x, self.min_length, type(self).__name__)
 
     def forward(self, x: torch.Tensor):
         self._check(x)
