@@ -199,3 +199,16 @@ def test_download_verifies_and_writes_the_notice(reference_dir, tmp_path, monkey
         assert not (tmp_path / "other" / "AASIST-L.pth").exists()
     finally:
         srv.shutdown()
+
+
+def test_official_config_model_saves_and_reloads_as_itself(reference_dir, golden, tmp_path):
+    """AASIST-L loaded from its official .conf records its constructor arguments, so a
+    checkpoint of it rebuilds AASIST-L (not the registry's default AASIST)."""
+    m = load_model(
+        reference_dir / "official_AASIST-L.pth", config=reference_dir / "aasist_l_config.json"
+    )
+    save_checkpoint(m, tmp_path / "l.ckpt")
+    back = load_model(tmp_path / "l.ckpt")
+    x = torch.from_numpy(golden["input_1"])[None]
+    with torch.no_grad():
+        np.testing.assert_allclose(back(x)[0][0].numpy(), golden["AASIST-L_logits_1"], atol=1e-4)

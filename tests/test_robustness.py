@@ -3,7 +3,6 @@ requests, validated options, offline docs, progress and messages."""
 
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_serve import _chromium
 
 import spoofscope
 from spoofscope.cli import main
@@ -220,6 +220,19 @@ def test_a_long_upload_does_not_hold_up_a_short_one(ckpt):
     print(f"short request {done['short'][1]:.2f} s while the long one took {done['long'][1]:.2f} s")
 
 
+def _wait_ready(port: int, tries: int = 300) -> None:
+    """Until the service on ``port`` answers /readyz (the model is loaded and warmed up)."""
+    import httpx
+
+    for _ in range(tries):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+
+
 def _free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -257,13 +270,7 @@ def test_sigterm_drains_then_exits_and_startup_line(ckpt, tmp_path):
         assert "engine torch" in first and "limits:" in first and "600 s per request" in first
         import httpx
 
-        for _ in range(200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        _wait_ready(port)
         long = _wav(
             (np.random.default_rng(2).standard_normal(SR * 600) * 0.1).astype(np.float32),
             fmt="FLAC",
@@ -330,15 +337,7 @@ def test_quiet_serve_prints_no_startup_line(ckpt):
         text=True,
     )
     try:
-        import httpx
-
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        _wait_ready(port)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -503,17 +502,10 @@ def test_detect_shows_progress_in_audio_seconds_for_one_long_file(ckpt, tmp_path
     assert "s audio" not in capsys.readouterr().err
 
 
-def _chromium():
-    for c in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
-        if os.path.exists(c):
-            return c
-    return None
-
-
 @pytest.mark.skipif(_chromium() is None, reason="Debian chromium is not installed")
 def test_offline_docs_and_no_speech_page_in_headless_chromium(ckpt, tmp_path):
     pw = pytest.importorskip("playwright.sync_api")
-    from test_serve import _Server
+    from test_serve import _launch_chromium, _Server
 
     from spoofscope.serve import ServiceSettings, create_app
 
@@ -525,19 +517,7 @@ def test_offline_docs_and_no_speech_page_in_headless_chromium(ckpt, tmp_path):
         html = httpx.get(srv.url + "/docs").text
         assert "/docs-assets/swagger-ui-bundle.js" in html and "cdn" not in html
         with pw.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=_chromium(),
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
+            browser = _launch_chromium(p)
             page = browser.new_page()
             external = []
             page.on(

@@ -335,6 +335,23 @@ def _chromium():
     return None
 
 
+def _launch_chromium(pw):
+    """Debian's Chromium, headless, with the background networking this machine refuses off."""
+    return pw.chromium.launch(
+        executable_path=_chromium(),
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    )
+
+
 @pytest.mark.skipif(
     _chromium() is None, reason="Debian chromium is not installed (scripts/setup.sh installs it)"
 )
@@ -348,19 +365,7 @@ def test_web_page_in_headless_chromium(ckpt, tmp_path):
 
         api = httpx.post(srv.url + "/v1/detect", files={"file": ("clip.wav", data, "x")}).json()
         with pw.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=_chromium(),
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
+            browser = _launch_chromium(p)
             page = browser.new_page()
             page.goto(srv.url + "/")
             page.set_input_files("#file", str(tmp_path / "clip.wav"))

@@ -102,7 +102,7 @@ def _cmd_detect(a) -> int:
     det = _build_detector(a)
     # progress in seconds of audio (files' headers give the total), so that one long file
     # shows progress too
-    durations = [probe_duration(p) if Path(p).is_file() else None for p in inputs]
+    durations = [None if a.quiet or not Path(p).is_file() else probe_duration(p) for p in inputs]
     reached = [0.0] * len(inputs)
     results = []
     with tqdm(

@@ -264,12 +264,12 @@ class Detector:
                     k = len(st.windows)
                     st.windows.append((w.start, w.end, bool(silent)))
                     st.n_samples = w.total if w.total is not None else max(st.n_samples, w.end)
+                    if progress is not None:  # silent windows are read too
+                        progress(i, min(w.end, w.total or w.end) / self.sample_rate)
                     if silent:  # nothing to judge here: not scored
                         continue
                     st.pending += 1
                     yield st, k, w.samples
-                    if progress is not None:
-                        progress(i, min(w.end, w.total or w.end) / self.sample_rate)
             except _Stopped as e:
                 st.error, st.error_kind = f"{_name(src)}: {e}", "timeout"
             except AudioError as e:

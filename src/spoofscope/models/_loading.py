@@ -17,7 +17,7 @@ unexpected and mis-shaped keys), never by checksum.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from torch import nn
@@ -39,12 +39,16 @@ def _state_dict_of(obj, path) -> dict:
     return obj
 
 
+def _read(path):
+    """What a weights file holds: ``.safetensors`` (Hugging Face repositories) or a PyTorch
+    file loaded with ``weights_only=True``."""
+    return _safetensors(path) if str(path).endswith(".safetensors") else torch_load(path)
+
+
 def load_state_dict_file(path) -> dict:
     """A state_dict from a file: a bare one, the ``state_dict`` of a checkpoint, or a
-    ``.safetensors`` file (what Hugging Face repositories hold)."""
-    if str(path).endswith(".safetensors"):
-        return _safetensors(path)
-    return _state_dict_of(torch_load(path), path)
+    ``.safetensors`` file."""
+    return _state_dict_of(_read(path), path)
 
 
 def _safetensors(path) -> dict:
@@ -108,24 +112,27 @@ def _guess_arch(sd: dict, path) -> nn.Module:
 
 
 def _from_file(path: Path, arch, config, overrides) -> nn.Module:
-    obj = _safetensors(path) if path.suffix == ".safetensors" else torch_load(path)
+    obj = _read(path)
     if is_checkpoint(obj):
         if arch is not None and arch != obj["arch"]:
             raise WeightsError(f"{path} is a {obj['arch']} checkpoint, not {arch}")
         model = create_model(obj["arch"], **{**obj.get("model_args", {}), **overrides})
         stored = obj.get("card") or {}
-        keep = {k: stored[k] for k in ("window_samples", "training_data") if k in stored}
+        keep = {
+            k: stored[k]
+            for k in ("window_samples", "window_policy", "training_data")
+            if k in stored
+        }
         model.card = replace(model.card, **keep)
         load_strict(model, obj["state_dict"], f"checkpoint {path}")
         model.checkpoint = {k: v for k, v in obj.items() if k != "state_dict"}
         return model
     sd = _state_dict_of(obj, path)
-    if config is not None:
-        from .aasist import AASIST, AASISTConfig
+    if config is not None:  # an official AASIST .conf: its model_config as constructor arguments
+        from .aasist import AASISTConfig
 
-        model = AASIST(AASISTConfig.from_official(config))
-        model.registry_name, model.model_args = "aasist", {}
-        model.card = replace(get_entry("aasist").card, min_length=model.min_length)
+        official = asdict(AASISTConfig.from_official(config))
+        model = create_model("aasist", **{**official, **overrides})
     elif arch is not None:
         model = create_model(arch, **overrides)
     else:

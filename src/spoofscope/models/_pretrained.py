@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import WeightsError
 from ._card import PretrainedWeights
-from ._registry import get_card
+from ._registry import get_card, list_models
 
 
 def cache_dir(override=None) -> Path:
@@ -47,18 +47,12 @@ def published_weights(name: str, tag: str | None = None) -> tuple[str, Pretraine
         raise WeightsError(
             f"{name} has no published weights; train one (spoofscope train) and load the "
             f"checkpoint, or pass your own state_dict with --weights PATH / weights=PATH. "
-            f"Models with published weights: " + ", ".join(n for n in _names_with_weights())
+            f"Models with published weights: {', '.join(list_models(pretrained=True))}"
         )
     tag = tag or card.default_tag
     if tag not in card.weights:
         raise WeightsError(f"{name} has no weights tagged {tag!r}; tags: {', '.join(card.weights)}")
     return tag, card.weights[tag]
-
-
-def _names_with_weights() -> list[str]:
-    from ._registry import list_models
-
-    return list_models(pretrained=True)
 
 
 def _verified(path: Path, entry: PretrainedWeights) -> Path:

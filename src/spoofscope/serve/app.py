@@ -26,7 +26,7 @@ from ..infer import Detector, Limits
 from .errors import ServiceError, error_response
 from .metrics import ServiceMetrics
 from .pool import ScoringPool
-from .routes import api, ops
+from .routes import api, ops, presented_key
 
 log = logging.getLogger("spoofscope.serve")
 
@@ -126,8 +126,6 @@ def _log_and_count(app: FastAPI) -> None:
             app.state.metrics.requests.labels(endpoint, outcome).inc()
             app.state.metrics.latency.labels(endpoint).observe(ms / 1000)
             if resp.status_code >= 400 and app.state.audit is not None:
-                from .routes import presented_key
-
                 app.state.audit.record_rejection(
                     request.state.request_id,
                     endpoint,
