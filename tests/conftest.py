@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# ONNX exports (the default engine) and downloads of the test session go to a fresh cache,
+# not the user's; subprocesses inherit it
+os.environ.setdefault("SPOOFSCOPE_CACHE", tempfile.mkdtemp(prefix="spoofscope-test-cache-"))
 
 _CANDIDATES = [
     os.environ.get("SPOOFSCOPE_SHARED", ""),

@@ -1,4 +1,5 @@
 import json
+import os
 import tracemalloc
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 import spoofscope
 from spoofscope.audio import official_crop
 from spoofscope.cli import main
+from spoofscope.errors import ConfigError
 from spoofscope.infer import (
     Calibration,
     Decision,
@@ -16,6 +18,7 @@ from spoofscope.infer import (
     FusedDetector,
     Fusion,
     Limits,
+    TorchEngine,
     WindowPolicy,
     sliding_windows,
 )
@@ -124,7 +127,8 @@ def test_detect_many_batches_across_files_and_keeps_errors(tmp_path):
         paths.append(p)
     (tmp_path / "bad.wav").write_bytes(b"RIFF....WAVEjunk")
     m = EnergyModel()
-    det = Detector(m, windows=WindowPolicy(hop_s=1.0), limits=Limits(batch_size=4))
+    # the PyTorch engine, so the test sees the batches the model is called with
+    det = Detector(TorchEngine(m), windows=WindowPolicy(hop_s=1.0), limits=Limits(batch_size=4))
     rs = det.detect_many([paths[0], tmp_path / "bad.wav", paths[1], paths[2]])
     assert [r.path for r in rs] == [
         str(paths[0]),
@@ -440,8 +444,130 @@ def test_onnx_detector_matches_torch(reference_dir, golden, tmp_path, monkeypatc
     assert list((tmp_path / "onnx").glob("aasist-*.onnx"))  # cached for the next run
     x = np.concatenate([golden["input_0"], golden["input_1"]])
     a = Detector.from_pretrained("aasist", weights=w, engine="onnx")(x)
-    b = Detector.from_pretrained("aasist", weights=w)(x)
+    b = Detector.from_pretrained("aasist", weights=w, engine="torch")(x)
     assert a.score == pytest.approx(b.score, abs=1e-4)
+
+
+def test_default_engine_is_onnx_where_the_model_exports(reference_dir, golden, caplog):
+    w = reference_dir / "official_AASIST.pth"
+    det = Detector.from_pretrained("aasist", weights=w)
+    assert det.engine.name == "onnx" and det.engine.fixed_length == 64600
+    x = np.concatenate([golden["input_0"], golden["input_1"]])
+    torch_det = Detector.from_pretrained("aasist", weights=w, engine="torch")
+    assert det(x).score == pytest.approx(torch_det(x).score, abs=1e-4)
+    # a fixed-length graph is exported at the window the detector will feed
+    three = Detector.from_pretrained("aasist", weights=w, windows=WindowPolicy(samples=48000))
+    assert three.engine.name == "onnx" and three.engine.fixed_length == 48000
+    ref = torch_det.replace(windows=WindowPolicy(samples=48000))(x).score
+    assert three(x).score == pytest.approx(ref, abs=1e-4)
+    # Detector(module) takes the same default
+    assert Detector(spoofscope.create_model("lfcc-lcnn")).engine.name == "onnx"
+    # a model that cannot be exported runs in PyTorch, said in one line
+    with caplog.at_level("INFO", logger="spoofscope.infer.engines"):
+        d = Detector(spoofscope.create_model("cqcc-xvector"))
+    assert d.engine.name == "torch"
+    lines = [r.getMessage() for r in caplog.records if r.name == "spoofscope.infer.engines"]
+    assert lines == ["cqcc-xvector runs in PyTorch (its card says it cannot be exported to ONNX)"]
+
+
+def test_auto_engine_falls_back_to_torch_when_onnx_fails(monkeypatch, caplog):
+    from spoofscope.infer import engines
+
+    def broken(*a, **k):
+        raise RuntimeError("no ONNX today")
+
+    monkeypatch.setattr(engines, "OnnxEngine", broken)
+    m = spoofscope.create_model("lfcc-lcnn")
+    with caplog.at_level("INFO", logger="spoofscope.infer.engines"):
+        e = engines.make_engine(m, "auto")
+    assert e.name == "torch"
+    lines = [r.getMessage() for r in caplog.records if r.name == "spoofscope.infer.engines"]
+    assert lines == ["lfcc-lcnn runs in PyTorch: the ONNX engine failed (no ONNX today)"]
+    with pytest.raises(RuntimeError, match="no ONNX today"):
+        engines.make_engine(m, "onnx")  # asked for by name: no silent fallback
+
+
+def test_cached_export_follows_weights_length_and_version(tmp_path, monkeypatch):
+    import spoofscope as pkg
+    from spoofscope.export.onnx import cached_onnx
+
+    torch.manual_seed(0)
+    m = spoofscope.create_model("lfcc-lcnn").eval()
+    first = cached_onnx(m, tmp_path)
+    assert cached_onnx(m, tmp_path) == first  # reused
+    assert cached_onnx(m, tmp_path, length=32000) != first
+    with torch.no_grad():
+        next(m.parameters()).add_(0.01)
+    changed = cached_onnx(m, tmp_path)
+    assert changed != first and changed.is_file()
+    monkeypatch.setattr(pkg, "__version__", "999.0")
+    assert cached_onnx(m, tmp_path) not in (first, changed)
+    assert not list((tmp_path / "onnx").glob("*.tmp"))
+
+
+def test_reduced_precision_only_where_the_card_lists_it(tmp_path, capsys, reference_dir):
+    from spoofscope.infer import make_engine
+
+    m = spoofscope.create_model("aasist-l")
+    with pytest.raises(ConfigError, match="no int8 path that keeps its scores within 1e-2"):
+        make_engine(m, precision="int8")
+    with pytest.raises(ConfigError, match="precision must be one of fp32, int8"):
+        make_engine(m, precision="fp16")
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    w = str(reference_dir / "official_AASIST-L.pth")
+    args = ["detect", str(wav), "--model", "aasist-l", "--weights", w, "--precision", "int8"]
+    assert main(args) == 2
+    assert "no int8 path" in capsys.readouterr().err
+    # a model whose card lists int8: its encoder's feed-forward layers run in int8, the
+    # scores stay within 1e-2 of fp32 and no decision changes
+    torch.manual_seed(0)
+    ssl = spoofscope.create_model("ssl-aasist", encoder=TINY_ENCODER).eval()
+    assert "int8" in ssl.card.precisions
+    q = make_engine(ssl, "auto", precision="int8")
+    assert q.name == "torch" and q.precision == "int8"
+    assert any("quantized" in type(mod).__module__ for mod in q.model.modules())
+    x = np.random.default_rng(0).standard_normal((6, 64600)).astype(np.float32) * 0.1
+    ref = make_engine(ssl, "torch")(x)
+    got = q(x)
+    assert np.abs(got - ref).max() < 1e-2
+    assert ((got[:, 1] > got[:, 0]) == (ref[:, 1] > ref[:, 0])).all()
+
+
+@pytest.mark.skipif(
+    __import__("platform").libc_ver()[0] != "glibc", reason="the allocator settings are glibc's"
+)
+def test_freed_memory_is_reused_not_faulted_back():
+    """A 256 MB block freed and allocated again costs page faults for every page with glibc's
+    defaults, and almost none once the detector's allocator settings are in force."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, torch\n"
+        "from spoofscope.infer._malloc import keep_freed_memory\n"
+        "print(keep_freed_memory())\n"
+        "for i in range(2):\n"
+        "    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    x = torch.empty(64 << 20).fill_(1.0); del x\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)\n"
+    )
+    pages = (256 << 20) // 4096
+    out = {}
+    for keep in ("1", "0"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        r = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**env, "SPOOFSCOPE_KEEP_MEMORY": keep},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        on, faults = r.stdout.split()
+        out[keep] = (on, int(faults))
+    assert out["1"][0] == "True" and out["0"][0] == "False"
+    assert out["0"][1] > 0.9 * pages  # every page faulted back in
+    assert out["1"][1] < 0.05 * pages  # the first allocation's pages reused
 
 
 def test_export_leaves_the_model_in_eval_mode(tmp_path):

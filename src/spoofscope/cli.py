@@ -80,6 +80,7 @@ def _build_detector(a, max_duration_s: float | None = None):
         weights=a.weights,
         config=a.config,
         engine=a.engine,
+        precision=a.precision,
         calibration=a.calibration,
         windows=WindowPolicy(
             kind=a.window, samples=a.window_samples, hop_s=a.hop, aggregate=a.aggregate
@@ -301,14 +302,15 @@ def _cmd_score(a) -> int:
     from .data import open_dataset
     from .distributed import cleanup, init_distributed
     from .evaluation import write_score_file
-    from .infer import score_dataset
+    from .infer import make_engine, score_dataset
     from .models import load_model
 
     info = init_distributed()
     model = load_model(a.checkpoint, weights=a.weights)
+    engine = make_engine(model, a.engine, precision=a.precision, length=a.window_samples)
     ds = open_dataset(a.data, a.split, transform=None)
     scores = score_dataset(
-        model,
+        engine,
         ds.trials,
         window_samples=a.window_samples,
         batch_size=a.batch_size,
@@ -548,7 +550,7 @@ PORT = _number(int, 1, 65535, what="a TCP port")
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .data.download import ASVSPOOF2019_LA_URL
-    from .infer.engines import ENGINES
+    from .infer.engines import ENGINES, PRECISIONS
     from .infer.policy import AGGREGATES, WINDOW_KINDS
 
     p = _Parser(
@@ -619,8 +621,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--backend",
             dest="engine",
             choices=ENGINES,
-            default="torch",
-            help="inference engine",
+            default="auto",
+            help="inference engine: auto = ONNX Runtime where the model exports (exported once "
+            "into the cache), else PyTorch",
+        )
+        sp.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="fp32",
+            help="int8 only for models whose card lists it (scores within 1e-2 of fp32)",
         )
         sp.add_argument(
             "--window",
@@ -749,6 +758,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, help="score file to write")
     sc.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="trials per batch")
     sc.add_argument("--workers", type=NON_NEGATIVE_INT, default=0, help="data-loader processes")
+    sc.add_argument("--engine", choices=ENGINES, default="auto", help="inference engine on the CPU")
+    sc.add_argument("--precision", choices=PRECISIONS, default="fp32", help="numeric path")
     sc.add_argument("--quiet", action="store_true", help="no progress bar")
     sc.set_defaults(func=_cmd_score)
 

@@ -27,10 +27,8 @@ def ort_session(path, threads: int | None = None):
     """An onnxruntime CPU session with all graph optimisations."""
     try:
         import onnxruntime as ort
-    except ImportError as e:  # pragma: no cover - onnxruntime is a dependency of [onnx]
-        raise ConfigError(
-            "the ONNX engine needs onnxruntime: pip install 'spoofscope[onnx]'"
-        ) from e
+    except ImportError as e:  # pragma: no cover - onnxruntime is a dependency
+        raise ConfigError("the ONNX engine needs onnxruntime: pip install onnxruntime") from e
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
     so.inter_op_num_threads = 1
@@ -81,14 +79,14 @@ def check_onnx(model: torch.nn.Module, path, inputs: np.ndarray, atol: float = 1
     return diff
 
 
-def _fingerprint(model) -> str:
-    """Architecture, window, weights and the versions of spoofscope and torch: a change in any
-    of them gives a new file."""
+def _fingerprint(model, length: int) -> str:
+    """Architecture, traced length, weights and the versions of spoofscope and torch: a change
+    in any of them gives a new file."""
     from .. import __version__
 
     card = card_of(model)
     h = hashlib.sha256()
-    h.update(f"{card.name}|{card.window_samples}|{card.export}".encode())
+    h.update(f"{card.name}|{length}|{card.export}".encode())
     h.update(f"{__version__}|{torch.__version__}".encode())
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
@@ -96,15 +94,20 @@ def _fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_onnx(model, cache=None) -> Path:
-    """Export once per (architecture, window, weights, versions) into the cache; reuse after."""
+def cached_onnx(model, cache=None, length: int | None = None) -> Path:
+    """Export once per (architecture, traced length, weights, versions) into the cache; reuse
+    after. ``length`` defaults to the card's window."""
     from ..models._pretrained import cache_dir
 
-    name = card_of(model).name
-    path = cache_dir(cache) / "onnx" / f"{name}-{_fingerprint(model)}.onnx"
+    card = card_of(model)
+    length = int(length or card.window_samples)
+    path = cache_dir(cache) / "onnx" / f"{card.name}-{_fingerprint(model, length)}.onnx"
     if not path.is_file():
-        log.info("exporting %s to ONNX (once) at %s", name, path)
-        tmp = path.with_name(path.name + ".tmp")
-        export_onnx(model, tmp)
-        tmp.replace(path)
+        log.info("exporting %s to ONNX (once) at %s", card.name, path)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        try:
+            export_onnx(model, tmp, length=length)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path

@@ -3,7 +3,7 @@ and scoring a whole dataset."""
 
 from .calibration import Calibration
 from .detector import DetectionResult, Detector, FusedDetector
-from .engines import ENGINES, OnnxEngine, TorchEngine, make_engine
+from .engines import ENGINES, PRECISIONS, OnnxEngine, TorchEngine, make_engine
 from .fusion import Fusion
 from .policy import Decision, Limits, WindowPolicy
 from .scoring import score_dataset
@@ -23,6 +23,7 @@ __all__ = [
     "WindowPolicy",
     "aggregate",
     "make_engine",
+    "PRECISIONS",
     "official_window",
     "score_dataset",
     "sliding_windows",

@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..models._card import card_of
 from .activity import SpeechMeter
 from .calibration import Calibration, calibration_path_beside, sigmoid
-from .engines import TorchEngine, make_engine
+from .engines import make_engine
 from .fusion import Fusion
 from .policy import Decision, Limits, WindowPolicy
 from .windows import aggregate, official_window, sliding_windows
@@ -76,7 +76,8 @@ class Detector:
     """Score recordings with a countermeasure.
 
     Args:
-        model: a model (``nn.Module``, run by the PyTorch engine) or an engine from
+        model: a model (``nn.Module``, run by the fastest engine that gives its scores:
+            ONNX Runtime where its card allows export, else PyTorch) or an engine from
             :mod:`spoofscope.infer.engines`. Its card gives the sample rate, the window and
             the bona fide index.
         windows: the :class:`WindowPolicy` (default: sliding windows of the card's length).
@@ -100,9 +101,11 @@ class Detector:
     ):
         import torch
 
-        self.engine = TorchEngine(model) if isinstance(model, torch.nn.Module) else model
-        self.card = card_of(self.engine)
         self.windows = windows or WindowPolicy()
+        if isinstance(model, torch.nn.Module):
+            model = make_engine(model, "auto", length=self.windows.samples)
+        self.engine = model
+        self.card = card_of(self.engine)
         self.decision = decision or Decision()
         self.limits = limits or Limits()
         if isinstance(calibration, str | Path):
@@ -166,7 +169,8 @@ class Detector:
         cls,
         source,
         *,
-        engine: str = "torch",
+        engine: str = "auto",
+        precision: str = "fp32",
         threads: int | None = None,
         weights=None,
         arch: str | None = None,
@@ -181,6 +185,8 @@ class Detector:
         ``source`` is ``name[:tag]`` (published weights, or ``weights=`` your own file), a
         checkpoint or a state_dict file. The calibration is ``calibration`` if given, else the
         one attached to the checkpoint, else ``FILE.calib.json`` beside the file.
+        ``engine``: ``auto`` (ONNX Runtime where the model exports, else PyTorch), ``onnx``
+        or ``torch``; ``precision``: ``fp32`` or a reduced precision the card lists.
         ``policies``: ``windows``, ``decision``, ``limits``.
         """
         from ..models import load_model
@@ -198,7 +204,15 @@ class Detector:
                         calibration = Calibration.load(beside)
         if name is None and Path(str(source)).is_file():
             name = Path(str(source)).name
-        eng = make_engine(model, engine, threads, cache_dir)
+        windows = policies.get("windows")
+        eng = make_engine(
+            model,
+            engine,
+            threads,
+            cache_dir,
+            precision=precision,
+            length=windows.samples if windows is not None else None,
+        )
         return cls(eng, calibration=calibration, name=name, **policies)
 
     @classmethod

@@ -1,12 +1,20 @@
-"""Inference engines behind the Detector: eager PyTorch and ONNX Runtime.
+"""Inference engines behind the Detector: ONNX Runtime (the default where the model exports)
+and eager PyTorch.
 
 An engine maps a float32 window batch (B, W) to logits (B, 2) and carries the model's
 :class:`~spoofscope.models.ModelCard` (``engine.card``), so the detector knows the sample
 rate, the window and the bona fide index whatever runs the arithmetic.
+
+``make_engine(model, "auto")`` picks the fastest engine that gives the model's own scores:
+ONNX Runtime (the graph is exported once into the cache, keyed by the weights, the window and
+the versions of spoofscope and torch), else PyTorch with one log line saying why. Reduced
+precision (``precision="int8"``) is offered only where the model's card lists it, i.e. where
+it was measured to keep scores within 1e-2 of fp32.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +23,12 @@ import torch
 from ..errors import ConfigError, InputError
 from ..export.onnx import cached_onnx, ort_session
 from ..models._card import card_of
+from ._malloc import keep_freed_memory
 
-ENGINES = ("torch", "onnx")
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "onnx", "torch")
+PRECISIONS = ("fp32", "int8")
 
 
 class TorchEngine:
@@ -27,8 +39,10 @@ class TorchEngine:
     def __init__(self, model: torch.nn.Module, threads: int | None = None):
         self.model = model.eval()
         self.card = card_of(model)
+        self.precision = getattr(model, "precision", "fp32")
         if threads:
             torch.set_num_threads(threads)
+        keep_freed_memory()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -38,19 +52,25 @@ class TorchEngine:
 
 class OnnxEngine:
     """Runs an exported ONNX graph with onnxruntime on the CPU (exported once into the cache
-    when built from a model)."""
+    when built from a model; at ``length`` samples when the card's export is ``fixed``)."""
 
     name = "onnx"
+    precision = "fp32"
 
-    def __init__(self, model: torch.nn.Module, onnx_path=None, threads=None, cache=None):
+    def __init__(
+        self, model: torch.nn.Module, onnx_path=None, threads=None, cache=None, length=None
+    ):
         self.model = model.eval()
         self.card = card_of(model)
-        self.path = Path(onnx_path) if onnx_path is not None else cached_onnx(model, cache)
+        if onnx_path is None:
+            onnx_path = cached_onnx(model, cache, length=length)
+        self.path = Path(onnx_path)
         self.session = ort_session(self.path, threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        length = inp.shape[1]
-        self.fixed_length = length if isinstance(length, int) else None
+        n = inp.shape[1]
+        self.fixed_length = n if isinstance(n, int) else None
+        keep_freed_memory()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, np.float32)
@@ -62,10 +82,58 @@ class OnnxEngine:
         return self.session.run(None, {self.input_name: batch})[0]
 
 
-def make_engine(model, engine: str = "torch", threads: int | None = None, cache=None):
-    """The engine ``engine`` (one of :data:`ENGINES`) running ``model``."""
+def _int8(model: torch.nn.Module) -> torch.nn.Module:
+    """The model's int8 path (the encoder's feed-forward layers in dynamic int8)."""
+    from ..models.ssl import quantize_feed_forward
+
+    q = quantize_feed_forward(model)
+    q.card, q.precision = card_of(model), "int8"
+    return q
+
+
+def make_engine(
+    model,
+    engine: str = "auto",
+    threads: int | None = None,
+    cache=None,
+    *,
+    precision: str = "fp32",
+    length: int | None = None,
+):
+    """The engine ``engine`` (one of :data:`ENGINES`) running ``model`` at ``precision``.
+
+    ``auto``: ONNX Runtime where the card allows export, onnxruntime imports and the export
+    succeeds; else PyTorch, with one log line. ``length``: the window the detector will feed
+    (graphs of ``fixed``-export models are exported at that length; default the card's).
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    card = card_of(model)
+    if precision != "fp32":
+        if precision not in card.precisions:
+            raise ConfigError(
+                f"{card.name} has no {precision} path that keeps its scores within 1e-2 of "
+                f"fp32 (its card lists {', '.join(card.precisions)}); use --precision fp32"
+            )
+        if engine == "onnx":
+            raise ConfigError(
+                f"the {precision} path of {card.name} runs in PyTorch: use --engine torch (or auto)"
+            )
+        return TorchEngine(_int8(model), threads)
     if engine == "torch":
         return TorchEngine(model, threads)
     if engine == "onnx":
-        return OnnxEngine(model, threads=threads, cache=cache)
-    raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        return OnnxEngine(model, threads=threads, cache=cache, length=length)
+    # auto
+    if card.export == "none":
+        log.info("%s runs in PyTorch (its card says it cannot be exported to ONNX)", card.name)
+        return TorchEngine(model, threads)
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        return TorchEngine(model, threads)  # a GPU model stays in PyTorch
+    try:
+        return OnnxEngine(model, threads=threads, cache=cache, length=length)
+    except Exception as e:  # noqa: BLE001 - any export/runtime failure falls back, said once
+        log.warning("%s runs in PyTorch: the ONNX engine failed (%s)", card.name, e)
+        return TorchEngine(model, threads)

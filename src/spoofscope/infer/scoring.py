@@ -44,15 +44,26 @@ def score_dataset(
     """The score (bona fide logit, as the model card names it) of every trial on its fixed
     crop of ``window_samples`` (default: the card's window), in trial order.
 
+    ``model``: an ``nn.Module`` (run as it is, on its device: what training uses) or an
+    engine from :func:`~spoofscope.infer.make_engine` (``spoofscope score``).
     Under ``torchrun`` (``info``) each rank scores its shard and every rank gets all scores.
     """
     from tqdm.auto import tqdm
 
     info = info or DistInfo()
     card = card_of(model)
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
+    if isinstance(model, torch.nn.Module):
+        device = next(model.parameters()).device
+        was = model.training
+        model.eval()
+
+        def run(x):
+            return model(x.to(device))[0].float().cpu()
+    else:
+
+        def run(x):
+            return torch.from_numpy(model(x.numpy()))
+
     loader = DataLoader(
         Subset(
             ScoreSet(trials, window_samples or card.window_samples, cache), shard(len(trials), info)
@@ -62,8 +73,8 @@ def score_dataset(
     )
     idx, out = [], []
     for x, i in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        logits, _ = model(x.to(device))
-        out += logits[:, card.bonafide_index].float().cpu().tolist()
+        out += run(x)[:, card.bonafide_index].tolist()
         idx += i.tolist()
-    model.train(was)
+    if isinstance(model, torch.nn.Module):
+        model.train(was)
     return gather_scores(idx, out, len(trials), info)
