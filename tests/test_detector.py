@@ -522,7 +522,7 @@ def test_reduced_precision_only_where_the_card_lists_it(tmp_path, capsys, refere
     # a model whose card lists int8: its encoder's feed-forward layers run in int8, the
     # scores stay within 1e-2 of fp32 and no decision changes
     torch.manual_seed(0)
-    ssl = spoofscope.create_model("ssl-aasist", encoder=TINY_ENCODER).eval()
+    ssl = spoofscope.create_model("ssl-aasist", encoder_config=TINY_ENCODER).eval()
     assert "int8" in ssl.card.precisions
     q = make_engine(ssl, "auto", precision="int8")
     assert q.name == "torch" and q.precision == "int8"
