@@ -267,7 +267,7 @@ def test_sigterm_drains_then_exits_and_startup_line(ckpt, tmp_path):
     try:
         first = proc.stderr.readline()
         assert f"http://127.0.0.1:{port}" in first and "lcnn.ckpt" in first
-        assert "engine torch" in first and "limits:" in first and "600 s per request" in first
+        assert "engine onnx" in first and "limits:" in first and "600 s per request" in first
         import httpx
 
         _wait_ready(port)
