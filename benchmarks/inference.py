@@ -243,15 +243,15 @@ def main():
     ap.add_argument("--audio-dir", help="real recordings to use (default: demo-corpus clips)")
     ap.add_argument("--models", default="aasist,aasist-l")
     ap.add_argument(
-        "--weights-dir", default=str(HERE.parent.parent / "shared" / "reference"),
+        "--weights-dir",
+        default=str(HERE.parent.parent / "shared" / "reference"),
         help="folder with official_AASIST.pth / official_AASIST-L.pth (else random weights)",
     )
     ap.add_argument("--memory", action="store_true", help="peak RSS on a 10-minute file")
     a = ap.parse_args()
 
-    from _machine import cpu_name
-
     import torch
+    from _machine import cpu_name
 
     tmp = tempfile.mkdtemp()
     cache = os.path.join(tmp, "cache")
@@ -354,8 +354,13 @@ def main():
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         c, name, listing, wd, threads = sys.argv[2:7]
-        _child(c, name, json.loads(Path(listing).read_text()), None if wd == "None" else wd,
-               int(threads))
+        _child(
+            c,
+            name,
+            json.loads(Path(listing).read_text()),
+            None if wd == "None" else wd,
+            int(threads),
+        )
     elif len(sys.argv) > 1 and sys.argv[1] == "--memory-child":
         name, eng, wd, threads = sys.argv[2:6]
         _memory_child(name, eng, None if wd == "None" else wd, int(threads))
