@@ -203,19 +203,27 @@ def open_splits(root, seed: int = 0, transform=None, check: bool = True) -> Spli
             "scored (spoofscope score --split eval) but not trained on"
         )
     whole = fmt.open(root, "train", transform, check)
-    order = np.random.default_rng(seed).permutation(len(whole))
-    n_dev = n_eval = max(1, len(whole) // 10)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[int]] = {"train": [], "dev": [], "eval": []}
+    labels = np.array([t.label for t in whole.trials])
+    # stratified: dev and eval each get 10 % of every class (at least one file of a class
+    # with three or more), so that their EER is defined
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n = max(1, len(idx) // 10) if len(idx) >= 3 else 0
+        parts["dev"] += idx[:n].tolist()
+        parts["eval"] += idx[n : 2 * n].tolist()
+        parts["train"] += idx[2 * n :].tolist()
 
     def pick(idx):
-        return AudioDataset([whole.trials[i] for i in idx], transform, name=whole.name)
+        return AudioDataset([whole.trials[i] for i in sorted(idx)], transform, name=whole.name)
 
-    log.warning("%s has no official splits: using a seeded 80/10/10 train/dev/eval split", root)
-    return Splits(
-        pick(order[n_dev + n_eval :]),
-        pick(order[:n_dev]),
-        pick(order[n_dev : n_dev + n_eval]),
-        format=fmt.name,
+    log.warning(
+        "%s has no official splits: using a seeded, class-stratified 80/10/10 "
+        "train/dev/eval split",
+        root,
     )
+    return Splits(pick(parts["train"]), pick(parts["dev"]), pick(parts["eval"]), format=fmt.name)
 
 
 def check_dataset(root) -> dict:

@@ -177,7 +177,8 @@ def parse_in_the_wild(path) -> list[Trial]:
 
 
 def parse_csv(path) -> list[Trial]:
-    """Generic list ``path,label[,attack]`` with a header row; paths relative to the CSV."""
+    """Generic list ``path,label[,attack][,group]`` with a header row; paths relative to the
+    CSV. ``group`` (e.g. speaker or source) becomes the trial's speaker and ``meta["group"]``."""
     path = Path(path)
     out = []
     for lineno, line, row in _csv_rows(path, required=("path", "label")):
@@ -186,7 +187,17 @@ def parse_csv(path) -> list[Trial]:
         if not p.is_absolute():
             p = path.parent / p
         attack = (row.get("attack") or "").strip() or ("-" if label else "spoof")
-        out.append(Trial(str(Path(row["path"].strip()).with_suffix("")), label, attack, path=p))
+        group = (row.get("group") or "").strip()
+        out.append(
+            Trial(
+                str(Path(row["path"].strip()).with_suffix("")),
+                label,
+                attack,
+                speaker=group or "-",
+                path=p,
+                meta={"group": group} if group else {},
+            )
+        )
     return _check_unique(path, out)
 
 

@@ -45,9 +45,13 @@ class TorchEngine:
         keep_freed_memory()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.embed(batch)[0]
+
+    def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits (B, 2), embedding (B, D)) of a window batch (B, W)."""
         with torch.inference_mode():
-            logits, _ = self.model(torch.from_numpy(np.ascontiguousarray(batch, np.float32)))
-        return logits.float().numpy()
+            logits, emb = self.model(torch.from_numpy(np.ascontiguousarray(batch, np.float32)))
+        return logits.float().numpy(), emb.float().numpy()
 
 
 class OnnxEngine:
@@ -73,13 +77,21 @@ class OnnxEngine:
         keep_freed_memory()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(batch, ["logits"])[0]
+
+    def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits (B, 2), embedding (B, D)) of a window batch (B, W)."""
+        logits, emb = self._run(batch, None)
+        return logits, emb
+
+    def _run(self, batch, outputs):
         batch = np.ascontiguousarray(batch, np.float32)
         if self.fixed_length is not None and batch.shape[1] != self.fixed_length:
             raise InputError(
                 f"{self.path} was exported for {self.fixed_length}-sample windows, "
                 f"got {batch.shape[1]}"
             )
-        return self.session.run(None, {self.input_name: batch})[0]
+        return self.session.run(outputs, {self.input_name: batch})
 
 
 def _int8(model: torch.nn.Module) -> torch.nn.Module:

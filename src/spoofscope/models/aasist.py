@@ -186,6 +186,10 @@ class AASIST(nn.Module):
     logits is bona fide. The embedding is the official ``last_hidden``.
     """
 
+    #: fine-tuning groups (``freeze: [frontend]`` / ``all_but_head``)
+    frontend_modules = ("conv_time", "first_bn", "encoder")
+    head_modules = ("out_layer",)
+
     def __init__(self, config: AASISTConfig | None = None, **overrides):
         super().__init__()
         cfg = merged_config(AASISTConfig, config, overrides)

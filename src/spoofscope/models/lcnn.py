@@ -61,6 +61,10 @@ def _bn(c: int) -> nn.BatchNorm2d:
 class LFCCLCNN(nn.Module):
     """LFCC-LCNN countermeasure: (B, L) -> (logits [0, s] (B, 2), pooled embedding (B, 96))."""
 
+    #: fine-tuning groups: the LFCC front-end and the CNN
+    frontend_modules = ("m_frontend", "m_transform")
+    head_modules = ("m_output_act",)
+
     def __init__(self, config: LCNNConfig | None = None, **overrides):
         super().__init__()
         cfg = merged_config(LCNNConfig, config, overrides)

@@ -75,6 +75,9 @@ class RawNet2(nn.Module):
     ``forward(x)`` returns ``(log-probabilities (B, 2), embedding (B, nb_fc_node))``.
     """
 
+    #: fine-tuning groups: the sinc stage and the first residual stage
+    frontend_modules = ("Sinc_conv", "first_bn", "block0", "block1")
+
     def __init__(self, config: RawNet2Config | None = None, **overrides):
         super().__init__()
         cfg = merged_config(RawNet2Config, config, overrides)

@@ -203,6 +203,9 @@ class SSLConfig:
 
 
 class _SSLBase(nn.Module):
+    #: fine-tuning groups: the self-supervised encoder
+    frontend_modules = ("ssl_model",)
+
     def _setup(self, config: SSLConfig | None, overrides: dict) -> SSLConfig:
         """Build the front-end and the projection ``LL`` that both back-ends share."""
         cfg = merged_config(SSLConfig, config, overrides)

@@ -51,6 +51,9 @@ class XVector(nn.Module):
     layer, before its non-linearity (Kaldi's "embedding a").
     """
 
+    #: fine-tuning groups: the feature front-end and the frame-level TDNN
+    frontend_modules = ("frontend", "tdnn")
+
     @property
     def min_length(self) -> int:
         """0.15 s: LFCC gives 16 frames, more than the 15 the TDNN needs."""

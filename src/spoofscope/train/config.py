@@ -72,10 +72,23 @@ class TrainConfig:
     ``crop_samples``: training crop (None: the model card's window); it becomes the window of
     the trained model's card, which ``detect`` then uses. ``eval_samples``: the fixed crop of
     dev/eval scoring (None: the crop).
+
+    Fine-tuning: ``init`` starts from published weights (``aasist``, ``aasist-l:official``,
+    any ``name[:tag]``) or a checkpoint, instead of a fresh ``model``; ``freeze`` keeps
+    parameters fixed: ``frontend`` (the family's front-end: sinc/encoder stage, SSL encoder),
+    ``all_but_head`` (everything but the final bona fide/spoof layer) or parameter-name
+    prefixes (``encoder.0``); frozen BatchNorm layers keep their statistics.
+    ``freeze_epochs``: unfreeze after that many epochs (0: frozen for the whole run);
+    ``optimizer.frontend_lr`` gives the front-end its own learning rate.
+    ``windows_per_file``: random crops of each file per epoch (several windows of long files).
     """
 
     model: str = "aasist"
     model_args: dict = field(default_factory=dict)
+    init: str | None = None
+    freeze: list = field(default_factory=list)
+    freeze_epochs: int = 0
+    windows_per_file: int = 1
     epochs: int = 100
     batch_size: int = 24
     eval_batch_size: int = 32
@@ -102,7 +115,13 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         cfg = _build(cls, d, "")
-        for k in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps"):
+        for k in (
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "grad_accum_steps",
+            "windows_per_file",
+        ):
             if getattr(cfg, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(cfg, k)}")
         for k in ("crop_samples", "eval_samples"):
@@ -110,6 +129,10 @@ class TrainConfig:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(cfg, k)}")
         if cfg.optimizer.lr <= 0:
             raise ConfigError(f"optimizer.lr must be positive, got {cfg.optimizer.lr}")
+        if cfg.freeze_epochs < 0:
+            raise ConfigError(f"freeze_epochs must be >= 0, got {cfg.freeze_epochs}")
+        if not all(isinstance(f, str) and f for f in cfg.freeze):
+            raise ConfigError(f"freeze: expected a list of names, got {cfg.freeze!r}")
         if cfg.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {cfg.num_workers}")
         cw = cfg.loss.class_weights

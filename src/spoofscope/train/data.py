@@ -16,10 +16,18 @@ log = logging.getLogger(__name__)
 
 class TrainSet:
     """Random ``crop`` samples per item, augmented with a per-(seed, epoch, item) generator so
-    that runs repeat exactly whatever the number of worker processes."""
+    that runs repeat exactly whatever the number of worker processes. With
+    ``windows_per_file`` k, each file appears k times per epoch, each time with its own crop
+    (several windows of a long file)."""
 
     def __init__(
-        self, trials, crop: int, augment=None, seed: int = 0, cache: AudioCache | None = None
+        self,
+        trials,
+        crop: int,
+        augment=None,
+        seed: int = 0,
+        cache: AudioCache | None = None,
+        windows_per_file: int = 1,
     ):
         self.trials, self.crop, self.augment, self.seed, self.cache = (
             trials,
@@ -28,16 +36,21 @@ class TrainSet:
             seed,
             cache,
         )
+        self.k = int(windows_per_file)
         self.epoch = 0
 
     def __len__(self):
-        return len(self.trials)
+        return len(self.trials) * self.k
+
+    @property
+    def labels(self) -> list[int]:
+        return [t.label for t in self.trials] * self.k
 
     def _read(self, path):
         return self.cache.load(path) if self.cache else load_audio(path)
 
     def __getitem__(self, i):
-        t = self.trials[i]
+        t = self.trials[i % len(self.trials)]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         x = random_crop(self._read(t.path), self.crop, rng)
         if self.augment is not None:

@@ -18,15 +18,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.cache import AudioCache
-from ..data.formats import open_splits
+from ..data.formats import Splits, open_splits
 from ..data.protocols import BONAFIDE
 from ..distributed import barrier, cleanup, init_distributed
 from ..evaluation import evaluate_arrays, evaluate_score_file, write_score_file
 from ..infer.scoring import score_dataset
 from ..metrics.det_plot import plot_det
-from ..models import create_model, load_checkpoint, save_checkpoint
+from ..models import create_model, load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig
 from .data import TrainSet, balanced_sampler, class_weights
+from .finetune import frozen_parameter_names, keep_frozen_statistics, set_frozen
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,9 @@ class Trainer:
         self.info = init_distributed()
         self.device = _device()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.data = str(data)
-        self.splits = open_splits(data, cfg.seed)
+        # a dataset root/CSV, or the Splits of a caller (adapt's folds)
+        self.splits = data if isinstance(data, Splits) else open_splits(data, cfg.seed)
+        self.data = self.splits.train.name if isinstance(data, Splits) else str(data)
         self.train_trials = _subset(self.splits.train.trials, cfg.max_train_utts, cfg.seed)
         self.dev_trials = _subset(self.splits.dev.trials, cfg.max_dev_utts, cfg.seed + 1)
         self.cache = AudioCache(self.out / "audio_cache") if cfg.cache_audio else None
@@ -87,16 +89,36 @@ class Trainer:
             torch.backends.cudnn.deterministic = True
 
     def _new_model(self):
-        """A fresh model whose card records the training crop and data."""
-        model = create_model(self.cfg.model, **self.cfg.model_args)
-        self.crop = int(self.cfg.crop_samples or model.card.window_samples)
-        self.eval_samples = int(self.cfg.eval_samples or self.crop)
+        """A fresh model (or the ``init`` weights) whose card records the crop and data."""
+        cfg = self.cfg
+        if cfg.init:
+            model = load_model(cfg.init)
+            self.log("fine-tuning from %s (%s)", cfg.init, model.card.name)
+            seen = f"fine-tuned from {cfg.init} ({model.card.training_data}) on {self.data}"
+        else:
+            model = create_model(cfg.model, **cfg.model_args)
+            seen = f"trained with spoofscope on {self.data}"
+        self.crop = int(cfg.crop_samples or model.card.window_samples)
+        self.eval_samples = int(cfg.eval_samples or self.crop)
         model.card = replace(
             model.card,
             window_samples=self.crop,
             window_policy=f"first {self.crop} samples; shorter audio tiled",
-            training_data=f"trained with spoofscope on {self.data}",
+            training_data=seen,
         )
+        self.frozen = frozen_parameter_names(model, cfg.freeze) if cfg.freeze else []
+        self.frozen_set = set(self.frozen)
+        if self.frozen:
+            set_frozen(model, self.frozen)
+            n = sum(p.numel() for n_, p in model.named_parameters() if n_ in set(self.frozen))
+            total = sum(p.numel() for p in model.parameters())
+            self.log(
+                "frozen: %s (%d of %d parameters)%s",
+                ", ".join(cfg.freeze),
+                n,
+                total,
+                f" for {cfg.freeze_epochs} epochs" if cfg.freeze_epochs else "",
+            )
         return model
 
     def _score(self, model, trials, desc: str):
@@ -130,12 +152,7 @@ class Trainer:
             cfg.loss.sampler,
         )
         o = cfg.optimizer
-        # models with a pre-trained front-end give it its own learning rate (frontend_lr)
-        params = (
-            model.optimizer_groups(o.lr, o.frontend_lr)
-            if hasattr(model, "optimizer_groups")
-            else [p for p in model.parameters() if p.requires_grad]
-        )
+        params = self._param_groups(model)
         if o.name == "adam":
             opt = torch.optim.Adam(
                 params,
@@ -151,7 +168,7 @@ class Trainer:
         else:
             opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         self.steps_per_epoch = math.ceil(
-            len(self.train_trials) / (cfg.batch_size * self.info.world)
+            len(self.train_trials) * cfg.windows_per_file / (cfg.batch_size * self.info.world)
         )
         total = max(1, cfg.epochs * self.steps_per_epoch)
         if cfg.scheduler.name == "cosine":
@@ -178,13 +195,33 @@ class Trainer:
             build_augmentation(cfg.augment),
             cfg.seed,
             self.cache,
+            windows_per_file=cfg.windows_per_file,
         )
+
+    def _param_groups(self, model) -> list[dict]:
+        """The front-end at ``frontend_lr`` where set, the rest at ``lr``. Parameters frozen
+        for the first ``freeze_epochs`` are in the optimizer already (they get no gradient,
+        so no update, until they are unfrozen); frozen for the whole run, they are left out."""
+        o, cfg = self.cfg.optimizer, self.cfg
+        keep = set(self.frozen) if not cfg.freeze_epochs else set()
+        named = [(n, p) for n, p in model.named_parameters() if n not in keep]
+        if not cfg.freeze_epochs:
+            named = [(n, p) for n, p in named if p.requires_grad]
+        front = tuple(getattr(model, "frontend_modules", ()) or ())
+        if o.frontend_lr is None or not front:
+            return [p for _, p in named]
+        is_front = [n.split(".")[0] in front for n, _ in named]
+        groups = [{"params": [p for (_, p), f in zip(named, is_front, strict=True) if not f]}]
+        fp = [p for (_, p), f in zip(named, is_front, strict=True) if f]
+        if fp:
+            groups.append({"params": fp, "lr": o.frontend_lr})
+        return groups
 
     def _loader(self, epoch: int):
         cfg = self.cfg
         self.trainset.epoch = epoch
         g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        labels = [t.label for t in self.train_trials]
+        labels = self.trainset.labels
         if cfg.loss.sampler == "balanced":
             sampler = balanced_sampler(labels, cfg.seed * 1000 + epoch)
             if self.info.enabled:
@@ -231,6 +268,12 @@ class Trainer:
         from tqdm.auto import tqdm
 
         self.ddp.train()
+        if self.frozen and epoch >= self.cfg.freeze_epochs > 0:
+            first = next(p for n_, p in self.model.named_parameters() if n_ in self.frozen_set)
+            if not first.requires_grad:
+                set_frozen(self.model, self.frozen, frozen=False)
+                self.log("epoch %d: unfrozen %s", epoch + 1, ", ".join(self.cfg.freeze))
+        keep_frozen_statistics(self.model)
         total, n = 0.0, 0
         accum = max(self.cfg.grad_accum_steps, 1)
         loader = self._loader(epoch)
@@ -415,13 +458,39 @@ class Trainer:
             scores = self._score(final, ev.trials, "eval")
             if info.is_main:
                 result.update(self.report(ev.trials, scores))
+        cal = self.calibrate(final)
+        if cal is not None:
+            result["calibration"] = cal.report
         if info.is_main:
-            import shutil
-
-            shutil.copy(self.out / f"{chosen}.ckpt", self.out / "final.ckpt")
+            save_checkpoint(
+                final,
+                self.out / "final.ckpt",
+                config=cfg.to_dict(),
+                calibration=cal.to_dict() if cal is not None else None,
+                extra={"from": f"{chosen}.ckpt", "best_epoch": result["best_epoch"]},
+            )
             (self.out / "result.json").write_text(json.dumps(result, indent=2))
         barrier(info)
         return result
+
+    def calibrate(self, model):
+        """The score -> LLR map fitted on the dev (held-out) scores of the final model,
+        attached to ``final.ckpt`` (None when dev lacks a class)."""
+        from ..infer.calibration import Calibration
+
+        labels = np.array([t.label for t in self.dev_trials])
+        if len(set(labels.tolist())) < 2:
+            self.log("no calibration: the dev split lacks a class")
+            return None
+        scores = self._score(model, self.dev_trials, "calibration")
+        cal = Calibration.fit(scores[labels == BONAFIDE], scores[labels != BONAFIDE])
+        self.log(
+            "calibration on %d dev trials: Cllr %.3f -> %.3f",
+            len(labels),
+            cal.report["cllr_before"],
+            cal.report["cllr_after"],
+        )
+        return cal
 
     def report(self, trials, scores) -> dict:
         labels, attacks = _labels_attacks(trials)

@@ -1,0 +1,254 @@
+"""Fine-tuning (train: init, freeze, windows per file, calibration) and `spoofscope adapt`."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import spoofscope
+from spoofscope.cli import main
+from spoofscope.data import demo
+from spoofscope.errors import ConfigError, InputError
+from spoofscope.infer import Detector, WindowPolicy
+from spoofscope.metrics import compute_eer
+from spoofscope.models import load_checkpoint, save_checkpoint
+from spoofscope.train import TrainConfig, load_config
+from spoofscope.train.data import TrainSet
+from spoofscope.train.finetune import frozen_parameter_names, head_matches_embedding
+
+
+def _clip(rng, spoof: bool, seconds: float) -> np.ndarray:
+    x = demo.synth_utterance(demo._speaker(rng), rng, seconds)
+    if spoof:
+        x = demo.harmonic_vocoder(x, rng)
+    return (0.5 * x / (np.abs(x).max() + 1e-9)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """bonafide/ and spoof/ folders (12 + 12 files of 1-3 s) and a CSV of the same files
+    with a group column (6 groups)."""
+    root = tmp_path_factory.mktemp("labelled")
+    rng = np.random.default_rng(3)
+    rows = []
+    for label in ("bonafide", "spoof"):
+        (root / label).mkdir()
+        for i in range(12):
+            p = root / label / f"{label}_{i:02d}.flac"
+            sf.write(p, _clip(rng, label == "spoof", 1.0 + 2.0 * rng.random()), 16000)
+            rows.append((f"{label}/{p.name}", label, f"g{i % 6}"))
+    with open(root / "list.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "group"])
+        w.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def start_ckpt(tmp_path_factory):
+    """An LFCC-LCNN whose card says 1-s windows (untrained: the starting point)."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    m = spoofscope.create_model("lfcc-lcnn").eval()
+    m.card = dataclasses.replace(m.card, window_samples=16000)
+    p = tmp_path_factory.mktemp("start") / "start.ckpt"
+    save_checkpoint(m, p)
+    return p
+
+
+def _recipe(**kw) -> TrainConfig:
+    d = dict(
+        freeze=["all_but_head"],
+        epochs=40,
+        batch_size=32,
+        optimizer={"name": "adam", "lr": 1e-2, "weight_decay": 0.0},
+        windows_per_file=2,
+        augment=[{"name": "gain", "p": 0.5}],
+        early_stopping={"patience": 8},
+        seed=1,
+    )
+    d.update(kw)
+    return TrainConfig.from_dict(d)
+
+
+def test_freeze_groups_select_the_named_parameters():
+    m = spoofscope.create_model("aasist-l")
+    names = [n for n, _ in m.named_parameters()]
+    front = frozen_parameter_names(m, ["frontend"])
+    assert front == [n for n in names if n.split(".")[0] in ("conv_time", "first_bn", "encoder")]
+    assert front and set(front) < set(names)
+    body = frozen_parameter_names(m, ["all_but_head"])
+    assert set(names) - set(body) == {"out_layer.weight", "out_layer.bias"}
+    assert frozen_parameter_names(m, ["encoder.0"]) == [
+        n for n in names if n.startswith("encoder.0.")
+    ]
+    with pytest.raises(ConfigError, match="matches no parameter.*frontend, all_but_head"):
+        frozen_parameter_names(m, ["encoderr"])
+    # the head the fast path trains is the layer that maps the embedding to the logits
+    assert head_matches_embedding(m, 64600) is m.out_layer
+    lcnn = spoofscope.create_model("lfcc-lcnn")
+    assert head_matches_embedding(lcnn, 16000) is lcnn.m_output_act[0]
+
+
+def test_windows_per_file_gives_several_crops_of_each_file(labelled):
+    from spoofscope.data.datasets import FolderDataset
+
+    trials = FolderDataset(labelled, None).trials[:3]
+    ts = TrainSet(trials, 4000, None, seed=0, windows_per_file=3)
+    assert len(ts) == 9 and ts.labels == [t.label for t in trials] * 3
+    crops = [ts[i][0].numpy() for i in (0, 3, 6)]  # file 0, three times
+    assert not np.allclose(crops[0], crops[1]) and not np.allclose(crops[1], crops[2])
+
+
+def test_train_from_init_keeps_frozen_parts_and_records_the_start(labelled, start_ckpt, tmp_path):
+    from spoofscope.train import train
+
+    cfg = TrainConfig.from_dict(
+        dict(
+            init=str(start_ckpt),
+            freeze=["frontend"],
+            freeze_epochs=1,
+            epochs=2,
+            batch_size=8,
+            eval_batch_size=8,
+            optimizer={"name": "adam", "lr": 1e-3},
+            loss={"class_weights": "inverse", "sampler": "balanced"},
+            crop_samples=16000,
+            windows_per_file=2,
+            swa={"enabled": False},
+            num_workers=0,
+            log_tensorboard=False,
+            seed=3,
+        )
+    )
+    out = tmp_path / "run"
+    train(cfg, labelled / "list.csv", out, progress=False)
+    start, _ = load_checkpoint(start_ckpt)
+    ep1, ck1 = load_checkpoint(next((out / "checkpoints").glob("epoch_001.ckpt")))
+    ep2, _ = load_checkpoint(next((out / "checkpoints").glob("epoch_002.ckpt")))
+    final, ck = load_checkpoint(out / "final.ckpt")
+    s0, s1, s2 = start.state_dict(), ep1.state_dict(), ep2.state_dict()
+    frozen = frozen_parameter_names(start, ["frontend"])
+    trainable = [n for n, _ in start.named_parameters() if n not in frozen]
+    # epoch 1: the front-end frozen (weights and BatchNorm statistics), the rest trained
+    bn_stats = [k for k in s0 if k.startswith("m_transform") and "running" in k]
+    assert bn_stats and all(torch.equal(s0[k], s1[k]) for k in frozen + bn_stats)
+    assert any(not torch.equal(s0[k], s1[k]) for k in trainable)
+    # epoch 2: unfrozen
+    assert any(not torch.equal(s1[k], s2[k]) for k in frozen)
+    # the checkpoint says where it started and carries a calibration fitted on the dev part
+    assert ck["config"]["init"] == str(start_ckpt)
+    assert "fine-tuned from" in final.card.training_data
+    assert ck["calibration"] and ck["calibration"]["report"]["n_bonafide"] >= 1
+
+
+def test_adapt_before_after_report_model_and_resume(labelled, start_ckpt, tmp_path, monkeypatch):
+    from spoofscope.train.adapt import adapt
+
+    out = tmp_path / "adapted"
+    r = adapt(start_ckpt, labelled / "list.csv", out, _recipe(), folds=3, progress=False)
+    for name in ("model.ckpt", "report.json", "report.md", "det.png", "scores.csv"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(r))
+    assert r["n_bonafide"] == r["n_spoof"] == 12 and r["folds"] == 3 and r["grouped"]
+    assert len(r["per_fold"]) == 3 and sum(f["files"] for f in r["per_fold"]) == 24
+    assert r["warnings"] and "only 12 files" in r["warnings"][0]
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    # folds are grouped: every group's files are in one fold
+    for g in {row["group"] for row in rows}:
+        assert len({row["fold"] for row in rows if row["group"] == g}) == 1
+    y = np.array([row["label"] == "bonafide" for row in rows])
+    for col, key in (
+        ("score_before", "eer_before_percent"),
+        ("score_after_cv", "eer_after_percent"),
+    ):
+        s = np.array([float(row[col]) for row in rows])
+        assert compute_eer(s[y], s[~y])[0] * 100 == pytest.approx(r[key], abs=1e-6)
+    # "before" is the starting model's detector score (1-s windows every 2 s, mean)
+    det = Detector.from_checkpoint(start_ckpt, engine="torch", windows=WindowPolicy(hop_s=2.0))
+    first = det(rows[0]["path"])
+    assert first.score == pytest.approx(float(rows[0]["score_before"]), abs=1e-4)
+    # the untrained start is near chance; the adapted head separates the two classes
+    assert r["eer_after_percent"] < r["eer_before_percent"] - 10
+    # the adapted model: self-describing, calibrated, the head changed and the body did not
+    adapted = Detector.from_checkpoint(out / "model.ckpt")
+    assert adapted.calibration is not None and adapted.window_samples == 16000
+    assert adapted(rows[0]["path"]).p_bonafide is not None
+    m0, _ = load_checkpoint(start_ckpt)
+    m1, ck = load_checkpoint(out / "model.ckpt")
+    s0, s1 = m0.state_dict(), m1.state_dict()
+    assert not torch.equal(s0["m_output_act.0.weight"], s1["m_output_act.0.weight"])
+    assert all(torch.equal(s0[k], s1[k]) for k in s0 if not k.startswith("m_output_act"))
+    assert "adapted from" in m1.card.training_data and ck["extra"]["init"] == str(start_ckpt)
+    # run again: every file's embeddings come from the cache, the result is the same
+    import spoofscope.train.adapt as A
+
+    monkeypatch.setattr(A, "load_audio", lambda *a, **k: pytest.fail("decoded again"))
+    r2 = adapt(start_ckpt, labelled / "list.csv", out, _recipe(), folds=3, progress=False)
+    assert r2["eer_after_percent"] == r["eer_after_percent"]
+
+
+def test_adapt_bad_input(labelled, start_ckpt, tmp_path, capsys):
+    from spoofscope.train.adapt import adapt
+
+    # an unreadable file is listed and skipped
+    lst = tmp_path / "with_bad.csv"
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
+    lines = (labelled / "list.csv").read_text().splitlines()
+    rows = [
+        ln.replace("bonafide/", f"{labelled}/bonafide/").replace("spoof/", f"{labelled}/spoof/")
+        for ln in lines[1:]
+    ]
+    lst.write_text("\n".join([lines[0], *rows, f"{tmp_path}/broken.wav,spoof,g0"]) + "\n")
+    r = adapt(start_ckpt, lst, tmp_path / "o1", _recipe(epochs=2), folds=3, progress=False)
+    assert [s["path"] for s in r["skipped"]] == [str(tmp_path / "broken.wav")]
+    assert r["n_spoof"] == 12
+    # a label that is not bonafide/spoof names the line
+    bad = tmp_path / "bad_label.csv"
+    bad.write_text("path,label\na.wav,bonafide\nb.wav,fake\n")
+    assert (
+        main(
+            ["adapt", "--model", str(start_ckpt), "--data", str(bad), "--out", str(tmp_path / "o2")]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "bad_label.csv, line 3" in err and "fake" in err and "Traceback" not in err
+    # one class only
+    one = tmp_path / "one.csv"
+    one.write_text(
+        "path,label\n"
+        + "".join(f"{labelled}/bonafide/bonafide_{i:02d}.flac,bonafide\n" for i in range(5))
+    )
+    with pytest.raises(InputError, match="every file is bona fide"):
+        adapt(start_ckpt, one, tmp_path / "o3", _recipe(), folds=3, progress=False)
+    # too few of a class for the folds
+    few = tmp_path / "few.csv"
+    few.write_text(
+        "path,label\n"
+        + "".join(f"{labelled}/bonafide/bonafide_{i:02d}.flac,bonafide\n" for i in range(5))
+        + f"{labelled}/spoof/spoof_00.flac,spoof\n"
+    )
+    with pytest.raises(InputError, match="1 spoof files readable; 3-fold"):
+        adapt(start_ckpt, few, tmp_path / "o4", _recipe(), folds=3, progress=False)
+    # a recipe that does not freeze all but the head is sent to train --init
+    with pytest.raises(ConfigError, match="train --init"):
+        adapt(start_ckpt, labelled, tmp_path / "o5", _recipe(freeze=["frontend"]), progress=False)
+
+
+@pytest.mark.parametrize("name", ["adapt-aasist", "adapt-aasist-l", "adapt-ssl-aasist"])
+def test_adapt_recipes_load(name):
+    from pathlib import Path
+
+    from spoofscope.augment import build_augmentation
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    assert cfg.freeze == ["all_but_head"] and cfg.windows_per_file >= 2
+    assert cfg.loss.sampler == "balanced" and cfg.early_stopping.patience > 0
+    aug = build_augmentation(cfg.augment)
+    x = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    assert aug(x, np.random.default_rng(1)).shape == x.shape
