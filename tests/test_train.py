@@ -61,7 +61,10 @@ def test_demo_corpus_layout_and_determinism(demo_root, tmp_path):
     assert seen and unseen and not (seen & unseen)  # eval attacks never seen in training
     assert len({t.speaker for t in train}) >= 3
     size = sum(p.stat().st_size for p in demo_root.rglob("*.flac"))
-    assert size < 20e6
+    assert size < 45e6
+    # the adaptation sample: D04 only, other files than the eval trials
+    for label in ("bonafide", "spoof"):
+        assert len(list((demo_root / "adapt" / label).glob("*.flac"))) == 40
     # the same seed gives the same corpus, another seed another one
     again = tmp_path / "again"
     make_demo_corpus(again, seed=0, progress=False)
@@ -141,7 +144,7 @@ def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
     rep = json.loads((out / "report.json").read_text())
     assert res["final_model"] == "swa"
     lines = (out / "eval_scores.txt").read_text().splitlines()
-    assert len(lines) == 120 and len(lines[0].split()) == 4
+    assert len(lines) == 600 and len(lines[0].split()) == 4
     assert rep["min_tdcf"] is not None and set(rep["per_attack_eer_percent"]) == {"D03", "D04"}
     # spoofscope evaluate on the same file gives the same numbers
     proto = demo_root / "LA/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.eval.trl.txt"
@@ -171,6 +174,23 @@ def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert len(rows) == 2 and float(rows[0]["dev_eer_percent"]) >= 0
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    # the demo's last step: adapt with the D04 sample, score the same eval trials again
+    from spoofscope.cli import _demo_adaptation
+
+    capsys.readouterr()
+    _demo_adaptation(out, demo_root, cfg, progress=False)
+    text = capsys.readouterr().out
+    table = {ln[:28].strip(): ln[28:].split() for ln in text.splitlines() if "EER %" in ln}
+    assert set(table) == {"eval EER %", "D03 EER %", "D04 EER %", "adapt sample EER % (5-fold)"}
+    assert float(table["eval EER %"][0]) == pytest.approx(rep["eer_percent"], abs=0.0051)
+    assert float(table["D04 EER %"][0]) == pytest.approx(
+        rep["per_attack_eer_percent"]["D04"], abs=0.0051
+    )
+    adapted = json.loads((out / "adapt" / "report.json").read_text())
+    assert (adapted["n_bonafide"], adapted["n_spoof"]) == (40, 40)
+    assert float(table["adapt sample EER % (5-fold)"][1]) == pytest.approx(
+        adapted["eer_after_percent"], abs=0.0051
+    )
 
 
 def test_resume_gives_the_same_result(demo_root, tmp_path, monkeypatch):

@@ -17,7 +17,9 @@ D03   16-channel vocoder: band envelopes modulating a pulse/noise  eval
 D04   harmonic-plus-noise resynthesis with regenerated phases      eval
 ===== =========================================================== ============
 
-As in the real database, the eval attacks are never seen in train and dev. The ASV score
+As in the real database, the eval attacks are never seen in train and dev. ``adapt/`` holds a
+small labelled sample of D04 (``bonafide/`` and ``spoof/`` folders, other speakers, disjoint
+from the eval trials) for the demo's adaptation step. The ASV score
 files are synthetic (Gaussian target / non-target / spoof scores): the demo has no ASV system,
 and they exist so that the min t-DCF code path runs end to end.
 """
@@ -53,8 +55,11 @@ BANDWIDTHS = np.array([80.0, 100.0, 140.0])
 SPLITS = {  # split -> (bona fide utterances, spoofs per attack, attacks, speakers)
     "train": (40, 40, ("D01", "D02"), 4),
     "dev": (24, 24, ("D01", "D02"), 3),
-    "eval": (40, 40, ("D03", "D04"), 4),
+    "eval": (200, 200, ("D03", "D04"), 8),
 }
+#: the labelled sample of an unseen attack that ``spoofscope demo`` adapts with (its own
+#: speakers and utterances, disjoint from the eval trials): bona fide, spoofs, attack, speakers
+ADAPT = (40, 40, "D04", 4)
 
 
 # ---- bona fide: a source-filter voice ---------------------------------------------------
@@ -331,7 +336,7 @@ def make_demo_corpus(out_dir, seed: int = 0, speech_dir=None, progress: bool = T
     real = _real_speech(speech_dir) if speech_dir else None
     master = np.random.default_rng(seed)
     counts = {}
-    total = sum(b + s * len(a) for b, s, a, _ in SPLITS.values())
+    total = sum(b + s * len(a) for b, s, a, _ in SPLITS.values()) + ADAPT[0] + ADAPT[1]
     bar = tqdm(total=total, desc="demo corpus", unit="utt", disable=not progress)
     spk_id = 0
     for split, (n_bona, n_spoof, attacks, n_spk) in SPLITS.items():
@@ -385,10 +390,27 @@ def make_demo_corpus(out_dir, seed: int = 0, speech_dir=None, progress: bool = T
             (asv_dir / f"ASVspoof2019.LA.asv.{split}.gi.trl.scores.txt").write_text(
                 "\n".join(asv) + "\n"
             )
+    # the adaptation sample: OUT/adapt/bonafide/*.flac and OUT/adapt/spoof/*.flac
+    n_bona, n_spoof, attack, n_spk = ADAPT
+    speakers = [_speaker(master) for _ in range(n_spk)]
+    for label, n in (("bonafide", n_bona), ("spoof", n_spoof)):
+        d = Path(out_dir) / "adapt" / label
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            k = i + (0 if label == "bonafide" else n_bona)
+            rng = np.random.default_rng([seed, ord("A"), k])
+            x = utterance(rng, speakers[i % n_spk])
+            if label == "spoof":
+                y = VOCODERS[attack](x.astype(np.float64), rng)
+                x = (0.5 * y / (np.max(np.abs(y)) + 1e-9)).astype(np.float32)
+            sf.write(d / f"adapt_{k:04d}.flac", x, SR, subtype="PCM_16")
+            bar.update(1)
+    counts["adapt"] = {"bonafide": n_bona, "spoof": n_spoof, "attacks": [attack]}
     bar.close()
     (Path(out_dir) / "README.txt").write_text(
         "spoofscope demo corpus (synthetic; see spoofscope.data.demo). Bona fide: source-filter "
         "synthesis; spoofs: D01 Griffin-Lim, D02 LPC (train/dev), D03 channel vocoder, D04 "
-        "harmonic-plus-noise (eval only). ASV scores are synthetic.\n"
+        "harmonic-plus-noise (eval only). ASV scores are synthetic. adapt/: a labelled sample "
+        "of D04 (bona fide and spoof folders) from other speakers, for spoofscope adapt.\n"
     )
     return counts

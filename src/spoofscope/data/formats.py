@@ -219,8 +219,7 @@ def open_splits(root, seed: int = 0, transform=None, check: bool = True) -> Spli
         return AudioDataset([whole.trials[i] for i in sorted(idx)], transform, name=whole.name)
 
     log.warning(
-        "%s has no official splits: using a seeded, class-stratified 80/10/10 "
-        "train/dev/eval split",
+        "%s has no official splits: using a seeded, class-stratified 80/10/10 train/dev/eval split",
         root,
     )
     return Splits(pick(parts["train"]), pick(parts["dev"]), pick(parts["eval"]), format=fmt.name)

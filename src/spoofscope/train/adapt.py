@@ -115,19 +115,33 @@ class _Head:
         self.init = copy.deepcopy(layer).float()
         self.cfg, self.bona = cfg, bona
 
-    def fit(self, x, y, epochs, x_val=None, y_val=None, val_index=None, seed=0):
+    def fit(self, x, y, epochs, x_val=None, y_val=None, seed=0):
         """Returns (layer, best_epoch). With validation data, the layer of the epoch with the
-        lowest validation EER (file scores: windows averaged by ``val_index``)."""
+        lowest class-balanced validation loss (continuous, unlike the EER of a few files).
+
+        The layer is trained on standardised embeddings (the training windows' mean and
+        deviation), starting from the pretrained layer rewritten for them, and rewritten back
+        at the end: the same function of the embedding, better conditioned for Adam."""
         cfg = self.cfg
         torch.manual_seed(seed)
+        mu = torch.from_numpy(x.mean(0))
+        sd = torch.from_numpy(x.std(0)).clamp_min(1e-6)
         layer = copy.deepcopy(self.init)
+        with torch.no_grad():  # W z + c with z = (e - mu) / sd equals W0 e + b0
+            layer.bias.add_(layer.weight @ mu)
+            layer.weight.mul_(sd)
         opt = torch.optim.Adam(
             layer.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay
         )
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-        counts = np.bincount(y, minlength=2).astype(np.float64)
-        w = torch.tensor(len(y) / (2 * np.maximum(counts, 1)), dtype=torch.float32)
-        loss_fn = torch.nn.CrossEntropyLoss(weight=w)  # class-balanced
+
+        def z(a):
+            return (torch.from_numpy(a) - mu) / sd
+
+        xt, yt = z(x), torch.from_numpy(y.astype(np.int64))
+        loss_fn = torch.nn.CrossEntropyLoss(weight=_balanced(y))
+        if x_val is not None:
+            xv, yv = z(x_val), torch.from_numpy(y_val.astype(np.int64))
+            val_loss = torch.nn.CrossEntropyLoss(weight=_balanced(y_val))
         g = torch.Generator().manual_seed(seed)
         best, best_epoch, best_state, stale = np.inf, 0, copy.deepcopy(layer.state_dict()), 0
         for epoch in range(epochs):
@@ -139,22 +153,21 @@ class _Head:
                 opt.step()
             if x_val is None:
                 continue
-            eer = _eer(*self.file_scores(layer, x_val, val_index, y_val))
-            if eer < best - 1e-9:
-                best, best_epoch, best_state, stale = (
-                    eer,
-                    epoch + 1,
-                    copy.deepcopy(layer.state_dict()),
-                    0,
-                )
+            with torch.no_grad():
+                v = float(val_loss(head_logits(layer, xv), yv))
+            if v < best - 1e-6:
+                best, best_epoch, stale = v, epoch + 1, 0
+                best_state = copy.deepcopy(layer.state_dict())
             else:
                 stale += 1
                 if cfg.early_stopping.patience and stale >= cfg.early_stopping.patience:
                     break
         if x_val is not None:
             layer.load_state_dict(best_state)
-            return layer, max(best_epoch, 1)
-        return layer, epochs
+        with torch.no_grad():  # back to the embedding's own scale
+            layer.weight.div_(sd)
+            layer.bias.sub_(layer.weight @ mu)
+        return layer, (max(best_epoch, 1) if x_val is not None else epochs)
 
     def file_scores(self, layer, emb, index, labels_per_window):
         """Mean bona fide logit of each file's windows, and the file labels."""
@@ -164,6 +177,12 @@ class _Head:
         scores = np.array([s[index == f].mean() for f in files])
         labels = np.array([labels_per_window[index == f][0] for f in files])
         return scores, labels
+
+
+def _balanced(y) -> torch.Tensor:
+    """CE class weights that give both classes the same total weight."""
+    counts = np.bincount(np.asarray(y), minlength=2).astype(np.float64)
+    return torch.tensor(len(y) / (2 * np.maximum(counts, 1)), dtype=torch.float32)
 
 
 def _fingerprint(*parts) -> str:
@@ -335,7 +354,7 @@ def adapt(
         sel_e, sel_a, sel_v = np.isin(I_e, tr), np.isin(I_a, tr), np.isin(I_e, val)
         x = np.concatenate([E[sel_e], A[sel_a]])
         y = np.concatenate([y_e[sel_e], y_a[sel_a]])
-        return trainer.fit(x, y, cfg.epochs, E[sel_v], y_e[sel_v], I_e[sel_v], seed=seed)
+        return trainer.fit(x, y, cfg.epochs, E[sel_v], y_e[sel_v], seed=seed)
 
     # 3. cross-validation: each fold scored by a model that never saw it
     after = np.zeros(len(clips))

@@ -170,6 +170,12 @@ def _check_value(key: str, value, tp):
         return value
     base = origin or tp
     if base is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-3 (no dot) as a string: take it as the number it means
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         if not math.isfinite(float(value)):
