@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.cache import AudioCache
-from ..data.formats import Splits, open_splits
+from ..data.formats import open_splits
 from ..data.protocols import BONAFIDE
 from ..distributed import barrier, cleanup, init_distributed
 from ..evaluation import evaluate_arrays, evaluate_score_file, write_score_file
@@ -66,9 +66,8 @@ class Trainer:
         self.info = init_distributed()
         self.device = _device()
         self.out.mkdir(parents=True, exist_ok=True)
-        # a dataset root/CSV, or the Splits of a caller (adapt's folds)
-        self.splits = data if isinstance(data, Splits) else open_splits(data, cfg.seed)
-        self.data = self.splits.train.name if isinstance(data, Splits) else str(data)
+        self.data = str(data)
+        self.splits = open_splits(data, cfg.seed)
         self.train_trials = _subset(self.splits.train.trials, cfg.max_train_utts, cfg.seed)
         self.dev_trials = _subset(self.splits.dev.trials, cfg.max_dev_utts, cfg.seed + 1)
         self.cache = AudioCache(self.out / "audio_cache") if cfg.cache_audio else None
@@ -110,7 +109,7 @@ class Trainer:
         self.frozen_set = set(self.frozen)
         if self.frozen:
             set_frozen(model, self.frozen)
-            n = sum(p.numel() for n_, p in model.named_parameters() if n_ in set(self.frozen))
+            n = sum(p.numel() for n_, p in model.named_parameters() if n_ in self.frozen_set)
             total = sum(p.numel() for p in model.parameters())
             self.log(
                 "frozen: %s (%d of %d parameters)%s",
