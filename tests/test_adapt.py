@@ -191,6 +191,28 @@ def test_adapt_before_after_report_model_and_resume(labelled, start_ckpt, tmp_pa
     r2 = adapt(start_ckpt, labelled / "list.csv", out, _recipe(), folds=3, progress=False)
     assert r2["eer_after_percent"] == r["eer_after_percent"]
 
+    # weight decay pulls towards the starting layer (L2-SP): a strong one keeps it there
+
+
+def test_head_weight_decay_pulls_towards_the_starting_layer():
+    """L2-SP: with a strong decay the adapted head stays the published one; without it the
+    head follows the data (here labels the start gets backwards)."""
+    from spoofscope.train.adapt import _Head
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(8, 2)
+    x = np.random.default_rng(0).standard_normal((256, 8)).astype(np.float32) * 3 + 1
+    with torch.no_grad():
+        start = layer(torch.from_numpy(x))
+    y = (start[:, 0] > start[:, 1]).numpy().astype(np.int64)  # the opposite of the start
+    moved = {}
+    for decay in (0.0, 1e3):
+        cfg = _recipe(optimizer={"name": "adam", "lr": 1e-2, "weight_decay": decay})
+        fitted, _ = _Head(layer, cfg, 1).fit(x, y, 20)
+        with torch.no_grad():
+            moved[decay] = float((fitted(torch.from_numpy(x)) - start).abs().mean())
+    assert moved[1e3] < 0.05 < 1.0 < moved[0.0]
+
 
 def test_adapt_bad_input(labelled, start_ckpt, tmp_path, capsys):
     from spoofscope.train.adapt import adapt

@@ -130,9 +130,11 @@ class _Head:
         with torch.no_grad():  # W z + c with z = (e - mu) / sd equals W0 e + b0
             layer.bias.add_(layer.weight @ mu)
             layer.weight.mul_(sd)
-        opt = torch.optim.Adam(
-            layer.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay
-        )
+        opt = torch.optim.Adam(layer.parameters(), lr=cfg.optimizer.lr)
+        # weight decay pulls towards the starting layer (L2-SP), not towards zero: what the
+        # published layer knew about other attacks is kept unless the data say otherwise
+        start = [p.detach().clone() for p in layer.parameters()]
+        decay = cfg.optimizer.weight_decay
 
         def z(a):
             return (torch.from_numpy(a) - mu) / sd
@@ -149,7 +151,13 @@ class _Head:
             for i in range(0, len(order), cfg.batch_size):
                 b = order[i : i + cfg.batch_size]
                 opt.zero_grad()
-                loss_fn(head_logits(layer, xt[b]), yt[b]).backward()
+                loss = loss_fn(head_logits(layer, xt[b]), yt[b])
+                if decay:
+                    loss = loss + decay * sum(
+                        ((p - p0) ** 2).sum()
+                        for p, p0 in zip(layer.parameters(), start, strict=True)
+                    )
+                loss.backward()
                 opt.step()
             if x_val is None:
                 continue
