@@ -74,7 +74,6 @@ def main():
     from _machine import cpu_name
 
     import spoofscope
-
     from spoofscope.infer._malloc import keep_freed_memory
 
     torch.set_num_threads(a.threads)
