@@ -306,7 +306,7 @@ def test_torchrun_two_processes_gather_every_trial_once(demo_root, tmp_path):
     a = [line.split() for line in single.read_text().splitlines()]
     b = [line.split() for line in multi.read_text().splitlines()]
     assert [x[0] for x in a] == [x[0] for x in b]
-    assert len({x[0] for x in b}) == len(b) == 120
+    assert len({x[0] for x in b}) == len(b) == 600
     np.testing.assert_allclose([float(x[3]) for x in a], [float(x[3]) for x in b], atol=1e-5)
 
 
@@ -324,7 +324,7 @@ def test_torchrun_training_runs_ddp(demo_root, tmp_path):
         timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert len((tmp_path / "run/eval_scores.txt").read_text().splitlines()) == 120
+    assert len((tmp_path / "run/eval_scores.txt").read_text().splitlines()) == 600
     assert len((tmp_path / "run/metrics.csv").read_text().splitlines()) == 2  # rank 0 only
 
 
