@@ -4,8 +4,10 @@ AASIST's first encoder stage allocates hundreds of MB per batch. With glibc's de
 those blocks is mmap'ed, returned to the OS when freed and faulted back in, page by page, on
 the next batch: on a 2-core VM that kernel work took more time than the arithmetic (sys 57 s
 against user 40 s for 48 windows of the official computation). Serving large blocks from the
-heap and never trimming it makes the second batch reuse the first one's pages: the process
-keeps its peak, which a detector reaches on its first batch anyway.
+heap and never trimming it makes later batches reuse earlier ones' pages: the heap may grow
+once more after the first batch (when a small object lands after a freed block) and then
+stops growing; the process keeps its peak, which a detector reaches on its first batches
+anyway.
 
 Set ``SPOOFSCOPE_KEEP_MEMORY=0`` to keep glibc's defaults (or set ``MALLOC_*`` yourself: an
 explicit ``MALLOC_MMAP_MAX_``, ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` wins).
