@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -192,6 +193,44 @@ def test_adapt_before_after_report_model_and_resume(labelled, start_ckpt, tmp_pa
     assert r2["eer_after_percent"] == r["eer_after_percent"]
 
     # weight decay pulls towards the starting layer (L2-SP): a strong one keeps it there
+
+
+def test_adapt_gives_the_same_result_wherever_the_data_lie(labelled, start_ckpt, tmp_path):
+    """The random windows and their augmentation (RawBoost, a codec through FFmpeg, noise,
+    gain) are seeded from the recipe's seed and each file's path inside the data, not from
+    where the data were put: the same files in two folders give the same adapted model."""
+    import shutil
+
+    from spoofscope.train.adapt import adapt
+
+    aug = [
+        {"name": "rawboost", "p": 0.5, "algo": 5},
+        {"name": "codec", "p": 0.5},
+        {"name": "noise", "p": 0.5},
+        {"name": "gain", "p": 0.5},
+    ]
+    results = []
+    for where in ("a", "somewhere_else/deeper"):
+        data = tmp_path / where / "data"
+        shutil.copytree(labelled, data)
+        r = adapt(
+            start_ckpt,
+            data,
+            tmp_path / where / "out",
+            _recipe(augment=aug),
+            folds=3,
+            progress=False,
+        )
+        rows = list(csv.DictReader(open(tmp_path / where / "out" / "scores.csv")))
+        results.append((r, {os.path.relpath(row["path"], data): row for row in rows}))
+    (r1, rows1), (r2, rows2) = results
+    assert rows1.keys() == rows2.keys() and len(rows1) == 24
+    for k in rows1:
+        assert rows1[k]["score_after_cv"] == rows2[k]["score_after_cv"], k
+    assert r1["eer_after_percent"] == r2["eer_after_percent"]
+    s1 = load_checkpoint(tmp_path / "a" / "out" / "model.ckpt")[0].state_dict()
+    s2 = load_checkpoint(tmp_path / "somewhere_else/deeper" / "out" / "model.ckpt")[0].state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
 
 
 def test_head_weight_decay_pulls_towards_the_starting_layer():

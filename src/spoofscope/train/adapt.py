@@ -193,6 +193,17 @@ def _balanced(y) -> torch.Tensor:
     return torch.tensor(len(y) / (2 * np.maximum(counts, 1)), dtype=torch.float32)
 
 
+def _file_key(path, root: Path) -> int:
+    """A seed for one file's random windows and augmentation: its path inside the data (so
+    the same data give the same result wherever they are put), else its absolute path."""
+    p = Path(path).absolute()
+    try:
+        name = p.relative_to(root.absolute()).as_posix()
+    except ValueError:
+        name = p.as_posix()
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+
+
 def _fingerprint(*parts) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -266,6 +277,7 @@ def adapt(
         )
     )
     cache.mkdir(parents=True, exist_ok=True)
+    root = Path(data) if Path(data).is_dir() else Path(data).parent
 
     # 1-2. every file: sliding windows (scored: before) and augmented random crops (training)
     clips, skipped = [], []
@@ -283,7 +295,7 @@ def adapt(
                 skipped.append({"path": str(t.path), "why": str(e).splitlines()[0][:300]})
                 continue
             ws = np.stack([w.samples for w in sliding_windows([x], win, hop)])
-            rng = np.random.default_rng([cfg.seed, len(str(t.path)), int(f.stem[:8], 16)])
+            rng = np.random.default_rng([cfg.seed, _file_key(t.path, root)])
             crops = []
             for _ in range(cfg.windows_per_file):
                 c = random_crop(x, win, rng)
