@@ -426,6 +426,41 @@ def test_onnx_export_agrees_with_torch(name, tmp_path, golden):
             engine(golden["input_4"][None])
 
 
+def test_onnx_session_without_layout_round_trips_gives_the_official_scores(
+    reference_dir, golden, tmp_path
+):
+    """ONNX Runtime converts AASIST-L's activations out of and back into its blocked layout
+    around the SELU of each of the 6 residual blocks; the session drops those 6 round trips and
+    still gives the official implementation's logits."""
+    import onnx
+    import onnxruntime as ort
+
+    from spoofscope.export import export_onnx
+    from spoofscope.export.onnx import _options, drop_layout_round_trips, ort_session
+
+    m = spoofscope.load_model("aasist-l", weights=reference_dir / "official_AASIST-L.pth")
+    path = export_onnx(m, tmp_path / "aasist-l.onnx")
+    so = _options(1)
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    g = onnx.load(so.optimized_model_filepath).graph
+    if not any(n.domain == "com.microsoft.nchwc" for n in g.node):
+        pytest.skip("this CPU's ONNX Runtime does not use the blocked (NCHWc) layout")
+
+    def reorders(graph):
+        return sum(n.op_type.startswith("Reorder") for n in graph.node)
+
+    selu = sum(n.op_type == "Selu" for n in g.node)
+    before = reorders(g)
+    assert drop_layout_round_trips(g) == 6
+    assert reorders(g) == before - 12 and sum(n.op_type == "Selu" for n in g.node) == selu
+    assert drop_layout_round_trips(g) == 0  # nothing left to drop
+    x = np.stack([golden[f"input_{i}"][:64600] for i in range(4)]).astype(np.float32)
+    got = ort_session(path, threads=1).run(["logits"], {"waveform": x})[0]
+    ref = np.stack([golden[f"AASIST-L_logits_{i}"] for i in range(4)])
+    assert np.abs(got - ref).max() < 1e-4
+
+
 def test_cqcc_xvector_refuses_export(tmp_path):
     from spoofscope.export import export_onnx
 
