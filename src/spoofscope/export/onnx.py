@@ -122,10 +122,13 @@ def ort_session(path, threads: int | None = None):
 
 
 def _has_layout_candidates(path) -> bool:
-    """Whether the exported graph has an op of :data:`_LAYOUT_FREE` after a convolution (read
-    from the graph alone: large encoders are not written out again for nothing)."""
+    """Whether the exported graph has an op of :data:`_LAYOUT_FREE` after a convolution. Files
+    over 256 MB (the XLS-R models: transformer encoders, whose convolutional feature extractor
+    ends in GELU) are not read again for it."""
     import onnx
 
+    if Path(path).stat().st_size > 256 << 20:
+        return False
     m = onnx.load(str(path), load_external_data=False)
     producer = {o: n.op_type for n in m.graph.node for o in n.output}
     for n in m.graph.node:
