@@ -192,8 +192,6 @@ def test_adapt_before_after_report_model_and_resume(labelled, start_ckpt, tmp_pa
     r2 = adapt(start_ckpt, labelled / "list.csv", out, _recipe(), folds=3, progress=False)
     assert r2["eer_after_percent"] == r["eer_after_percent"]
 
-    # weight decay pulls towards the starting layer (L2-SP): a strong one keeps it there
-
 
 def test_adapt_gives_the_same_result_wherever_the_data_lie(labelled, start_ckpt, tmp_path):
     """The random windows and their augmentation (RawBoost, a codec through FFmpeg, noise,

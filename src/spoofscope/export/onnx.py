@@ -94,19 +94,26 @@ def drop_layout_round_trips(graph) -> int:
 def ort_session(path, threads: int | None = None):
     """An onnxruntime CPU session with all graph optimisations, and without the layout
     conversions around elementwise ops (:func:`drop_layout_round_trips`) where the optimised
-    graph has them. The optimised graph is specific to this CPU, so it is made each time."""
+    graph has them. The optimised graph is specific to this CPU, so it is made each time;
+    graphs over 256 MB keep ONNX Runtime's own."""
     try:
         import onnx
         import onnxruntime as ort
     except ImportError as e:  # pragma: no cover - onnxruntime is a dependency
         raise ConfigError("the ONNX engine needs onnxruntime: pip install onnxruntime") from e
     providers = ["CPUExecutionProvider"]
-    if not _has_layout_candidates(path):
+    if Path(path).stat().st_size > 256 << 20:
+        # the XLS-R models: transformer encoders, no SELU-like op between convolutions, and
+        # too large to write the optimised graph out for nothing
         return ort.InferenceSession(str(path), _options(threads), providers=providers)
     with tempfile.TemporaryDirectory() as tmp:
         so = _options(threads)
         so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        session = ort.InferenceSession(str(path), so, providers=providers)
+        try:
+            session = ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as e:  # noqa: BLE001 - e.g. a graph ORT cannot write out again
+            log.debug("ONNX Runtime's optimised graph not written (%s)", e)
+            return ort.InferenceSession(str(path), _options(threads), providers=providers)
         try:
             m = onnx.load(so.optimized_model_filepath)
             if not drop_layout_round_trips(m.graph):
@@ -119,27 +126,6 @@ def ort_session(path, threads: int | None = None):
             log.debug("kept ONNX Runtime's layout conversions (%s)", e)
             return session
     return lean
-
-
-def _has_layout_candidates(path) -> bool:
-    """Whether the exported graph has an op of :data:`_LAYOUT_FREE` after a convolution. Files
-    over 256 MB (the XLS-R models: transformer encoders, whose convolutional feature extractor
-    ends in GELU) are not read again for it."""
-    import onnx
-
-    if Path(path).stat().st_size > 256 << 20:
-        return False
-    m = onnx.load(str(path), load_external_data=False)
-    producer = {o: n.op_type for n in m.graph.node for o in n.output}
-    for n in m.graph.node:
-        if n.op_type in _LAYOUT_FREE and n.input:
-            src = producer.get(n.input[0])
-            if src == "BatchNormalization":
-                bn = next(b for b in m.graph.node if n.input[0] in b.output)
-                src = producer.get(bn.input[0])
-            if src == "Conv":
-                return True
-    return False
 
 
 def export_onnx(model: torch.nn.Module, path, length: int | None = None, opset: int = 17) -> Path:
