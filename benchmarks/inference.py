@@ -13,7 +13,8 @@ user's process starts from), and the configurations take turns, repeat after rep
 * ``official, allocator tuned``: the same with ``MALLOC_MMAP_MAX_=0`` and a trim threshold
   above any batch (what a user can set in the environment);
 * ``spoofscope <engine>``: ``Detector.load(..., engine=...)`` with the official window policy
-  (the same crop) over the same files, default batch (8).
+  (the same crop) over the same files, default batch (8; AASIST's engines run it two
+  windows a call).
 
 End to end = decode + crop + score of all files, after the model is loaded (and, for ONNX
 Runtime, after the one-off export into the cache, timed separately). Per window = scoring the
@@ -53,8 +54,8 @@ CONFIGS = ("official", "official-tuned", "onnx", "torch")
 LABELS = {
     "official": "official code (glibc defaults, batch 24)",
     "official-tuned": "official code, allocator tuned (batch 24)",
-    "onnx": "spoofscope default: ONNX Runtime (batch 8)",
-    "torch": "spoofscope --engine torch (batch 8)",
+    "onnx": "spoofscope default: ONNX Runtime (batch 8, 2 windows a call)",
+    "torch": "spoofscope --engine torch (batch 8, 2 windows a call)",
 }
 WEIGHT_FILES = {"aasist": "official_AASIST.pth", "aasist-l": "official_AASIST-L.pth"}
 
@@ -342,7 +343,10 @@ def main():
         print("| " + " | ".join(r) + " |")
 
     if a.memory:
-        print("\nPeak RSS, fresh process scoring a 10-minute file (hop 4.04 s, batch 8):\n")
+        print(
+            "\nPeak RSS, fresh process scoring a 10-minute file (hop 4.04 s, batch 8; AASIST "
+            "runs 2 windows a call):\n"
+        )
         print("| model | engine | peak RSS (MB) |\n|---|---|---|")
         for name in a.models.split(","):
             wd = a.weights_dir if Path(a.weights_dir).is_dir() else None

@@ -615,6 +615,38 @@ def test_freed_memory_is_reused_not_faulted_back():
     assert sum(out["1"][1][3:]) < 0.05 * pages
 
 
+def test_aasist_engines_run_at_most_two_windows_a_call(reference_dir, golden, tmp_path):
+    """AASIST's first encoder block holds 32 x 24 x 21,490 floats per window, so a batch of 8
+    costs 8 times that in memory for no speed (measured in benchmarks/inference.py): both
+    engines run a batch two windows at a time and still give the official logits."""
+    from spoofscope.infer import make_engine
+
+    m = spoofscope.load_model("aasist-l", weights=reference_dir / "official_AASIST-L.pth")
+    order = [0, 1, 2, 3, 0]  # 5 windows: calls of 2, 2, 1
+    x = np.stack([golden[f"input_{i}"][:64600] for i in order]).astype(np.float32)
+    ref = np.stack([golden[f"AASIST-L_logits_{i}"] for i in order])
+    onnx_engine = make_engine(m, "onnx", cache=tmp_path)
+    seen = []
+    run = onnx_engine.session.run
+    onnx_engine.session = type(
+        "Recorder",
+        (),
+        {"run": lambda self, out, feed: seen.append(len(feed["waveform"])) or run(out, feed)},
+    )()
+    torch_engine = make_engine(m, "torch")
+    hook = m.encoder.register_forward_hook(lambda mod, a, out: seen.append(a[0].shape[0]))
+    try:
+        for engine in (onnx_engine, torch_engine):
+            seen.clear()
+            logits, emb = engine.embed(x)
+            assert seen == [2, 2, 1], engine.name
+            assert np.abs(logits - ref).max() < 1e-4, engine.name
+            assert emb.shape == (5, m.embedding_dim)
+            assert np.abs(engine(x) - logits).max() < 1e-5
+    finally:
+        hook.remove()
+
+
 def test_export_leaves_the_model_in_eval_mode(tmp_path):
     from spoofscope.export import export_onnx
 

@@ -31,6 +31,17 @@ ENGINES = ("auto", "onnx", "torch")
 PRECISIONS = ("fp32", "int8")
 
 
+def _in_calls(model, batch: np.ndarray, run) -> tuple[np.ndarray, ...]:
+    """``run`` on the batch in calls of at most the model's ``engine_batch`` windows (all at
+    once where it sets none), the outputs joined: a model whose activations are large per
+    window says how many windows one call may hold."""
+    k = getattr(model, "engine_batch", None)
+    if not k or len(batch) <= k:
+        return tuple(run(batch))
+    parts = [run(batch[i : i + k]) for i in range(0, len(batch), k)]
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+
 class TorchEngine:
     """Runs a model in eval mode under ``torch.inference_mode``."""
 
@@ -49,9 +60,13 @@ class TorchEngine:
 
     def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits (B, 2), embedding (B, D)) of a window batch (B, W)."""
-        with torch.inference_mode():
-            logits, emb = self.model(torch.from_numpy(np.ascontiguousarray(batch, np.float32)))
-        return logits.float().numpy(), emb.float().numpy()
+
+        def run(x):
+            with torch.inference_mode():
+                logits, emb = self.model(torch.from_numpy(x))
+            return logits.float().numpy(), emb.float().numpy()
+
+        return _in_calls(self.model, np.ascontiguousarray(batch, np.float32), run)
 
 
 class OnnxEngine:
@@ -91,7 +106,9 @@ class OnnxEngine:
                 f"{self.path} was exported for {self.fixed_length}-sample windows, "
                 f"got {batch.shape[1]}"
             )
-        return self.session.run(outputs, {self.input_name: batch})
+        return _in_calls(
+            self.model, batch, lambda x: self.session.run(outputs, {self.input_name: x})
+        )
 
 
 def _int8(model: torch.nn.Module) -> torch.nn.Module:

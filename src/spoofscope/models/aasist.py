@@ -189,6 +189,10 @@ class AASIST(nn.Module):
     #: fine-tuning groups (``freeze: [frontend]`` / ``all_but_head``)
     frontend_modules = ("conv_time", "first_bn", "encoder")
     head_modules = ("out_layer",)
+    #: the most windows one engine call runs: the first encoder block holds 32 x 24 x 21,490
+    #: floats (66 MB) per 4-s window, and calls of 2 windows are as fast as calls of 8 for a
+    #: third of the peak memory (``benchmarks/inference.py --memory``)
+    engine_batch = 2
 
     def __init__(self, config: AASISTConfig | None = None, **overrides):
         super().__init__()
