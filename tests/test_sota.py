@@ -246,3 +246,14 @@ def test_int8_feed_forward_path_quantises_only_the_encoder_ffn():
     with torch.no_grad():
         diff = (q(x)[0] - m(x)[0]).abs().max().item()
     assert 0 < diff < 1e-2
+
+
+def test_nes2net_refuses_an_encoder_it_cannot_split():
+    """Nes2Net-X splits the encoder width into 8 groups, each a Res2Net of 8 branches: a width
+    that is not a multiple of 64 leaves empty branches; the error names the width and the rule."""
+    from spoofscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="multiple of 64.*32"):
+        spoofscope.create_model("nes2net-x", encoder_config=TINY_ENCODER)
+    m = spoofscope.create_model("nes2net-x", encoder_config=dict(TINY_ENCODER, hidden_size=128))
+    assert m.embedding_dim == 128

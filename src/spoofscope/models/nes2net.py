@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ._card import ModelCard, PretrainedWeights
 from ._registry import register_model
 from .ssl import XLSRDetector, convert_fairseq
@@ -113,6 +114,11 @@ class Nes2NetX(XLSRDetector):
     """(B, L) -> (logits (B, 2), pooled (B, 1024)); score ``logits[:, 1]``."""
 
     def _build(self, hidden: int) -> None:
+        if hidden % 64:  # 8 nested groups, each a Res2Net of 8 branches
+            raise ConfigError(
+                "Nes2Net-X splits the encoder width into 8 groups of 8 branches, so it needs "
+                f"a width that is a multiple of 64; this encoder's is {hidden}"
+            )
         self.Nested_Res2Net_TDNN = NestedRes2NetTDNN((8, 8), hidden, 2, 1)
         self.embedding_dim = hidden
 
