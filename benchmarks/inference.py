@@ -14,7 +14,8 @@ user's process starts from), and the configurations take turns, repeat after rep
   above any batch (what a user can set in the environment);
 * ``spoofscope <engine>``: ``Detector.load(..., engine=...)`` with the official window policy
   (the same crop) over the same files, default batch (8; AASIST's engines run it two
-  windows a call).
+  windows a call); and ``onnx-8``, ONNX Runtime with all 8 windows in one call (the previous
+  release's engine), to show what running two a call changes.
 
 End to end = decode + crop + score of all files, after the model is loaded (and, for ONNX
 Runtime, after the one-off export into the cache, timed separately). Per window = scoring the
@@ -50,11 +51,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 WINDOW = 64600
-CONFIGS = ("official", "official-tuned", "onnx", "torch")
+CONFIGS = ("official", "official-tuned", "onnx", "onnx-8", "torch")
 LABELS = {
     "official": "official code (glibc defaults, batch 24)",
     "official-tuned": "official code, allocator tuned (batch 24)",
     "onnx": "spoofscope default: ONNX Runtime (batch 8, 2 windows a call)",
+    "onnx-8": "ONNX Runtime, all 8 windows in one call (the previous release)",
     "torch": "spoofscope --engine torch (batch 8, 2 windows a call)",
 }
 WEIGHT_FILES = {"aasist": "official_AASIST.pth", "aasist-l": "official_AASIST-L.pth"}
@@ -112,6 +114,8 @@ def _child(config, name, files, weights_dir, threads):
     else:
         from spoofscope.infer import Decision, Detector, WindowPolicy, make_engine
 
+        if config == "onnx-8":  # one engine call per detector batch, as before
+            config, model.engine_batch = "onnx", None
         t = time.perf_counter()
         engine = make_engine(model, config, threads)
         out["engine_build_s"] = time.perf_counter() - t
@@ -146,13 +150,17 @@ def _memory_child(name, engine, weights_dir, threads):
 
     from spoofscope.infer import Detector, Limits, WindowPolicy, make_engine
 
+    model = _load(name, weights_dir)
+    if engine == "onnx-8":  # one engine call per detector batch, as before
+        engine, model.engine_batch = "onnx", None
+
     path = os.path.join(tempfile.mkdtemp(), "ten_minutes.flac")
     rng = np.random.default_rng(0)
     with sf.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as f:
         for _ in range(10):
             f.write((rng.standard_normal(16000 * 60) * 0.1).astype(np.float32))
     det = Detector(
-        make_engine(_load(name, weights_dir), engine, threads),
+        make_engine(model, engine, threads),
         windows=WindowPolicy(hop_s=4.0375),
         limits=Limits(batch_size=8),
     )
@@ -350,7 +358,7 @@ def main():
         print("| model | engine | peak RSS (MB) |\n|---|---|---|")
         for name in a.models.split(","):
             wd = a.weights_dir if Path(a.weights_dir).is_dir() else None
-            for eng in ("onnx", "torch"):
+            for eng in ("onnx", "onnx-8", "torch"):
                 r = _run(["--memory-child", name, eng, str(wd), str(a.threads)], _env(eng, cache))
                 print(f"| {name} | {eng} | {r['peak_mb']:.0f} |")
 
