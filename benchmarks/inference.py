@@ -63,6 +63,15 @@ WEIGHT_FILES = {"aasist": "official_AASIST.pth", "aasist-l": "official_AASIST-L.
 
 
 # ---- the child process: one configuration, printed as JSON ---------------------------------
+def _engine_name(config, model) -> str:
+    """The engine a configuration asks for; ``onnx-8`` is ONNX Runtime with one call per
+    detector batch (the previous release), so the model's ``engine_batch`` is lifted."""
+    if config == "onnx-8":
+        model.engine_batch = None
+        return "onnx"
+    return config
+
+
 def _load(name, weights_dir):
     import torch
 
@@ -114,10 +123,8 @@ def _child(config, name, files, weights_dir, threads):
     else:
         from spoofscope.infer import Decision, Detector, WindowPolicy, make_engine
 
-        if config == "onnx-8":  # one engine call per detector batch, as before
-            config, model.engine_batch = "onnx", None
         t = time.perf_counter()
-        engine = make_engine(model, config, threads)
+        engine = make_engine(model, _engine_name(config, model), threads)
         out["engine_build_s"] = time.perf_counter() - t
         # every file scored, as the official loop does (no abstention on quiet clips)
         det = Detector(
@@ -151,16 +158,13 @@ def _memory_child(name, engine, weights_dir, threads):
     from spoofscope.infer import Detector, Limits, WindowPolicy, make_engine
 
     model = _load(name, weights_dir)
-    if engine == "onnx-8":  # one engine call per detector batch, as before
-        engine, model.engine_batch = "onnx", None
-
     path = os.path.join(tempfile.mkdtemp(), "ten_minutes.flac")
     rng = np.random.default_rng(0)
     with sf.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as f:
         for _ in range(10):
             f.write((rng.standard_normal(16000 * 60) * 0.1).astype(np.float32))
     det = Detector(
-        make_engine(model, engine, threads),
+        make_engine(model, _engine_name(engine, model), threads),
         windows=WindowPolicy(hop_s=4.0375),
         limits=Limits(batch_size=8),
     )

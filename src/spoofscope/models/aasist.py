@@ -190,8 +190,8 @@ class AASIST(nn.Module):
     frontend_modules = ("conv_time", "first_bn", "encoder")
     head_modules = ("out_layer",)
     #: the most windows one engine call runs: the first encoder block holds 32 x 24 x 21,490
-    #: floats (66 MB) per 4-s window, and calls of 2 windows are as fast as calls of 8 for a
-    #: third of the peak memory (``benchmarks/inference.py --memory``)
+    #: floats (66 MB) per 4-s window; calls of 2 take the same time end to end as calls of 8
+    #: with about a third of the peak memory (``benchmarks/inference.py --memory``)
     engine_batch = 2
 
     def __init__(self, config: AASISTConfig | None = None, **overrides):
