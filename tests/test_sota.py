@@ -193,8 +193,16 @@ def test_weights_by_name_manual_hf_and_cache(tmp_path, monkeypatch):
         calls.append((repo, filename))
         return str(st)
 
+    import socket
+
     import huggingface_hub
 
+    # the hub's host must answer a TCP connection before the client is asked (offline, the
+    # error comes at once): a listening socket on this machine stands in for it
+    hub = socket.socket()
+    hub.bind(("127.0.0.1", 0))
+    hub.listen()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.getsockname()[1]}")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     got = load_model("xlsr-mamba:la", encoder_config=TINY64)
     assert calls == [("AustinXiao/XLSR-Mamba-LA", "model.safetensors")]
@@ -209,6 +217,14 @@ def test_weights_by_name_manual_hf_and_cache(tmp_path, monkeypatch):
     with pytest.raises(WeightsError) as e:
         load_model("xlsr-mamba:df", encoder_config=TINY64)
     assert "AustinXiao/XLSR-Mamba-DF" in str(e.value) and "by hand" in str(e.value)
+    # the host gone: the error comes from the connection check, without the client's retries
+    hub.close()
+    calls.clear()
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    with pytest.raises(WeightsError) as e:
+        load_model("xlsr-mamba:df", encoder_config=TINY64)
+    assert "no connection to 127.0.0.1" in str(e.value) and "by hand" in str(e.value)
+    assert calls == []
 
 
 def test_detector_scores_a_zoo_model_with_its_window(tmp_path):

@@ -109,11 +109,31 @@ def _ffmpeg_reason(e: Exception) -> str:
 
 def _too_long(desc: str, seconds: float | None, max_s: float) -> AudioError:
     what = f"audio is {seconds:.1f} s long" if seconds is not None else "audio is longer"
-    return AudioError(
-        desc,
-        f"{what}, over the limit of {max_s:g} s (raise max_duration_s to accept it)",
-        kind="too_long",
-    )
+    # the caller knows which setting sets the limit (max_duration_s, serve --max-duration)
+    return AudioError(desc, f"{what}, over the limit of {max_s:g} s", kind="too_long")
+
+
+#: Lossy formats whose header length may exceed what the decoder returns by a few samples
+#: (Vorbis and MP3 trim the encoder's padding at the end): a shortfall up to this many frames
+#: (one Vorbis long block; 0.09 s at 44.1 kHz) is normal, more is a truncated file.
+COMPRESSED_TOLERANCE_FRAMES = 4096
+_EXACT_FORMATS = ("WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF", "CAF", "AU")
+
+
+def _ogg_unfinished(head_tail: bytes) -> str | None:
+    """An Ogg file cut short: its last page lacks the end-of-stream flag, or ends mid-page."""
+    pos = head_tail.rfind(b"OggS")
+    if pos < 0 or len(head_tail) < pos + 27:
+        return None
+    nseg = head_tail[pos + 26]
+    if len(head_tail) < pos + 27 + nseg:
+        return "the file ends inside an Ogg page"
+    size = 27 + nseg + sum(head_tail[pos + 27 : pos + 27 + nseg])
+    if len(head_tail) - pos < size:
+        return "the file ends inside an Ogg page"
+    if not head_tail[pos + 5] & 0x04:
+        return "the stream ends without its end-of-stream page"
+    return None
 
 
 def _blocks_soundfile(f, desc: str, max_s: float) -> Iterator[np.ndarray]:
@@ -136,11 +156,14 @@ def _blocks_soundfile(f, desc: str, max_s: float) -> Iterator[np.ndarray]:
             yield block
     except sf.LibsndfileError as e:
         raise AudioError(desc, f"corrupt or truncated {f.format} file ({str(e).strip()})") from None
-    if frames > 0 and got < frames:
+    short = frames - got
+    tolerance = 0 if f.format in _EXACT_FORMATS else COMPRESSED_TOLERANCE_FRAMES
+    if frames > 0 and short > tolerance:
         raise AudioError(
             desc,
             f"truncated or corrupt {f.format} file: the header promises {frames} samples "
-            f"but only {got} could be decoded",
+            f"but only {got} could be decoded"
+            + (f" (up to {tolerance} fewer is normal for {f.format})" if tolerance else ""),
         )
 
 
@@ -188,7 +211,7 @@ def _open_decoder(source: Source, desc: str, max_s: float):
         raw = bytes(source)
         if not raw:
             raise AudioError(desc, "empty input (0 bytes)", kind="empty")
-        head, total = raw[:65536], len(raw)
+        head, tail, total = raw[:65536], raw[-65536:], len(raw)
 
         def opener():
             return io.BytesIO(raw)
@@ -204,6 +227,8 @@ def _open_decoder(source: Source, desc: str, max_s: float):
         try:
             with open(path, "rb") as fh:
                 head = fh.read(65536)
+                fh.seek(max(total - 65536, 0))
+                tail = fh.read()
         except OSError as e:
             raise AudioError(desc, f"cannot be read ({e.strerror})") from None
 
@@ -213,6 +238,10 @@ def _open_decoder(source: Source, desc: str, max_s: float):
     trunc = _wav_truncation(head, total)
     if trunc:
         raise AudioError(desc, trunc)
+    if head[:4] == b"OggS":
+        cut = _ogg_unfinished(tail)
+        if cut:
+            raise AudioError(desc, f"truncated OGG file: {cut}; re-encode or re-download it")
     with ExitStack() as stack:
         fobj = stack.enter_context(opener())
         try:
@@ -250,6 +279,25 @@ def _open_decoder(source: Source, desc: str, max_s: float):
             raise AudioError(desc, "the audio stream has no sample rate")
         _check_rate(desc, sr)
         yield sr, _blocks_pyav(container, desc, max_s)
+
+
+_clipping_reported = False
+
+
+def _report_clipping(desc: str, peak: float) -> None:
+    """A warning for the first input whose peak exceeds full scale, debug lines after it (a
+    folder of loud recordings would otherwise print one line per file)."""
+    global _clipping_reported
+    if _clipping_reported:
+        log.debug("%s: peak %.3f exceeds full scale; clipped to [-1, 1]", desc, peak)
+        return
+    _clipping_reported = True
+    log.warning(
+        "%s: peak %.3f exceeds full scale; clipped to [-1, 1] (other inputs that clip are "
+        "not reported again; -v lists them)",
+        desc,
+        peak,
+    )
 
 
 def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -307,7 +355,7 @@ def stream_audio(
         if n == 0:
             raise AudioError(desc, "the file holds zero audio samples", kind="empty")
         if clipped:
-            log.warning("%s: peak %.3f exceeds full scale; clipped to [-1, 1]", desc, clipped)
+            _report_clipping(desc, clipped)
 
 
 def load_audio(

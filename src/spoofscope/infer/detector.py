@@ -52,7 +52,7 @@ class DetectionResult:
     reason: str | None = None  # why the detector abstained (label "no_speech")
     error: str | None = None
     error_kind: str | None = None  # missing, empty, too_long, invalid, invalid_samples,
-    # timeout, internal
+    # timeout, shutting_down, internal
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,11 +114,7 @@ class Detector:
         self.name = name or getattr(self.model, "source", None) or self.card.name
         self.sample_rate = self.card.sample_rate
         self.window_samples = int(self.windows.samples or self.card.window_samples)
-        if self.window_samples < self.card.min_length:
-            raise ConfigError(
-                f"a {self.window_samples}-sample window is shorter than the "
-                f"{self.card.min_length} samples {self.card.name} needs"
-            )
+        _check_window(self.window_samples, self.card)
         self.hop = max(1, int(round(self.windows.hop_s * self.sample_rate)))
         self.band = self.decision.band
         if self.band is None:
@@ -205,6 +201,8 @@ class Detector:
         if name is None and Path(str(source)).is_file():
             name = Path(str(source)).name
         windows = policies.get("windows")
+        if windows is not None and windows.samples:  # before an engine is built for it
+            _check_window(int(windows.samples), model.card)
         eng = make_engine(
             model,
             engine,
@@ -256,12 +254,23 @@ class Detector:
             return official_window(chunks, self.window_samples)
         return sliding_windows(chunks, self.window_samples, self.hop)
 
-    def _stop_reason(self, deadline) -> str | None:
+    def _check_stop(self, deadline, started: bool) -> None:
+        """Raise :class:`_Stopped` when the owner cancelled or the deadline passed.
+        ``started``: this file has windows read already (else the time went to the files
+        before it, and the message says so rather than blaming this one)."""
         if self.cancel_event.is_set():
-            return "the service is shutting down; the request was not finished"
+            raise _Stopped(
+                "the service is shutting down; the request was not finished", "shutting_down"
+            )
         if deadline is not None and time.monotonic() > deadline:
-            return f"the computation exceeded the {self.limits.timeout_s:g} s limit"
-        return None
+            limit = f"{self.limits.timeout_s:g} s"
+            raise _Stopped(
+                f"the computation exceeded the {limit} limit"
+                if started
+                else f"not scored: the {limit} compute limit of the request was used up by "
+                "the files before it",
+                "timeout",
+            )
 
     def _jobs(self, sources, states, sample_rate, deadline, progress) -> Iterator[tuple]:
         limit = self.window_samples if self.windows.kind == "official" else None
@@ -271,9 +280,7 @@ class Detector:
             states.append(st)
             try:
                 for w in self._windows(src, sample_rate, st.meter):
-                    stop = self._stop_reason(deadline)
-                    if stop:
-                        raise _Stopped(stop)
+                    self._check_stop(deadline, started=bool(st.windows))
                     silent = 20 * np.log10(w.rms + 1e-12) < self.windows.silence_db
                     k = len(st.windows)
                     st.windows.append((w.start, w.end, bool(silent)))
@@ -285,7 +292,7 @@ class Detector:
                     st.pending += 1
                     yield st, k, w.samples
             except _Stopped as e:
-                st.error, st.error_kind = f"{_name(src)}: {e}", "timeout"
+                st.error, st.error_kind = f"{_name(src)}: {e}", e.kind
             except AudioError as e:
                 st.error, st.error_kind = str(e), e.kind
             except Exception as e:  # noqa: BLE001 - one bad file must not stop a batch
@@ -363,7 +370,8 @@ class Detector:
             res.error, res.error_kind = st.error, st.error_kind
             return res
         res.duration_s = st.n_samples / sr
-        res.speech_s = round(st.meter.active_s, 3)
+        # never more speech than audio (a 10-sample file is 0.000625 s long)
+        res.speech_s = min(round(st.meter.active_s, 3), res.duration_s)
         res.windows = [
             {
                 "start": s / sr,
@@ -395,8 +403,21 @@ class Detector:
         return res
 
 
+def _check_window(samples: int, card) -> None:
+    if samples < card.min_length:
+        raise ConfigError(
+            f"a {samples}-sample window is shorter than the {card.min_length} samples "
+            f"{card.name} needs (--window-samples / WindowPolicy.samples)"
+        )
+
+
 class _Stopped(Exception):
-    """The deadline passed or the owner cancelled: the file is not finished."""
+    """The deadline passed (``kind`` timeout) or the owner cancelled (``shutting_down``): the
+    file is not finished."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _name(src) -> str:

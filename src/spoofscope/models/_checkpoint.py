@@ -60,6 +60,19 @@ def torch_load(path):
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: file not found")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    # a PyTorch file is a zip archive (torch.save) or a pickle (legacy, protocol >= 2)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        try:
+            head.decode("utf-8")
+            kind = "a text file"
+        except UnicodeDecodeError:
+            kind = "some other binary file"
+        raise WeightsError(
+            f"{path}: not a PyTorch checkpoint or state_dict ({kind}); give a registered model "
+            "NAME[:TAG], a checkpoint written by spoofscope train, or a state_dict file"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt, truncated or unsafe files

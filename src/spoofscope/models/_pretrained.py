@@ -55,11 +55,20 @@ def published_weights(name: str, tag: str | None = None) -> tuple[str, Pretraine
     return tag, card.weights[tag]
 
 
-def _verified(path: Path, entry: PretrainedWeights) -> Path:
+def _verified(path: Path, entry: PretrainedWeights, source: str | None = None) -> Path:
+    """``path`` if its sha256 matches the card. ``source``: where a fresh download came from
+    (the bad file is then deleted here, and the message says so)."""
     if entry.sha256 is None:  # the authors publish none and we could not compute one offline
         return path
     digest = sha256_of(path)
     if digest != entry.sha256:
+        if source is not None:
+            path.unlink(missing_ok=True)
+            raise WeightsError(
+                f"the file fetched from {source} has sha256 {digest}, not the expected "
+                f"{entry.sha256} for {entry.filename}; it was deleted and not used. Check the "
+                f"source (a mirror with another file?) or fetch {entry.url}"
+            )
         raise WeightsError(
             f"{path}: sha256 {digest} does not match the expected {entry.sha256} for "
             f"{entry.filename}; the file was not used. Delete it and fetch {entry.url} again"
@@ -97,6 +106,11 @@ def resolve_weights(
     against the card's sha256 where the card has one. Weights published only on a page
     (Google Drive, OneDrive) raise an error that says which file to get and where to put it."""
     tag, entry = published_weights(name, tag)
+    if url is not None and "://" not in url:  # a plain path to a copy of the file
+        local = Path(url).expanduser()
+        if not local.is_file():
+            raise WeightsError(f"{url}: no such file (give a path to the weights or a URL)")
+        url = local.resolve().as_uri()
     target = _cached_file(entry, cache)
     if target.is_file():
         return _verified(target, entry)
@@ -121,16 +135,32 @@ def resolve_weights(
             download_file(url or entry.url, target, progress=True, timeout=30)
         except DownloadError as e:
             raise WeightsError(f"{name}:{tag} weights: {e.reason}; {how}") from None
-    try:
-        _verified(target, entry)
-    except WeightsError:
-        target.unlink(missing_ok=True)
-        raise
+    _verified(target, entry, source=url or entry.url)
     # the licence notice travels with the weights
     target.with_name(target.name + ".LICENSE.txt").write_text(
         f"{entry.filename}: {entry.licence}\nSource: {entry.url}\n\n{entry.notice}\n"
     )
     return target
+
+
+def _hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub (or the mirror ``HF_ENDPOINT`` names) cannot be reached, or
+    None: offline mode, a host that does not resolve, or no TCP connection within
+    ``timeout_s``."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    u = urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    host, port = u.hostname or "huggingface.co", u.port or (80 if u.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        return f"no connection to {host}: {e.strerror or type(e).__name__}; offline?"
+    return None
 
 
 def _hf_download(name, tag, entry: PretrainedWeights, target: Path, how: str) -> None:
@@ -142,6 +172,12 @@ def _hf_download(name, tag, entry: PretrainedWeights, target: Path, how: str) ->
             f"{name}:{tag} weights live on the Hugging Face Hub ({entry.hf_repo}); install "
             f"huggingface_hub (pip install 'spoofscope[ssl]') or {how}"
         ) from None
+    unreachable = _hub_unreachable()
+    if unreachable:  # say so at once instead of after the hub client's retries (~25 s)
+        raise WeightsError(
+            f"{name}:{tag} weights: cannot fetch {entry.filename} from the Hugging Face repo "
+            f"{entry.hf_repo} ({unreachable}); {how}"
+        )
     try:
         got = hf_hub_download(
             entry.hf_repo,
