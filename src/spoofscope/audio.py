@@ -434,7 +434,9 @@ def probe_duration(source: Source) -> float | None:
     try:
         with opener() as fh:
             info = sf.info(fh)
-        if info.samplerate > 0 and info.frames > 0:
+        if info.samplerate < MIN_SAMPLE_RATE:  # refused before decoding: no audio to count
+            return None
+        if info.frames > 0:
             return info.frames / info.samplerate
     except Exception:  # noqa: BLE001 - not a libsndfile format: ask FFmpeg
         pass

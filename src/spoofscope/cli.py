@@ -90,10 +90,57 @@ def _build_detector(a, max_duration_s: float | None = None):
     )
 
 
+class _AudioProgress:
+    """A progress bar in seconds of audio. Each file counts for what its header declares; a
+    file that stops short (refused, truncated) takes its unread part out of the total and one
+    that runs longer adds to it, so the bar ends at exactly 100 %."""
+
+    def __init__(self, durations, disable: bool):
+        from tqdm.auto import tqdm
+
+        self.expected = [d or 0.0 for d in durations]
+        self.done = [0.0] * len(durations)
+        self.bar = tqdm(
+            total=sum(self.expected),
+            unit="s",
+            unit_scale=False,
+            desc="audio",
+            disable=disable,
+            file=sys.stderr,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]",
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+    def _move(self, i: int, seconds: float) -> None:
+        if seconds > self.expected[i]:  # more audio than the header said
+            self.bar.total += seconds - self.expected[i]
+            self.expected[i] = seconds
+        step = seconds - self.done[i]
+        if step > 0:
+            self.done[i] = seconds
+            self.bar.update(min(step, self.bar.total - self.bar.n))
+
+    def reached(self, i: int, seconds: float) -> None:
+        """File ``i`` has been read up to ``seconds``."""
+        self._move(i, seconds)
+
+    def finished(self, i: int, ok: bool) -> None:
+        """File ``i`` is done: all of it (``ok``), or only what was read."""
+        if ok:
+            self._move(i, self.expected[i])
+        else:
+            self.bar.total = max(self.bar.total - (self.expected[i] - self.done[i]), self.bar.n)
+            self.expected[i] = self.done[i]
+        self.bar.refresh()
+
+
 def _cmd_detect(a) -> int:
     import csv
-
-    from tqdm.auto import tqdm
 
     from .audio import probe_duration
 
@@ -104,27 +151,10 @@ def _cmd_detect(a) -> int:
     # progress in seconds of audio (files' headers give the total), so that one long file
     # shows progress too
     durations = [None if a.quiet or not Path(p).is_file() else probe_duration(p) for p in inputs]
-    reached = [0.0] * len(inputs)
     results = []
-    with tqdm(
-        total=round(sum(d or 0.0 for d in durations), 1),
-        unit="s",
-        unit_scale=False,
-        desc="audio",
-        disable=a.quiet,
-        file=sys.stderr,
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]",
-    ) as bar:
-
-        def progress(i, seconds):
-            seconds = min(seconds, durations[i] or seconds)
-            bar.update(max(seconds - reached[i], 0.0))
-            reached[i] = max(reached[i], seconds)
-
-        for r in det.iter_detect(inputs, progress=progress):
-            i = len(results)
-            bar.update(max((durations[i] or 0.0) - reached[i], 0.0))
-            reached[i] = durations[i] or reached[i]
+    with _AudioProgress(durations, disable=a.quiet) as bar:
+        for r in det.iter_detect(inputs, progress=bar.reached):
+            bar.finished(len(results), ok=r.error is None)
             results.append(r)
     if a.json:
         for r in results:
@@ -287,8 +317,19 @@ def _cmd_export(a) -> int:
     return 0
 
 
+def _out_folder(path) -> Path:
+    """``--out``: a folder, new or existing; an existing file there is named, not hit as
+    errno 17 deep inside."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CLIError(f"--out {p} is an existing file; give a folder (new or existing)")
+    return p
+
+
 def _cmd_train(a) -> int:
     from .train import load_config, train
+
+    _out_folder(a.out)
 
     cfg = load_config(a.config, a.overrides)
     if a.init:
@@ -306,6 +347,7 @@ def _cmd_adapt(a) -> int:
     from .train import load_config
     from .train.adapt import adapt
 
+    _out_folder(a.out)
     recipe = a.recipe or Path(__file__).parent / "recipes" / "adapt.yaml"
     cfg = load_config(recipe, a.overrides)
     r = adapt(
@@ -326,8 +368,7 @@ def _cmd_adapt(a) -> int:
         f"adaptation ({r['folds']}-fold cross-validation: each file scored by a model that "
         "never saw it)"
     )
-    for w in r["warnings"]:
-        print(f"warning: {w}")
+    # r["warnings"] were logged as they were found (stderr): not printed a second time
     print(
         f"adapted model: {Path(a.out) / 'model.ckpt'} (spoofscope detect --model ...); report: "
         f"{Path(a.out) / 'report.md'}"
@@ -384,7 +425,7 @@ def _cmd_demo(a) -> int:
     from .data.demo import make_demo_corpus
     from .train import load_config, train
 
-    out = Path(a.out)
+    out = _out_folder(a.out)
     t0 = time.time()
     data = out / "data"
     if not (data / "LA").is_dir():
@@ -449,10 +490,8 @@ def _demo_adaptation(out, data, cfg, progress: bool) -> None:
 
 
 def _cmd_serve(a) -> int:
-    import uvicorn
-
     from . import __version__
-    from .serve import ServiceSettings, create_app, load_api_keys
+    from .serve import ServiceSettings, create_app, load_api_keys, run_service
 
     try:
         det = _build_detector(a, max_duration_s=a.max_duration)
@@ -465,7 +504,6 @@ def _cmd_serve(a) -> int:
         queue_size=a.queue_size,
         api_keys=load_api_keys(a.api_keys_file),
         audit_db=a.audit_db,
-        model_name=det.name,
         model_version=__version__,
         request_timeout_s=a.request_timeout,
         max_batch_audio_s=a.max_batch_seconds,
@@ -475,7 +513,7 @@ def _cmd_serve(a) -> int:
     logging.getLogger("spoofscope.serve").setLevel(logging.WARNING if a.quiet else logging.INFO)
     if not a.quiet:
         print(
-            f"spoofscope serve: http://{a.host}:{a.port} model {det.name} "
+            f"spoofscope serve: http://{a.host}:{a.port} model {app.state.model_name} "
             f"(engine {det.engine.name}, window {det.window_samples} samples); limits: upload "
             f"{a.max_upload_mb:g} MB, audio {a.max_duration:g} s per file and "
             f"{a.max_batch_seconds:g} s per batch, {a.request_timeout:g} s per request, "
@@ -486,18 +524,12 @@ def _cmd_serve(a) -> int:
             flush=True,
         )
     # SIGTERM/SIGINT: stop accepting, let requests in flight finish for the grace period,
-    # then cancel them (the detector stops at its next window) and exit with status 0.
-    # uvicorn re-raises the signal after its shutdown: a handler of ours takes it.
+    # then stop them (503 shutting_down, audited) and exit with status 0. uvicorn re-raises
+    # the signal after its shutdown: a handler of ours takes it.
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(
-        app,
-        host=a.host,
-        port=a.port,
-        log_level="warning",
-        timeout_graceful_shutdown=a.shutdown_grace,
-    )
+    run_service(app, a.host, a.port, a.shutdown_grace)
     return 0
 
 
@@ -623,6 +655,7 @@ POSITIVE = _number(float, 0, lo_open=True, what="a positive number")
 NON_NEGATIVE = _number(float, 0, what="a number >= 0")
 FINITE = _number(float, what="a number")
 POSITIVE_INT = _number(int, 1, what="an integer >= 1")
+FOLDS = _number(int, 2, what="an integer >= 2")
 NON_NEGATIVE_INT = _number(int, 0, what="an integer >= 0")
 PROBABILITY = _number(float, 0, 1, lo_open=True, hi_open=True, what="a probability in (0, 1)")
 BAND = _number(float, 0, 0.5, what="a probability half-width in [0, 0.5]")
@@ -842,7 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", required=True, help="a path,label[,group] CSV or a folder with bonafide/, spoof/"
     )
     ad.add_argument("--out", required=True, help="output folder")
-    ad.add_argument("--folds", type=POSITIVE_INT, default=5, help="cross-validation folds")
+    ad.add_argument("--folds", type=FOLDS, default=5, help="cross-validation folds (>= 2)")
     ad.add_argument(
         "--recipe", help="adaptation recipe (default: the packaged one; see configs/adapt-*.yaml)"
     )
@@ -940,7 +973,9 @@ def build_parser() -> argparse.ArgumentParser:
     msub = mo.add_subparsers(dest="models_command", metavar="ACTION")
     mf = command("fetch", "download and verify published weights into the cache", parent=msub)
     mf.add_argument("model", help="NAME[:TAG]")
-    mf.add_argument("--url", help="a mirror of the file (still checked against the sha256)")
+    mf.add_argument(
+        "--url", help="a mirror of the file, or a path to a copy (still checked against the sha256)"
+    )
     mf.set_defaults(func=_cmd_models_fetch)
 
     au = command("audit", "summarise the audit trail")
@@ -975,6 +1010,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (spoofscope models | head): not an error of ours. Point stdout
+        # at /dev/null so that the interpreter's final flush does not complain either.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (SpoofscopeError, OSError) as e:
         # the user's error, named with its fix: one line. Anything else is a bug and keeps
         # its traceback.

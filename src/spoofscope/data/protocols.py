@@ -67,6 +67,8 @@ def _lines(path):
         raise ProtocolError(path, None, None, "protocol file not found")
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a spreadsheet's BOM
+                raw = raw[3:]
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -190,7 +192,7 @@ def parse_csv(path) -> list[Trial]:
         group = (row.get("group") or "").strip()
         out.append(
             Trial(
-                str(Path(row["path"].strip()).with_suffix("")),
+                row["path"].strip(),
                 label,
                 attack,
                 speaker=group or "-",
@@ -198,14 +200,25 @@ def parse_csv(path) -> list[Trial]:
                 meta={"group": group} if group else {},
             )
         )
+    # the id is the path without its extension, unless two different files share it
+    # (b00.wav and b00.flac): those keep their extension; the same file twice is an error
+    stems = [str(Path(t.utt_id).with_suffix("")) for t in out]
+    n = {s: stems.count(s) for s in stems}
+    for t, stem in zip(out, stems, strict=True):
+        if n[stem] == 1:
+            t.utt_id = stem
     return _check_unique(path, out)
 
 
 def _csv_rows(path: Path, required: tuple[str, ...]):
     if not path.is_file():
         raise ProtocolError(path, None, None, "file not found")
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = f.read().splitlines()
+    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark before the header
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise ProtocolError(path, None, None, "not UTF-8 text (save the CSV as UTF-8)") from None
     if not lines:
         raise ProtocolError(path, None, None, "empty file")
     header = [h.strip().lower() for h in next(csv.reader([lines[0]]))]

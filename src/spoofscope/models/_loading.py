@@ -161,7 +161,8 @@ def load_model(
         download: allow downloading published weights missing from the cache.
         **overrides: model constructor arguments.
 
-    The model carries ``model.card`` and ``model.source`` (what was loaded); a checkpoint's
+    The model carries ``model.card``, ``model.source`` (what was loaded, named without
+    folders) and ``model.weights_file`` (the file read); a checkpoint's
     metadata (config, calibration, versions) is on ``model.checkpoint``.
     """
     src = str(source)
@@ -175,6 +176,7 @@ def load_model(
                 f"name (--model ARCH --weights {weights})"
             )
         model = _from_file(path, arch, config, overrides)
+        file = path
     else:
         name, tag = split_tag(src)
         if name not in list_models():
@@ -184,13 +186,14 @@ def load_model(
         if weights is not None:
             if tag is not None:
                 raise ConfigError(f"give either a tag ({src}) or weights={weights}, not both")
-            file, src = Path(weights), f"{name} + {weights}"
+            file, src = Path(weights), f"{name} + {Path(weights).name}"
         else:  # find the file before building the model (an XLS-R model is 1.3 GB)
             tag = tag or get_entry(name).card.default_tag
             file, src = resolve_weights(name, tag, cache_dir, download), f"{name}:{tag}"
         sd = load_state_dict_file(file)
         model = load_strict(create_model(name, **overrides), sd, str(file))
     model.source = src
+    model.weights_file = Path(file)  # what was read (the service shows its digest, not it)
     return model.eval()
 
 

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import ConfigError
 from ..infer import Detector, Limits
 from .errors import ServiceError, error_response
 from .metrics import ServiceMetrics
@@ -48,8 +49,6 @@ class ServiceSettings:
     long_audio_s: float = 60.0  # requests with more audio than this use the long lane
 
     def __post_init__(self):
-        from ..errors import ConfigError
-
         checks = {
             "max_upload_bytes": self.max_upload_bytes > 0,
             "max_duration_s": self.max_duration_s > 0,
@@ -68,6 +67,18 @@ class ServiceSettings:
             )
 
 
+def public_model_name(detector: Detector) -> str:
+    """How the service names its model to clients: the name and tag (or the checkpoint's file
+    name) and a short sha256 of the weights file, never a path on the server."""
+    name = str(detector.name).replace("\\", "/").rsplit("/", 1)[-1]
+    file = getattr(detector.model, "weights_file", None)
+    if file is None or not Path(file).is_file():
+        return name
+    from ..models._pretrained import sha256_of
+
+    return f"{name} (weights sha256 {sha256_of(file)[:12]})"
+
+
 def load_api_keys(path: str | None = None) -> frozenset | None:
     """Keys from a file (one per line, '#' comments) and/or ``SPOOFSCOPE_API_KEYS`` (comma
     separated). None when neither is set: the service is open."""
@@ -76,9 +87,15 @@ def load_api_keys(path: str | None = None) -> frozenset | None:
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"API keys file {p} not found")
-        keys |= {
+        from_file = {
             ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")
         }
+        if not from_file:  # every request would get 401: refuse to start instead
+            raise ConfigError(
+                f"API keys file {p} holds no keys (one per line; lines starting with # are "
+                "comments); add a key, or leave out --api-keys-file to serve without keys"
+            )
+        keys |= from_file
     env = os.environ.get("SPOOFSCOPE_API_KEYS")
     if env:
         keys |= {k.strip() for k in env.split(",") if k.strip()}
@@ -194,7 +211,7 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
     app.state.pool = pool
     app.state.audit = audit
     app.state.ready = False
-    app.state.model_name = s.model_name or detector.name
+    app.state.model_name = s.model_name or public_model_name(detector)
     _register_error_handlers(app)
     _log_and_count(app)
     app.include_router(api)
@@ -210,3 +227,34 @@ def _mount_docs_assets(app: FastAPI) -> None:
 
     assets = Path(fastapi_offline.__file__).parent / "static"
     app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+
+#: after the grace period, requests still running are stopped at their next window and
+#: answered 503 ``shutting_down``; this long is left for that answer (one batch of windows)
+#: before the server cancels what remains
+SHUTDOWN_ANSWER_S = 15.0
+
+
+def run_service(app: FastAPI, host: str, port: int, shutdown_grace_s: float) -> None:
+    """Serve ``app`` with uvicorn until SIGTERM/SIGINT. Then: stop accepting; let requests in
+    flight finish for ``shutdown_grace_s``; stop those still running at their next window, so
+    each is answered with a JSON 503 ``shutting_down`` and recorded in the audit trail (not
+    cut off by the server with a plain-text 500); close the audit trail; return."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        async def shutdown(self, sockets=None):
+            asyncio.get_running_loop().call_later(
+                shutdown_grace_s, app.state.detector.cancel_event.set
+            )
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=shutdown_grace_s + SHUTDOWN_ANSWER_S,
+    )
+    _Server(config).run()
+

@@ -52,8 +52,15 @@ class AuditLog:
             )
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
-        self._conn.executescript(SCHEMA)
-        self._conn.commit()
+        try:
+            self._conn.executescript(SCHEMA)
+            self._conn.commit()
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            raise ConfigError(
+                f"audit database {self.path}: not a SQLite database ({e}); give a new file "
+                "name or an existing spoofscope audit database"
+            ) from None
 
     def record(
         self,
@@ -176,13 +183,18 @@ def summarize(path, since: str | None = None, until: str | None = None) -> dict:
     labels: dict[str, int] = {}
     for r in rows:
         labels[r[2] or "error"] = labels.get(r[2] or "error", 0) + 1
-    conf = [r[3] for r in rows if r[3] is not None]
+    # low confidence is a property of verdicts; an abstention (no_speech) is not a verdict
+    conf = [r[3] for r in rows if r[3] is not None and r[2] in ("bonafide", "spoof")]
+    abstained = sum(r[2] == "no_speech" for r in rows)
     out = {
         "decisions": len(rows),
         "first": rows[0][0] if rows else None,
         "last": rows[-1][0] if rows else None,
         "by_label": labels,
+        "verdicts": len(conf),
         "low_confidence_rate": (float(np.mean([c == 0 for c in conf])) if conf else None),
+        "abstained": abstained,
+        "abstention_rate": abstained / len(rows) if rows else None,
         "rejected": rejected,
         "score": None,
     }
@@ -199,12 +211,22 @@ def summarize(path, since: str | None = None, until: str | None = None) -> dict:
 
 
 def format_summary(s: dict) -> str:
-    lines = [f"decisions        {s['decisions']}  ({s['first']} .. {s['last']})"]
+    span = f"({s['first']} .. {s['last']})" if s["decisions"] else "(none in this period)"
+    lines = [f"decisions        {s['decisions']}  {span}"]
     lines.append(
-        "by label         " + ", ".join(f"{k}: {v}" for k, v in sorted(s["by_label"].items()))
+        "by label         "
+        + (", ".join(f"{k}: {v}" for k, v in sorted(s["by_label"].items())) or "-")
     )
     rate = s["low_confidence_rate"]
-    lines.append("low confidence   " + ("n/a" if rate is None else f"{100 * rate:.1f} %"))
+    lines.append(
+        "low confidence   "
+        + ("n/a" if rate is None else f"{100 * rate:.1f} % of {s['verdicts']} verdicts")
+    )
+    ab = s["abstention_rate"]
+    lines.append(
+        "abstained        "
+        + ("n/a" if ab is None else f"{s['abstained']} ({100 * ab:.1f} % of decisions, no_speech)")
+    )
     rej = s.get("rejected") or {}
     lines.append(
         "rejected         " + (", ".join(f"{k}: {v}" for k, v in sorted(rej.items())) or "0")

@@ -26,6 +26,7 @@ STATUS_OF_KIND = {
     "invalid": (415, "unsupported_audio"),
     "invalid_samples": (422, "invalid_samples"),
     "timeout": (504, "deadline_exceeded"),
+    "shutting_down": (503, "shutting_down"),
     "missing": (422, "missing_file"),
     "internal": (500, "internal_error"),
 }

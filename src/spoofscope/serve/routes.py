@@ -59,17 +59,25 @@ api = APIRouter(prefix="/v1", dependencies=[Depends(api_key), Depends(content_le
 ops = APIRouter()
 
 
-def _named(name: str, error: str) -> str:
-    """An error about the in-memory upload ("<N bytes>: reason"), named by its file name."""
-    return f"{name}: {error.split(': ', 1)[-1]}"
+def _named(request: Request, name: str, res) -> str:
+    """A result's error about the in-memory upload ("<N bytes>: reason"), named by its file
+    name, in the service's words (its limits are options of ``serve``)."""
+    if res.error_kind == "too_long":
+        limit = request.app.state.settings.max_duration_s
+        return (
+            f"{name}: the audio is longer than this service's limit of {limit:g} s per file "
+            "(set by serve --max-duration); send a shorter recording"
+        )
+    return f"{name}: {res.error.split(': ', 1)[-1]}"
 
 
 def _result(request: Request, name: str, blob: bytes, res, t0: float) -> dict:
     st = request.app.state
     d = res.to_dict()
     d["path"] = name
+    d["model"] = st.model_name  # never the server's path to the weights
     if d.get("error"):  # name the upload, not the in-memory buffer
-        d["error"] = _named(name, d["error"])
+        d["error"] = _named(request, name, res)
     d["request_id"] = request.state.request_id
     d["processing_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     if res.error is None:
@@ -97,7 +105,7 @@ def _result(request: Request, name: str, blob: bytes, res, t0: float) -> dict:
 )
 async def detect(request: Request):
     t0 = time.perf_counter()
-    name, blob = (await uploaded_files(request, {"file"}))[0]
+    name, blob = (await uploaded_files(request, "file", many=False))[0]
     if not blob:
         raise ServiceError(422, "empty_audio", f"{name}: the uploaded file is empty")
     st = request.app.state
@@ -105,7 +113,7 @@ async def detect(request: Request):
     res = (await st.pool.run(st.detector.detect_many, [blob], long=long))[0]
     if res.error:
         status, code = STATUS_OF_KIND.get(res.error_kind or "invalid", (415, "unsupported_audio"))
-        raise ServiceError(status, code, _named(name, res.error))
+        raise ServiceError(status, code, _named(request, name, res))
     d = _result(request, name, blob, res, t0)
     request.state.score = d["score"]
     if res.label == "no_speech":
@@ -137,7 +145,7 @@ def _check_durations(request: Request, files) -> bool:
 )
 async def detect_batch(request: Request):
     t0 = time.perf_counter()
-    files = await uploaded_files(request, {"files", "file"})
+    files = await uploaded_files(request, "files", many=True, also=("file",))
     st = request.app.state
     limit = st.settings.max_batch_files
     if len(files) > limit:
@@ -146,6 +154,9 @@ async def detect_batch(request: Request):
         )
     long = _check_durations(request, files)
     results = await st.pool.run(st.detector.detect_many, [b for _, b in files], long=long)
+    stopped = next((r for r in results if r.error_kind == "shutting_down"), None)
+    if stopped is not None:  # the whole request is refused, as for one file
+        raise ServiceError(503, "shutting_down", stopped.error.split(": ", 1)[-1])
     out = [_result(request, n, b, r, t0) for (n, b), r in zip(files, results, strict=True)]
     return JSONResponse({"request_id": request.state.request_id, "results": out})
 

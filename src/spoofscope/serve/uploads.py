@@ -40,11 +40,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | None, bytes]]:
-    """(field name, file name, bytes) of each part of a multipart/form-data body, in memory."""
+def parse_multipart(
+    body: bytes, content_type: str, field: str = "file"
+) -> list[tuple[str, str | None, bytes]]:
+    """(field name, file name, bytes) of each part of a multipart/form-data body, in memory.
+    ``field``: the form field the endpoint reads, named in the error for other bodies."""
     if "multipart/form-data" not in content_type or "boundary=" not in content_type:
         raise ServiceError(
-            422, "missing_file", "send the audio as multipart/form-data with a 'file' field"
+            422, "missing_file", f"send the audio as multipart/form-data with a '{field}' field"
         )
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
     msg = BytesParser(policy=policy.HTTP).parsebytes(head + body)
@@ -58,13 +61,23 @@ def parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | Non
     return parts
 
 
-async def uploaded_files(request: Request, field_names: set[str]) -> list[tuple[str, bytes]]:
-    """(file name, bytes) of the form fields named ``field_names``, or a 422."""
+async def uploaded_files(
+    request: Request, field: str, many: bool, also: tuple[str, ...] = ()
+) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of the form's ``field`` parts (and those of the fields ``also``
+    accepts; ``many``: any number of them, else exactly one), or a 422 that names ``field``."""
     body = await read_body(request, request.app.state.settings.max_upload_bytes)
-    parts = parse_multipart(body, request.headers.get("content-type", ""))
-    files = [(fn or name or "upload", data) for name, fn, data in parts if name in field_names]
+    parts = parse_multipart(body, request.headers.get("content-type", ""), field)
+    files = [
+        (fn or name or "upload", data) for name, fn, data in parts if name in (field, *also)
+    ]
     if not files:
+        raise ServiceError(422, "missing_file", f"no '{field}' field in the form")
+    if len(files) > 1 and not many:
         raise ServiceError(
-            422, "missing_file", f"no '{'/'.join(sorted(field_names))}' field in the form"
+            422,
+            "too_many_files",
+            f"{len(files)} '{field}' parts; this endpoint scores one file per request "
+            "(send several to /v1/detect/batch as 'files')",
         )
     return files

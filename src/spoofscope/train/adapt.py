@@ -58,6 +58,7 @@ class Clip:
     path: str
     label: int
     group: str
+    key: str = ""  # sha256 of the file's bytes: its seeds and its place in the folds
     windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
 
@@ -77,9 +78,28 @@ def read_labelled(spec) -> list:
     )
 
 
-def _folds(labels: np.ndarray, groups: list[str], k: int, seed: int) -> np.ndarray:
+def _check_folds(labels, groups: list[str], k: int, what) -> None:
+    """Refuse a number of folds the files cannot fill (before any audio is read)."""
+    labels = np.asarray(labels)
+    n_bona, n_spoof = int(np.sum(labels == BONAFIDE)), int(np.sum(labels != BONAFIDE))
+    if min(n_bona, n_spoof) < k:
+        raise InputError(
+            f"{what}: {n_bona} bona fide and {n_spoof} spoof files; {k}-fold "
+            f"cross-validation needs at least {k} of each (--folds)"
+        )
+    names = set(groups) - {"-"}
+    if names and len(names) < k:
+        raise ConfigError(
+            f"{what}: {len(names)} groups cannot fill {k} folds: use --folds {len(names)}"
+            + ("" if len(names) >= 2 else " or more groups")
+        )
+
+
+def _folds(labels: np.ndarray, groups: list[str], k: int, seed: int, keys=None) -> np.ndarray:
     """Fold index of each file: whole groups per fold (largest first, to the emptiest fold)
-    when groups are given, else stratified by class."""
+    when groups are given, else stratified by class. ``keys`` (one string per file, e.g. its
+    content's sha256) fix the order before the shuffle, so the folds depend on the files and
+    not on the order or spelling of the list."""
     rng = np.random.default_rng(seed)
     fold = np.zeros(len(labels), int)
     if any(g != "-" for g in groups):
@@ -98,6 +118,8 @@ def _folds(labels: np.ndarray, groups: list[str], k: int, seed: int) -> np.ndarr
         return np.array([where[g] for g in groups])
     for c in (0, 1):
         idx = np.flatnonzero(labels == c)
+        if keys is not None:
+            idx = idx[np.argsort([keys[i] for i in idx], kind="stable")]
         rng.shuffle(idx)
         fold[idx] = np.arange(len(idx)) % k
     return fold
@@ -193,15 +215,12 @@ def _balanced(y) -> torch.Tensor:
     return torch.tensor(len(y) / (2 * np.maximum(counts, 1)), dtype=torch.float32)
 
 
-def _file_key(path, root: Path) -> int:
-    """A seed for one file's random windows and augmentation: its path inside the data (so
-    the same data give the same result wherever they are put), else its absolute path."""
-    p = Path(path).absolute()
-    try:
-        name = p.relative_to(root.absolute()).as_posix()
-    except ValueError:
-        name = p.as_posix()
-    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+def _content_key(path) -> str:
+    """The sha256 of a file's bytes: its random windows, augmentation and fold follow from
+    it, so the same files give the same result wherever they and the list naming them lie."""
+    from ..models._pretrained import sha256_of
+
+    return sha256_of(path)
 
 
 def _fingerprint(*parts) -> str:
@@ -245,10 +264,13 @@ def adapt(
             "for deeper fine-tuning use spoofscope train --init"
         )
     trials = read_labelled(data)
+    if not trials:
+        raise InputError(f"{data}: lists no files (a header only?); give path,label rows")
     labels_all = np.array([t.label for t in trials])
     if len(set(labels_all.tolist())) < 2:
         only = "bona fide" if labels_all[0] == BONAFIDE else "spoof"
         raise InputError(f"{data}: every file is {only}; adaptation needs both classes")
+    _check_folds(labels_all, [t.speaker for t in trials], folds, data)
 
     model = load_model(model_source, weights=weights)
     card = model.card
@@ -277,14 +299,18 @@ def adapt(
         )
     )
     cache.mkdir(parents=True, exist_ok=True)
-    root = Path(data) if Path(data).is_dir() else Path(data).parent
 
     # 1-2. every file: sliding windows (scored: before) and augmented random crops (training)
     clips, skipped = [], []
     emb_eval, idx_eval, emb_aug, idx_aug, before = [], [], [], [], []
     bar = tqdm(trials, desc="embedding", disable=not progress, leave=False)
     for t in bar:
-        f = cache / (hashlib.sha256(str(t.path).encode()).hexdigest()[:20] + ".npz")
+        try:
+            key = _content_key(t.path)
+        except OSError as e:
+            skipped.append({"path": str(t.path), "why": f"cannot be read ({e.strerror or e})"})
+            continue
+        f = cache / (key[:20] + ".npz")
         if f.is_file():
             z = np.load(f)
             ev, ev_logits, aug = z["eval"], z["eval_logits"], z["aug"]
@@ -295,7 +321,7 @@ def adapt(
                 skipped.append({"path": str(t.path), "why": str(e).splitlines()[0][:300]})
                 continue
             ws = np.stack([w.samples for w in sliding_windows([x], win, hop)])
-            rng = np.random.default_rng([cfg.seed, _file_key(t.path, root)])
+            rng = np.random.default_rng([cfg.seed, int(key[:8], 16)])
             crops = []
             for _ in range(cfg.windows_per_file):
                 c = random_crop(x, win, rng)
@@ -311,7 +337,7 @@ def adapt(
             np.savez(f.with_suffix(".tmp.npz"), eval=ev, eval_logits=ev_logits, aug=aug)
             f.with_suffix(".tmp.npz").replace(f)
         k = len(clips)
-        clips.append(Clip(str(t.path), t.label, t.speaker))
+        clips.append(Clip(str(t.path), t.label, t.speaker, key))
         emb_eval.append(ev)
         idx_eval.append(np.full(len(ev), k))
         emb_aug.append(aug)
@@ -353,7 +379,8 @@ def adapt(
     y_e, y_a = labels[I_e], labels[I_a]
     before = np.array(before)
     groups = [c.group for c in clips]
-    fold_of = _folds(labels, groups, folds, cfg.seed)
+    keys = [c.key for c in clips]
+    fold_of = _folds(labels, groups, folds, cfg.seed, keys)
     trainer = _Head(head, cfg, card.bonafide_index)
 
     def fit_on(files, epochs=None, seed=0):
@@ -367,7 +394,7 @@ def adapt(
         sub = [groups[i] for i in files]
         if len(set(sub)) < 5:
             sub = ["-"] * len(files)  # too few groups for an inner grouped split
-        inner = _folds(labels[files], sub, 5, cfg.seed + 1 + seed)
+        inner = _folds(labels[files], sub, 5, cfg.seed + 1 + seed, [keys[i] for i in files])
         val, tr = files[inner == 0], files[inner != 0]
         if len(set(labels[val].tolist())) < 2 or len(set(labels[tr].tolist())) < 2:
             return fit_on(files, epochs=cfg.epochs, seed=seed)
