@@ -195,8 +195,10 @@ def test_adapt_before_after_report_model_and_resume(labelled, start_ckpt, tmp_pa
 
 def test_adapt_gives_the_same_result_wherever_the_data_lie(labelled, start_ckpt, tmp_path):
     """The random windows and their augmentation (RawBoost, a codec through FFmpeg, noise,
-    gain) are seeded from the recipe's seed and each file's path inside the data, not from
-    where the data were put: the same files in two folders give the same adapted model."""
+    gain) and the folds follow from the recipe's seed and each file's content, not from where
+    the data were put or how a list spells and orders them: the same files in two folders,
+    and a CSV elsewhere that lists them by absolute path in reverse order, give the same
+    adapted model."""
     import shutil
 
     from spoofscope.train.adapt import adapt
@@ -208,12 +210,22 @@ def test_adapt_gives_the_same_result_wherever_the_data_lie(labelled, start_ckpt,
         {"name": "gain", "p": 0.5},
     ]
     results = []
-    for where in ("a", "somewhere_else/deeper"):
+    for where in ("a", "somewhere_else/deeper", "list"):
         data = tmp_path / where / "data"
-        shutil.copytree(labelled, data)
+        if where == "list":  # the files of "a", named from a CSV in another folder
+            data = tmp_path / "a" / "data"
+            spec = tmp_path / "lists" / "elsewhere.csv"
+            spec.parent.mkdir()
+            files = sorted((data / "bonafide").glob("*")) + sorted((data / "spoof").glob("*"))
+            spec.write_text(
+                "path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in reversed(files))
+            )
+        else:
+            shutil.copytree(labelled, data)
+            spec = data
         r = adapt(
             start_ckpt,
-            data,
+            spec,
             tmp_path / where / "out",
             _recipe(augment=aug),
             folds=3,
@@ -221,14 +233,17 @@ def test_adapt_gives_the_same_result_wherever_the_data_lie(labelled, start_ckpt,
         )
         rows = list(csv.DictReader(open(tmp_path / where / "out" / "scores.csv")))
         results.append((r, {os.path.relpath(row["path"], data): row for row in rows}))
-    (r1, rows1), (r2, rows2) = results
-    assert rows1.keys() == rows2.keys() and len(rows1) == 24
-    for k in rows1:
-        assert rows1[k]["score_after_cv"] == rows2[k]["score_after_cv"], k
-    assert r1["eer_after_percent"] == r2["eer_after_percent"]
+    r1, rows1 = results[0]
+    for r2, rows2 in results[1:]:
+        assert rows1.keys() == rows2.keys() and len(rows1) == 24
+        for k in rows1:
+            assert rows1[k]["fold"] == rows2[k]["fold"], k
+            assert rows1[k]["score_after_cv"] == rows2[k]["score_after_cv"], k
+        assert r1["eer_after_percent"] == r2["eer_after_percent"]
     s1 = load_checkpoint(tmp_path / "a" / "out" / "model.ckpt")[0].state_dict()
-    s2 = load_checkpoint(tmp_path / "somewhere_else/deeper" / "out" / "model.ckpt")[0].state_dict()
-    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    for where in ("somewhere_else/deeper", "list"):
+        s2 = load_checkpoint(tmp_path / where / "out" / "model.ckpt")[0].state_dict()
+        assert all(torch.equal(s1[k], s2[k]) for k in s1), where
 
 
 def test_head_weight_decay_pulls_towards_the_starting_layer():
@@ -292,7 +307,7 @@ def test_adapt_bad_input(labelled, start_ckpt, tmp_path, capsys):
         + "".join(f"{labelled}/bonafide/bonafide_{i:02d}.flac,bonafide\n" for i in range(5))
         + f"{labelled}/spoof/spoof_00.flac,spoof\n"
     )
-    with pytest.raises(InputError, match="1 spoof files readable; 3-fold"):
+    with pytest.raises(InputError, match="1 spoof files; 3-fold"):
         adapt(start_ckpt, few, tmp_path / "o4", _recipe(), folds=3, progress=False)
     # a recipe that does not freeze all but the head is sent to train --init
     with pytest.raises(ConfigError, match="train --init"):

@@ -204,7 +204,9 @@ def test_logs_and_audit_trail(ckpt, tmp_path, caplog, capsys):
     )
     assert len(rows) == 3  # errors are not decisions
     assert rows[2][0] == hashlib.sha256(data).hexdigest()
-    assert rows[0][1:3] == ("lcnn.ckpt", "test-1")
+    # the model by file name and weights digest, never the server's path to it
+    digest = hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()[:12]
+    assert rows[0][1:3] == (f"lcnn.ckpt (weights sha256 {digest})", "test-1")
     assert main(["audit", "summary", "--db", str(db), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["decisions"] == 3 and sum(s["by_label"].values()) == 3

@@ -257,4 +257,3 @@ def run_service(app: FastAPI, host: str, port: int, shutdown_grace_s: float) -> 
         timeout_graceful_shutdown=shutdown_grace_s + SHUTDOWN_ANSWER_S,
     )
     _Server(config).run()
-

@@ -68,9 +68,7 @@ async def uploaded_files(
     accepts; ``many``: any number of them, else exactly one), or a 422 that names ``field``."""
     body = await read_body(request, request.app.state.settings.max_upload_bytes)
     parts = parse_multipart(body, request.headers.get("content-type", ""), field)
-    files = [
-        (fn or name or "upload", data) for name, fn, data in parts if name in (field, *also)
-    ]
+    files = [(fn or name or "upload", data) for name, fn, data in parts if name in (field, *also)]
     if not files:
         raise ServiceError(422, "missing_file", f"no '{field}' field in the form")
     if len(files) > 1 and not many:
