@@ -241,8 +241,29 @@ def _free_port():
     return port
 
 
+def _inflight(port: int) -> float:
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return float(next(ln for ln in text.splitlines() if ln.startswith("spoofscope_inflight "))[20:])
+
+
+def _wait_inflight(port: int, n: int, proc) -> None:
+    """Until ``n`` requests are being scored (asserted: the test is void otherwise)."""
+    for _ in range(3000):
+        if _inflight(port) >= n:
+            return
+        assert proc.poll() is None, "the service exited"
+        time.sleep(0.01)
+    raise AssertionError(f"{n} requests never were in flight together")
+
+
 def test_sigterm_drains_then_exits_and_startup_line(ckpt, tmp_path):
+    """SIGTERM with two requests in flight: the short one finishes within the grace period
+    (200, a decision row); the long one is stopped after it and answered with the JSON error
+    503 shutting_down (a rejection row under its request id); the process exits with 0."""
     port = _free_port()
+    db = tmp_path / "audit.sqlite"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -259,6 +280,8 @@ def test_sigterm_drains_then_exits_and_startup_line(ckpt, tmp_path):
             "0.25",
             "--request-timeout",
             "600",
+            "--audit-db",
+            str(db),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -275,39 +298,21 @@ def test_sigterm_drains_then_exits_and_startup_line(ckpt, tmp_path):
             (np.random.default_rng(2).standard_normal(SR * 600) * 0.1).astype(np.float32),
             fmt="FLAC",
         )
-        result = {}
+        result, short = {}, {}
 
-        def slow():
-            try:
-                r = httpx.post(
-                    f"http://127.0.0.1:{port}/v1/detect",
-                    files={"file": ("long.flac", long, "x")},
-                    timeout=300,
-                )
-                result["status"] = r.status_code
-            except httpx.HTTPError as e:
-                result["error"] = type(e).__name__
-
-        th = threading.Thread(target=slow)
-        th.start()
-        time.sleep(3)  # the long request is being scored (2,400 windows, the long lane)
-        short = {}
-
-        def quick():
+        def post(into, name, data):
             r = httpx.post(
-                f"http://127.0.0.1:{port}/v1/detect",
-                files={"file": ("s.wav", _wav(_speechlike(10.0)), "x")},
-                timeout=60,
+                f"http://127.0.0.1:{port}/v1/detect", files={"file": (name, data, "x")}, timeout=300
             )
-            short["status"] = r.status_code
+            into.update(status=r.status_code, body=r.json(), id=r.headers["x-request-id"])
 
-        tq = threading.Thread(target=quick)
+        th = threading.Thread(target=post, args=(result, "long.flac", long))
+        th.start()
+        _wait_inflight(port, 1, proc)  # the long request is being scored (2,400 windows)
+        tq = threading.Thread(target=post, args=(short, "s.wav", _wav(_speechlike(10.0))))
         tq.start()
-        for _ in range(500):  # until both requests are being scored
-            if "spoofscope_inflight 2.0" in httpx.get(f"http://127.0.0.1:{port}/metrics").text:
-                break
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)  # the short request is in flight: it is drained
+        _wait_inflight(port, 2, proc)  # both are being scored
+        proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
         th.join(60)
         tq.join(60)
@@ -315,8 +320,18 @@ def test_sigterm_drains_then_exits_and_startup_line(ckpt, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert rc == 0
-    assert short.get("status") == 200  # finished within the grace period
-    assert result.get("status") != 200  # cut after the grace period, not run to the end
+    assert short["status"] == 200 and short["body"]["label"] in ("bonafide", "spoof")
+    assert result["status"] == 503, result
+    assert result["body"]["error"]["code"] == "shutting_down"
+    assert "shutting down" in result["body"]["error"]["message"]
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    rejected = con.execute("SELECT request_id, status, reason FROM rejections").fetchall()
+    decided = con.execute("SELECT request_id FROM decisions").fetchall()
+    assert rejected == [(result["id"], 503, "shutting_down")]
+    assert decided == [(short["id"],)]
+    assert "Traceback" not in proc.stderr.read()
 
 
 def test_quiet_serve_prints_no_startup_line(ckpt):
