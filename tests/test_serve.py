@@ -216,15 +216,28 @@ def test_logs_and_audit_trail(ckpt, tmp_path, caplog, capsys):
 
 
 def test_uploads_are_not_written_to_disk(ckpt, monkeypatch):
+    """An upload over starlette's 1 MiB spool limit (a form parser would roll it over to a
+    temporary file) is parsed in memory: every way to a temporary file is watched where it is
+    looked up (starlette binds SpooledTemporaryFile at import; the roll-over calls
+    tempfile.TemporaryFile)."""
     import tempfile
 
+    import starlette.formparsers as fp
+
     opened = []
-    real = tempfile.SpooledTemporaryFile
-    monkeypatch.setattr(
-        tempfile, "SpooledTemporaryFile", lambda *a, **k: opened.append(1) or real(*a, **k)
-    )
+
+    def watch(module, name):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, **k: opened.append(name) or real(*a, **k))
+
+    watch(fp, "SpooledTemporaryFile")
+    for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        watch(tempfile, name)
+    big = _wav(40.0)  # 1.28 MB of 16-bit PCM
+    assert len(big) > fp.MultiPartParser.spool_max_size
     with _client(ckpt) as c:
-        assert c.post("/v1/detect", files={"file": ("a.wav", _wav(20.0), "x")}).status_code == 200
+        r = c.post("/v1/detect", files={"file": ("a.wav", big, "x")})
+        assert r.status_code == 200 and r.json()["duration_s"] == 40.0
     assert opened == []
 
 

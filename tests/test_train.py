@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
+import spoofscope
 from spoofscope.cli import main
 from spoofscope.data import ASVspoof2019LA, check_dataset, parse_asvspoof2019
 from spoofscope.data.demo import make_demo_corpus
@@ -145,7 +146,26 @@ def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
     assert res["final_model"] == "swa"
     lines = (out / "eval_scores.txt").read_text().splitlines()
     assert len(lines) == 600 and len(lines[0].split()) == 4
-    assert rep["min_tdcf"] is not None and set(rep["per_attack_eer_percent"]) == {"D03", "D04"}
+    assert set(rep["per_attack_eer_percent"]) == {"D03", "D04"}
+    # the report's numbers are the metrics of the written scores (and the ASV file)
+    from spoofscope.metrics import compute_eer
+    from spoofscope.metrics.tdcf import asv_error_rates, tdcf_2019
+
+    asv_file = (
+        demo_root / "LA/ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"
+    )
+    cols = [ln.split() for ln in lines]
+    cm = np.array([float(c[3]) for c in cols])
+    bona = np.array([c[2] == "bonafide" for c in cols])
+    assert rep["eer_percent"] == pytest.approx(compute_eer(cm[bona], cm[~bona])[0] * 100, abs=1e-9)
+    asv = [ln.split() for ln in asv_file.read_text().splitlines()]
+    asv_s = {
+        k: np.array([float(a[2]) for a in asv if a[1] == k])
+        for k in ("target", "nontarget", "spoof")
+    }
+    rates = asv_error_rates(asv_s["target"], asv_s["nontarget"], asv_s["spoof"])
+    ref = tdcf_2019(cm[bona], cm[~bona], rates).min_tdcf
+    assert 0 < rep["min_tdcf"] == pytest.approx(ref, abs=1e-9)
     # spoofscope evaluate on the same file gives the same numbers
     proto = demo_root / "LA/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.eval.trl.txt"
     asv = demo_root / "LA/ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"
@@ -168,11 +188,26 @@ def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
     # the checkpoint describes itself: config, dev metrics, versions
     ck = torch.load(out / "best.ckpt", weights_only=True)
     assert ck["config"]["model"] == "lfcc-lcnn" and "dev" in ck["extra"]
-    # SWA: the averaged weights are the mean of the top checkpoints' weights
+    # SWA: the averaged weights are the mean of the top checkpoints' weights (both epochs'
+    # here, top_n 2 of 2); BatchNorm's running statistics are recomputed, not averaged
     import csv
 
+    tops = sorted((out / "checkpoints").glob("epoch_*.ckpt"))
+    assert [p.name for p in tops] == ["epoch_001.ckpt", "epoch_002.ckpt"]
+    epochs = [torch.load(p, weights_only=True) for p in tops]
+    swa = torch.load(out / "swa.ckpt", weights_only=True)
+    assert swa["extra"]["averaged_epochs"] in ([1, 2], [2, 1])
+    params = {n for n, _ in spoofscope.create_model("lfcc-lcnn").named_parameters()}
+    assert params and params <= set(swa["state_dict"])
+    for n in params:
+        mean = (epochs[0]["state_dict"][n] + epochs[1]["state_dict"][n]) / 2
+        torch.testing.assert_close(swa["state_dict"][n], mean, rtol=0, atol=1e-7)
+    assert not torch.equal(epochs[0]["state_dict"][n], epochs[1]["state_dict"][n])
+    # each epoch's dev EER in metrics.csv is the one its checkpoint was saved with
     rows = list(csv.DictReader(open(out / "metrics.csv")))
-    assert len(rows) == 2 and float(rows[0]["dev_eer_percent"]) >= 0
+    assert len(rows) == 2
+    for row, ck in zip(rows, epochs, strict=True):
+        assert float(row["dev_eer_percent"]) == pytest.approx(ck["extra"]["dev"]["eer"], abs=1e-9)
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     # the demo's last step: adapt with the D04 sample, score the same eval trials again
     from spoofscope.cli import _demo_adaptation
@@ -345,3 +380,48 @@ def test_audio_cache_skips_decoding(demo_root, tmp_path, monkeypatch):
     assert len(calls) == 5  # the second epoch read the cache, not the FLAC files
     for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
+
+
+def _one_epoch(demo_root, out, **kw):
+    """Weight changes of the trainable parameters after one epoch of 8 files: LCNN without
+    dropout, all but the head frozen (BatchNorm keeps its statistics: the gradient does not
+    depend on how the 8 are split into batches), plain SGD, unweighted loss."""
+    from spoofscope.train.trainer import Trainer
+
+    cfg = _tiny_cfg(
+        model_args={"dropout": 0.0},
+        freeze=["all_but_head"],
+        epochs=1,
+        max_train_utts=8,
+        optimizer={"name": "sgd", "lr": 0.5, "momentum": 0.0},
+        scheduler={"name": "none"},
+        loss={"class_weights": None, "sampler": "random"},
+        **kw,
+    )
+    t = Trainer(cfg, demo_root, out, progress=False)
+    t._build()
+    start = {n: p.detach().clone() for n, p in t.model.named_parameters() if p.requires_grad}
+    t.train_epoch(0)
+    return {n: p.detach() - start[n] for n, p in t.model.named_parameters() if n in start}
+
+
+def test_gradient_accumulation_clipping_and_amp_on_the_cpu(demo_root, tmp_path):
+    one = _one_epoch(demo_root, tmp_path / "a", batch_size=8)
+    assert one and all(d.abs().max() > 0 for d in one.values())
+    # 4 x 2 accumulated = one step on all 8
+    acc = _one_epoch(demo_root, tmp_path / "b", batch_size=4, grad_accum_steps=2)
+    for n in one:
+        torch.testing.assert_close(acc[n], one[n], rtol=0, atol=1e-6)
+    # without accumulation, 4 x 1 is two steps: a different result (the test can tell)
+    two = _one_epoch(demo_root, tmp_path / "c", batch_size=4)
+    assert max(float((two[n] - one[n]).abs().max()) for n in one) > 1e-4
+    # clipping: SGD's step is -lr * g, so the gradient norm is |step| / lr; clipped to a
+    # quarter of it, the step is a quarter as long, in the same direction
+    norm = float(torch.sqrt(sum((d**2).sum() for d in one.values()))) / 0.5
+    clipped = _one_epoch(demo_root, tmp_path / "d", batch_size=8, grad_clip=norm / 4)
+    for n in one:
+        torch.testing.assert_close(clipped[n], one[n] / 4, rtol=1e-5, atol=1e-8)
+    # amp is for GPUs: on the CPU it is documented as a pass-through, and is one
+    amp = _one_epoch(demo_root, tmp_path / "e", batch_size=8, amp="bf16")
+    for n in one:
+        assert torch.equal(amp[n], one[n])
