@@ -129,6 +129,9 @@ def test_full_eval_size_is_fast():
     t = time.perf_counter()
     rep = M.evaluate_scores(bona, spoof, None, (tar, non, spf))
     elapsed = time.perf_counter() - t
-    # not a timing assertion: just report; the value itself is checked
-    assert 0 < rep.eer_percent < 50
+    # not a timing assertion: just report. The value: N(2, 1) against N(-1, 1) cross at 0.5,
+    # where each class errs with probability Phi(-1.5) = 6.68 %
+    from scipy.stats import norm
+
+    assert rep.eer_percent == pytest.approx(100 * norm.cdf(-1.5), abs=0.5)
     print(f"EER + min t-DCF over 71,237 trials: {elapsed * 1000:.1f} ms")

@@ -127,20 +127,24 @@ def test_sls_reads_the_layers_before_the_final_layer_norm():
 @pytest.mark.parametrize("name", sorted(SYSTEMS.values()))
 def test_published_checkpoint_layout_converts(name, tmp_path):
     """A checkpoint in the official layout (fairseq encoder keys ssl_model.model.*, back-end
-    keys, DataParallel prefix, pre-training heads) loads through load_model and gives what the
-    model it was written from gives."""
-    from test_ssl import _fairseq_layout
+    keys, DataParallel prefix, pre-training heads) loads through load_model with the back-end
+    exactly as written. (What the encoder's keys become is tested once, against fairseq's own
+    computation: test_ssl.test_fairseq_checkpoint_converts_to_what_fairseq_computes.)"""
+    from test_ssl import fairseq_encoder
 
     torch.manual_seed(1)
     src = spoofscope.create_model(name, encoder_config=TINY64).eval()
-    fake = _fairseq_layout(src.state_dict())
-    assert any(".self_attn.k_proj." in k for k in fake)
+    backend = {k: v for k, v in src.state_dict().items() if not k.startswith("ssl_model.")}
+    enc = fairseq_encoder(TINY64, seed=5)
+    fake = {"module." + k: v for k, v in {**enc, **backend}.items()}
     torch.save(fake, tmp_path / "official.pth")
     torch.manual_seed(2)
     dst = load_model(name, weights=tmp_path / "official.pth", encoder_config=TINY64)
-    x = torch.randn(2, 64600) * 0.1
-    with torch.no_grad():
-        torch.testing.assert_close(dst(x)[0], src(x)[0], rtol=0, atol=0)
+    got = dst.state_dict()
+    for k, v in backend.items():
+        assert torch.equal(got[k], v), k
+    masked = next(k for k in got if k.endswith("masked_spec_embed"))
+    assert torch.equal(got[masked], enc["ssl_model.model.mask_emb"])
     # a key the converter does not know, and a missing back-end key: errors that name them
     from spoofscope.errors import WeightsError
 
@@ -159,7 +163,7 @@ def test_weights_by_name_manual_hf_and_cache(tmp_path, monkeypatch):
     go through huggingface_hub (replaced here by a local file) into the cache; a file in the
     cache is used."""
     from safetensors.torch import save_file
-    from test_ssl import _fairseq_layout
+    from test_ssl import fairseq_encoder
 
     from spoofscope.errors import WeightsError
     from spoofscope.models import weights_status
@@ -171,11 +175,22 @@ def test_weights_by_name_manual_hf_and_cache(tmp_path, monkeypatch):
     assert "'xlsr-tcm-df.pth'" in msg
     assert "sharepoint.com" in msg and str(tmp_path / "cache" / "xlsr-tcm-df.pth") in msg
     assert "--weights" in msg and weights_status("xlsr-tcm") == "manual"
+
     # the user puts the file where the message said: it is used (no sha256 published)
-    torch.manual_seed(3)
-    src = spoofscope.create_model("xlsr-tcm", encoder_config=TINY64).eval()
+    def published(name, seed):
+        """A checkpoint in the published layout, and the model the user's own copy of that
+        file gives (--weights PATH): what the name must give too."""
+        torch.manual_seed(seed)
+        m = spoofscope.create_model(name, encoder_config=TINY64)
+        sd = {k: v for k, v in m.state_dict().items() if not k.startswith("ssl_model.")}
+        sd.update(fairseq_encoder(TINY64, seed=seed))
+        own = tmp_path / f"{name}-own.pth"
+        torch.save(sd, own)
+        return sd, load_model(name, weights=own, encoder_config=TINY64)
+
+    sd, src = published("xlsr-tcm", 3)
     (tmp_path / "cache").mkdir()
-    torch.save(_fairseq_layout(src.state_dict()), tmp_path / "cache" / "xlsr-tcm-df.pth")
+    torch.save(sd, tmp_path / "cache" / "xlsr-tcm-df.pth")
     got = load_model("xlsr-tcm:df", encoder_config=TINY64)
     assert got.source == "xlsr-tcm:df" and weights_status("xlsr-tcm") == "downloaded"
     x = torch.randn(1, 20000) * 0.1
@@ -183,10 +198,9 @@ def test_weights_by_name_manual_hf_and_cache(tmp_path, monkeypatch):
         torch.testing.assert_close(got(x)[0], src(x)[0], rtol=0, atol=0)
 
     # Hugging Face: the published repo and file name, through huggingface_hub
-    torch.manual_seed(4)
-    mamba = spoofscope.create_model("xlsr-mamba", encoder_config=TINY64).eval()
+    sd, mamba = published("xlsr-mamba", 4)
     st = tmp_path / "model.safetensors"
-    save_file({k: v.contiguous() for k, v in _fairseq_layout(mamba.state_dict()).items()}, st)
+    save_file({k: v.contiguous() for k, v in sd.items()}, st)
     calls = []
 
     def fake_download(repo, filename, revision=None, cache_dir=None):

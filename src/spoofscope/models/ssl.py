@@ -369,9 +369,9 @@ def ssl_linear(**overrides) -> SSLLinear:
 #: (fairseq key pattern, our key template); applied in order, first match wins.
 FAIRSEQ_KEY_MAP = [
     (r"ssl_model\.model\.mask_emb", "ssl_model.encoder.masked_spec_embed"),
-    (
-        r"ssl_model\.model\.feature_extractor\.conv_layers\.(\d+)\.0\.weight",
-        r"ssl_model.encoder.feature_extractor.conv_layers.\1.conv.weight",
+    (  # the bias is there when the model was built with conv_bias (XLS-R)
+        r"ssl_model\.model\.feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)",
+        r"ssl_model.encoder.feature_extractor.conv_layers.\1.conv.\2",
     ),
     (
         r"ssl_model\.model\.feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)",
