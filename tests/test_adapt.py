@@ -144,7 +144,16 @@ def test_train_from_init_keeps_frozen_parts_and_records_the_start(labelled, star
     # the checkpoint says where it started and carries a calibration fitted on the dev part
     assert ck["config"]["init"] == str(start_ckpt)
     assert "fine-tuned from" in final.card.training_data
-    assert ck["calibration"] and ck["calibration"]["report"]["n_bonafide"] >= 1
+    # ... on the dev part of the list (class-stratified split of the plain list, seed 3)
+    from spoofscope.data import open_splits
+
+    dev = open_splits(labelled / "list.csv", 3).dev.trials
+    rep = ck["calibration"]["report"]
+    assert (rep["n_bonafide"], rep["n_spoof"]) == (
+        sum(t.label == 1 for t in dev),
+        sum(t.label == 0 for t in dev),
+    )
+    assert rep["n_bonafide"] > 0 and rep["n_spoof"] > 0
 
 
 def test_adapt_before_after_report_model_and_resume(labelled, start_ckpt, tmp_path, monkeypatch):
@@ -178,7 +187,8 @@ def test_adapt_before_after_report_model_and_resume(labelled, start_ckpt, tmp_pa
     # the adapted model: self-describing, calibrated, the head changed and the body did not
     adapted = Detector.from_checkpoint(out / "model.ckpt")
     assert adapted.calibration is not None and adapted.window_samples == 16000
-    assert adapted(rows[0]["path"]).p_bonafide is not None
+    r0, cal = adapted(rows[0]["path"]), adapted.calibration
+    assert r0.p_bonafide == pytest.approx(1 / (1 + np.exp(-(cal.a * r0.score + cal.b))), rel=1e-9)
     m0, _ = load_checkpoint(start_ckpt)
     m1, ck = load_checkpoint(out / "model.ckpt")
     s0, s1 = m0.state_dict(), m1.state_dict()

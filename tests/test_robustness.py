@@ -424,11 +424,15 @@ def test_help_text_and_descriptions_everywhere():
             if isinstance(a, argparse._SubParsersAction) or a.dest in ("help", "version"):
                 continue
             assert a.help, (path, a.dest)
-        text = p.format_help()
+        text = " ".join(p.format_help().split())
+        assert " ".join(p.description.split()) in text, path
         for a in p._actions:
             if a.default not in (None, False, argparse.SUPPRESS) and a.help and a.option_strings:
                 assert "default" in p._get_formatter()._get_help_string(a), (path, a.dest)
-        assert text
+            if a.option_strings and a.help and a.help != argparse.SUPPRESS:
+                # every option is shown, with the start of its own help line
+                assert a.option_strings[0] in text, (path, a.dest)
+                assert " ".join(a.help.split()[:3]) in text, (path, a.dest)
 
 
 def test_messages_in_our_words(tmp_path, capsys):

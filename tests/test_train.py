@@ -385,7 +385,8 @@ def test_audio_cache_skips_decoding(demo_root, tmp_path, monkeypatch):
 def _one_epoch(demo_root, out, **kw):
     """Weight changes of the trainable parameters after one epoch of 8 files: LCNN without
     dropout, all but the head frozen (BatchNorm keeps its statistics: the gradient does not
-    depend on how the 8 are split into batches), plain SGD, unweighted loss."""
+    depend on how the 8 are split into batches), plain SGD without weight decay (the step is
+    -lr * gradient), unweighted loss."""
     from spoofscope.train.trainer import Trainer
 
     cfg = _tiny_cfg(
@@ -393,7 +394,7 @@ def _one_epoch(demo_root, out, **kw):
         freeze=["all_but_head"],
         epochs=1,
         max_train_utts=8,
-        optimizer={"name": "sgd", "lr": 0.5, "momentum": 0.0},
+        optimizer={"name": "sgd", "lr": 0.5, "momentum": 0.0, "weight_decay": 0.0},
         scheduler={"name": "none"},
         loss={"class_weights": None, "sampler": "random"},
         **kw,
@@ -416,11 +417,15 @@ def test_gradient_accumulation_clipping_and_amp_on_the_cpu(demo_root, tmp_path):
     two = _one_epoch(demo_root, tmp_path / "c", batch_size=4)
     assert max(float((two[n] - one[n]).abs().max()) for n in one) > 1e-4
     # clipping: SGD's step is -lr * g, so the gradient norm is |step| / lr; clipped to a
-    # quarter of it, the step is a quarter as long, in the same direction
-    norm = float(torch.sqrt(sum((d**2).sum() for d in one.values()))) / 0.5
+    # quarter of it, the step is max_norm / (norm + 1e-6) (torch's documented epsilon) as long,
+    # in the same direction
+    norm = float(torch.sqrt(sum((d.double() ** 2).sum() for d in one.values()))) / 0.5
     clipped = _one_epoch(demo_root, tmp_path / "d", batch_size=8, grad_clip=norm / 4)
+    scale = max(float(d.abs().max()) for d in one.values())
     for n in one:
-        torch.testing.assert_close(clipped[n], one[n] / 4, rtol=1e-5, atol=1e-8)
+        want = one[n] * ((norm / 4) / (norm + 1e-6))
+        torch.testing.assert_close(clipped[n], want, rtol=0, atol=1e-5 * scale)
+    assert max(float((clipped[n] - one[n]).abs().max()) for n in one) > 0.5 * scale
     # amp is for GPUs: on the CPU it is documented as a pass-through, and is one
     amp = _one_epoch(demo_root, tmp_path / "e", batch_size=8, amp="bf16")
     for n in one:
