@@ -310,9 +310,8 @@ def test_overload_gives_503_and_load_stays_bounded(ckpt):
 
 def test_load_short(ckpt):
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from load_test import run_load
-
     import httpx
+    from load_test import run_load
 
     app = create_app(Detector.from_checkpoint(ckpt), ServiceSettings(workers=2, queue_size=4))
     with _Server(app) as srv:
