@@ -501,6 +501,11 @@ def test_onnx_export_agrees_with_torch(name, tmp_path, golden):
     else:
         with pytest.raises(ValueError, match=f"exported for {fixed}-sample windows"):
             engine(golden["input_4"][None])
+    # a detector on the exported graph gives the PyTorch model's bona fide logit
+    det = Detector(engine, windows=WindowPolicy(kind="official"))
+    with torch.no_grad():
+        want = m(torch.from_numpy(xs[:1]).float())[0][0, m.card.bonafide_index].item()
+    assert det(xs[0]).score == pytest.approx(want, abs=1e-3)
 
 
 def test_onnx_session_without_layout_round_trips_gives_the_official_scores(

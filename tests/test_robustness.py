@@ -187,37 +187,51 @@ def test_deadline_batch_cap_and_metrics_reasons(ckpt):
 
 
 def test_a_long_upload_does_not_hold_up_a_short_one(ckpt):
-    """The long-audio lane: with one worker busy on 10 minutes of audio, a 4-s request is
-    answered first. Latencies are printed, not asserted."""
+    """The long-audio lane: with one worker, a 10-minute upload is held in scoring until a
+    4-s request has been answered. Were both in one lane, the short one would wait behind the
+    long one for ever (here: the 60-s client timeout)."""
     import asyncio
 
     import httpx
-    from test_serve import _Server
+    from test_serve import _HeldDetector, _metric, _Server
 
     from spoofscope.serve import ServiceSettings, create_app
+
+    class LongHeld(_HeldDetector):
+        def detect_many(self, sources, sample_rate=None):
+            if len(sources[0]) > 1_000_000:  # only the long upload waits
+                return super().detect_many(sources, sample_rate)
+            return Detector.detect_many(self, sources, sample_rate)
 
     rng = np.random.default_rng(1)
     long = _wav((rng.standard_normal(SR * 600) * 0.1).astype(np.float32), fmt="FLAC")
     short = _wav((rng.standard_normal(SR * 4) * 0.1).astype(np.float32))
-    app = create_app(_slow_detector(ckpt, 0.01), ServiceSettings(workers=1))
-    done = {}
+    det = LongHeld(load_model_for(ckpt), limits=Limits(batch_size=8), name="held").hold()
+    app = create_app(det, ServiceSettings(workers=1))
     with _Server(app) as srv:
 
         async def go():
-            async with httpx.AsyncClient(timeout=300) as cl:
+            async with httpx.AsyncClient(timeout=60) as cl:
+                post = lambda name, data: cl.post(  # noqa: E731
+                    srv.url + "/v1/detect", files={"file": (name, data, "x")}
+                )
+                first = asyncio.create_task(post("long", long))
+                while await asyncio.to_thread(_metric, srv.url, "spoofscope_inflight") < 1:
+                    await asyncio.sleep(0.01)  # the long one is in its lane, held
+                quick = await post("short", short)
+                assert not first.done()
+                det.release.set()
+                return quick, await first
 
-                async def post(name, data, wait):
-                    await asyncio.sleep(wait)
-                    t = time.perf_counter()
-                    r = await cl.post(srv.url + "/v1/detect", files={"file": (name, data, "x")})
-                    done[name] = (time.perf_counter(), time.perf_counter() - t, r.status_code)
+        quick, slow = asyncio.run(go())
+    assert quick.status_code == slow.status_code == 200
+    assert quick.json()["duration_s"] == 4.0 and slow.json()["duration_s"] == 600.0
 
-                await asyncio.gather(post("long", long, 0), post("short", short, 0.5))
 
-        asyncio.run(go())
-    assert done["long"][2] == done["short"][2] == 200
-    assert done["short"][0] < done["long"][0]
-    print(f"short request {done['short'][1]:.2f} s while the long one took {done['long'][1]:.2f} s")
+def load_model_for(ckpt):
+    from spoofscope.models import load_model
+
+    return load_model(ckpt)
 
 
 def _wait_ready(port: int, tries: int = 300) -> None:
@@ -507,8 +521,6 @@ def test_audit_refuses_a_missing_folder_and_records_refusals(ckpt, tmp_path, cap
         "unauthorized": 1,
         "unsupported_audio": 1,
     }
-    assert main(["audit", "summary", "--db", str(db), "--since", "2999-01-01"]) == 0
-    assert "decisions        0" in capsys.readouterr().out
 
 
 def test_detect_shows_progress_in_audio_seconds_for_one_long_file(ckpt, tmp_path, capsys):

@@ -236,25 +236,7 @@ def test_fairseq_checkpoint_converts_to_what_fairseq_computes(tmp_path):
         convert_fairseq_ssl_aasist({"ssl_model.model.something_new": torch.zeros(1)})
 
 
-@pytest.mark.parametrize("name", ["ssl-linear", "ssl-aasist"])
-def test_onnx_export_and_detector(name, tmp_path):
-    from spoofscope.export import check_onnx, export_onnx
-    from spoofscope.infer import Detector, OnnxEngine, WindowPolicy
-
-    torch.manual_seed(0)
-    m = spoofscope.create_model(name, encoder_config=TINY_ENCODER).eval()
-    path = export_onnx(m, tmp_path / f"{name}.onnx")
-    x = _x(2, 64600).numpy()
-    assert check_onnx(m, path, x, atol=1e-3) <= 1e-3
-    if name == "ssl-linear":  # dynamic length
-        assert check_onnx(m, path, _x(1, 30000).numpy(), atol=1e-3) <= 1e-3
-    det = Detector(OnnxEngine(m, path), windows=WindowPolicy(kind="official"))
-    r = det(x[0])
-    with torch.no_grad():
-        assert r.score == pytest.approx(m(torch.from_numpy(x[:1]))[0][0, 1].item(), abs=1e-3)
-
-
-def test_training_recipe_loads_and_trains_with_accumulation(tmp_path):
+def test_training_recipe_loads(tmp_path):
     from pathlib import Path
 
     from spoofscope.train import load_config
