@@ -364,10 +364,22 @@ def _cmd_adapt(a) -> int:
     print(
         f"{a.model} on {r['n_bonafide']} bona fide and {r['n_spoof']} spoof files"
         + (f" ({len(r['skipped'])} unreadable, skipped)" if r["skipped"] else "")
+        + (f" ({len(r['no_speech'])} without speech, left out)" if r["no_speech"] else "")
         + f": EER {r['eer_before_percent']:.2f} % before, {r['eer_after_percent']:.2f} % after "
-        f"adaptation ({r['folds']}-fold cross-validation: each file scored by a model that "
-        "never saw it)"
+        f"adaptation ({r['folds']}-fold nested cross-validation"
+        + (", grouped: new sources" if r["grouped"] else "")
+        + "; each file scored by models that never saw it)"
     )
+    print(
+        f"  probe {r['eer_probe_percent']:.2f} %, recipe {r['eer_recipe_percent']:.2f} %; chosen "
+        f"per fold: {', '.join(f['chosen'] for f in r['per_fold'])}"
+        + (
+            f"; stratified folds: after {r['eer_stratified_percent']['after']:.2f} %"
+            if r["eer_stratified_percent"]
+            else ""
+        )
+    )
+    print(f"  final model: {r['final']['how']}")
     # r["warnings"] were logged as they were found (stderr): not printed a second time
     print(
         f"adapted model: {Path(a.out) / 'model.ckpt'} (spoofscope detect --model ...); report: "

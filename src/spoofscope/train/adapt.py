@@ -3,17 +3,25 @@
 ``adapt(model, data, out, recipe)``:
 
 1. reads ``data`` (a ``path,label[,group]`` CSV or ``bonafide/`` + ``spoof/`` folders of files
-   in any format and length); unreadable files are listed and skipped;
-2. scores every file with the starting model (sliding windows of the model's window, hop
-   ``hop_s``, window scores averaged): the EER *before*;
-3. estimates the EER *after* adaptation by K-fold cross-validation (folds grouped by the CSV's
-   ``group`` column when it has one, else stratified by class): each fold's model is adapted on
-   the other folds (with an inner held-out part for early stopping) and scores only its own
-   fold's files, which it never saw;
-4. adapts the final model on all files (for the median of the folds' best epoch counts),
-   calibrates it on the out-of-fold scores, and writes ``model.ckpt`` (self-describing, usable
-   by ``detect`` and ``serve``), ``report.json``, ``report.md``, ``det.png`` (both curves) and
-   ``scores.csv`` (each file's fold, score before and cross-validated score after).
+   in any format and length); unreadable files, and files ``detect`` would not judge (no
+   speech), are listed and left out;
+2. scores every file with the starting model as ``detect`` does (sliding windows of the
+   model's window every ``hop_s``, silent windows left out, window scores averaged): the EER
+   *before*;
+3. estimates the EER *after* adaptation by nested K-fold cross-validation (folds grouped by the
+   CSV's ``group`` column when it has one, so the estimate is for sources never seen, and also
+   stratified by class; else stratified only). In each fold two procedures learn a new final
+   layer from the other folds: the *probe*, a class-balanced L2 logistic regression on the
+   files' embeddings (penalty by an inner 3-fold cross-validation), and the *recipe*, the final
+   layer retrained from the published one on every window and augmented crops (early stopping
+   on an inner held-out fifth). A 3-fold cross-validation inside the training folds chooses
+   between them; the fold's files, which none of these saw, are scored by the chosen one;
+4. trains the final model by exactly that procedure on all files (the choice by a 3-fold
+   cross-validation over all files, then the chosen procedure with its own stopping rule),
+   calibrates it on the nested out-of-fold scores, and writes ``model.ckpt`` (self-describing,
+   usable by ``detect`` and ``serve``), ``report.json`` (before, probe, recipe and after, per
+   fold, and which procedure the final model used), ``report.md``, ``det.png`` and
+   ``scores.csv`` (each file's fold and its scores).
 
 The adaptation recipes (``configs/adapt-*.yaml``) train the final bona fide/spoof layer on the
 frozen network's embeddings (``freeze: [all_but_head]``): the embeddings of every training
@@ -199,14 +207,55 @@ class _Head:
             layer.bias.sub_(layer.weight @ mu)
         return layer, (max(best_epoch, 1) if x_val is not None else epochs)
 
-    def file_scores(self, layer, emb, index, labels_per_window):
-        """Mean bona fide logit of each file's windows, and the file labels."""
-        with torch.no_grad():
-            s = head_logits(layer, torch.from_numpy(emb))[:, self.bona].numpy()
-        files = np.unique(index)
-        scores = np.array([s[index == f].mean() for f in files])
-        labels = np.array([labels_per_window[index == f][0] for f in files])
-        return scores, labels
+
+#: the probe's inverse penalties, chosen among by an inner cross-validation
+PROBE_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def _fit_logreg(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    """Class-balanced logistic regression with an L2 penalty ``|w|^2 / (2 c n)`` on
+    standardised features: ``(w, b)`` of the log-odds (bona fide vs spoof) in the features'
+    own scale."""
+    from scipy.optimize import minimize
+
+    x = np.asarray(x, np.float64)
+    pos = np.asarray(y) == BONAFIDE
+    mu, sd = x.mean(0), x.std(0) + 1e-8
+    z = (x - mu) / sd
+    wt = np.where(pos, 0.5 / max(pos.sum(), 1), 0.5 / max((~pos).sum(), 1))
+    t = np.where(pos, 1.0, -1.0)
+    lam = 1.0 / (c * len(y))
+
+    def obj(theta):
+        w, b = theta[:-1], theta[-1]
+        m = t * (z @ w + b)
+        f = np.sum(wt * np.logaddexp(0, -m)) + 0.5 * lam * w @ w
+        g = -wt * t / (1 + np.exp(m))
+        return f, np.concatenate([z.T @ g + lam * w, [g.sum()]])
+
+    th = minimize(obj, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B").x
+    w = th[:-1] / sd
+    return w, float(th[-1] - w @ mu)
+
+
+def _balanced_log_loss(s: np.ndarray, y: np.ndarray) -> float:
+    pos = np.asarray(y) == BONAFIDE
+    return float(0.5 * np.mean(np.logaddexp(0, -s[pos])) + 0.5 * np.mean(np.logaddexp(0, s[~pos])))
+
+
+def _as_head(template: torch.nn.Linear, w: np.ndarray, b: float, bona: int) -> torch.nn.Linear:
+    """A copy of the head that scores the log-odds ``w.e + b``: the bona fide logit minus the
+    spoof logit (a two-output head gets half on each, so its bona fide logit, the score, is
+    half the log-odds), or the single output of a one-output head."""
+    layer = copy.deepcopy(template).float()
+    wt = torch.from_numpy(np.asarray(w, np.float32))
+    with torch.no_grad():
+        if layer.out_features == 1:
+            layer.weight[0], layer.bias[0] = wt, float(b)
+        else:
+            layer.weight[bona], layer.bias[bona] = wt / 2, float(b) / 2
+            layer.weight[1 - bona], layer.bias[1 - bona] = -wt / 2, -float(b) / 2
+    return layer
 
 
 def _balanced(y) -> torch.Tensor:
@@ -247,7 +296,8 @@ def adapt(
     from tqdm.auto import tqdm
 
     from ..augment import build_augmentation
-    from ..infer import make_engine
+    from ..infer import Decision, WindowPolicy, make_engine
+    from ..infer.activity import SpeechMeter
     from ..infer.calibration import Calibration
     from ..infer.windows import sliding_windows
     from ..metrics.det_plot import plot_dets
@@ -296,12 +346,15 @@ def adapt(
             cfg.augment,
             cfg.windows_per_file,
             cfg.seed,
+            "judged-windows-v2",  # windows as detect judges them; abstentions recorded
         )
     )
     cache.mkdir(parents=True, exist_ok=True)
+    silence_db, need = WindowPolicy().silence_db, Decision().min_speech_s
 
-    # 1-2. every file: sliding windows (scored: before) and augmented random crops (training)
-    clips, skipped = [], []
+    # 1-2. every file: the windows detect judges (scored: before) and augmented random crops
+    # (training); a file detect would not judge (no_speech) is listed and left out
+    clips, skipped, no_speech = [], [], []
     emb_eval, idx_eval, emb_aug, idx_aug, before = [], [], [], [], []
     bar = tqdm(trials, desc="embedding", disable=not progress, leave=False)
     for t in bar:
@@ -314,28 +367,54 @@ def adapt(
         if f.is_file():
             z = np.load(f)
             ev, ev_logits, aug = z["eval"], z["eval_logits"], z["aug"]
+            speech_s, duration_s = float(z["speech_s"]), float(z["duration_s"])
         else:
             try:
                 x = load_audio(t.path, card.sample_rate)
             except Exception as e:  # noqa: BLE001 - any unreadable file is listed, not fatal
                 skipped.append({"path": str(t.path), "why": str(e).splitlines()[0][:300]})
                 continue
-            ws = np.stack([w.samples for w in sliding_windows([x], win, hop)])
-            rng = np.random.default_rng([cfg.seed, int(key[:8], 16)])
-            crops = []
-            for _ in range(cfg.windows_per_file):
-                c = random_crop(x, win, rng)
-                crops.append(augment(c, rng) if augment is not None else c)
-            batch = np.concatenate([ws, np.stack(crops)]).astype(np.float32)
-            logits, emb = [], []
-            for i in range(0, len(batch), 8):
-                lg, e = eng.embed(batch[i : i + 8])
-                logits.append(lg)
-                emb.append(e)
-            logits, emb = np.concatenate(logits), np.concatenate(emb)
-            ev, ev_logits, aug = emb[: len(ws)], logits[: len(ws)], emb[len(ws) :]
-            np.savez(f.with_suffix(".tmp.npz"), eval=ev, eval_logits=ev_logits, aug=aug)
+            meter = SpeechMeter(card.sample_rate, silence_db)
+            for _ in meter.wrap([x]):
+                pass
+            speech_s, duration_s = meter.active_s, x.size / card.sample_rate
+            ev = ev_logits = aug = np.zeros((0, 0), np.float32)
+            if min(speech_s, duration_s) >= need:
+                windows = list(sliding_windows([x], win, hop))
+                # detect scores the windows with sound in them (all of them, if none has)
+                loud = [w for w in windows if 20 * np.log10(w.rms + 1e-12) >= silence_db]
+                ws = np.stack([w.samples for w in (loud or windows)])
+                rng = np.random.default_rng([cfg.seed, int(key[:8], 16)])
+                crops = []
+                for _ in range(cfg.windows_per_file):
+                    c = random_crop(x, win, rng)
+                    crops.append(augment(c, rng) if augment is not None else c)
+                batch = np.concatenate([ws, np.stack(crops)]).astype(np.float32)
+                logits, emb = [], []
+                for i in range(0, len(batch), 8):
+                    lg, e = eng.embed(batch[i : i + 8])
+                    logits.append(lg)
+                    emb.append(e)
+                logits, emb = np.concatenate(logits), np.concatenate(emb)
+                ev, ev_logits, aug = emb[: len(ws)], logits[: len(ws)], emb[len(ws) :]
+            np.savez(
+                f.with_suffix(".tmp.npz"),
+                eval=ev,
+                eval_logits=ev_logits,
+                aug=aug,
+                speech_s=speech_s,
+                duration_s=duration_s,
+            )
             f.with_suffix(".tmp.npz").replace(f)
+        if min(speech_s, duration_s) < need:
+            no_speech.append(
+                {
+                    "path": str(t.path),
+                    "why": f"no speech: {speech_s:.2f} s of sound above {silence_db:g} dBFS in "
+                    f"{duration_s:.2f} s; detect needs {need:g} s for a verdict (no_speech)",
+                }
+            )
+            continue
         k = len(clips)
         clips.append(Clip(str(t.path), t.label, t.speaker, key))
         emb_eval.append(ev)
@@ -343,6 +422,14 @@ def adapt(
         emb_aug.append(aug)
         idx_aug.append(np.full(len(aug), k))
         before.append(float(ev_logits[:, card.bonafide_index].mean()))
+    if no_speech:
+        log.warning(
+            "%d of %d files left out: detect would not judge them (no_speech; listed in "
+            "report.json); first: %s",
+            len(no_speech),
+            len(trials),
+            no_speech[0]["path"],
+        )
     if skipped:
         log.warning(
             "%d of %d files unreadable, skipped (listed in report.json); first: %s (%s)",
@@ -380,54 +467,139 @@ def adapt(
     before = np.array(before)
     groups = [c.group for c in clips]
     keys = [c.key for c in clips]
-    fold_of = _folds(labels, groups, folds, cfg.seed, keys)
     trainer = _Head(head, cfg, card.bonafide_index)
+    bona = card.bonafide_index
+    # each file's embedding as the detector judges it: the mean of its judged windows (its
+    # score is the mean of their logits, i.e. the linear head of this mean)
+    F = np.stack([E[I_e == i].mean(0) for i in range(len(clips))]).astype(np.float32)
 
-    def fit_on(files, epochs=None, seed=0):
-        """Train on ``files``; with ``epochs`` None, early-stop on an inner held-out part."""
+    def score(layer, files) -> np.ndarray:
+        with torch.no_grad():
+            return head_logits(layer, torch.from_numpy(F[files]))[:, bona].double().numpy()
+
+    def fit_recipe(files, seed=0):
+        """The recipe on ``files``: early stopping on an inner held-out fifth (grouped when
+        there are groups enough), as in every fold and for the final model."""
         files = np.asarray(files)
-        if epochs is not None:
-            sel_e, sel_a = np.isin(I_e, files), np.isin(I_a, files)
-            x = np.concatenate([E[sel_e], A[sel_a]])
-            y = np.concatenate([y_e[sel_e], y_a[sel_a]])
-            return trainer.fit(x, y, epochs, seed=seed)
         sub = [groups[i] for i in files]
         if len(set(sub)) < 5:
             sub = ["-"] * len(files)  # too few groups for an inner grouped split
         inner = _folds(labels[files], sub, 5, cfg.seed + 1 + seed, [keys[i] for i in files])
         val, tr = files[inner == 0], files[inner != 0]
         if len(set(labels[val].tolist())) < 2 or len(set(labels[tr].tolist())) < 2:
-            return fit_on(files, epochs=cfg.epochs, seed=seed)
-        sel_e, sel_a, sel_v = np.isin(I_e, tr), np.isin(I_a, tr), np.isin(I_e, val)
+            tr, val = files, None  # too few files to hold any out: the recipe's epochs
+        sel_e, sel_a = np.isin(I_e, tr), np.isin(I_a, tr)
         x = np.concatenate([E[sel_e], A[sel_a]])
         y = np.concatenate([y_e[sel_e], y_a[sel_a]])
+        if val is None:
+            return trainer.fit(x, y, cfg.epochs, seed=seed)
+        sel_v = np.isin(I_e, val)
         return trainer.fit(x, y, cfg.epochs, E[sel_v], y_e[sel_v], seed=seed)
 
-    # 3. cross-validation: each fold scored by a model that never saw it
-    after = np.zeros(len(clips))
-    per_fold, best_epochs = [], []
-    for k in range(folds):
-        test = np.flatnonzero(fold_of == k)
-        layer, ep = fit_on(np.flatnonzero(fold_of != k), seed=k)
-        sel = np.isin(I_e, test)
-        s, _ = trainer.file_scores(layer, E[sel], I_e[sel], y_e[sel])
-        after[test] = s
-        best_epochs.append(ep)
-        one = len(set(labels[test].tolist())) == 2
-        per_fold.append(
-            {
-                "fold": k + 1,
-                "files": int(len(test)),
-                "eer_before_percent": _eer(before[test], labels[test]) if one else None,
-                "eer_after_percent": _eer(s, labels[test]) if one else None,
-                "best_epoch": ep,
-            }
-        )
-    eer_before, eer_after = _eer(before, labels), _eer(after, labels)
+    def fit_probe(files, seed=0):
+        """Class-balanced L2 logistic regression on the file embeddings, its penalty chosen
+        by a 3-fold cross-validation inside ``files`` (balanced log loss)."""
+        files = np.asarray(files)
+        y = labels[files]
+        c = 1.0
+        if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) >= 3:
+            inner = _folds(
+                y, ["-"] * len(files), 3, cfg.seed + 101 + seed, [keys[i] for i in files]
+            )
+            losses = []
+            for cc in PROBE_C:
+                oof = np.zeros(len(files))
+                for j in range(3):
+                    w, b = _fit_logreg(F[files[inner != j]], y[inner != j], cc)
+                    oof[inner == j] = F[files[inner == j]].astype(np.float64) @ w + b
+                losses.append(_balanced_log_loss(oof, y))
+            c = PROBE_C[int(np.argmin(losses))]
+        w, b = _fit_logreg(F[files], y, c)
+        return _as_head(head, w, b, bona), c
 
-    # 4. the final model on all files, calibrated on the out-of-fold scores
-    epochs = int(np.median(best_epochs))
-    layer, _ = fit_on(np.arange(len(clips)), epochs=epochs, seed=folds)
+    def select(files, seed=0):
+        """Probe or recipe for ``files``, by a 3-fold cross-validation inside them (pooled
+        EER; a tie goes to the probe): ``(name, {name: inner EER %})``."""
+        files = np.asarray(files)
+        y = labels[files]
+        if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) < 3:
+            return "probe", {}
+        sub = [groups[i] for i in files]
+        if len(set(sub) - {"-"}) < 3:
+            sub = ["-"] * len(files)
+        inner = _folds(y, sub, 3, cfg.seed + 201 + seed, [keys[i] for i in files])
+        if any(len(set(y[inner != j].tolist())) < 2 for j in range(3)):  # a one-class part
+            inner = _folds(
+                y, ["-"] * len(files), 3, cfg.seed + 201 + seed, [keys[i] for i in files]
+            )
+        oof = {"probe": np.zeros(len(files)), "recipe": np.zeros(len(files))}
+        for j in range(3):
+            tr, te = files[inner != j], files[inner == j]
+            oof["probe"][inner == j] = score(fit_probe(tr, seed + j)[0], te)
+            oof["recipe"][inner == j] = score(fit_recipe(tr, seed + j)[0], te)
+        eers = {n: _eer(o, y) for n, o in oof.items()}
+        return ("recipe" if eers["recipe"] < eers["probe"] else "probe"), eers
+
+    def cross_validate(fold_of):
+        """Nested: in each outer fold, both procedures and the choice between them (made
+        inside the training folds only) score the fold's files, which none of them saw."""
+        oof = {n: np.zeros(len(clips)) for n in ("probe", "recipe", "after")}
+        rows = []
+        for k in range(folds):
+            test, train = np.flatnonzero(fold_of == k), np.flatnonzero(fold_of != k)
+            probe_layer, c = fit_probe(train, seed=k)
+            recipe_layer, ep = fit_recipe(train, seed=k)
+            choice, inner = select(train, seed=k)
+            oof["probe"][test] = score(probe_layer, test)
+            oof["recipe"][test] = score(recipe_layer, test)
+            oof["after"][test] = oof[choice][test]
+            both = len(set(labels[test].tolist())) == 2
+
+            def fold_eer(s, test=test, both=both):
+                return _eer(s[test], labels[test]) if both else None
+
+            rows.append(
+                {
+                    "fold": k + 1,
+                    "files": int(len(test)),
+                    "eer_before_percent": fold_eer(before),
+                    "eer_probe_percent": fold_eer(oof["probe"]),
+                    "eer_recipe_percent": fold_eer(oof["recipe"]),
+                    "chosen": choice,
+                    "eer_after_percent": fold_eer(oof["after"]),
+                    "inner_eer_percent": inner,
+                    "probe_c": c,
+                    "recipe_best_epoch": ep,
+                }
+            )
+        return oof, rows
+
+    # 3. nested cross-validation: each fold scored by models that never saw it
+    grouped = any(g != "-" for g in groups)
+    fold_of = _folds(labels, groups, folds, cfg.seed, keys)
+    oof, per_fold = cross_validate(fold_of)
+    after = oof["after"]
+    eer_before, eer_after = _eer(before, labels), _eer(after, labels)
+    stratified = None
+    if grouped:  # the estimate for files of sources seen in training, beside unseen ones
+        s_oof, _ = cross_validate(_folds(labels, ["-"] * len(clips), folds, cfg.seed, keys))
+        stratified = {n: _eer(v, labels) for n, v in s_oof.items()}
+
+    # 4. the final model: the same procedure on all files, calibrated on the out-of-fold
+    # scores of the nested cross-validation
+    choice, inner = select(np.arange(len(clips)), seed=folds)
+    if choice == "probe":
+        layer, c_final = fit_probe(np.arange(len(clips)), seed=folds)
+        how = (
+            f"probe: class-balanced logistic regression on the file embeddings, C = {c_final:g} "
+            "chosen by a 3-fold cross-validation on all files"
+        )
+    else:
+        layer, ep = fit_recipe(np.arange(len(clips)), seed=folds)
+        how = (
+            "recipe: the final layer trained from the published one, early stopping on a "
+            f"held-out fifth of the files (best epoch {ep}), as in every fold"
+        )
     final = copy.deepcopy(model).eval()
     head_matches_embedding(final, win).load_state_dict(layer.state_dict())
     cal = Calibration.fit(after[labels == BONAFIDE], after[labels != BONAFIDE])
@@ -435,7 +607,7 @@ def adapt(
         card,
         window_samples=win,
         training_data=f"adapted from {model_source} ({card.training_data}) on {data}: "
-        f"{n_bona} bona fide and {n_spoof} spoof files, final layer retrained",
+        f"{n_bona} bona fide and {n_spoof} spoof files, final layer retrained ({choice})",
     )
     report = {
         "model": str(model_source),
@@ -444,12 +616,16 @@ def adapt(
         "n_bonafide": n_bona,
         "n_spoof": n_spoof,
         "skipped": skipped,
+        "no_speech": no_speech,
         "folds": folds,
-        "grouped": any(g != "-" for g in groups),
+        "grouped": grouped,
         "eer_before_percent": eer_before,
+        "eer_probe_percent": _eer(oof["probe"], labels),
+        "eer_recipe_percent": _eer(oof["recipe"], labels),
         "eer_after_percent": eer_after,
+        "eer_stratified_percent": stratified,
         "per_fold": per_fold,
-        "final_epochs": epochs,
+        "final": {"procedure": choice, "inner_eer_percent": inner, "how": how},
         "windows": {"samples": win, "hop_s": hop_s, "aggregate": "mean"},
         "warnings": warnings,
         "calibration": cal.report,
@@ -477,15 +653,36 @@ def adapt(
     (out / "report.json").write_text(json.dumps(report, indent=2))
     with open(out / "scores.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "label", "group", "fold", "score_before", "score_after_cv"])
-        for c, fo, b_, a_ in zip(clips, fold_of, before, after, strict=True):
+        w.writerow(
+            [
+                "path",
+                "label",
+                "group",
+                "fold",
+                "score_before",
+                "score_probe_cv",
+                "score_recipe_cv",
+                "score_after_cv",
+            ]
+        )
+        for i, c in enumerate(clips):
             lab = "bonafide" if c.label == BONAFIDE else "spoof"
-            w.writerow([c.path, lab, c.group, int(fo) + 1, f"{b_:.6f}", f"{a_:.6f}"])
+            w.writerow(
+                [c.path, lab, c.group, int(fold_of[i]) + 1, f"{before[i]:.6f}"]
+                + [f"{oof[n][i]:.6f}" for n in ("probe", "recipe", "after")]
+            )
     (out / "report.md").write_text(_markdown(report))
     plot_dets(
         {
             "before": (before[labels == BONAFIDE], before[labels != BONAFIDE]),
-            "after (cross-validated)": (after[labels == BONAFIDE], after[labels != BONAFIDE]),
+            "probe (cross-validated)": (
+                oof["probe"][labels == BONAFIDE],
+                oof["probe"][labels != BONAFIDE],
+            ),
+            "recipe (cross-validated)": (
+                oof["recipe"][labels == BONAFIDE],
+                oof["recipe"][labels != BONAFIDE],
+            ),
         },
         out / "det.png",
         title=f"{card.name}: before and after adaptation",
@@ -494,28 +691,47 @@ def adapt(
 
 
 def _markdown(r: dict) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    strat = r.get("eer_stratified_percent")
     lines = [
         f"# Adaptation of {r['model']} to {r['data']}",
         "",
         f"{r['n_bonafide']} bona fide and {r['n_spoof']} spoof files"
         + (f" ({len(r['skipped'])} unreadable, skipped)" if r["skipped"] else "")
-        + f"; {r['folds']}-fold cross-validation, "
-        + ("grouped by the group column" if r["grouped"] else "stratified by class")
+        + (
+            f" ({len(r['no_speech'])} left out: no speech for detect to judge)"
+            if r.get("no_speech")
+            else ""
+        )
+        + f"; {r['folds']}-fold nested cross-validation, "
+        + ("grouped by the group column (new sources)" if r["grouped"] else "stratified by class")
         + ".",
         "",
-        "| | EER (%) |",
-        "|---|---|",
-        f"| before (the starting model) | {r['eer_before_percent']:.2f} |",
-        f"| after (cross-validated: each file scored by a model that never saw it) | "
-        f"{r['eer_after_percent']:.2f} |",
+        "| | EER (%) |" + (" stratified folds (%) |" if strat else ""),
+        "|---|---|" + ("---|" if strat else ""),
+        f"| before (the starting model) | {pct(r['eer_before_percent'])} |"
+        + (" |" if strat else ""),
+        f"| probe (logistic regression on the embeddings) | {pct(r['eer_probe_percent'])} |"
+        + (f" {pct(strat['probe'])} |" if strat else ""),
+        f"| recipe (the final layer retrained) | {pct(r['eer_recipe_percent'])} |"
+        + (f" {pct(strat['recipe'])} |" if strat else ""),
+        f"| after: the one chosen inside each fold's training files | "
+        f"{pct(r['eer_after_percent'])} |" + (f" {pct(strat['after'])} |" if strat else ""),
         "",
-        "| fold | files | EER before (%) | EER after (%) | epochs |",
-        "|---|---|---|---|---|",
+        "Every file is scored by models that never saw it; the choice between probe and "
+        "recipe is made inside the training folds only.",
+        "",
+        "| fold | files | before (%) | probe (%) | recipe (%) | chosen | after (%) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for f in r["per_fold"]:
-        b = "-" if f["eer_before_percent"] is None else f"{f['eer_before_percent']:.2f}"
-        a = "-" if f["eer_after_percent"] is None else f"{f['eer_after_percent']:.2f}"
-        lines.append(f"| {f['fold']} | {f['files']} | {b} | {a} | {f['best_epoch']} |")
-    lines += ["", f"The final model was trained on all files for {r['final_epochs']} epochs."]
+        lines.append(
+            f"| {f['fold']} | {f['files']} | {pct(f['eer_before_percent'])} | "
+            f"{pct(f['eer_probe_percent'])} | {pct(f['eer_recipe_percent'])} | {f['chosen']} | "
+            f"{pct(f['eer_after_percent'])} |"
+        )
+    lines += ["", f"The final model (model.ckpt): {r['final']['how']}."]
     lines += [f"\n**Warning:** {w}" for w in r["warnings"]]
     return "\n".join(lines) + "\n"
