@@ -1,18 +1,17 @@
-"""Time and peak memory of `spoofscope adapt`, and what adaptation does to unseen vocoders.
+"""`spoofscope adapt` on real recordings: its cross-validated estimate, and what the model it
+writes does on sources it never saw; with its time and peak memory.
 
-    python benchmarks/adapt.py [--clips 200] [--model aasist] [--weights-dir DIR] [--folds 5]
+    python benchmarks/adapt.py [--realdev DIR] [--model aasist] [--weights-dir DIR] [--folds 5]
 
-Writes ``--clips`` labelled files of 4-30 s (uniform) made offline by the demo-corpus generator:
-half bona fide speech of its synthetic speakers, half the same kind of speech through its four
-vocoders (Griffin-Lim, LPC, channel vocoder, harmonic-plus-noise; none of them is in ASVspoof
-2019 LA), each file from its own speaker draw, 16-bit FLAC. Groups are the generator's speakers,
-so cross-validation never scores a speaker the fold's model was adapted on.
-
-Then runs ``spoofscope adapt`` (the packaged recipe) on them in a fresh process and reports its
-wall time, CPU time and peak resident memory, the time of the network pass (the embedding of
-every window, which dominates) against the rest, and the EER before and after adaptation. The
-starting model is AASIST with the official weights (``--weights-dir``, else the published
-weights from the cache) trained on ASVspoof 2019 LA.
+The real recordings are ``../shared/realdev`` (genuine and generated clips from public TTS,
+voice-conversion and vocoder demo pages; ``labels.csv``: path,label,group,system). Its 12
+sources are split in two halves by name (alternately, in sorted order): ``adapt`` runs on half
+A (grouped by source, so its estimate is for sources it did not train on), in a fresh process
+whose wall time, CPU time and peak memory are reported; then ``detect`` (the Detector, as the
+CLI runs it) scores every file of half B with the starting model and with the model each
+procedure writes (``--procedure probe``, ``recipe`` and the default ``auto``, the last two from
+the first run's cached embeddings). The table gives, for each, the cross-validated EER on A and
+the EER on B.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,49 +32,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-
-def make_clips(n: int, out: Path, seed: int = 0) -> Path:
-    import soundfile as sf
-
-    from spoofscope.data import demo
-
-    rng = np.random.default_rng(seed)
-    vocoders = ["D01", "D02", "D03", "D04"]
-    speakers = [demo._speaker(rng) for _ in range(20)]
-    rows = []
-    for i in range(n):
-        spk = int(rng.integers(len(speakers)))
-        seconds = float(rng.uniform(4, 30))
-        # long files: utterances of 1-3 s with short pauses, as in a recording
-        parts, total = [], 0.0
-        while total < seconds:
-            d = min(float(rng.uniform(1.0, 3.0)), seconds - total + 0.2)
-            parts.append(demo.synth_utterance(speakers[spk], rng, d))
-            parts.append(np.zeros(int(rng.uniform(0.1, 0.4) * 16000)))
-            total += d
-        x = np.concatenate(parts)[: int(seconds * 16000)]
-        spoof = i % 2 == 1
-        attack = vocoders[(i // 2) % 4] if spoof else "-"
-        if spoof:
-            x = demo.VOCODERS[attack](x.astype(np.float64), rng)
-        x = (0.5 * x / (np.abs(x).max() + 1e-9)).astype(np.float32)
-        p = out / f"clip_{i:04d}.flac"
-        sf.write(p, x, 16000, subtype="PCM_16")
-        rows.append((p.name, "spoof" if spoof else "bonafide", f"spk{spk:02d}", attack))
-    lst = out / "list.csv"
-    with open(lst, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label", "group", "attack"])
-        w.writerows(rows)
-    return lst
-
-
 _CHILD = """
 import json, os, sys, time
 import spoofscope.train.adapt as A
 from spoofscope.train import load_config
 from pathlib import Path
-model, weights, data, out, folds = sys.argv[1:6]
+model, weights, data, out, folds, procedure = sys.argv[1:7]
 cfg = load_config(Path(A.__file__).parents[1] / "recipes" / "adapt.yaml")
 # time the network pass (every file's windows through the engine) apart from the rest
 import spoofscope.infer as I
@@ -90,7 +53,7 @@ def make_engine(*a, **k):
 I.make_engine = make_engine
 t0, c0 = time.perf_counter(), os.times()
 r = A.adapt(model, data, out, cfg, weights=None if weights == "None" else weights,
-            folds=int(folds), progress=False)
+            folds=int(folds), procedure=procedure, progress=False)
 c1 = os.times()
 hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(json.dumps({"wall_s": time.perf_counter() - t0, "user_s": c1.user - c0.user,
@@ -99,9 +62,47 @@ print(json.dumps({"wall_s": time.perf_counter() - t0, "user_s": c1.user - c0.use
 """
 
 
+def split_sources(realdev: Path, tmp: Path) -> tuple[Path, list[tuple[str, int, str]], list]:
+    """Half A as a path,label,group CSV; half B as (path, label, group) rows; the names."""
+    rows = list(csv.DictReader(open(realdev / "labels.csv")))
+    groups = sorted({r["group"] for r in rows})
+    a_groups = set(groups[0::2])
+    a_csv = tmp / "half_a.csv"
+    with open(a_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "group"])
+        for r in rows:
+            if r["group"] in a_groups:
+                w.writerow([str(realdev / r["path"]), r["label"], r["group"]])
+    b = [
+        (str(realdev / r["path"]), int(r["label"] == "bonafide"), r["group"])
+        for r in rows
+        if r["group"] not in a_groups
+    ]
+    return a_csv, b, [sorted(a_groups), sorted(set(groups) - a_groups)]
+
+
+def run_adapt(model, weights, data, out, folds, procedure, threads) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    args = [model, str(weights), str(data), str(out), str(folds), procedure]
+    r = subprocess.run(
+        [sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, env=env
+    )
+    if r.returncode:
+        sys.exit(r.stderr[-3000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def eer(scores, labels) -> float:
+    from spoofscope.metrics import compute_eer
+
+    s, y = np.asarray(scores, float), np.asarray(labels)
+    return float(compute_eer(s[y == 1], s[y == 0])[0] * 100)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--clips", type=int, default=200)
+    ap.add_argument("--realdev", default=str(HERE.parent.parent / "shared" / "realdev"))
     ap.add_argument("--model", default="aasist")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
@@ -110,62 +111,98 @@ def main():
     import torch
     from _machine import cpu_name
 
+    from spoofscope.infer import Detector
+
+    realdev = Path(a.realdev)
+    if not (realdev / "labels.csv").is_file():
+        sys.exit(f"{realdev}/labels.csv not found (give --realdev DIR)")
     tmp = Path(tempfile.mkdtemp())
-    t = time.perf_counter()
-    lst = make_clips(a.clips, tmp)
-    made = time.perf_counter() - t
+    a_csv, b_rows, (a_groups, b_groups) = split_sources(realdev, tmp)
     files = {"aasist": "official_AASIST.pth", "aasist-l": "official_AASIST-L.pth"}
     w = Path(a.weights_dir) / files.get(a.model, "")
     weights = str(w) if w.is_file() else None
-    env = {**os.environ, "SPOOFSCOPE_CACHE": str(tmp / "cache"), "OMP_NUM_THREADS": str(a.threads)}
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _CHILD,
-            a.model,
-            str(weights),
-            str(lst),
-            str(tmp / "out"),
-            str(a.folds),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if r.returncode:
-        sys.exit(r.stderr[-3000:])
-    m = json.loads(r.stdout.strip().splitlines()[-1])
-    rep = m["report"]
+
+    runs = {}
+    runs["auto"] = run_adapt(a.model, weights, a_csv, tmp / "auto", a.folds, "auto", a.threads)
+    for proc in ("probe", "recipe"):  # the same embeddings: copied, not computed again
+        shutil.copytree(tmp / "auto" / "cache", tmp / proc / "cache")
+        runs[proc] = run_adapt(a.model, weights, a_csv, tmp / proc, a.folds, proc, a.threads)
+    m, rep = runs["auto"], runs["auto"]["report"]
+
+    paths = [p for p, _, _ in b_rows]
+    labels = np.array([y for _, y, _ in b_rows])
+    held = {}
+    timing = {}
+    for name, src in (
+        ("before", None),
+        ("probe", tmp / "probe" / "model.ckpt"),
+        ("recipe", tmp / "recipe" / "model.ckpt"),
+        ("auto", tmp / "auto" / "model.ckpt"),
+    ):
+        det = Detector.load(a.model, weights=weights) if src is None else Detector.load(str(src))
+        t = time.perf_counter()
+        res = det.detect_many(paths)
+        timing[name] = time.perf_counter() - t
+        ok = [i for i, r in enumerate(res) if r.score is not None]
+        held[name] = (
+            eer([res[i].score for i in ok], labels[ok]),
+            len(res) - len(ok),
+            float(np.mean([r.confident is True for r in res])),
+        )
+
     import soundfile as sf
 
-    audio_s = sum(sf.info(str(tmp / row["path"])).duration for row in csv.DictReader(open(lst)))
+    audio_a = sum(sf.info(r["path"]).duration for r in csv.DictReader(open(a_csv)))
+    n_b = (int(labels.sum()), int((labels == 0).sum()))
     print(
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, {a.threads} threads; torch "
-        f"{torch.__version__}; {a.clips} files of 4-30 s ({audio_s / 60:.0f} min of audio, made "
-        f"in {made:.0f} s, not counted); model {a.model} "
-        f"({'official weights' if weights else 'published weights'}); {a.folds}-fold "
-        f"cross-validation grouped by speaker; the packaged recipe\n"
+        f"{torch.__version__}; model {a.model} "
+        f"({'official weights' if weights else 'published weights'}); real recordings "
+        f"({realdev.name}): adapt on half A ({', '.join(a_groups)}: {rep['n_bonafide']} bona "
+        f"fide, {rep['n_spoof']} spoof, {audio_a / 60:.0f} min), detect on half B "
+        f"({', '.join(b_groups)}: {n_b[0]} bona fide, {n_b[1]} spoof); {a.folds}-fold nested "
+        "cross-validation grouped by source\n"
     )
     print(
-        "| files | audio (min) | wall (min) | user / sys (min) | network pass (min) | "
-        "the rest (min) | peak RSS (MB) | EER before (%) | EER after, cross-validated (%) |"
+        "| adapt on A | wall (min) | user / sys (min) | network pass (min) | the rest (min) "
+        "| peak RSS (MB) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     print(
-        f"| {rep['n_bonafide'] + rep['n_spoof']} | {audio_s / 60:.0f} | {m['wall_s'] / 60:.1f} "
-        f"| {m['user_s'] / 60:.1f} / {m['sys_s'] / 60:.1f} | {m['network_s'] / 60:.1f} | "
-        f"{(m['wall_s'] - m['network_s']) / 60:.1f} | {m['peak_mb']:.0f} | "
-        f"{rep['eer_before_percent']:.2f} | {rep['eer_after_percent']:.2f} |"
+        f"| {rep['n_bonafide'] + rep['n_spoof']} files | {m['wall_s'] / 60:.1f} | "
+        f"{m['user_s'] / 60:.1f} / {m['sys_s'] / 60:.1f} | {m['network_s'] / 60:.1f} | "
+        f"{(m['wall_s'] - m['network_s']) / 60:.1f} | {m['peak_mb']:.0f} |\n"
     )
+    strat = rep["eer_stratified_percent"] or {}
     print(
-        "\nper fold (EER before -> after, %): "
-        + ", ".join(
-            f"{f['eer_before_percent']:.1f} -> {f['eer_after_percent']:.1f}"
-            for f in rep["per_fold"]
-            if f["eer_before_percent"] is not None
+        "| model | EER on A, cross-validated by source (%) | on A, stratified folds (%) | "
+        "EER on B, unseen sources, by detect (%) | B: confident verdicts |"
+    )
+    print("|---|---|---|---|---|")
+    rows = [
+        ("starting model", rep["eer_before_percent"], None, "before"),
+        ("probe", runs["probe"]["report"]["eer_after_percent"], strat.get("probe"), "probe"),
+        ("recipe", runs["recipe"]["report"]["eer_after_percent"], strat.get("recipe"), "recipe"),
+        (
+            f"adapt's default (final: {rep['final']['procedure']})",
+            rep["eer_after_percent"],
+            strat.get("after"),
+            "auto",
+        ),
+    ]
+    for label, cv, st, key in rows:
+        e, _, conf = held[key]
+        print(
+            f"| {label} | {cv:.2f} | {'-' if st is None else f'{st:.2f}'} | {e:.2f} | "
+            f"{100 * conf:.0f} % |"
         )
+    skipped = {k: v[1] for k, v in held.items() if v[1]}
+    print(
+        "\nchosen per fold: "
+        + ", ".join(f["chosen"] for f in rep["per_fold"])
+        + f"; files of A left out (no speech): {len(rep['no_speech'])}"
+        + (f"; files of B not judged: {skipped}" if skipped else "")
+        + f"; detect on B took {', '.join(f'{k} {v:.0f} s' for k, v in timing.items())}"
     )
 
 

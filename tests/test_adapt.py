@@ -339,3 +339,68 @@ def test_adapt_recipes_load(name):
     aug = build_augmentation(cfg.augment)
     x = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     assert aug(x, np.random.default_rng(1)).shape == x.shape
+
+
+def _newton_logreg(x, y, c):
+    """Class-balanced L2 logistic regression written from its definition: features
+    standardised, each class's mean log loss weighted 1/2, penalty |v|^2 / (2 c n) on the
+    standardised weights; Newton's method. (w, b) in the features' own scale."""
+    mu, sd = x.mean(0), x.std(0) + 1e-8
+    z = np.c_[(x - mu) / sd, np.ones(len(x))]
+    pos = y == 1
+    wt = np.where(pos, 0.5 / pos.sum(), 0.5 / (~pos).sum())
+    t = np.where(pos, 1.0, 0.0)
+    reg = np.r_[np.full(x.shape[1], 1 / (c * len(y))), 0.0]
+    th = np.zeros(z.shape[1])
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-(z @ th)))
+        g = z.T @ (wt * (p - t)) + reg * th
+        h = (z * (wt * p * (1 - p))[:, None]).T @ z + np.diag(reg)
+        th -= np.linalg.solve(h, g)
+    w = th[:-1] / sd
+    return w, th[-1] - w @ mu
+
+
+def test_probe_is_the_class_balanced_l2_logistic_regression():
+    from spoofscope.train.adapt import _fit_logreg
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((80, 5)) * [1, 2, 3, 0.5, 1] + 3
+    y = (x[:, 0] + 0.5 * x[:, 1] + rng.standard_normal(80) > 5).astype(int)
+    assert 10 < y.sum() < 40  # unbalanced: the class weights matter
+    for c in (0.01, 1.0, 100.0):
+        w, b = _fit_logreg(x, y, c)
+        w_ref, b_ref = _newton_logreg(x, y, c)
+        np.testing.assert_allclose(w, w_ref, rtol=1e-3, atol=1e-4)
+        assert b == pytest.approx(b_ref, rel=1e-3, abs=1e-4)
+
+
+def test_the_model_written_is_the_procedure_evaluated(labelled, start_ckpt, tmp_path):
+    """--procedure probe: the final model's detect score of every file is half the log-odds
+    of the logistic regression (C as reported) fitted on all files' mean judged-window
+    embeddings, computed here from the starting model; every fold chose the probe."""
+    from spoofscope.train.adapt import adapt
+
+    out = tmp_path / "p"
+    r = adapt(start_ckpt, labelled, out, _recipe(), folds=3, procedure="probe", progress=False)
+    assert r["final"]["procedure"] == "probe" and r["procedure"] == "probe"
+    assert {f["chosen"] for f in r["per_fold"]} == {"probe"}
+    assert r["eer_after_percent"] == r["eer_probe_percent"]
+    m0, _ = load_checkpoint(start_ckpt)
+    paths = sorted((labelled / "bonafide").glob("*.flac")) + sorted(
+        (labelled / "spoof").glob("*.flac")
+    )
+    y = np.array([p.parent.name == "bonafide" for p in paths], int)
+    from spoofscope.audio import load_audio
+    from spoofscope.infer.windows import sliding_windows
+
+    feats = []
+    for p in paths:  # the windows detect scores (1 s every 2 s; none is silent here)
+        ws = np.stack([w.samples for w in sliding_windows([load_audio(p)], 16000, 32000)])
+        with torch.no_grad():
+            feats.append(m0(torch.from_numpy(ws.astype(np.float32)))[1].mean(0).numpy())
+    w, b = _newton_logreg(np.array(feats, np.float64), y, r["final"]["probe_c"])
+    det = Detector.from_checkpoint(out / "model.ckpt", engine="torch")
+    got = np.array([det(p).score for p in paths])
+    # one output head (LCNN): the score is the log-odds itself
+    np.testing.assert_allclose(got, np.array(feats) @ w + b, rtol=1e-3, atol=1e-3)

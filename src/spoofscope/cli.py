@@ -359,6 +359,7 @@ def _cmd_adapt(a) -> int:
         folds=a.folds,
         hop_s=a.hop,
         engine=a.engine,
+        procedure=a.procedure,
         progress=not a.quiet,
     )
     print(
@@ -893,6 +894,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ad.add_argument("--hop", type=POSITIVE, default=2.0, help="seconds between windows")
     ad.add_argument("--engine", choices=ENGINES, default="auto", help="inference engine")
+    ad.add_argument(
+        "--procedure",
+        choices=["auto", "probe", "recipe"],
+        default="auto",
+        help="the new final layer: a logistic-regression probe on the embeddings, the recipe's "
+        "retrained layer, or whichever an inner cross-validation prefers",
+    )
     ad.add_argument("--quiet", action="store_true", help="no progress bar")
     ad.add_argument("overrides", nargs="*", help="key=value overrides of the recipe")
     ad.set_defaults(func=_cmd_adapt)

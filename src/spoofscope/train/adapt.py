@@ -208,6 +208,8 @@ class _Head:
         return layer, (max(best_epoch, 1) if x_val is not None else epochs)
 
 
+#: how the new final layer is learnt: chosen by cross-validation, or one of the two
+PROCEDURES = ("auto", "probe", "recipe")
 #: the probe's inverse penalties, chosen among by an inner cross-validation
 PROBE_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -289,10 +291,13 @@ def adapt(
     folds: int = 5,
     hop_s: float = 2.0,
     engine: str = "auto",
+    procedure: str = "auto",
     progress: bool = True,
 ) -> dict:
     """Adapt ``model_source`` (``name[:tag]`` or a checkpoint) to the labelled files ``data``;
-    see the module docstring. Returns the report (also written to ``out/report.json``)."""
+    see the module docstring. ``procedure``: ``auto`` (probe or recipe, chosen by the inner
+    cross-validation), or ``probe`` / ``recipe`` to use that one throughout. Returns the report
+    (also written to ``out/report.json``)."""
     from tqdm.auto import tqdm
 
     from ..augment import build_augmentation
@@ -308,6 +313,8 @@ def adapt(
     out.mkdir(parents=True, exist_ok=True)
     if folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {folds}")
+    if procedure not in PROCEDURES:
+        raise ConfigError(f"procedure must be one of {', '.join(PROCEDURES)}, not {procedure!r}")
     if cfg.freeze != ["all_but_head"]:
         raise ConfigError(
             "adapt trains the final layer on the frozen network (freeze: [all_but_head]); "
@@ -520,6 +527,8 @@ def adapt(
     def select(files, seed=0):
         """Probe or recipe for ``files``, by a 3-fold cross-validation inside them (pooled
         EER; a tie goes to the probe): ``(name, {name: inner EER %})``."""
+        if procedure != "auto":
+            return procedure, {}
         files = np.asarray(files)
         y = labels[files]
         if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) < 3:
@@ -588,6 +597,7 @@ def adapt(
     # 4. the final model: the same procedure on all files, calibrated on the out-of-fold
     # scores of the nested cross-validation
     choice, inner = select(np.arange(len(clips)), seed=folds)
+    c_final = ep = None
     if choice == "probe":
         layer, c_final = fit_probe(np.arange(len(clips)), seed=folds)
         how = (
@@ -625,7 +635,14 @@ def adapt(
         "eer_after_percent": eer_after,
         "eer_stratified_percent": stratified,
         "per_fold": per_fold,
-        "final": {"procedure": choice, "inner_eer_percent": inner, "how": how},
+        "procedure": procedure,
+        "final": {
+            "procedure": choice,
+            "inner_eer_percent": inner,
+            "probe_c": c_final,
+            "recipe_best_epoch": ep,
+            "how": how,
+        },
         "windows": {"samples": win, "hop_s": hop_s, "aggregate": "mean"},
         "warnings": warnings,
         "calibration": cal.report,
