@@ -15,7 +15,8 @@
    files' embeddings (penalty by an inner 3-fold cross-validation), and the *recipe*, the final
    layer retrained from the published one on every window and augmented crops (early stopping
    on an inner held-out fifth). A 3-fold cross-validation inside the training folds chooses
-   between them; the fold's files, which none of these saw, are scored by the chosen one;
+   among them and keeping the published layer (``none``); the fold's files, which none of
+   these saw, are scored by the chosen one;
 4. trains the final model by exactly that procedure on all files (the choice by a 3-fold
    cross-validation over all files, then the chosen procedure with its own stopping rule),
    calibrates it on the nested out-of-fold scores, and writes ``model.ckpt`` (self-describing,
@@ -208,7 +209,8 @@ class _Head:
         return layer, (max(best_epoch, 1) if x_val is not None else epochs)
 
 
-#: how the new final layer is learnt: chosen by cross-validation, or one of the two
+#: how the new final layer is learnt: chosen by cross-validation among keeping the published
+#: one, the probe and the recipe; or one of the two
 PROCEDURES = ("auto", "probe", "recipe")
 #: the probe's inverse penalties, chosen among by an inner cross-validation
 PROBE_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -525,14 +527,15 @@ def adapt(
         return _as_head(head, w, b, bona), c
 
     def select(files, seed=0):
-        """Probe or recipe for ``files``, by a 3-fold cross-validation inside them (pooled
-        EER; a tie goes to the probe): ``(name, {name: inner EER %})``."""
+        """Keep the published layer (``none``), the probe or the recipe for ``files``, by a
+        3-fold cross-validation inside them (pooled EER; ties go to the simpler, in that
+        order): ``(name, {name: inner EER %})``."""
         if procedure != "auto":
             return procedure, {}
         files = np.asarray(files)
         y = labels[files]
         if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) < 3:
-            return "probe", {}
+            return "none", {}
         sub = [groups[i] for i in files]
         if len(set(sub) - {"-"}) < 3:
             sub = ["-"] * len(files)
@@ -541,13 +544,13 @@ def adapt(
             inner = _folds(
                 y, ["-"] * len(files), 3, cfg.seed + 201 + seed, [keys[i] for i in files]
             )
-        oof = {"probe": np.zeros(len(files)), "recipe": np.zeros(len(files))}
+        oof = {"none": before[files], "probe": np.zeros(len(files)), "recipe": np.zeros(len(files))}
         for j in range(3):
             tr, te = files[inner != j], files[inner == j]
             oof["probe"][inner == j] = score(fit_probe(tr, seed + j)[0], te)
             oof["recipe"][inner == j] = score(fit_recipe(tr, seed + j)[0], te)
         eers = {n: _eer(o, y) for n, o in oof.items()}
-        return ("recipe" if eers["recipe"] < eers["probe"] else "probe"), eers
+        return min(oof, key=lambda n: (eers[n], list(oof).index(n))), eers
 
     def cross_validate(fold_of):
         """Nested: in each outer fold, both procedures and the choice between them (made
@@ -561,7 +564,7 @@ def adapt(
             choice, inner = select(train, seed=k)
             oof["probe"][test] = score(probe_layer, test)
             oof["recipe"][test] = score(recipe_layer, test)
-            oof["after"][test] = oof[choice][test]
+            oof["after"][test] = before[test] if choice == "none" else oof[choice][test]
             both = len(set(labels[test].tolist())) == 2
 
             def fold_eer(s, test=test, both=both):
@@ -598,7 +601,13 @@ def adapt(
     # scores of the nested cross-validation
     choice, inner = select(np.arange(len(clips)), seed=folds)
     c_final = ep = None
-    if choice == "probe":
+    if choice == "none":
+        layer = copy.deepcopy(head)
+        how = (
+            "none: the published final layer kept (neither the probe nor the recipe beat it in "
+            "a 3-fold cross-validation on all files); only the calibration is new"
+        )
+    elif choice == "probe":
         layer, c_final = fit_probe(np.arange(len(clips)), seed=folds)
         how = (
             f"probe: class-balanced logistic regression on the file embeddings, C = {c_final:g} "
@@ -617,7 +626,8 @@ def adapt(
         card,
         window_samples=win,
         training_data=f"adapted from {model_source} ({card.training_data}) on {data}: "
-        f"{n_bona} bona fide and {n_spoof} spoof files, final layer retrained ({choice})",
+        f"{n_bona} bona fide and {n_spoof} spoof files, "
+        + ("final layer kept, calibration new" if choice == "none" else f"final layer: {choice}"),
     )
     report = {
         "model": str(model_source),
