@@ -478,6 +478,7 @@ def adapt(
     keys = [c.key for c in clips]
     trainer = _Head(head, cfg, card.bonafide_index)
     bona = card.bonafide_index
+    grouped = any(g != "-" for g in groups)
     # each file's embedding as the detector judges it: the mean of its judged windows (its
     # score is the mean of their logits, i.e. the linear head of this mean)
     F = np.stack([E[I_e == i].mean(0) for i in range(len(clips))]).astype(np.float32)
@@ -528,29 +529,37 @@ def adapt(
 
     def select(files, seed=0):
         """Keep the published layer (``none``), the probe or the recipe for ``files``, by a
-        3-fold cross-validation inside them (pooled EER; ties go to the simpler, in that
-        order): ``(name, {name: inner EER %})``."""
+        cross-validation inside them: 3 folds, by group when there are groups (2 groups: 2
+        folds; 1: nothing to judge new groups on, so ``none``), pooled EER. The better of
+        probe and recipe replaces the published layer only when its EER is lower by more than
+        one standard error, sqrt(e (1 - e) / n) for the published layer's EER e and the
+        smaller class's n files. ``(name, {name: inner EER %, "margin": points})``."""
         if procedure != "auto":
             return procedure, {}
         files = np.asarray(files)
         y = labels[files]
         if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) < 3:
             return "none", {}
-        sub = [groups[i] for i in files]
-        if len(set(sub) - {"-"}) < 3:
-            sub = ["-"] * len(files)
-        inner = _folds(y, sub, 3, cfg.seed + 201 + seed, [keys[i] for i in files])
-        if any(len(set(y[inner != j].tolist())) < 2 for j in range(3)):  # a one-class part
-            inner = _folds(
-                y, ["-"] * len(files), 3, cfg.seed + 201 + seed, [keys[i] for i in files]
-            )
+        sub = [groups[i] for i in files] if grouped else ["-"] * len(files)
+        k = min(3, len(set(sub))) if grouped else 3
+        if k < 2:
+            return "none", {}
+        inner = _folds(y, sub, k, cfg.seed + 201 + seed, [keys[i] for i in files])
+        if any(len(set(y[inner != j].tolist())) < 2 for j in range(k)):  # a one-class part
+            return "none", {}
         oof = {"none": before[files], "probe": np.zeros(len(files)), "recipe": np.zeros(len(files))}
-        for j in range(3):
+        for j in range(k):
             tr, te = files[inner != j], files[inner == j]
             oof["probe"][inner == j] = score(fit_probe(tr, seed + j)[0], te)
             oof["recipe"][inner == j] = score(fit_recipe(tr, seed + j)[0], te)
         eers = {n: _eer(o, y) for n, o in oof.items()}
-        return min(oof, key=lambda n: (eers[n], list(oof).index(n))), eers
+        best = min(("probe", "recipe"), key=lambda n: eers[n])
+        # a new layer must beat the published one by more than the noise of the estimate: one
+        # standard error of an error rate e over the smaller class's n files
+        e, n = eers["none"] / 100, min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE))
+        margin = 100 * float(np.sqrt(e * (1 - e) / n))
+        eers["margin"] = margin
+        return (best if eers[best] < eers["none"] - margin else "none"), eers
 
     def cross_validate(fold_of):
         """Nested: in each outer fold, both procedures and the choice between them (made
@@ -587,7 +596,6 @@ def adapt(
         return oof, rows
 
     # 3. nested cross-validation: each fold scored by models that never saw it
-    grouped = any(g != "-" for g in groups)
     fold_of = _folds(labels, groups, folds, cfg.seed, keys)
     oof, per_fold = cross_validate(fold_of)
     after = oof["after"]
