@@ -486,7 +486,8 @@ def _demo_adaptation(out, data, cfg, progress: bool) -> None:
     b, a = reps["before"], reps["after"]
     print(
         f"\nadaptation to D04 with {r['n_bonafide']} bona fide and {r['n_spoof']} D04 files "
-        "of other speakers (the final layer retrained; none of them is an eval trial):\n"
+        f"of other speakers (final layer: {r['final']['procedure']}; none of them is an eval "
+        "trial):\n"
     )
     print(f"{'':<28}{'before':>9}{'after':>9}")
     print(f"{'eval EER %':<28}{b.eer_percent:9.2f}{a.eer_percent:9.2f}")
@@ -497,7 +498,8 @@ def _demo_adaptation(out, data, cfg, progress: bool) -> None:
         )
     print(
         f"{'adapt sample EER % (5-fold)':<28}{r['eer_before_percent']:9.2f}"
-        f"{r['eer_after_percent']:9.2f}"
+        f"{r['eer_after_percent']:9.2f}   (nested: probe {r['eer_probe_percent']:.2f}, "
+        f"recipe {r['eer_recipe_percent']:.2f})"
     )
     print(f"\nadapted model: {out / 'adapt' / 'model.ckpt'}; report: {out / 'adapt' / 'report.md'}")
 
