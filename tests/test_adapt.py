@@ -291,10 +291,21 @@ def test_adapt_bad_input(labelled, start_ckpt, tmp_path, capsys):
         ln.replace("bonafide/", f"{labelled}/bonafide/").replace("spoof/", f"{labelled}/spoof/")
         for ln in lines[1:]
     ]
-    lst.write_text("\n".join([lines[0], *rows, f"{tmp_path}/broken.wav,spoof,g0"]) + "\n")
+    # ... and a file detect would not judge (3 s of -60 dBFS hiss: no speech) is listed apart
+    sf.write(tmp_path / "hiss.wav", np.random.default_rng(0).standard_normal(48000) * 1e-3, 16000)
+    lst.write_text(
+        "\n".join(
+            [lines[0], *rows, f"{tmp_path}/broken.wav,spoof,g0", f"{tmp_path}/hiss.wav,bonafide,g1"]
+        )
+        + "\n"
+    )
     r = adapt(start_ckpt, lst, tmp_path / "o1", _recipe(epochs=2), folds=3, progress=False)
     assert [s["path"] for s in r["skipped"]] == [str(tmp_path / "broken.wav")]
-    assert r["n_spoof"] == 12
+    assert [s["path"] for s in r["no_speech"]] == [str(tmp_path / "hiss.wav")]
+    assert "no speech: 0.00 s of sound above -50 dBFS" in r["no_speech"][0]["why"]
+    assert r["n_spoof"] == 12 and r["n_bonafide"] == 12
+    scored = [row["path"] for row in csv.DictReader(open(tmp_path / "o1" / "scores.csv"))]
+    assert str(tmp_path / "hiss.wav") not in scored and len(scored) == 24
     # a label that is not bonafide/spoof names the line
     bad = tmp_path / "bad_label.csv"
     bad.write_text("path,label\na.wav,bonafide\nb.wav,fake\n")
