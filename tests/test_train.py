@@ -222,7 +222,21 @@ def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
         rep["per_attack_eer_percent"]["D04"], abs=0.0051
     )
     adapted = json.loads((out / "adapt" / "report.json").read_text())
-    assert (adapted["n_bonafide"], adapted["n_spoof"]) == (40, 40)
+
+    def active_s(path):  # 20-ms frames whose mean square reaches -50 dBFS, counted here
+        x = sf.read(path, dtype="float64")[0]
+        frames = x[: x.size // 320 * 320].reshape(-1, 320)
+        return np.sum(np.mean(frames**2, axis=1) >= 1e-5) * 0.02
+
+    sample = {
+        lab: sorted((demo_root / "adapt" / lab).glob("*.flac")) for lab in ("bonafide", "spoof")
+    }
+    quiet = {lab: [str(p) for p in ps if active_s(p) < 0.5] for lab, ps in sample.items()}
+    assert sorted(x["path"] for x in adapted["no_speech"]) == sorted(sum(quiet.values(), []))
+    assert (adapted["n_bonafide"], adapted["n_spoof"]) == (
+        40 - len(quiet["bonafide"]),
+        40 - len(quiet["spoof"]),
+    )
     assert float(table["adapt sample EER % (5-fold)"][1]) == pytest.approx(
         adapted["eer_after_percent"], abs=0.0051
     )
