@@ -74,9 +74,13 @@ def public_model_name(detector: Detector) -> str:
     file = getattr(detector.model, "weights_file", None)
     if file is None or not Path(file).is_file():
         return name
-    from ..models._pretrained import sha256_of
+    import hashlib
 
-    return f"{name} (weights sha256 {sha256_of(file)[:12]})"
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{name} (weights sha256 {h.hexdigest()[:12]})"
 
 
 def load_api_keys(path: str | None = None) -> frozenset | None:
