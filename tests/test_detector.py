@@ -152,7 +152,7 @@ def peak():
 
 model = spoofscope.create_model("lfcc-lcnn").eval()
 det = Detector(TorchEngine(model), windows=WindowPolicy(hop_s=4.0), limits=Limits(batch_size=8))
-det(sys.argv[1])  # 30 s: every buffer of the pipeline reaches its working size
+det(sys.argv[1])  # 10 minutes: every buffer of the pipeline reaches its working size
 before = peak()
 r = det(sys.argv[2])
 print(before, peak(), r.duration_s, len(r.windows))
@@ -161,27 +161,29 @@ print(before, peak(), r.duration_s, len(r.windows))
 
 def test_long_file_memory_is_bounded_by_the_batch(tmp_path):
     """Peak resident memory (the kernel's count: torch, the decoder and numpy alike) of a
-    process that has scored a 30-s file grows by less than half of what a 10-minute file
-    would take decoded (38 MB as float32) when it then scores that file."""
+    process that has scored a 10-minute file grows by less than half of what a 20-minute file
+    would take decoded (77 MB as float32) when it then scores that file. (The first long file
+    itself may raise the peak by 10-100 MB, varying from run to run: the allocators' working
+    sizes, not the file's length.)"""
     import subprocess
     import sys
 
     sr = 16000
     rng = np.random.default_rng(2)
-    sf.write(tmp_path / "short.flac", (rng.standard_normal(sr * 30) * 0.1).astype(np.float32), sr)
-    p = tmp_path / "long.flac"
-    with sf.SoundFile(p, "w", sr, 1, subtype="PCM_16") as f:
-        for _ in range(10):  # 10 minutes, written a minute at a time
-            f.write((rng.standard_normal(sr * 60) * 0.1).astype(np.float32))
+    for name, minutes in (("ten", 10), ("twenty", 20)):
+        with sf.SoundFile(tmp_path / f"{name}.flac", "w", sr, 1, subtype="PCM_16") as f:
+            for _ in range(minutes):  # written a minute at a time
+                f.write((rng.standard_normal(sr * 60) * 0.1).astype(np.float32))
     out = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS_SCRIPT, str(tmp_path / "short.flac"), str(p)],
+        [sys.executable, "-c", _PEAK_RSS_SCRIPT, str(tmp_path / "ten.flac"),
+         str(tmp_path / "twenty.flac")],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.split()
+    ).stdout.split()  # fmt: skip
     before_kb, after_kb = int(out[0]), int(out[1])
-    assert float(out[2]) == pytest.approx(600.0) and int(out[3]) == 150
-    full_kb = sr * 600 * 4 / 1024
+    assert float(out[2]) == pytest.approx(1200.0) and int(out[3]) == 300
+    full_kb = sr * 1200 * 4 / 1024
     assert after_kb - before_kb < full_kb / 2, f"peak grew {(after_kb - before_kb) / 1024:.1f} MB"
 
 
@@ -667,7 +669,7 @@ def test_freed_memory_is_reused_not_faulted_back():
         "from spoofscope.infer._malloc import keep_freed_memory\n"
         "on = keep_freed_memory()\n"
         "faults = []\n"
-        "for i in range(6):\n"
+        "for i in range(8):\n"
         "    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "    x = torch.empty(64 << 20).fill_(1.0)\n"
         "    del x\n"
@@ -690,11 +692,12 @@ def test_freed_memory_is_reused_not_faulted_back():
     assert out["1"][0] == "True" and out["0"][0] == "False"
     # glibc's defaults: every allocation faults every page back in
     assert all(f > 0.9 * pages for f in out["0"][1])
-    # kept: the first allocation faults its pages in, at most one more grows the heap, and the
-    # last three reuse pages already in the process
+    # kept: the first allocation faults its pages in, at most two more grow the heap (a small
+    # object may land after the freed block; seen twice in one CI run), and the last three
+    # reuse pages already in the process
     assert out["1"][1][0] > 0.9 * pages
-    assert sum(f > 0.05 * pages for f in out["1"][1][1:]) <= 1
-    assert sum(out["1"][1][3:]) < 0.05 * pages
+    assert sum(f > 0.05 * pages for f in out["1"][1][1:]) <= 2
+    assert sum(out["1"][1][5:]) < 0.05 * pages
 
 
 def test_aasist_engines_run_at_most_two_windows_a_call(reference_dir, golden, tmp_path):
