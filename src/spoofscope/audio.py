@@ -211,10 +211,13 @@ def _open_decoder(source: Source, desc: str, max_s: float):
         raw = bytes(source)
         if not raw:
             raise AudioError(desc, "empty input (0 bytes)", kind="empty")
-        head, tail, total = raw[:65536], raw[-65536:], len(raw)
+        head, total = raw[:65536], len(raw)
 
         def opener():
             return io.BytesIO(raw)
+
+        def tail():
+            return raw[-65536:]
     else:
         path = Path(source)
         if not path.exists():
@@ -227,19 +230,22 @@ def _open_decoder(source: Source, desc: str, max_s: float):
         try:
             with open(path, "rb") as fh:
                 head = fh.read(65536)
-                fh.seek(max(total - 65536, 0))
-                tail = fh.read()
         except OSError as e:
             raise AudioError(desc, f"cannot be read ({e.strerror})") from None
 
         def opener():
             return open(path, "rb")
 
+        def tail():  # read only for an Ogg file, whose last page tells whether it is whole
+            with open(path, "rb") as fh:
+                fh.seek(max(total - 65536, 0))
+                return fh.read()
+
     trunc = _wav_truncation(head, total)
     if trunc:
         raise AudioError(desc, trunc)
     if head[:4] == b"OggS":
-        cut = _ogg_unfinished(tail)
+        cut = _ogg_unfinished(tail())
         if cut:
             raise AudioError(desc, f"truncated OGG file: {cut}; re-encode or re-download it")
     with ExitStack() as stack:

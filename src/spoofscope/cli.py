@@ -116,7 +116,8 @@ class _AudioProgress:
     def __exit__(self, *exc):
         self.bar.close()
 
-    def _move(self, i: int, seconds: float) -> None:
+    def reached(self, i: int, seconds: float) -> None:
+        """File ``i`` has been read up to ``seconds``."""
         if seconds > self.expected[i]:  # more audio than the header said
             self.bar.total += seconds - self.expected[i]
             self.expected[i] = seconds
@@ -125,14 +126,10 @@ class _AudioProgress:
             self.done[i] = seconds
             self.bar.update(min(step, self.bar.total - self.bar.n))
 
-    def reached(self, i: int, seconds: float) -> None:
-        """File ``i`` has been read up to ``seconds``."""
-        self._move(i, seconds)
-
     def finished(self, i: int, ok: bool) -> None:
         """File ``i`` is done: all of it (``ok``), or only what was read."""
         if ok:
-            self._move(i, self.expected[i])
+            self.reached(i, self.expected[i])
         else:
             self.bar.total = max(self.bar.total - (self.expected[i] - self.done[i]), self.bar.n)
             self.expected[i] = self.done[i]

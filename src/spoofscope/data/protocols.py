@@ -8,6 +8,7 @@ with the file, the line number and the line itself. Label convention: 1 = bona f
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,7 +204,7 @@ def parse_csv(path) -> list[Trial]:
     # the id is the path without its extension, unless two different files share it
     # (b00.wav and b00.flac): those keep their extension; the same file twice is an error
     stems = [str(Path(t.utt_id).with_suffix("")) for t in out]
-    n = {s: stems.count(s) for s in stems}
+    n = Counter(stems)
     for t, stem in zip(out, stems, strict=True):
         if n[stem] == 1:
             t.utt_id = stem
