@@ -219,27 +219,13 @@ PROBE_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 def _fit_logreg(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     """Class-balanced logistic regression with an L2 penalty ``|w|^2 / (2 c n)`` on
     standardised features: ``(w, b)`` of the log-odds (bona fide vs spoof) in the features'
-    own scale."""
-    from scipy.optimize import minimize
+    own scale. It is the calibration's prior-weighted regression at prior 0.5."""
+    from ..infer._logreg import fit_llr_map
 
     x = np.asarray(x, np.float64)
     pos = np.asarray(y) == BONAFIDE
-    mu, sd = x.mean(0), x.std(0) + 1e-8
-    z = (x - mu) / sd
-    wt = np.where(pos, 0.5 / max(pos.sum(), 1), 0.5 / max((~pos).sum(), 1))
-    t = np.where(pos, 1.0, -1.0)
-    lam = 1.0 / (c * len(y))
-
-    def obj(theta):
-        w, b = theta[:-1], theta[-1]
-        m = t * (z @ w + b)
-        f = np.sum(wt * np.logaddexp(0, -m)) + 0.5 * lam * w @ w
-        g = -wt * t / (1 + np.exp(m))
-        return f, np.concatenate([z.T @ g + lam * w, [g.sum()]])
-
-    th = minimize(obj, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B").x
-    w = th[:-1] / sd
-    return w, float(th[-1] - w @ mu)
+    w, b = fit_llr_map(x[pos], x[~pos], prior=0.5, l2=0.5 / (c * len(pos)))
+    return w, b
 
 
 def _balanced_log_loss(s: np.ndarray, y: np.ndarray) -> float:
