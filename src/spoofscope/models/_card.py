@@ -9,6 +9,7 @@ family hard-codes a sample rate, a window or an output index.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..errors import ConfigError
@@ -71,6 +72,10 @@ class ModelCard:
             precision that was measured to keep scores within 1e-2 of fp32 with no decision
             changed on the reference inputs (``int8``: dynamic int8 of the encoder's
             feed-forward layers).
+        notes: what a user must know before trusting a verdict: what the weights were trained
+            on and what they are known to miss (every result carries it).
+        localisation: ``frame`` where the model scores each encoder frame (a Linear over
+            pooled frames), else ``window`` (scores come from windows at a fine hop).
     """
 
     name: str
@@ -90,12 +95,20 @@ class ModelCard:
     licence: str = ""
     encoder: str = ""
     precisions: tuple[str, ...] = ("fp32",)
+    notes: str = ""
+    localisation: str = "window"
 
     def __post_init__(self):
         if self.export not in EXPORT_MODES:
             raise ConfigError(f"card {self.name}: export {self.export!r} not in {EXPORT_MODES}")
         if self.bonafide_index not in (0, 1):
             raise ConfigError(f"card {self.name}: bonafide_index must be 0 or 1")
+
+    @property
+    def licence_class(self) -> str:
+        """``non-commercial``, ``permissive`` or ``none stated`` (from :attr:`licence` and the
+        published weights' licences: the most restrictive wins)."""
+        return licence_class(" ".join([self.licence, *(w.licence for w in self.weights.values())]))
 
     @property
     def default_tag(self) -> str | None:
@@ -115,6 +128,20 @@ class ModelCard:
         return cls(**d)
 
 
+_NON_COMMERCIAL = re.compile(r"\bNC\b|non-?commercial|research (use )?only", re.I)
+_PERMISSIVE = re.compile(r"\b(MIT|BSD|Apache|ISC|CC[- ]BY(?![- ]N)|CC0|public domain)", re.I)
+
+
+def licence_class(text: str) -> str:
+    """``non-commercial`` (any NC term), ``permissive`` (MIT, BSD, Apache, CC BY, CC0 ...) or
+    ``none stated``."""
+    if _NON_COMMERCIAL.search(text or ""):
+        return "non-commercial"
+    if _PERMISSIVE.search(text or ""):
+        return "permissive"
+    return "none stated"
+
+
 #: What a model without a card (a custom ``nn.Module``) is assumed to expect.
 def default_card(model) -> ModelCard:
     return ModelCard(
@@ -130,4 +157,12 @@ def card_of(model) -> ModelCard:
     return card if isinstance(card, ModelCard) else default_card(model)
 
 
-__all__ = ["EXPORT_MODES", "ModelCard", "PretrainedWeights", "card_of", "default_card", "replace"]
+__all__ = [
+    "EXPORT_MODES",
+    "ModelCard",
+    "PretrainedWeights",
+    "card_of",
+    "default_card",
+    "licence_class",
+    "replace",
+]

@@ -93,7 +93,7 @@ def _ensure_loaded() -> None:
     from . import aasist, lcnn, rawnet2, xvector  # noqa: F401
 
     try:
-        from . import mamba, nes2net, sls, ssl, tcm  # noqa: F401  (need transformers)
+        from . import antideepfake, mamba, nes2net, sls, ssl, tcm  # noqa: F401  (transformers)
     except ImportError:  # pragma: no cover
         pass
 

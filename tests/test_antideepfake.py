@@ -1,0 +1,297 @@
+"""AntiDeepfake (Ge et al., 2025): the authors' checkpoint layout converts and computes what
+their fairseq model computes; parameter counts of the published architectures."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("transformers")
+
+import spoofscope  # noqa: E402
+from spoofscope.errors import WeightsError  # noqa: E402
+from spoofscope.models import antideepfake as ad  # noqa: E402
+
+_BASE = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=[16] * 7,
+    conv_kernel=[10, 3, 3, 3, 3, 2, 2],
+    conv_stride=[5, 2, 2, 2, 2, 2, 2],
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+    hidden_act="gelu",
+    feat_extract_activation="gelu",
+    layer_norm_eps=1e-5,
+)
+#: a tiny configuration of each architecture family the authors publish
+TINY = {
+    # wav2vec 2.0 base: group norm on the first convolution, no conv biases, post-LN
+    "w2v-small": dict(
+        _BASE, model_type="wav2vec2", feat_extract_norm="group", conv_bias=False,
+        do_stable_layer_norm=False,
+    ),
+    # large / MMS / XLS-R: layer-norm extractor with biases, pre-LN
+    "mms-300m": dict(
+        _BASE, model_type="wav2vec2", feat_extract_norm="layer", conv_bias=True,
+        do_stable_layer_norm=True,
+    ),
+    # HuBERT XL: layer-norm extractor without biases, pre-LN
+    "hubert-xl": dict(
+        _BASE, model_type="hubert", feat_extract_norm="layer", conv_bias=False,
+        do_stable_layer_norm=True, feat_proj_layer_norm=True,
+    ),
+}  # fmt: skip
+
+
+def _fairseq_layout(cfg: dict, seed: int) -> dict:
+    """The authors' checkpoint for ``cfg``: fairseq encoder keys under ``m_ssl.model.`` written
+    out from fairseq's model definition (``wav2vec2.py`` / ``hubert.py``), the pre-training heads
+    they also carry, and ``proj_fc``. Seeded random values."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, around=0.0):
+        return around + 0.2 * torch.randn(*shape, generator=g)
+
+    d, ffn, dims = cfg["hidden_size"], cfg["intermediate_size"], cfg["conv_dim"]
+    k_pos, groups = cfg["num_conv_pos_embeddings"], cfg["num_conv_pos_embedding_groups"]
+    group = cfg["feat_extract_norm"] == "group"
+    sd = {"mask_emb": r(d)}
+    c_in = 1
+    for i, (c, k) in enumerate(zip(dims, cfg["conv_kernel"], strict=True)):
+        p = f"feature_extractor.conv_layers.{i}."
+        sd[p + "0.weight"] = r(c, c_in, k) / k**0.5
+        if cfg["conv_bias"]:
+            sd[p + "0.bias"] = r(c)
+        if group and i == 0:  # Sequential(Conv1d, Dropout, Fp32GroupNorm(C, C), GELU)
+            sd[p + "2.weight"], sd[p + "2.bias"] = r(c, around=1.0), r(c)
+        elif not group:  # Sequential(Conv1d, Dropout, Sequential(T, LayerNorm, T), GELU)
+            sd[p + "2.1.weight"], sd[p + "2.1.bias"] = r(c, around=1.0), r(c)
+        c_in = c
+    sd["layer_norm.weight"], sd["layer_norm.bias"] = r(c_in, around=1.0), r(c_in)
+    sd["post_extract_proj.weight"], sd["post_extract_proj.bias"] = r(d, c_in), r(d)
+    sd["encoder.pos_conv.0.weight_g"] = r(1, 1, k_pos, around=1.0)
+    sd["encoder.pos_conv.0.weight_v"] = r(d, d // groups, k_pos)
+    sd["encoder.pos_conv.0.bias"] = r(d)
+    for j in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layers.{j}."
+        for proj in ("k_proj", "v_proj", "q_proj", "out_proj"):
+            sd[p + f"self_attn.{proj}.weight"] = r(d, d) / d**0.5
+            sd[p + f"self_attn.{proj}.bias"] = r(d)
+        sd[p + "self_attn_layer_norm.weight"] = r(d, around=1.0)
+        sd[p + "self_attn_layer_norm.bias"] = r(d)
+        sd[p + "fc1.weight"], sd[p + "fc1.bias"] = r(ffn, d) / d**0.5, r(ffn)
+        sd[p + "fc2.weight"], sd[p + "fc2.bias"] = r(d, ffn) / ffn**0.5, r(d)
+        sd[p + "final_layer_norm.weight"] = r(d, around=1.0)
+        sd[p + "final_layer_norm.bias"] = r(d)
+    sd["encoder.layer_norm.weight"], sd["encoder.layer_norm.bias"] = r(d, around=1.0), r(d)
+    if cfg["model_type"] == "hubert":
+        sd["label_embs_concat"] = r(504, 16)
+        sd["final_proj.weight"], sd["final_proj.bias"] = r(16, d), r(16)
+    else:
+        sd["quantizer.vars"] = r(1, 640, 8)
+        sd["quantizer.weight_proj.weight"] = r(640, c_in)
+        sd["quantizer.weight_proj.bias"] = r(640)
+        sd["project_q.weight"], sd["project_q.bias"] = r(16, 16), r(16)
+        sd["final_proj.weight"], sd["final_proj.bias"] = r(16, d), r(16)
+    out = {"m_ssl.model." + k: v for k, v in sd.items()}
+    out["proj_fc.weight"], out["proj_fc.bias"] = r(2, d), r(2)
+    return out
+
+
+def _authors_forward(sd: dict, wav: torch.Tensor, cfg: dict, frames=False) -> torch.Tensor:
+    """The authors' ``Model.forward``, written from fairseq's definitions: ``layer_norm(wav,
+    wav.shape)``, the convolutional extractor, feature LayerNorm and projection, positional
+    convolution, post-LN (``layer_norm_first`` False) or pre-LN layers, then the mean over
+    frames and ``proj_fc``."""
+    sd = {k.removeprefix("m_ssl.model."): v for k, v in sd.items()}
+    eps, d, heads = 1e-5, cfg["hidden_size"], cfg["num_attention_heads"]
+    pre_ln = cfg["do_stable_layer_norm"]
+
+    def ln(h, name):
+        return F.layer_norm(h, h.shape[-1:], sd[name + ".weight"], sd[name + ".bias"], eps)
+
+    x = torch.stack([F.layer_norm(w, w.shape) for w in wav])
+    h = x[:, None]
+    for i, stride in enumerate(cfg["conv_stride"]):
+        p = f"feature_extractor.conv_layers.{i}."
+        h = F.conv1d(h, sd[p + "0.weight"], sd.get(p + "0.bias"), stride=stride)
+        if p + "2.weight" in sd:  # group norm, one group per channel, over time
+            h = F.group_norm(h, h.shape[1], sd[p + "2.weight"], sd[p + "2.bias"], eps)
+        elif p + "2.1.weight" in sd:
+            h = ln(h.transpose(1, 2), p + "2.1").transpose(1, 2)
+        h = F.gelu(h)
+    h = ln(h.transpose(1, 2), "layer_norm")
+    h = F.linear(h, sd["post_extract_proj.weight"], sd["post_extract_proj.bias"])
+    v, gain = sd["encoder.pos_conv.0.weight_v"], sd["encoder.pos_conv.0.weight_g"]
+    w = gain * v / v.norm(dim=(0, 1), keepdim=True)
+    k = w.shape[-1]
+    pos = F.conv1d(
+        h.transpose(1, 2), w, sd["encoder.pos_conv.0.bias"], padding=k // 2,
+        groups=cfg["num_conv_pos_embedding_groups"],
+    )  # fmt: skip
+    if k % 2 == 0:
+        pos = pos[..., :-1]
+    h = h + F.gelu(pos).transpose(1, 2)
+    if not pre_ln:
+        h = ln(h, "encoder.layer_norm")
+    b, t, _ = h.shape
+    hd = d // heads
+    for j in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layers.{j}."
+
+        def proj(z, name, p=p):
+            return F.linear(z, sd[p + f"self_attn.{name}.weight"], sd[p + f"self_attn.{name}.bias"])
+
+        def attn(z):
+            q = (proj(z, "q_proj") * hd**-0.5).view(b, t, heads, hd).transpose(1, 2)
+            kk = proj(z, "k_proj").view(b, t, heads, hd).transpose(1, 2)
+            vv = proj(z, "v_proj").view(b, t, heads, hd).transpose(1, 2)
+            a = torch.softmax(q @ kk.transpose(-1, -2), dim=-1) @ vv
+            return proj(a.transpose(1, 2).reshape(b, t, d), "out_proj")
+
+        def ffn(z, p=p):
+            z = F.gelu(F.linear(z, sd[p + "fc1.weight"], sd[p + "fc1.bias"]))
+            return F.linear(z, sd[p + "fc2.weight"], sd[p + "fc2.bias"])
+
+        if pre_ln:
+            h = h + attn(ln(h, p + "self_attn_layer_norm"))
+            h = h + ffn(ln(h, p + "final_layer_norm"))
+        else:
+            h = ln(h + attn(h), p + "self_attn_layer_norm")
+            h = ln(h + ffn(h), p + "final_layer_norm")
+    if pre_ln:
+        h = ln(h, "encoder.layer_norm")
+    if frames:
+        return F.linear(h, sd["proj_fc.weight"], sd["proj_fc.bias"])
+    return F.linear(h.mean(1), sd["proj_fc.weight"], sd["proj_fc.bias"])
+
+
+def _wav(n=2, length=8000, seed=0):
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy((rng.standard_normal((n, length)) * 0.1 + 0.02).astype(np.float32))
+
+
+@pytest.mark.parametrize("variant", sorted(TINY))
+@pytest.mark.parametrize(
+    "layout", ["hub", "zenodo", "wrapped"], ids=["safetensors", "ckpt", "module-prefix"]
+)
+def test_authors_checkpoint_gives_the_authors_scores(tmp_path, variant, layout):
+    """A checkpoint in each layout the authors publish (and a DataParallel-wrapped one) loads
+    strictly and gives the scores of the authors' model computed from fairseq's definitions;
+    the pre-training heads are dropped."""
+    cfg = TINY[variant]
+    sd = _fairseq_layout(cfg, seed=len(variant))
+    if layout == "hub":
+        from safetensors.torch import save_file
+
+        path = tmp_path / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    elif layout == "zenodo":  # SpeechBrain-era .ckpt: a dict with the model's state_dict
+        path = tmp_path / "w2v.ckpt"
+        torch.save({"model": sd}, path)
+    else:
+        path = tmp_path / "wrapped.pth"
+        torch.save({"module." + k: v for k, v in sd.items()}, path)
+    m = spoofscope.load_model(f"antideepfake-{variant}", weights=path, encoder_config=cfg)
+    x = _wav()
+    with torch.no_grad():
+        got, emb = m(x)
+        want = _authors_forward(sd, x, cfg)
+        got_frames = m.frame_logits(x)
+        want_frames = _authors_forward(sd, x, cfg, frames=True)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+    torch.testing.assert_close(got_frames, want_frames, rtol=0, atol=1e-4)
+    assert got_frames.shape == (2, 24, 2)  # 8,000 samples: (8000 - 400) // 320 + 1 frames
+    # the window's logits are the mean of the 20-ms frame logits (a Linear over a mean)
+    torch.testing.assert_close(got_frames.mean(1), got, rtol=0, atol=1e-5)
+    assert emb.shape == (2, cfg["hidden_size"])
+
+
+def test_a_wrong_key_is_named(tmp_path):
+    cfg = TINY["mms-300m"]
+    sd = _fairseq_layout(cfg, seed=1)
+    sd["m_ssl.model.encoder.layers.0.adapter.weight"] = torch.zeros(3)
+    del sd["proj_fc.bias"]
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError) as e:
+        spoofscope.load_model("antideepfake-mms-300m", weights=tmp_path / "bad.pth",
+                              encoder_config=cfg)  # fmt: skip
+    msg = str(e.value)
+    assert "proj_fc.bias" in msg and "encoder.layers.0.adapter.weight" in msg
+    torch.save({"foo.weight": torch.zeros(2)}, tmp_path / "other.pth")
+    with pytest.raises(WeightsError, match="not an AntiDeepfake checkpoint"):
+        spoofscope.load_model("antideepfake-mms-300m", weights=tmp_path / "other.pth",
+                              encoder_config=cfg)  # fmt: skip
+
+
+def _encoder_params(cfg: dict) -> int:
+    """Parameters of the encoder a detector uses, counted from the architecture: CNN (+ its
+    norms), feature LayerNorm + projection, mask embedding, positional convolution (weight
+    norm: g of K values, v), encoder LayerNorm, transformer layers."""
+    d, ffn, dims, ks = (cfg[k] for k in ("hidden_size", "intermediate_size", "conv_dim",
+                                          "conv_kernel"))  # fmt: skip
+    n, c_in = 0, 1
+    for i, (c, k) in enumerate(zip(dims, ks, strict=True)):
+        n += c * c_in * k + (c if cfg["conv_bias"] else 0)
+        if cfg["feat_extract_norm"] == "layer" or i == 0:
+            n += 2 * c
+        c_in = c
+    n += 2 * c_in + c_in * d + d  # feature LayerNorm, projection
+    n += d  # mask embedding
+    k_pos = cfg["num_conv_pos_embeddings"]
+    n += k_pos + d * (d // cfg["num_conv_pos_embedding_groups"]) * k_pos + d
+    n += 2 * d
+    per_layer = 4 * (d * d + d) + 2 * (2 * d) + (d * ffn + ffn) + (ffn * d + d)
+    return n + cfg["num_hidden_layers"] * per_layer
+
+
+def _pretraining_heads(variant: str, cfg: dict) -> int:
+    """What the authors' fairseq model also holds (from their configurations)."""
+    d, final = cfg["hidden_size"], ad.FINAL_DIM[variant]
+    if cfg["model_type"] == "hubert":  # label_embs_concat (504 x final_dim), final_proj
+        return 504 * final + d * final + final
+    # quantiser codewords (2 groups x 320 of final_dim / 2), its projection from the CNN's
+    # 512 channels, project_q, final_proj
+    return 640 * (final // 2) + 512 * 640 + 640 + final * final + final + d * final + final
+
+
+#: the authors' README: parameters of each published model
+PUBLISHED = {
+    "w2v-small": 95e6,
+    "w2v-large": 317e6,
+    "mms-300m": 317e6,
+    "mms-1b": 965e6,
+    "xls-r-1b": 965e6,
+    "xls-r-2b": 2.2e9,
+    "hubert-xl": 964e6,
+}
+
+
+@pytest.mark.parametrize("variant", sorted(PUBLISHED))
+def test_parameter_counts_equal_the_published_ones(variant):
+    """Built on the meta device (no memory): our model = the encoder counted from the
+    architecture + proj_fc, and adding the pre-training heads the authors' fairseq model
+    carries gives the published size (to its published precision)."""
+    with torch.device("meta"):
+        m = spoofscope.create_model(f"antideepfake-{variant}")
+    ours = sum(p.numel() for p in m.parameters())
+    cfg = ad.ARCHITECTURES[variant]
+    assert ours == _encoder_params(cfg) + 2 * cfg["hidden_size"] + 2
+    official = ours + _pretraining_heads(variant, cfg)
+    # the README gives whole millions ("95M", "965M") or tenths of a billion ("2.2B"): the
+    # count lies within one such unit (their figures truncate or round)
+    unit = 1e8 if PUBLISHED[variant] >= 1e9 else 1e6
+    assert abs(official - PUBLISHED[variant]) < unit, official
+
+
+def test_cards_name_the_weights_and_the_licence():
+    for variant in PUBLISHED:
+        card = spoofscope.models.get_card(f"antideepfake-{variant}")
+        assert set(card.weights) == {"da", "nda"} and card.default_tag == "da"
+        da, nda = card.weights["da"], card.weights["nda"]
+        assert da.hf_repo.startswith("nii-yamagishilab/") and nda.hf_repo == da.hf_repo + "-nda"
+        assert card.licence_class == "non-commercial"
+        assert card.localisation == "frame" and card.notes
