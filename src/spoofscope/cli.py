@@ -78,6 +78,7 @@ def _build_detector(a, max_duration_s: float | None = None):
     return Detector.load(
         a.model,
         weights=a.weights,
+        bonafide_label=a.bonafide_label,
         config=a.config,
         engine=a.engine,
         precision=a.precision,
@@ -88,6 +89,22 @@ def _build_detector(a, max_duration_s: float | None = None):
         decision=Decision(threshold=a.threshold, min_speech_s=a.min_speech),
         limits=Limits(batch_size=a.batch_size, max_duration_s=max_duration_s),
     )
+
+
+def _model_notices(det) -> list[str]:
+    """What a user must read before trusting the model's verdicts, printed once at start:
+    the licence of non-commercial weights, and the card's notes (training data, known
+    misses)."""
+    card = det.card
+    out = []
+    if card.licence_class == "non-commercial":
+        out.append(
+            f"{det.name}: non-commercial licence: {card.licence}. Use it for research and "
+            "non-commercial work only"
+        )
+    if card.notes:
+        out.append(f"{det.name}: {card.notes}")
+    return out
 
 
 class _AudioProgress:
@@ -145,6 +162,8 @@ def _cmd_detect(a) -> int:
     if not inputs:
         raise CLIError("no audio files found (use --recursive to walk sub-folders)")
     det = _build_detector(a)
+    for line in _model_notices(det):
+        print(f"note: {line}", file=sys.stderr)
     # progress in seconds of audio (files' headers give the total), so that one long file
     # shows progress too
     durations = [None if a.quiet or not Path(p).is_file() else probe_duration(p) for p in inputs]
@@ -171,15 +190,14 @@ def _cmd_detect(a) -> int:
                     f"{r.duration_s:7.2f} {r.speech_s:8.2f}  ({r.reason})"
                 )
             else:
+                conf = {True: "yes", False: "LOW", None: "-"}[r.confident]
                 print(
                     f"{r.path:<{w}}  {r.label:<9} {r.score:9.4f} {r.p_bonafide:10.4f} "
-                    f"{'yes' if r.confident else 'LOW':>5} {r.duration_s:7.2f} {r.speech_s:8.2f}"
+                    f"{conf:>5} {r.duration_s:7.2f} {r.speech_s:8.2f}"
                 )
-        if results and not results[0].calibrated:
-            print(
-                "(uncalibrated: p_bonafide is the softmax of the logits; fit one with "
-                "'spoofscope calibrate' on labelled data)"
-            )
+        note = det.confidence_note()
+        if note and any(r.label in ("bonafide", "spoof") for r in results):
+            print(f"(conf '-': {note})")
     if a.csv:
         cols = [
             "path",
@@ -214,7 +232,14 @@ def _cmd_calibrate(a) -> int:
     trials = read_protocol(a.protocol)
     s, labels, _ = join_scores(read_score_file(a.scores), trials, a.scores, a.protocol)
     cal = Calibration.fit(
-        s[labels == 1], s[labels != 1], prior=a.prior, target_far=a.target_far, band=a.band
+        s[labels == 1],
+        s[labels != 1],
+        prior=a.prior,
+        target_far=a.target_far,
+        band=a.band,
+        fitted_on=f"{Path(a.scores).name} against {Path(a.protocol).name}: "
+        f"{int((labels == 1).sum())} bona fide and {int((labels != 1).sum())} spoof trials",
+        domain=a.domain,
     )
     if a.use == "far":
         cal.threshold = cal.far_threshold
@@ -358,6 +383,7 @@ def _cmd_adapt(a) -> int:
         engine=a.engine,
         procedure=a.procedure,
         progress=not a.quiet,
+        bonafide_label=a.bonafide_label,
     )
     print(
         f"{a.model} on {r['n_bonafide']} bona fide and {r['n_spoof']} spoof files"
@@ -523,6 +549,8 @@ def _cmd_serve(a) -> int:
     )
     app = create_app(det, settings)
     logging.getLogger("spoofscope.serve").setLevel(logging.WARNING if a.quiet else logging.INFO)
+    for line in _model_notices(det):  # the licence binds whoever runs the service
+        print(f"note: {line}", file=sys.stderr, flush=True)
     if not a.quiet:
         print(
             f"spoofscope serve: http://{a.host}:{a.port} model {app.state.model_name} "
@@ -736,10 +764,17 @@ def build_parser() -> argparse.ArgumentParser:
             "--model",
             default="aasist",
             help="NAME[:TAG] of a registered model (published weights), a spoofscope "
-            "checkpoint or a state_dict file",
+            "checkpoint, a state_dict file, or hf:OWNER/REPO[@REVISION] / hf:FOLDER (a "
+            "transformers audio classifier)",
         )
         sp.add_argument(
             "--weights", help="your own state_dict file for the architecture --model names"
+        )
+        sp.add_argument(
+            "--bonafide-label",
+            metavar="LABEL",
+            help="for hf: models: the label of the bona fide class (default: found among "
+            "real/bonafide/genuine/human)",
         )
         sp.add_argument("--config", help="official AASIST .conf/model_config for a state_dict")
         sp.add_argument("--calibration", help="calibration JSON from 'spoofscope calibrate'")
@@ -835,6 +870,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="low-confidence band around the threshold (probability)",
     )
+    ca.add_argument(
+        "--domain",
+        choices=("deployment", "training"),
+        default="deployment",
+        help="deployment: the scores are of recordings like those the detector will judge "
+        "(verdicts may then claim confidence); training: a benchmark's dev set (verdicts "
+        "claim no confidence)",
+    )
     ca.set_defaults(func=_cmd_calibrate)
 
     fu = command("fuse", "learn a logistic score fusion of several systems")
@@ -881,8 +924,11 @@ def build_parser() -> argparse.ArgumentParser:
         "cross-validation, then adapt on all files and write DIR/model.ckpt (calibrated), "
         "DIR/report.json, report.md and det.png. Resumes when run again with the same DIR.",
     )
-    ad.add_argument("--model", default="aasist", help="NAME[:TAG] or a checkpoint to start from")
+    ad.add_argument(
+        "--model", default="aasist", help="NAME[:TAG], a checkpoint or hf:... to start from"
+    )
     ad.add_argument("--weights", help="your own state_dict file for the architecture --model names")
+    ad.add_argument("--bonafide-label", metavar="LABEL", help="for hf: models (see detect)")
     ad.add_argument(
         "--data", required=True, help="a path,label[,group] CSV or a folder with bonafide/, spoof/"
     )

@@ -17,6 +17,9 @@ from ..errors import ConfigError
 from ..metrics import act_dcf, cllr, compute_eer
 from ._logreg import fit_llr_map
 
+#: where a calibration's data came from (see :class:`Calibration`)
+DOMAINS = ("deployment", "training", "unknown")
+
 
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
@@ -34,6 +37,11 @@ class Calibration:
         threshold: the decision threshold in use (default: ``eer_threshold``).
         band: ``confident`` is false when |p_bonafide - p(threshold)| < band.
         report: Cllr and actDCF before and after fitting, dev EER, counts.
+        fitted_on: what labelled data the map was fitted on (a path, a protocol, counts).
+        domain: ``deployment`` (fitted on the user's own kind of recordings: ``calibrate``,
+            ``adapt``), ``training`` (the training recipe's dev split: another kind of data
+            than what the detector meets) or ``unknown`` (a file that does not say). Only a
+            ``deployment`` calibration lets a verdict claim ``confident``.
     """
 
     a: float
@@ -45,10 +53,23 @@ class Calibration:
     threshold: float = 0.0
     band: float = 0.1
     report: dict = field(default_factory=dict)
+    fitted_on: str = ""
+    domain: str = "unknown"
+
+    def __post_init__(self):
+        if self.domain not in DOMAINS:
+            raise ConfigError(f"calibration domain must be one of {DOMAINS}, not {self.domain!r}")
 
     @classmethod
     def fit(
-        cls, bona, spoof, prior: float = 0.5, target_far: float = 0.01, band: float = 0.1
+        cls,
+        bona,
+        spoof,
+        prior: float = 0.5,
+        target_far: float = 0.01,
+        band: float = 0.1,
+        fitted_on: str = "",
+        domain: str = "deployment",
     ) -> Calibration:
         bona, spoof = np.asarray(bona, np.float64), np.asarray(spoof, np.float64)
         w, b = fit_llr_map(bona[:, None], spoof[:, None], prior=prior)
@@ -67,6 +88,8 @@ class Calibration:
             target_far=target_far,
             threshold=eer_thr,
             band=band,
+            fitted_on=fitted_on,
+            domain=domain,
         )
         lb, ls = cal.llr(bona), cal.llr(spoof)
         cal.report = {
@@ -81,6 +104,21 @@ class Calibration:
             "frr_at_far_threshold": float(np.mean(bona < far_thr)),
         }
         return cal
+
+    def untrusted_because(self) -> str | None:
+        """Why verdicts must not claim confidence under this calibration, or None."""
+        if self.domain == "deployment":
+            return None
+        what = self.fitted_on or "data it does not name"
+        if self.domain == "training":
+            return (
+                f"calibrated on {what}, the training data's kind, not recordings like yours; "
+                "fit a calibration on your own labelled files (spoofscope calibrate or adapt)"
+            )
+        return (
+            "the calibration does not say what data it was fitted on; refit it on your own "
+            "labelled files (spoofscope calibrate or adapt)"
+        )
 
     def llr(self, score):
         return self.a * np.asarray(score, dtype=np.float64) + self.b

@@ -6,6 +6,12 @@ calibration. Window scores are the bona fide logit the card names (the official 
 ``logits[:, 1]`` for every registered model); without calibration ``p_bonafide`` is the
 softmax of the two logits, the threshold is the natural boundary (p = 0.5), and the result
 says ``calibrated: false``.
+
+``confident`` is true or false only under a calibration fitted on the user's own kind of
+recordings (``calibrate``, ``adapt``): without one, or under one fitted on the training data's
+dev split, it is null and ``confidence_note`` says why (a softmax of a network trained on
+2019 data is confidently wrong on today's generators). Every result carries the card's
+``notes``.
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ class DetectionResult:
     window_samples: int | None = None
     speech_s: float | None = None  # seconds of active sound in what was judged
     reason: str | None = None  # why the detector abstained (label "no_speech")
+    # why ``confident`` is null: the probability is not one the detector can stand behind
+    confidence_note: str | None = None
+    notes: str = ""  # the model card's notes: what it was trained on, what it misses
     error: str | None = None
     error_kind: str | None = None  # missing, empty, too_long, invalid, invalid_samples,
     # timeout, shutting_down, internal
@@ -174,20 +183,30 @@ class Detector:
         cache_dir=None,
         calibration=None,
         name: str | None = None,
+        bonafide_label: str | None = None,
         **policies,
     ) -> Detector:
         """A detector over :func:`~spoofscope.models.load_model` ``(source, ...)``.
 
         ``source`` is ``name[:tag]`` (published weights, or ``weights=`` your own file), a
-        checkpoint or a state_dict file. The calibration is ``calibration`` if given, else the
-        one attached to the checkpoint, else ``FILE.calib.json`` beside the file.
+        checkpoint, a state_dict file, or ``hf:OWNER/REPO[@REV]`` / ``hf:FOLDER`` (a
+        ``transformers`` audio classifier; ``bonafide_label`` names its bona fide class).
+        The calibration is ``calibration`` if given, else the one attached to the
+        checkpoint, else ``FILE.calib.json`` beside the file.
         ``engine``: ``auto`` (ONNX Runtime where the model exports, else PyTorch), ``onnx``
         or ``torch``; ``precision``: ``fp32`` or a reduced precision the card lists.
         ``policies``: ``windows``, ``decision``, ``limits``.
         """
         from ..models import load_model
 
-        model = load_model(source, weights=weights, arch=arch, config=config, cache_dir=cache_dir)
+        model = load_model(
+            source,
+            weights=weights,
+            arch=arch,
+            config=config,
+            cache_dir=cache_dir,
+            bonafide_label=bonafide_label,
+        )
         if calibration is None:
             attached = getattr(model, "checkpoint", {}).get("calibration")
             if attached:
@@ -365,6 +384,7 @@ class Detector:
             model=self.name,
             calibrated=self.calibration is not None,
             window_samples=self.window_samples,
+            notes=self.card.notes,
         )
         if st.error:
             res.error, res.error_kind = st.error, st.error_kind
@@ -399,8 +419,22 @@ class Detector:
         bona = (score >= thr) if thr is not None else (p >= 0.5)
         res.score, res.p_bonafide, res.threshold = score, p, thr
         res.label = "bonafide" if bona else "spoof"
-        res.confident = bool(abs(p - p_thr) >= self.band)
+        res.confidence_note = self.confidence_note()
+        if res.confidence_note is None:
+            res.confident = bool(abs(p - p_thr) >= self.band)
         return res
+
+    def confidence_note(self) -> str | None:
+        """Why this detector's verdicts claim no confidence (``confident`` null), or None:
+        no calibration (the probability is the network's softmax), or a calibration fitted
+        on another kind of data than the recordings it judges."""
+        if self.calibration is None:
+            return (
+                "not calibrated: p_bonafide is the network's softmax, which says nothing about "
+                "recordings unlike its training data; fit a calibration on your own labelled "
+                "files (spoofscope calibrate or adapt)"
+            )
+        return self.calibration.untrusted_because()
 
 
 def _check_window(samples: int, card) -> None:

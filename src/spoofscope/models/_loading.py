@@ -2,6 +2,8 @@
 
 ``source`` is one of
 
+* ``hf:OWNER/REPO[@REVISION]`` or ``hf:FOLDER``: a ``transformers`` audio classifier
+  (:mod:`spoofscope.models.hf`);
 * a registry name with an optional tag, ``"aasist"`` or ``"aasist:official"``: the published
   weights of that tag (cache, else a verified download); with ``weights=PATH`` the user's own
   state_dict for that architecture instead;
@@ -148,6 +150,7 @@ def load_model(
     config=None,
     cache_dir=None,
     download: bool = True,
+    bonafide_label: str | None = None,
     **overrides,
 ) -> nn.Module:
     """Get a model with weights, in eval mode (see the module docstring for ``source``).
@@ -159,6 +162,8 @@ def load_model(
         config: an official AASIST ``.conf`` / ``model_config`` (path or dict) for a state_dict.
         cache_dir: overrides ``$SPOOFSCOPE_CACHE``.
         download: allow downloading published weights missing from the cache.
+        bonafide_label: for ``hf:`` models, the label of the bona fide class when their
+            ``id2label`` does not make it plain.
         **overrides: model constructor arguments.
 
     The model carries ``model.card``, ``model.source`` (what was loaded, named without
@@ -167,6 +172,22 @@ def load_model(
     """
     src = str(source)
     path = Path(src)
+    if src.startswith("hf:"):  # a transformers audio classifier (models/hf.py)
+        if weights is not None:
+            raise ConfigError(f"{src} carries its own weights; --weights is for NAME or ARCH")
+        local = Path(src[3:])
+        model = create_model(
+            "hf-classifier",
+            # a folder by its absolute path, so that a checkpoint of it rebuilds anywhere
+            source=f"hf:{local.resolve()}" if local.is_dir() else src,
+            bonafide_label=bonafide_label,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            **overrides,
+        )
+        model.source = src
+        return model.eval()
+    if bonafide_label is not None:
+        raise ConfigError("--bonafide-label is for hf: models (their labels name the classes)")
     if isinstance(source, Path) and not path.is_file():
         raise WeightsError(f"{path}: file not found")
     if path.is_file():

@@ -93,7 +93,7 @@ def _ensure_loaded() -> None:
     from . import aasist, lcnn, rawnet2, xvector  # noqa: F401
 
     try:
-        from . import antideepfake, mamba, nes2net, sls, ssl, tcm  # noqa: F401  (transformers)
+        from . import antideepfake, hf, mamba, nes2net, sls, ssl, tcm  # noqa: F401  (transformers)
     except ImportError:  # pragma: no cover
         pass
 
@@ -136,6 +136,7 @@ def create_model(name: str, **overrides) -> nn.Module:
     max_length = getattr(model, "max_length", None)
     model.card = replace(
         entry.card,
+        **getattr(model, "card_overrides", {}),  # a model that reads its card from its files
         min_length=int(model.min_length),
         max_length=None if max_length is None else int(max_length),
     )

@@ -70,7 +70,9 @@ class ServiceSettings:
 def public_model_name(detector: Detector) -> str:
     """How the service names its model to clients: the name and tag (or the checkpoint's file
     name) and a short sha256 of the weights file, never a path on the server."""
-    name = str(detector.name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = str(detector.name).replace("\\", "/")
+    if not name.startswith("hf:") or Path(name[3:]).exists():  # a hub id is not a path
+        name = name.rsplit("/", 1)[-1]
     file = getattr(detector.model, "weights_file", None)
     if file is None or not Path(file).is_file():
         return name

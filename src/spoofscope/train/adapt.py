@@ -281,8 +281,10 @@ def adapt(
     engine: str = "auto",
     procedure: str = "auto",
     progress: bool = True,
+    bonafide_label: str | None = None,
 ) -> dict:
-    """Adapt ``model_source`` (``name[:tag]`` or a checkpoint) to the labelled files ``data``;
+    """Adapt ``model_source`` (``name[:tag]``, a checkpoint or ``hf:...``; ``bonafide_label``
+    as in :func:`~spoofscope.models.load_model`) to the labelled files ``data``;
     see the module docstring. ``procedure``: ``auto`` (probe or recipe, chosen by the inner
     cross-validation), or ``probe`` / ``recipe`` to use that one throughout. Returns the report
     (also written to ``out/report.json``)."""
@@ -317,7 +319,7 @@ def adapt(
         raise InputError(f"{data}: every file is {only}; adaptation needs both classes")
     _check_folds(labels_all, [t.speaker for t in trials], folds, data)
 
-    model = load_model(model_source, weights=weights)
+    model = load_model(model_source, weights=weights, bonafide_label=bonafide_label)
     card = model.card
     win = int(cfg.crop_samples or card.window_samples)
     head = head_matches_embedding(model, win)
@@ -615,7 +617,12 @@ def adapt(
         )
     final = copy.deepcopy(model).eval()
     head_matches_embedding(final, win).load_state_dict(layer.state_dict())
-    cal = Calibration.fit(after[labels == BONAFIDE], after[labels != BONAFIDE])
+    cal = Calibration.fit(
+        after[labels == BONAFIDE],
+        after[labels != BONAFIDE],
+        fitted_on=f"{data}: {n_bona} bona fide and {n_spoof} spoof files (cross-validated scores)",
+        domain="deployment",
+    )
     final.card = replace(
         card,
         window_samples=win,

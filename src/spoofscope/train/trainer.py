@@ -482,7 +482,12 @@ class Trainer:
             self.log("no calibration: the dev split lacks a class")
             return None
         scores = self._score(model, self.dev_trials, "calibration")
-        cal = Calibration.fit(scores[labels == BONAFIDE], scores[labels != BONAFIDE])
+        cal = Calibration.fit(
+            scores[labels == BONAFIDE],
+            scores[labels != BONAFIDE],
+            fitted_on=f"the training recipe's dev split ({len(labels)} trials)",
+            domain="training",
+        )
         self.log(
             "calibration on %d dev trials: Cllr %.3f -> %.3f",
             len(labels),
