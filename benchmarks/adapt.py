@@ -148,7 +148,14 @@ def main():
             eer([res[i].score for i in ok], labels[ok]),
             len(res) - len(ok),
             float(np.mean([r.confident is True for r in res])),
-        )
+            # wrong verdicts that claim confidence
+            int(sum(r.confident is True and (r.label == "bonafide") != bool(y)
+                    for r, y in zip(res, labels, strict=True))),
+        )  # fmt: skip
+        if name == "before":  # what "confident" meant before calibrations had to be the user's
+            sure = [i for i in ok if abs(res[i].p_bonafide - 0.5) >= 0.1]
+            wrong = [i for i in sure if (res[i].label == "bonafide") != bool(labels[i])]
+            softmax_band = (len(sure) / len(ok), len(wrong), len(sure))
 
     import soundfile as sf
 
@@ -176,9 +183,10 @@ def main():
     strat = rep["eer_stratified_percent"] or {}
     print(
         "| model | EER on A, cross-validated by source (%) | on A, stratified folds (%) | "
-        "EER on B, unseen sources, by detect (%) | B: confident verdicts |"
+        "EER on B, unseen sources, by detect (%) | B: verdicts claiming confidence | "
+        "B: wrong verdicts claiming confidence |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     rows = [
         ("starting model", rep["eer_before_percent"], None, "before"),
         ("probe", runs["probe"]["report"]["eer_after_percent"], strat.get("probe"), "probe"),
@@ -191,11 +199,17 @@ def main():
         ),
     ]
     for label, cv, st, key in rows:
-        e, _, conf = held[key]
+        e, _, conf, wrong = held[key]
         print(
             f"| {label} | {cv:.2f} | {'-' if st is None else f'{st:.2f}'} | {e:.2f} | "
-            f"{100 * conf:.0f} % |"
+            f"{100 * conf:.0f} % | {wrong} |"
         )
+    share, wrong, sure = softmax_band
+    print(
+        f"\nThe starting model's softmax puts {100 * share:.0f} % of its verdicts on B outside "
+        f"0.5 +- 0.1 (what 'confident' meant without a calibration before): {wrong} of those "
+        f"{sure} are wrong."
+    )
     skipped = {k: v[1] for k, v in held.items() if v[1]}
     print(
         "\nchosen per fold: "

@@ -222,7 +222,7 @@ def test_a_wrong_key_is_named(tmp_path):
     msg = str(e.value)
     assert "proj_fc.bias" in msg and "encoder.layers.0.adapter.weight" in msg
     torch.save({"foo.weight": torch.zeros(2)}, tmp_path / "other.pth")
-    with pytest.raises(WeightsError, match="not an AntiDeepfake checkpoint"):
+    with pytest.raises(WeightsError, match="does not fit antideepfake-mms-300m"):
         spoofscope.load_model("antideepfake-mms-300m", weights=tmp_path / "other.pth",
                               encoder_config=cfg)  # fmt: skip
 

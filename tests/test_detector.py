@@ -423,8 +423,10 @@ def test_detect_cli(tmp_path, capsys, reference_dir, golden):
     assert (tmp_path / "out.csv").read_text().count("\n") == 4
     # without --recursive only the top folder is read; the table format
     assert main(["detect", str(d), "--weights", w, "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "a.wav" in out and "b.flac" not in out and "uncalibrated" in out
+    out = capsys.readouterr()
+    assert "a.wav" in out.out and "b.flac" not in out.out and "not calibrated" in out.out
+    # the card's notes, once, on stderr: what the official AASIST saw and what it misses
+    assert out.err.count("note: aasist") == 1 and "2019 LA train" in out.err
     assert main(["detect", str(d), "--model", "nonsense"]) == 2
     assert "unknown model 'nonsense'" in capsys.readouterr().err
 
@@ -784,3 +786,36 @@ def test_detector_policies_are_checked_and_detectors_not_mutated(tmp_path):
     sf.write(tmp_path / "long.wav", np.zeros(32000, np.float32) + 0.1, 16000)
     assert d(tmp_path / "long.wav").error is None
     assert d2(tmp_path / "long.wav").error_kind == "too_long"
+
+
+def test_confidence_is_claimed_only_under_a_calibration_on_the_users_kind_of_data(tmp_path):
+    """No calibration: the verdict stands but ``confident`` is null, with the reason; a
+    calibration fitted on the training recipe's dev split (or one that does not say): null,
+    naming what it was fitted on; a calibration on the user's own files: true/false by the
+    band. Every result carries the card's notes (or what the model was trained on)."""
+    import dataclasses
+
+    rng = np.random.default_rng(1)
+    b, s = rng.normal(1, 1, 500), rng.normal(-1, 1, 500)
+    x = np.full(64600, 10 ** ((1.05 * -1) / 2), np.float32)  # score ~ -1.05: far from 0
+    m = EnergyModel()
+    m.card = dataclasses.replace(get_card("aasist"), name="energy", min_length=1)
+    kw = dict(windows=WindowPolicy(kind="official"), decision=Decision(band=0.1))
+    plain = Detector(m, **kw)(x)
+    assert plain.label == "spoof" and plain.confident is None
+    assert "not calibrated" in plain.confidence_note
+    assert plain.notes == get_card("aasist").notes and "2019 LA" in plain.notes
+    dev = Calibration.fit(b, s, fitted_on="LA dev (24844 trials)", domain="training")
+    r = Detector(m, calibration=dev, **kw)(x)
+    assert r.confident is None and "LA dev (24844 trials)" in r.confidence_note
+    legacy = {k: v for k, v in Calibration.fit(b, s).to_dict().items() if k != "domain"}
+    (tmp_path / "old.json").write_text(json.dumps(legacy))
+    r = Detector(m, calibration=tmp_path / "old.json", **kw)(x)
+    assert r.confident is None and "does not say" in r.confidence_note
+    mine = Calibration.fit(b, s, fitted_on="my_calls.csv", domain="deployment")
+    r = Detector(m, calibration=mine, **kw)(x)
+    p_thr = 1 / (1 + np.exp(-(mine.a * mine.threshold + mine.b)))
+    assert r.confidence_note is None and r.confident == (abs(r.p_bonafide - p_thr) >= 0.1)
+    assert r.confident is True  # p far from the threshold's
+    m2 = EnergyModel()  # a model whose card has no notes: what it was trained on
+    assert Detector(m2, **kw)(x).notes.startswith("trained on: ")

@@ -350,8 +350,12 @@ def test_adapt_warns_once(tmp_path, ckpt, capsys):
 
 
 def test_audit_summary_separates_abstentions_from_low_confidence(ckpt, tmp_path, capsys):
+    from spoofscope.infer import Calibration
+
     db = tmp_path / "audit.sqlite"
-    det = Detector.from_checkpoint(ckpt)
+    # calibrated on the user's kind of data, so that verdicts claim (low) confidence
+    cal = Calibration(a=1.0, b=0.0, threshold=0.0, band=0.4, domain="deployment")
+    det = Detector.from_checkpoint(ckpt, calibration=cal)
     with TestClient(create_app(det, ServiceSettings(audit_db=str(db)))) as c:
         for i in range(4):
             c.post("/v1/detect", files={"file": ("v.wav", _bytes(_noise(2.0, i)), "x")})
@@ -363,7 +367,7 @@ def test_audit_summary_separates_abstentions_from_low_confidence(ckpt, tmp_path,
     assert main(["audit", "summary", "--db", str(db), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["abstained"] == 3 and s["abstention_rate"] == pytest.approx(3 / 7)
-    assert s["verdicts"] == 4
+    assert s["verdicts"] == 4 and s["no_confidence_claimed"] == 0 and None not in verdicts
     assert s["low_confidence_rate"] == pytest.approx(sum(c == 0 for c in verdicts) / 4)
     assert main(["audit", "summary", "--db", str(db)]) == 0
     text = capsys.readouterr().out

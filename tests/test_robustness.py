@@ -97,7 +97,8 @@ def test_abstains_on_what_cannot_be_judged(ckpt, tmp_path, capsys):
         "duration_s",
         "speech_s",
     ]
-    assert csv[1].split(",")[4] == "false" and csv[2].split(",")[4] in ("true", "false")
+    # the abstention is not confident; the verdict of an uncalibrated model claims nothing
+    assert csv[1].split(",")[4] == "false" and csv[2].split(",")[4] == ""
 
 
 def _wav(x, sr=SR, subtype="PCM_16", fmt="WAV"):

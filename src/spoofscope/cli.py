@@ -584,7 +584,7 @@ def _cmd_models(a) -> int:
         try:
             with torch.device("meta"):  # shapes only: no memory, no initialisation
                 m = create_model(name)
-        except ImportError:  # an SSL model without transformers installed
+        except (ImportError, SpoofscopeError):  # no transformers; hf-classifier needs hf:...
             params = backend = min_len = None
         else:
             params = sum(p.numel() for p in m.parameters())
@@ -608,14 +608,17 @@ def _cmd_models(a) -> int:
                 "training_data": card.training_data,
                 "published_results": card.published_results,
                 "licence": card.licence,
+                "licence_class": card.licence_class,
+                "notes": card.notes,
             }
         )
     if a.json:
         for r in rows:
             print(json.dumps(r))
         return 0
+    w = max(13, *(len(r["name"]) for r in rows))
     print(
-        f"{'model':<13} {'params':>11} {'back-end':>10} {'window':>6} {'export':<7} "
+        f"{'model':<{w}} {'params':>13} {'back-end':>11} {'window':>6} {'export':<7} "
         f"{'weights (tags)':<22} trained on"
     )
     for r in rows:
@@ -624,14 +627,15 @@ def _cmd_models(a) -> int:
         n = "?" if r["parameters"] is None else f"{r['parameters']:,}"
         nb = "?" if r["backend_parameters"] is None else f"{r['backend_parameters']:,}"
         print(
-            f"{r['name']:<13} {n:>11} {nb:>10} "
+            f"{r['name']:<{w}} {n:>13} {nb:>11} "
             f"{r['window_samples']:>6} {r['export']:<7} {weights:<22} {r['training_data']}"
         )
         print(
-            f"{'':<13} input: {r['sample_rate']} Hz"
+            f"{'':<{w}} input: {r['sample_rate']} Hz"
             + (f", {r['encoder']}" if r["encoder"] else "")
             + f"; published: {r['published_results'] or '-'}"
         )
+        print(f"{'':<{w}} licence: {r['licence_class']} ({r['licence'] or 'none stated'})")
     return 0
 
 

@@ -384,7 +384,7 @@ class Detector:
             model=self.name,
             calibrated=self.calibration is not None,
             window_samples=self.window_samples,
-            notes=self.card.notes,
+            notes=self.card.notes or f"trained on: {self.card.training_data}",
         )
         if st.error:
             res.error, res.error_kind = st.error, st.error_kind

@@ -300,6 +300,15 @@ AASIST_L_CONFIG = dict(
 )
 
 
+_AASIST_NOTES = (
+    "trained on ASVspoof 2019 LA train only (six 2018-era TTS/VC systems, English read "
+    "speech). Known to miss: many 2022+ generators (official AASIST: EER 30 % and 40 % on the "
+    "two halves of spoofscope's real TTS/VC development clips, against 0.83 % on 2019 LA eval; "
+    "README, 'Adapt a detector'); it judges any sound, so music and noise can be called spoof. "
+    "Fit a calibration on your own labelled files before trusting a verdict"
+)
+
+
 def _card(name, filename, sha256, published, description) -> ModelCard:
     return ModelCard(
         name=name,
@@ -321,6 +330,7 @@ def _card(name, filename, sha256, published, description) -> ModelCard:
         training_data=_LA2019,
         published_results=published,
         licence="code and weights MIT (NAVER Corp.)",
+        notes=_AASIST_NOTES,
     )
 
 

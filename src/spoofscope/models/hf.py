@@ -290,6 +290,7 @@ def _card_fields(cfg, model, fe, folder, bona_label: str) -> dict:
         export="dynamic" if type(fe).__name__ == "Wav2Vec2FeatureExtractor" else "none",
         licence=lic or "none stated in the model card",
         training_data=f"not known to spoofscope: read the model's page ({page})",
+        published_results="none known to spoofscope (a community checkpoint)",
         notes="a community checkpoint that spoofscope has not measured; its probability is "
         "the model's own softmax, not calibrated (spoofscope calibrate)",
         encoder=type(model).__name__,

@@ -184,14 +184,17 @@ def summarize(path, since: str | None = None, until: str | None = None) -> dict:
     for r in rows:
         labels[r[2] or "error"] = labels.get(r[2] or "error", 0) + 1
     # low confidence is a property of verdicts; an abstention (no_speech) is not a verdict
-    conf = [r[3] for r in rows if r[3] is not None and r[2] in ("bonafide", "spoof")]
+    # and a verdict of an uncalibrated detector claims no confidence at all (confident null)
+    verdicts = [r[3] for r in rows if r[2] in ("bonafide", "spoof")]
+    conf = [c for c in verdicts if c is not None]
     abstained = sum(r[2] == "no_speech" for r in rows)
     out = {
         "decisions": len(rows),
         "first": rows[0][0] if rows else None,
         "last": rows[-1][0] if rows else None,
         "by_label": labels,
-        "verdicts": len(conf),
+        "verdicts": len(verdicts),
+        "no_confidence_claimed": len(verdicts) - len(conf),
         "low_confidence_rate": (float(np.mean([c == 0 for c in conf])) if conf else None),
         "abstained": abstained,
         "abstention_rate": abstained / len(rows) if rows else None,
@@ -217,10 +220,16 @@ def format_summary(s: dict) -> str:
         "by label         "
         + (", ".join(f"{k}: {v}" for k, v in sorted(s["by_label"].items())) or "-")
     )
-    rate = s["low_confidence_rate"]
+    rate, unclaimed = s["low_confidence_rate"], s.get("no_confidence_claimed", 0)
+    claimed = s["verdicts"] - unclaimed
     lines.append(
         "low confidence   "
-        + ("n/a" if rate is None else f"{100 * rate:.1f} % of {s['verdicts']} verdicts")
+        + ("n/a" if rate is None else f"{100 * rate:.1f} % of {claimed} verdicts")
+        + (
+            f"; {unclaimed} of {s['verdicts']} verdicts claim none (uncalibrated)"
+            if unclaimed
+            else ""
+        )
     )
     ab = s["abstention_rate"]
     lines.append(
