@@ -636,6 +636,12 @@ def _cmd_models(a) -> int:
             + f"; published: {r['published_results'] or '-'}"
         )
         print(f"{'':<{w}} licence: {r['licence_class']} ({r['licence'] or 'none stated'})")
+    print(
+        "\n'published' numbers are the authors', not spoofscope's. Cost per 4-s window on a CPU "
+        "and which model to use: README, 'Which model should I use?' (python "
+        "benchmarks/model_costs.py measures this machine). Any transformers audio classifier: "
+        "--model hf:OWNER/REPO"
+    )
     return 0
 
 
