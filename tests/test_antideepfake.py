@@ -295,3 +295,18 @@ def test_cards_name_the_weights_and_the_licence():
         assert da.hf_repo.startswith("nii-yamagishilab/") and nda.hf_repo == da.hf_repo + "-nda"
         assert card.licence_class == "non-commercial"
         assert card.localisation == "frame" and card.notes
+
+
+def test_models_lists_each_licence_class(capsys):
+    from spoofscope.cli import main
+
+    assert main(["models", "--json"]) == 0
+    rows = {
+        r["name"]: r
+        for r in map(__import__("json").loads, capsys.readouterr().out.split("\n")[:-1])
+    }
+    assert rows["antideepfake-w2v-small"]["licence_class"] == "non-commercial"
+    assert rows["antideepfake-w2v-small"]["parameters"] == 94_373_250
+    assert rows["aasist"]["licence_class"] == "permissive"
+    assert rows["xlsr-sls"]["licence_class"] == "none stated"
+    assert "2019 LA" in rows["aasist"]["notes"]

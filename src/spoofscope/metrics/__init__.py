@@ -2,6 +2,7 @@
 
 from ._det import compute_eer, det_curve
 from .asvspoof5 import ADCF_PAPER_COST, ADCFCost, DCFCost, act_dcf, cllr, min_a_dcf, min_dcf
+from .localisation import range_eer, segment_eer, utterance_eer
 from .report import EvaluationReport, evaluate_scores, per_attack_eer
 from .tdcf import (
     OFFICIAL_COST_MODEL,
@@ -31,6 +32,9 @@ __all__ = [
     "min_a_dcf",
     "min_dcf",
     "per_attack_eer",
+    "range_eer",
+    "segment_eer",
+    "utterance_eer",
     "tdcf_2019",
     "tdcf_2021",
 ]
