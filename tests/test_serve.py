@@ -415,7 +415,15 @@ def _launch_chromium(pw):
 )
 def test_web_page_in_headless_chromium(ckpt, tmp_path):
     pw = pytest.importorskip("playwright.sync_api")
-    data = _wav(3.0, seed=5)
+    # partially spoofed: a tone with 2 s of noise spliced in after 0.3 s of silence
+    rng = np.random.default_rng(5)
+    t = np.arange(16000 * 8) / 16000
+    x = 0.3 * np.sin(2 * np.pi * 220 * t)
+    x[int(16000 * 2.7) : 16000 * 3] = 0.0
+    x[16000 * 3 : 16000 * 5] = 0.2 * rng.standard_normal(32000)
+    buf = io.BytesIO()
+    sf.write(buf, x.astype(np.float32), 16000, format="WAV")
+    data = buf.getvalue()
     (tmp_path / "clip.wav").write_bytes(data)
     app = create_app(Detector.from_checkpoint(ckpt), ServiceSettings())
     with _Server(app) as srv:
@@ -431,8 +439,20 @@ def test_web_page_in_headless_chromium(ckpt, tmp_path):
             label = page.get_attribute("#verdict", "data-label")
             p_ui = float(page.get_attribute("#details", "data-p"))
             text = page.inner_text("#verdict")
+            page.wait_for_selector("#where button.seg", timeout=30000)
+            drawn = page.eval_on_selector_all(
+                "#where button.seg",
+                "bs => bs.map(b => [+b.dataset.start, +b.dataset.end, b.dataset.label])",
+            )
+            shaded = json.loads(page.get_attribute("#wave", "data-spoof"))
+            rttm_href = page.get_attribute("#dl-rttm", "href")
             page.screenshot(path=str(tmp_path / "page.png"))
             browser.close()
+    # the segments drawn and listed are the service's, to the millisecond
+    want = [[g["start_s"], g["end_s"], g["label"]] for g in api["segments"]]
+    assert drawn == want and len(want) >= 1
+    assert shaded == [[a, b] for a, b, lab in want if lab == "spoof"]
+    assert rttm_href.startswith("blob:")
     assert label == api["label"]
     assert p_ui == pytest.approx(api["p_bonafide"], abs=1e-9)
     assert ("Spoof" in text) == (api["label"] == "spoof")

@@ -414,3 +414,50 @@ def make_demo_corpus(out_dir, seed: int = 0, speech_dir=None, progress: bool = T
         "of D04 (bona fide and spoof folders) from other speakers, for spoofscope adapt.\n"
     )
     return counts
+
+
+def make_partial_spoofs(
+    trials, out_dir, attack: str = "D03", n: int = 24, controls: int = 8, seed: int = 0
+) -> dict:
+    """Partially spoofed recordings from the demo's eval trials (``Trial`` objects with their
+    ``path``): a stretch of 1.5-3 s of an ``attack`` utterance spliced into a bona fide one at
+    its quietest 20-ms frame in the middle 60 % (a pause), plus ``controls`` bona fide
+    recordings left whole. Writes ``OUT/*.flac`` and the reference ``OUT/reference.rttm``.
+
+    Returns ``{"paths", "spoof" {id: [(start_s, end_s)]}, "durations" {id: s}}``.
+    """
+    from ..audio import load_audio
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    bona = sorted((t for t in trials if t.label == 1), key=lambda t: t.utt_id)
+    spoof = sorted((t for t in trials if t.attack == attack), key=lambda t: t.utt_id)
+    if len(bona) < n + controls or len(spoof) < n:
+        raise ValueError(f"need {n + controls} bona fide and {n} {attack} trials")
+    picks = rng.permutation(len(bona))[: n + controls]
+    paths, stretches, durations, lines = [], {}, {}, []
+    for k, i in enumerate(picks):
+        x = load_audio(bona[i].path)
+        uid = f"partial_{k:03d}" if k < n else f"whole_{k - n:03d}"
+        runs = []
+        if k < n:
+            s = load_audio(spoof[int(rng.integers(len(spoof)))].path)
+            length = min(int(rng.uniform(1.5, 3.0) * SR), s.size)
+            off = int(rng.integers(0, s.size - length + 1))
+            frame = SR // 50
+            lo, hi = int(0.2 * x.size) // frame, int(0.8 * x.size) // frame
+            rms = [np.mean(np.square(x[f * frame : (f + 1) * frame])) for f in range(lo, hi)]
+            at = (lo + int(np.argmin(rms))) * frame + frame // 2
+            x = np.concatenate([x[:at], s[off : off + length], x[at:]])
+            runs = [(at / SR, (at + length) / SR)]
+        p = out / f"{uid}.flac"
+        sf.write(p, x, SR, subtype="PCM_16")
+        paths.append(p)
+        stretches[uid], durations[uid] = runs, x.size / SR
+        edges = [0.0] + [v for r in runs for v in r] + [x.size / SR]
+        for j, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            lab = "spoof" if j % 2 else "bonafide"
+            lines.append(f"SPEAKER {uid} 1 {a:.3f} {b - a:.3f} <NA> <NA> {lab} <NA> <NA>\n")
+    (out / "reference.rttm").write_text("".join(lines))
+    return {"paths": paths, "spoof": stretches, "durations": durations}

@@ -30,6 +30,7 @@ class SpeechMeter:
         self.seen = 0
         self.active_frames = 0
         self._rest = np.zeros(0, np.float32)
+        self._mask: list[np.ndarray] = []  # activity of each whole frame, in order
 
     def _count(self, x: np.ndarray) -> None:
         if self.limit is not None:
@@ -43,13 +44,25 @@ class SpeechMeter:
             ms = np.mean(
                 np.square(buf[: n * self.frame].reshape(n, self.frame), dtype=np.float64), axis=1
             )
-            self.active_frames += int(np.sum(ms >= self.threshold))
+            on = ms >= self.threshold
+            self.active_frames += int(np.sum(on))
+            self._mask.append(on)
         self._rest = buf[n * self.frame :].copy()
 
     def wrap(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         for c in chunks:
             self._count(c)
             yield c
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Activity of every 20-ms frame read so far (a partial last frame included)."""
+        parts = list(self._mask)
+        if self._rest.size:
+            parts.append(
+                np.array([np.mean(np.square(self._rest, dtype=np.float64)) >= self.threshold])
+            )
+        return np.concatenate(parts) if parts else np.zeros(0, bool)
 
     @property
     def active_s(self) -> float:

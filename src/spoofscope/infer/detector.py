@@ -34,6 +34,7 @@ from .calibration import Calibration, calibration_path_beside, sigmoid
 from .engines import make_engine
 from .fusion import Fusion
 from .policy import Decision, Limits, WindowPolicy
+from .timeline import build_segments, build_timeline
 from .windows import aggregate, official_window, sliding_windows
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,11 @@ class DetectionResult:
     # why ``confident`` is null: the probability is not one the detector can stand behind
     confidence_note: str | None = None
     notes: str = ""  # the model card's notes: what it was trained on, what it misses
+    # where: a score per step of at most 0.5 s (null without sound), and contiguous segments
+    # (bonafide / spoof / no_speech) read off it (infer/timeline.py); seconds judged spoof
+    timeline: list[dict] = field(default_factory=list)
+    segments: list[dict] = field(default_factory=list)
+    spoofed_s: float | None = None
     error: str | None = None
     error_kind: str | None = None  # missing, empty, too_long, invalid, invalid_samples,
     # timeout, shutting_down, internal
@@ -125,6 +131,7 @@ class Detector:
         self.window_samples = int(self.windows.samples or self.card.window_samples)
         _check_window(self.window_samples, self.card)
         self.hop = max(1, int(round(self.windows.hop_s * self.sample_rate)))
+        self.step_s = min(0.5, self.windows.hop_s)  # the timeline's resolution
         self.band = self.decision.band
         if self.band is None:
             self.band = calibration.band if calibration else 0.1
@@ -404,6 +411,14 @@ class Detector:
         reason = self._abstain(res.duration_s, res.speech_s)
         if reason:  # nothing to judge: no score, no verdict
             res.label, res.confident, res.reason = "no_speech", False, reason
+            res.timeline = [
+                {"start_s": t["start_s"], "end_s": t["end_s"], "score": None}
+                for t in build_timeline([], res.duration_s, self.step_s, None)
+            ]
+            res.segments = [
+                {"start_s": 0.0, "end_s": res.duration_s, "label": "no_speech", "score": None,
+                 "p_bonafide": None}
+            ]  # fmt: skip
             return res
         keys = sorted(st.scores)
         scores = np.array([st.scores[k] for k in keys])
@@ -419,10 +434,36 @@ class Detector:
         bona = (score >= thr) if thr is not None else (p >= 0.5)
         res.score, res.p_bonafide, res.threshold = score, p, thr
         res.label = "bonafide" if bona else "spoof"
+        self._where(res, st, keys, thr)
         res.confidence_note = self.confidence_note()
         if res.confidence_note is None:
             res.confident = bool(abs(p - p_thr) >= self.band)
         return res
+
+    def _where(self, res: DetectionResult, st: _FileState, keys, thr) -> None:
+        """The timeline and segments of a judged file (see :mod:`.timeline`)."""
+        sr = self.sample_rate
+        wins = []
+        for k, (s, e, _) in enumerate(st.windows):
+            sc = st.scores.get(k)
+            margin = None if sc is None else (sc - thr if thr is not None else st.diffs[k])
+            wins.append((s / sr, e / sr, sc, margin))
+        mask = st.meter.mask
+        steps = build_timeline(wins, res.duration_s, self.step_s, mask, st.meter.frame / sr)
+        segs = build_segments(steps, mask, frame_s=st.meter.frame / sr)
+        res.timeline = [{k: t[k] for k in ("start_s", "end_s", "score")} for t in steps]
+        for g in segs:
+            if g["score"] is None:
+                g["p_bonafide"] = None
+            elif self.calibration is not None:
+                g["p_bonafide"] = float(self.calibration.p_bonafide(g["score"]))
+            else:
+                g["p_bonafide"] = float(sigmoid(g["margin"]))
+            del g["margin"]
+        res.segments = segs
+        res.spoofed_s = round(
+            sum(g["end_s"] - g["start_s"] for g in segs if g["label"] == "spoof"), 3
+        )
 
     def confidence_note(self) -> str | None:
         """Why this detector's verdicts claim no confidence (``confident`` null), or None:

@@ -1,0 +1,162 @@
+"""Where in a recording: a timeline of scores and the segments read off it.
+
+The **timeline** cuts the file into steps of ``step_s`` (at most 0.5 s); a step's score is the
+mean score of every judged window that overlaps it, and it is null where the activity meter
+found no sound in the step (or no window judged it). The **segments** cover the file without
+gaps, each ``bonafide``, ``spoof`` or ``no_speech``, by this rule:
+
+1. each step with a score is labelled by the detector's decision rule (the threshold, or equal
+   logits without one) with hysteresis: once a run is bona fide it turns spoof only where the
+   step's margin is below ``-hysteresis``, and back only above ``+hysteresis`` (margin: the
+   score minus the threshold, or the logit difference when uncalibrated), so that a score
+   wavering at the threshold does not cut the recording into slivers;
+2. a bona fide or spoof run shorter than ``min_duration_s`` takes the label of the longer of
+   its neighbours (no_speech runs are kept: they come from the signal, not the model);
+3. boundaries are snapped to the sound: a boundary next to a no_speech run moves to the first
+   (or last) active 20-ms frame, and a bona fide/spoof boundary moves to the middle of the
+   longest pause of at least 0.1 s within one step of it, where a splice most likely is.
+
+A segment's score is the duration-weighted mean of its steps' scores; ``p_bonafide`` follows
+from it as the file's does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def step_grid(duration_s: float, step_s: float) -> np.ndarray:
+    """Step edges over [0, duration]: every ``step_s``, the last step shorter."""
+    n = max(1, int(np.ceil(duration_s / step_s - 1e-9)))
+    return np.minimum(np.arange(n + 1) * step_s, duration_s)
+
+
+def build_timeline(
+    windows: list[tuple[float, float, float | None, float | None]],
+    duration_s: float,
+    step_s: float,
+    active: np.ndarray | None,
+    frame_s: float = 0.02,
+) -> list[dict]:
+    """``windows``: ``(start_s, end_s, score, margin)`` of each window (score None when it
+    was not judged); ``active``: the activity mask of 20-ms frames (None: all active).
+    Returns ``[{start_s, end_s, score, margin}]`` (score and margin None where nothing is
+    judged)."""
+    edges = step_grid(duration_s, step_s)
+    judged = [(a, b, s, m) for a, b, s, m in windows if s is not None]
+    ws = np.array([w[0] for w in judged]) if judged else np.zeros(0)
+    we = np.array([min(w[1], duration_s) for w in judged]) if judged else np.zeros(0)
+    sc = np.array([w[2] for w in judged], float)
+    mg = np.array([w[3] for w in judged], float)
+    out = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        score = margin = None
+        sound = True
+        if active is not None:
+            fa, fb = int(a / frame_s), max(int(np.ceil(b / frame_s)), int(a / frame_s) + 1)
+            sound = bool(active[fa:fb].any())
+        if sound and judged:
+            cover = (ws < b) & (we > a)
+            if cover.any():
+                score, margin = float(sc[cover].mean()), float(mg[cover].mean())
+        out.append(
+            {"start_s": round(float(a), 3), "end_s": round(float(b), 3), "score": score,
+             "margin": margin}
+        )  # fmt: skip
+    return out
+
+
+def _runs(labels: list[str]) -> list[list]:
+    runs: list[list] = []
+    for k, lab in enumerate(labels):
+        if runs and runs[-1][0] == lab:
+            runs[-1][2] = k + 1
+        else:
+            runs.append([lab, k, k + 1])
+    return runs
+
+
+def _longest_pause(active, lo_s, hi_s, frame_s, min_s=0.1) -> float | None:
+    """Middle of the longest inactive stretch (>= ``min_s``) between two times, or None."""
+    a, b = max(int(lo_s / frame_s), 0), min(int(np.ceil(hi_s / frame_s)), active.size)
+    best, start = None, None
+    for k in range(a, b + 1):
+        quiet = k < b and not active[k]
+        if quiet and start is None:
+            start = k
+        if not quiet and start is not None:
+            if (k - start) * frame_s >= min_s and (best is None or k - start > best[1] - best[0]):
+                best = (start, k)
+            start = None
+    return None if best is None else (best[0] + best[1]) / 2 * frame_s
+
+
+def build_segments(
+    timeline: list[dict],
+    active: np.ndarray | None,
+    hysteresis: float = 0.5,
+    min_duration_s: float = 1.0,
+    frame_s: float = 0.02,
+) -> list[dict]:
+    """Contiguous segments ``[{start_s, end_s, label, score}]`` (see the module docstring)."""
+    labels: list[str] = []
+    state = None
+    for st in timeline:
+        m = st["margin"]
+        if m is None:
+            labels.append("no_speech")
+            continue
+        if state is None:
+            state = "bonafide" if m >= 0 else "spoof"
+        elif state == "bonafide" and m < -hysteresis:
+            state = "spoof"
+        elif state == "spoof" and m > hysteresis:
+            state = "bonafide"
+        labels.append(state)
+    # 2. short bona fide / spoof runs take the longer neighbour's label (repeat until stable)
+    changed = True
+    while changed:
+        changed = False
+        runs = _runs(labels)
+        for i, (lab, a, b) in enumerate(runs):
+            if lab == "no_speech":
+                continue
+            dur = timeline[b - 1]["end_s"] - timeline[a]["start_s"]
+            around = runs[max(i - 1, 0) : i] + runs[i + 1 : i + 2]
+            neigh = [r for r in around if r[0] not in ("no_speech", lab)]
+            if dur < min_duration_s and neigh:
+                best = max(neigh, key=lambda r: r[2] - r[1])
+                labels[a:b] = [best[0]] * (b - a)
+                changed = True
+                break
+    # 3. segments with snapped boundaries
+    segs = []
+    for lab, a, b in _runs(labels):
+        start, end = timeline[a]["start_s"], timeline[b - 1]["end_s"]
+        steps = [t for t in timeline[a:b] if t["score"] is not None]
+        dur = sum(t["end_s"] - t["start_s"] for t in steps)
+        score = sum(t["score"] * (t["end_s"] - t["start_s"]) for t in steps) / dur if dur else None
+        margin = (
+            sum(t["margin"] * (t["end_s"] - t["start_s"]) for t in steps) / dur if dur else None
+        )
+        segs.append({"start_s": start, "end_s": end, "label": lab, "score": score,
+                     "margin": margin})  # fmt: skip
+    if active is not None:
+        step = (timeline[0]["end_s"] - timeline[0]["start_s"]) if timeline else 0.5
+        for left, right in zip(segs[:-1], segs[1:], strict=True):
+            edge = right["start_s"]
+            if "no_speech" in (left["label"], right["label"]):
+                speech = right if left["label"] == "no_speech" else left
+                lo, hi = int(speech["start_s"] / frame_s), int(np.ceil(speech["end_s"] / frame_s))
+                idx = np.flatnonzero(active[lo:hi])
+                if idx.size:
+                    edge = (
+                        (lo + idx[0]) * frame_s if speech is right else (lo + idx[-1] + 1) * frame_s
+                    )
+            else:
+                mid = _longest_pause(active, edge - step, edge + step, frame_s)
+                if mid is not None:
+                    edge = mid
+            edge = min(max(edge, left["start_s"]), right["end_s"])
+            left["end_s"] = right["start_s"] = round(float(edge), 3)
+    return [s for s in segs if s["end_s"] > s["start_s"]]

@@ -1,0 +1,126 @@
+"""Where in the recording: the timeline and segments of partially spoofed files built here."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from spoofscope.cli import main
+from spoofscope.infer import Decision, Detector, WindowPolicy
+from spoofscope.infer.timeline import build_segments, build_timeline
+from spoofscope.metrics.localisation import read_rttm, spoof_stretches
+
+SR = 16000
+
+
+class ZCRModel(torch.nn.Module):
+    """A stand-in whose bona fide logit falls with the zero-crossing rate: a 200-Hz tone
+    (0.025 crossings per sample) scores +0.2, white noise (0.5) -0.275; a window holding a
+    fraction f of noise scores about 0.2 - 0.475 f."""
+
+    min_length = 1
+    embedding_dim = 1
+    registry_name = "zcr"
+
+    def forward(self, x):
+        zcr = (torch.sign(x[:, 1:]) != torch.sign(x[:, :-1])).float().mean(1, keepdim=True)
+        s = 0.225 - zcr
+        return torch.cat([-s, s], 1), s
+
+
+def _partial(seconds=12.0, spoof=(4.0, 7.0), pauses=((3.85, 4.15), (6.9, 7.2)), tail=1.5):
+    """A tone ("bona fide") with a stretch of noise ("spoof") spliced in at pauses of 0.3 s,
+    then ``tail`` seconds of silence."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(SR * seconds)) / SR
+    x = 0.3 * np.sin(2 * np.pi * 200 * t)
+    a, b = (int(SR * v) for v in spoof)
+    x[a:b] = 0.1 * rng.standard_normal(b - a)
+    for p, q in pauses:
+        x[int(SR * p) : int(SR * q)] = 0.0
+    x[int(SR * (seconds - tail)) :] = 0.0
+    return x.astype(np.float32)
+
+
+def _detector(**kw):
+    import dataclasses
+
+    from spoofscope.models import get_card
+
+    m = ZCRModel()
+    m.card = dataclasses.replace(get_card("aasist"), name="zcr", min_length=1, window_samples=SR)
+    return Detector(m, windows=WindowPolicy(hop_s=0.25, **kw), decision=Decision(threshold=0.0))
+
+
+def test_segments_find_the_spliced_stretch_at_its_pauses():
+    x = _partial()
+    r = _detector()(x)
+    assert r.label == "bonafide"  # most of the file is the tone
+    # the timeline: steps of 0.25 s (the hop) covering the file, null in the silent tail
+    assert r.timeline[0]["start_s"] == 0 and r.timeline[-1]["end_s"] == pytest.approx(12.0)
+    assert all(t["end_s"] - t["start_s"] <= 0.25 + 1e-9 for t in r.timeline)
+    assert all(t["score"] is None for t in r.timeline if t["start_s"] >= 10.5)
+    # each step's score is the mean of the windows that overlap it (computed here)
+    step = r.timeline[20]  # 5.0-5.25 s
+    over = [w["score"] for w in r.windows if w["start"] < step["end_s"] and w["end"] > step["start_s"]]
+    assert step["score"] == pytest.approx(np.mean(over))
+    labels = [(g["label"], g["start_s"], g["end_s"]) for g in r.segments]
+    assert [lab for lab, _, _ in labels] == ["bonafide", "spoof", "bonafide", "no_speech"]
+    # contiguous, covering the file; the spoof boundaries snapped to the middles of the pauses
+    assert all(a[2] == b[1] for a, b in zip(labels[:-1], labels[1:], strict=True))
+    assert labels[0][1] == 0 and labels[-1][2] == pytest.approx(12.0)
+    assert labels[1][1] == pytest.approx(4.0, abs=0.03) and labels[1][2] == pytest.approx(7.05, abs=0.03)
+    # the silent tail starts at the last active frame
+    assert labels[3][1] == pytest.approx(10.5, abs=0.021)
+    assert r.spoofed_s == pytest.approx(3.05, abs=0.05)
+    spoof = r.segments[1]
+    assert spoof["score"] < 0 and spoof["p_bonafide"] < 0.5
+
+
+def test_rules_hysteresis_and_minimum_duration():
+    """Margins wavering at the threshold stay one label; a 0.5-s excursion below the
+    minimum duration is absorbed; a long one is kept."""
+    steps = [(k * 0.5, (k + 1) * 0.5) for k in range(12)]
+    margins = [1, 0.3, -0.3, 0.2, -0.4, 1, -2, 1, 1, -2, -2, -2]  # wobble, blip, long drop
+    tl = [{"start_s": a, "end_s": b, "score": m, "margin": m} for (a, b), m in zip(steps, margins, strict=True)]
+    segs = build_segments(tl, None, hysteresis=0.5, min_duration_s=1.0)
+    assert [(g["label"], g["start_s"], g["end_s"]) for g in segs] == [
+        ("bonafide", 0.0, 4.5),
+        ("spoof", 4.5, 6.0),
+    ]
+    # a 0.5-s blip at -2 (step 6) was absorbed: its margin enters the bona fide segment's mean
+    assert segs[0]["score"] == pytest.approx(np.mean(margins[:9]))
+
+
+def test_timeline_steps_without_sound_or_windows_are_null():
+    active = np.zeros(100, bool)  # 2 s of 20-ms frames
+    active[10:40] = True  # 0.2-0.8 s
+    tl = build_timeline([(0.0, 1.0, 1.0, 1.0), (1.0, 2.0, None, None)], 2.0, 0.5, active)
+    assert [t["score"] for t in tl] == [1.0, 1.0, None, None]
+
+
+def test_detect_cli_segments_rttm_csv(tmp_path, capsys, monkeypatch):
+    """detect --segments prints them, --rttm writes them (read back as the reference format),
+    --csv gains one row per segment; --json carries timeline, segments, spoofed_s."""
+    wav = tmp_path / "call.wav"
+    sf.write(wav, _partial(), SR)
+    det = _detector()
+    monkeypatch.setattr("spoofscope.cli._build_detector", lambda a, **k: det.replace(
+        windows=WindowPolicy(hop_s=a.hop or 0.5)))  # fmt: skip
+    rc = main(["detect", str(wav), "--segments", "--hop", "0.25", "--rttm", str(tmp_path / "o.rttm"), "--quiet",
+               "--csv", str(tmp_path / "o.csv")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "spoofed 3." in out and " spoof " in out
+    rttm = read_rttm(tmp_path / "o.rttm")
+    (a, b), = spoof_stretches(rttm)["call"]
+    assert a == pytest.approx(4.0, abs=0.05) and b == pytest.approx(7.05, abs=0.05)
+    assert {lab for _, _, lab in rttm["call"]} == {"bonafide", "spoof"}
+    rows = list(csv.DictReader(open(tmp_path / "o.csv")))
+    assert len(rows) == 5 and rows[0]["start_s"] == "" and rows[2]["label"] == "spoof"
+    assert float(rows[2]["start_s"]) == pytest.approx(a)
+    assert main(["detect", str(wav), "--json", "--quiet", "--hop", "0.25"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["spoofed_s"] == pytest.approx(b - a, abs=0.01) and len(r["timeline"]) == 48
