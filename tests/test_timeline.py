@@ -18,8 +18,8 @@ SR = 16000
 
 class ZCRModel(torch.nn.Module):
     """A stand-in whose bona fide logit falls with the zero-crossing rate: a 200-Hz tone
-    (0.025 crossings per sample) scores +0.2, white noise (0.5) -0.275; a window holding a
-    fraction f of noise scores about 0.2 - 0.475 f."""
+    (0.025 crossings per sample) scores +4, white noise (0.5) -5.5; a window holding a
+    fraction f of noise scores about 4 - 9.5 f."""
 
     min_length = 1
     embedding_dim = 1
@@ -27,7 +27,7 @@ class ZCRModel(torch.nn.Module):
 
     def forward(self, x):
         zcr = (torch.sign(x[:, 1:]) != torch.sign(x[:, :-1])).float().mean(1, keepdim=True)
-        s = 0.225 - zcr
+        s = 20 * (0.225 - zcr)
         return torch.cat([-s, s], 1), s
 
 
@@ -65,14 +65,18 @@ def test_segments_find_the_spliced_stretch_at_its_pauses():
     assert all(t["score"] is None for t in r.timeline if t["start_s"] >= 10.5)
     # each step's score is the mean of the windows that overlap it (computed here)
     step = r.timeline[20]  # 5.0-5.25 s
-    over = [w["score"] for w in r.windows if w["start"] < step["end_s"] and w["end"] > step["start_s"]]
+    over = [
+        w["score"] for w in r.windows if w["start"] < step["end_s"] and w["end"] > step["start_s"]
+    ]
     assert step["score"] == pytest.approx(np.mean(over))
     labels = [(g["label"], g["start_s"], g["end_s"]) for g in r.segments]
     assert [lab for lab, _, _ in labels] == ["bonafide", "spoof", "bonafide", "no_speech"]
     # contiguous, covering the file; the spoof boundaries snapped to the middles of the pauses
     assert all(a[2] == b[1] for a, b in zip(labels[:-1], labels[1:], strict=True))
     assert labels[0][1] == 0 and labels[-1][2] == pytest.approx(12.0)
-    assert labels[1][1] == pytest.approx(4.0, abs=0.03) and labels[1][2] == pytest.approx(7.05, abs=0.03)
+    assert labels[1][1] == pytest.approx(4.0, abs=0.03) and labels[1][2] == pytest.approx(
+        7.05, abs=0.03
+    )
     # the silent tail starts at the last active frame
     assert labels[3][1] == pytest.approx(10.5, abs=0.021)
     assert r.spoofed_s == pytest.approx(3.05, abs=0.05)
@@ -81,18 +85,24 @@ def test_segments_find_the_spliced_stretch_at_its_pauses():
 
 
 def test_rules_hysteresis_and_minimum_duration():
-    """Margins wavering at the threshold stay one label; a 0.5-s excursion below the
-    minimum duration is absorbed; a long one is kept."""
+    """p_bonafide wavering inside the +-0.1 band around the threshold's stays one label; a
+    0.5-s excursion below the minimum duration is absorbed; a long one is kept."""
     steps = [(k * 0.5, (k + 1) * 0.5) for k in range(12)]
-    margins = [1, 0.3, -0.3, 0.2, -0.4, 1, -2, 1, 1, -2, -2, -2]  # wobble, blip, long drop
-    tl = [{"start_s": a, "end_s": b, "score": m, "margin": m} for (a, b), m in zip(steps, margins, strict=True)]
-    segs = build_segments(tl, None, hysteresis=0.5, min_duration_s=1.0)
+    probs = [0.9, 0.55, 0.45, 0.55, 0.42, 0.9, 0.1, 0.9, 0.9, 0.1, 0.1, 0.1]
+    tl = [{"start_s": a, "end_s": b, "score": 10 * (q - 0.5), "p": q}
+          for (a, b), q in zip(steps, probs, strict=True)]  # fmt: skip
+    segs = build_segments(tl, None, p_threshold=0.5, hysteresis=0.1, min_duration_s=1.0)
     assert [(g["label"], g["start_s"], g["end_s"]) for g in segs] == [
         ("bonafide", 0.0, 4.5),
         ("spoof", 4.5, 6.0),
     ]
-    # a 0.5-s blip at -2 (step 6) was absorbed: its margin enters the bona fide segment's mean
-    assert segs[0]["score"] == pytest.approx(np.mean(margins[:9]))
+    # the absorbed blip (step 6) enters the bona fide segment's means
+    assert segs[0]["p_bonafide"] == pytest.approx(np.mean(probs[:9]))
+    assert segs[0]["score"] == pytest.approx(np.mean([10 * (q - 0.5) for q in probs[:9]]))
+    # without hysteresis the wobble at 0.45 / 0.42 would be spoof runs (then absorbed as
+    # shorter than 1 s): the rule, not luck, keeps them bona fide
+    raw = build_segments(tl, None, p_threshold=0.5, hysteresis=0.0, min_duration_s=0.0)
+    assert [g["label"] for g in raw][:4] == ["bonafide", "spoof", "bonafide", "spoof"]
 
 
 def test_timeline_steps_without_sound_or_windows_are_null():
@@ -110,12 +120,12 @@ def test_detect_cli_segments_rttm_csv(tmp_path, capsys, monkeypatch):
     det = _detector()
     monkeypatch.setattr("spoofscope.cli._build_detector", lambda a, **k: det.replace(
         windows=WindowPolicy(hop_s=a.hop or 0.5)))  # fmt: skip
-    rc = main(["detect", str(wav), "--segments", "--hop", "0.25", "--rttm", str(tmp_path / "o.rttm"), "--quiet",
-               "--csv", str(tmp_path / "o.csv")])  # fmt: skip
+    rc = main(["detect", str(wav), "--segments", "--hop", "0.25", "--quiet",
+               "--rttm", str(tmp_path / "o.rttm"), "--csv", str(tmp_path / "o.csv")])  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0 and "spoofed 3." in out and " spoof " in out
     rttm = read_rttm(tmp_path / "o.rttm")
-    (a, b), = spoof_stretches(rttm)["call"]
+    ((a, b),) = spoof_stretches(rttm)["call"]
     assert a == pytest.approx(4.0, abs=0.05) and b == pytest.approx(7.05, abs=0.05)
     assert {lab for _, _, lab in rttm["call"]} == {"bonafide", "spoof"}
     rows = list(csv.DictReader(open(tmp_path / "o.csv")))
@@ -124,3 +134,39 @@ def test_detect_cli_segments_rttm_csv(tmp_path, capsys, monkeypatch):
     assert main(["detect", str(wav), "--json", "--quiet", "--hop", "0.25"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["spoofed_s"] == pytest.approx(b - a, abs=0.01) and len(r["timeline"]) == 48
+
+
+def test_evaluate_cli_localisation(tmp_path, capsys, monkeypatch):
+    """evaluate --reference RTTM --hypothesis detect.jsonl: the range-based EER of the
+    timelines against the reference (computed here on a 1-ms grid for the one file)."""
+    from test_localisation_metrics import _range_eer_by_definition
+
+    wav = tmp_path / "call.wav"
+    sf.write(wav, _partial(), SR)
+    det = _detector()
+    monkeypatch.setattr("spoofscope.cli._build_detector", lambda a, **k: det)
+    assert main(["detect", str(wav), "--json", "--quiet"]) == 0
+    (tmp_path / "hyp.jsonl").write_text(capsys.readouterr().out)
+    (tmp_path / "ref.rttm").write_text(
+        "SPEAKER call 1 0.000 4.150 <NA> <NA> bonafide <NA> <NA>\n"
+        "SPEAKER call 1 4.150 2.750 <NA> <NA> spoof <NA> <NA>\n"
+        "SPEAKER call 1 6.900 5.100 <NA> <NA> bonafide <NA> <NA>\n"
+    )
+    args = ["evaluate", "--reference", str(tmp_path / "ref.rttm"), "--hypothesis"]
+    assert main([*args, str(tmp_path / "hyp.jsonl"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    hyp = json.loads((tmp_path / "hyp.jsonl").read_text())
+    tl = [(t["start_s"], t["end_s"], t["score"]) for t in hyp["timeline"]]
+    want, _ = _range_eer_by_definition({"call": [(4.15, 6.9)]}, {"call": 12.0}, {"call": tl})
+    assert got["range_eer"]["eer"] == pytest.approx(want, abs=1e-9)
+    assert got["partially_spoofed"] == 1 and set(got["segment_eer"]) == {"0.02", "0.16", "0.64"}
+    # an RTTM hypothesis (the detect --rttm output) works as well; a missing file is named
+    monkeypatch.setattr("spoofscope.cli._build_detector", lambda a, **k: det)
+    assert main(["detect", str(wav), "--rttm", str(tmp_path / "h.rttm"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "h.rttm")]) == 0
+    assert "range-based EER" in capsys.readouterr().out
+    (tmp_path / "ref2.rttm").write_text("SPEAKER other 1 0 1 <NA> <NA> spoof <NA> <NA>\n")
+    args[2] = str(tmp_path / "ref2.rttm")
+    assert main([*args, str(tmp_path / "hyp.jsonl")]) == 2
+    assert "not in" in capsys.readouterr().err

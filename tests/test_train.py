@@ -444,3 +444,40 @@ def test_gradient_accumulation_clipping_and_amp_on_the_cpu(demo_root, tmp_path):
     amp = _one_epoch(demo_root, tmp_path / "e", batch_size=8, amp="bf16")
     for n in one:
         assert torch.equal(amp[n], one[n])
+
+
+def test_partial_spoofs_splice_a_stretch_at_a_pause(demo_root, tmp_path):
+    """Each partially spoofed file is a bona fide eval file with a stretch of a D03 file
+    inserted where its reference says; the controls are whole bona fide files."""
+    from spoofscope.audio import load_audio
+    from spoofscope.data import open_dataset
+    from spoofscope.data.demo import make_partial_spoofs
+    from spoofscope.metrics.localisation import read_rttm, spoof_stretches
+
+    trials = open_dataset(demo_root, "eval", transform=None).trials
+    ps = make_partial_spoofs(trials, tmp_path, attack="D03", n=4, controls=2, seed=1)
+    bona = [load_audio(t.path) for t in trials if t.label == 1]
+    d03 = [load_audio(t.path) for t in trials if t.attack == "D03"]
+    ref = spoof_stretches(read_rttm(tmp_path / "reference.rttm"))
+    for p in ps["paths"]:
+        x, uid = load_audio(p), p.stem
+        runs = ps["spoof"][uid]
+        assert ref[uid] == [(round(a, 3), round(a, 3) + round(b - a, 3)) for a, b in runs] or (
+            not runs and ref.get(uid, []) == []
+        )
+        if not runs:
+            assert any(np.array_equal(x, b) for b in bona)
+            continue
+        ((a, b),) = runs
+        i, j = round(a * 16000), round(b * 16000)
+        assert 1.5 <= b - a <= 3.0 + 1e-9
+        outside, inside = np.concatenate([x[:i], x[j:]]), x[i:j]
+        assert any(np.array_equal(outside, v) for v in bona)  # the bona fide file, whole
+
+        def holds(v, piece=inside):  # piece == v[o : o + len] for some offset o
+            for o in np.flatnonzero(v[: v.size - piece.size + 1] == piece[0]):
+                if np.array_equal(v[o : o + piece.size], piece):
+                    return True
+            return False
+
+        assert any(holds(v) for v in d03)  # the stretch is a piece of a D03 utterance

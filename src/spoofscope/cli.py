@@ -16,9 +16,100 @@ class CLIError(SpoofscopeError):
     """An error the CLI prints as one line, then exits with status 2."""
 
 
+def _read_hypothesis(path) -> tuple[dict, dict]:
+    """Timelines from ``detect --json`` output (one object per line, or a list) or an RTTM
+    (spoof stretches scored -1, bona fide +1): ``({file: [(start, end, score)]}, {file:
+    duration})``."""
+    from .metrics.localisation import read_rttm
+
+    text = Path(path).read_text()
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            objs = (
+                json.loads(text)
+                if text.lstrip().startswith("[")
+                else [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+            )
+        except ValueError as e:
+            raise CLIError(f"{path}: not detect --json output ({e})") from None
+        hyp, durs = {}, {}
+        for o in objs:
+            if o.get("error"):
+                continue
+            uid = Path(o["path"]).stem
+            hyp[uid] = [(t["start_s"], t["end_s"], t["score"]) for t in o.get("timeline") or []]
+            durs[uid] = o["duration_s"]
+        return hyp, durs
+    try:
+        rows = read_rttm(path)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    score = {"spoof": -1.0, "fake": -1.0}
+    hyp = {f: [(a, b, score.get(lab.lower(), 1.0)) for a, b, lab in r] for f, r in rows.items()}
+    return hyp, {f: max(b for _, b, _ in r) for f, r in rows.items()}
+
+
+def _cmd_evaluate_localisation(a) -> int:
+    from .metrics import range_eer, segment_eer, utterance_eer
+    from .metrics.localisation import read_partialspoof_labels, read_rttm, spoof_stretches
+
+    if str(a.reference).endswith(".npy"):
+        ref, ref_durs = read_partialspoof_labels(a.reference, a.label_resolution)
+    else:
+        try:
+            rows = read_rttm(a.reference)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        ref = spoof_stretches(rows)
+        ref_durs = {f: max(b for _, b, _ in r) for f, r in rows.items()}
+    hyp, hyp_durs = _read_hypothesis(a.hypothesis)
+    durations = {f: hyp_durs.get(f, ref_durs.get(f)) for f in set(ref_durs) | set(hyp_durs)}
+    missing = sorted(f for f in ref_durs if f not in hyp)
+    if missing:
+        raise CLIError(
+            f"{len(missing)} file(s) of the reference are not in {a.hypothesis}: "
+            + ", ".join(missing[:5])
+        )
+    durations = {f: durations[f] for f in ref_durs}
+    try:
+        out = {
+            "files": len(durations),
+            "partially_spoofed": sum(1 for f in durations if ref.get(f)),
+            "range_eer": range_eer(ref, durations, hyp),
+            "utterance_eer": utterance_eer(ref, durations, hyp)
+            if any(ref.get(f) for f in durations) and not all(ref.get(f) for f in durations)
+            else None,
+            "segment_eer": {f"{r:g}": segment_eer(ref, durations, hyp, r) for r in a.resolutions},
+        }
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    r = out["range_eer"]
+    print(f"files            {out['files']} ({out['partially_spoofed']} with spoofed stretches)")
+    print(
+        f"range-based EER  {100 * r['eer']:.2f} %  (threshold {r['threshold']:.4f}; "
+        f"{r['spoof_s']:.1f} s spoof, {r['bonafide_s']:.1f} s bona fide)"
+    )
+    for res, v in out["segment_eer"].items():
+        print(f"segment EER {res:>5} s  {100 * v['eer']:.2f} %  ({v['n_spoof']} spoof units, "
+              f"{v['n_bonafide']} bona fide)")  # fmt: skip
+    if out["utterance_eer"]:
+        print(f"utterance EER    {100 * out['utterance_eer']['eer']:.2f} %")
+    return 0
+
+
 def _cmd_evaluate(a) -> int:
     from .evaluation import evaluate_score_file
     from .metrics.det_plot import plot_det
+
+    if a.reference or a.hypothesis:
+        if not (a.reference and a.hypothesis):
+            raise CLIError("localisation needs both --reference and --hypothesis")
+        return _cmd_evaluate_localisation(a)
+    if not (a.scores and a.protocol):
+        raise CLIError("give --scores and --protocol (or --reference and --hypothesis)")
 
     rep, bona, spoof = evaluate_score_file(
         a.scores, a.protocol, a.asv_scores, lower_is_bonafide=a.lower_is_bonafide
@@ -534,7 +625,15 @@ def _demo_localisation(out, data, cfg) -> None:
     print(f"utterance EER   {100 * utt['eer']:.2f} %  (a file's lowest step)")
     r = res[0]
     ((a, b),) = ps["spoof"][Path(r.path).stem]
-    print(f"example {Path(r.path).name}: D03 at {a:.2f}-{b:.2f} s; segments found:")
+    print(f"example {Path(r.path).name}: D03 at {a:.2f}-{b:.2f} s; timeline (score per step):")
+    print(
+        "  "
+        + " ".join(
+            f"{t['start_s']:.1f}:" + ("-" if t["score"] is None else f"{t['score']:.2f}")
+            for t in r.timeline
+        )
+    )
+    print(f"  segments (threshold {det._threshold():.4f}):")
     for g in r.segments:
         print(f"  {g['start_s']:6.2f} - {g['end_s']:6.2f} s  {g['label']}")
     print(f"reference RTTM: {out / 'partial' / 'reference.rttm'}")
@@ -796,10 +895,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--scores",
-        required=True,
         help="CM scores: 'UTT ATTACK KEY SCORE' (official) or 'UTT SCORE' lines",
     )
-    e.add_argument("--protocol", required=True, help="labelled CM protocol of the same trials")
+    e.add_argument("--protocol", help="labelled CM protocol of the same trials")
+    e.add_argument(
+        "--reference",
+        metavar="RTTM|NPY",
+        help="localisation: the true spoofed stretches (RTTM, or PartialSpoof segment labels "
+        "*_seglab_*.npy)",
+    )
+    e.add_argument(
+        "--hypothesis",
+        metavar="JSON|RTTM",
+        help="localisation: detect --json output (timelines) or an RTTM of judged segments",
+    )
+    e.add_argument(
+        "--resolutions",
+        type=POSITIVE,
+        nargs="+",
+        default=[0.02, 0.16, 0.64],
+        metavar="S",
+        help="segment-EER units in seconds",
+    )
+    e.add_argument(
+        "--label-resolution",
+        type=POSITIVE,
+        default=0.02,
+        help="seconds per label of a PartialSpoof .npy reference",
+    )
     e.add_argument("--asv-scores", help="official ASV score file, for the min t-DCF")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--det-plot", metavar="FILE.png", help="write a DET curve PNG")

@@ -434,36 +434,33 @@ class Detector:
         bona = (score >= thr) if thr is not None else (p >= 0.5)
         res.score, res.p_bonafide, res.threshold = score, p, thr
         res.label = "bonafide" if bona else "spoof"
-        self._where(res, st, keys, thr)
+        self._where(res, st, thr, p_thr if self.calibration is not None else 0.5)
         res.confidence_note = self.confidence_note()
         if res.confidence_note is None:
             res.confident = bool(abs(p - p_thr) >= self.band)
         return res
 
-    def _where(self, res: DetectionResult, st: _FileState, keys, thr) -> None:
+    def _where(self, res: DetectionResult, st: _FileState, thr, p_thr: float) -> None:
         """The timeline and segments of a judged file (see :mod:`.timeline`)."""
         sr = self.sample_rate
         wins = []
         for k, (s, e, _) in enumerate(st.windows):
             sc = st.scores.get(k)
-            margin = None if sc is None else (sc - thr if thr is not None else st.diffs[k])
-            wins.append((s / sr, e / sr, sc, margin))
-        mask = st.meter.mask
-        steps = build_timeline(wins, res.duration_s, self.step_s, mask, st.meter.frame / sr)
-        segs = build_segments(steps, mask, frame_s=st.meter.frame / sr)
+            wins.append((s / sr, e / sr, sc, None if sc is None else self._p(sc, st.diffs[k], thr)))
+        mask, frame_s = st.meter.mask, st.meter.frame / sr
+        steps = build_timeline(wins, res.duration_s, self.step_s, mask, frame_s)
+        res.segments = build_segments(steps, mask, p_thr, self.band, frame_s=frame_s)
         res.timeline = [{k: t[k] for k in ("start_s", "end_s", "score")} for t in steps]
-        for g in segs:
-            if g["score"] is None:
-                g["p_bonafide"] = None
-            elif self.calibration is not None:
-                g["p_bonafide"] = float(self.calibration.p_bonafide(g["score"]))
-            else:
-                g["p_bonafide"] = float(sigmoid(g["margin"]))
-            del g["margin"]
-        res.segments = segs
-        res.spoofed_s = round(
-            sum(g["end_s"] - g["start_s"] for g in segs if g["label"] == "spoof"), 3
-        )
+        spoofed = sum(g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof")
+        res.spoofed_s = round(spoofed, 3)
+
+    def _p(self, score: float, diff: float, thr) -> float:
+        """A window's p_bonafide, as the file's is computed: the calibration's; else the
+        softmax, or, under an explicit threshold, the score's distance to it read as log-odds
+        (so that p >= 0.5 exactly when the label would be bona fide)."""
+        if self.calibration is not None:
+            return float(self.calibration.p_bonafide(score))
+        return float(sigmoid(score - thr if thr is not None else diff))
 
     def confidence_note(self) -> str | None:
         """Why this detector's verdicts claim no confidence (``confident`` null), or None:

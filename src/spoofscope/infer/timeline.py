@@ -5,19 +5,18 @@ mean score of every judged window that overlaps it, and it is null where the act
 found no sound in the step (or no window judged it). The **segments** cover the file without
 gaps, each ``bonafide``, ``spoof`` or ``no_speech``, by this rule:
 
-1. each step with a score is labelled by the detector's decision rule (the threshold, or equal
-   logits without one) with hysteresis: once a run is bona fide it turns spoof only where the
-   step's margin is below ``-hysteresis``, and back only above ``+hysteresis`` (margin: the
-   score minus the threshold, or the logit difference when uncalibrated), so that a score
-   wavering at the threshold does not cut the recording into slivers;
+1. each step with a score is labelled by the detector's decision rule, with hysteresis in
+   probability: once a run is bona fide it turns spoof only where the step's ``p_bonafide``
+   falls below the probability at the threshold by more than ``hysteresis`` (the detector's
+   low-confidence band, 0.1 by default), and back only where it rises above it by as much,
+   so that a score wavering at the threshold does not cut the recording into slivers;
 2. a bona fide or spoof run shorter than ``min_duration_s`` takes the label of the longer of
    its neighbours (no_speech runs are kept: they come from the signal, not the model);
 3. boundaries are snapped to the sound: a boundary next to a no_speech run moves to the first
    (or last) active 20-ms frame, and a bona fide/spoof boundary moves to the middle of the
    longest pause of at least 0.1 s within one step of it, where a splice most likely is.
 
-A segment's score is the duration-weighted mean of its steps' scores; ``p_bonafide`` follows
-from it as the file's does.
+A segment's score and ``p_bonafide`` are the duration-weighted means of its steps'.
 """
 
 from __future__ import annotations
@@ -38,10 +37,9 @@ def build_timeline(
     active: np.ndarray | None,
     frame_s: float = 0.02,
 ) -> list[dict]:
-    """``windows``: ``(start_s, end_s, score, margin)`` of each window (score None when it
-    was not judged); ``active``: the activity mask of 20-ms frames (None: all active).
-    Returns ``[{start_s, end_s, score, margin}]`` (score and margin None where nothing is
-    judged)."""
+    """``windows``: ``(start_s, end_s, score, p_bonafide)`` of each window (score None when
+    it was not judged); ``active``: the activity mask of 20-ms frames (None: all active).
+    Returns ``[{start_s, end_s, score, p}]`` (None where nothing is judged)."""
     edges = step_grid(duration_s, step_s)
     judged = [(a, b, s, m) for a, b, s, m in windows if s is not None]
     ws = np.array([w[0] for w in judged]) if judged else np.zeros(0)
@@ -50,7 +48,7 @@ def build_timeline(
     mg = np.array([w[3] for w in judged], float)
     out = []
     for a, b in zip(edges[:-1], edges[1:], strict=True):
-        score = margin = None
+        score = prob = None
         sound = True
         if active is not None:
             fa, fb = int(a / frame_s), max(int(np.ceil(b / frame_s)), int(a / frame_s) + 1)
@@ -58,10 +56,10 @@ def build_timeline(
         if sound and judged:
             cover = (ws < b) & (we > a)
             if cover.any():
-                score, margin = float(sc[cover].mean()), float(mg[cover].mean())
+                score, prob = float(sc[cover].mean()), float(mg[cover].mean())
         out.append(
             {"start_s": round(float(a), 3), "end_s": round(float(b), 3), "score": score,
-             "margin": margin}
+             "p": prob}
         )  # fmt: skip
     return out
 
@@ -77,32 +75,38 @@ def _runs(labels: list[str]) -> list[list]:
 
 
 def _longest_pause(active, lo_s, hi_s, frame_s, min_s=0.1) -> float | None:
-    """Middle of the longest inactive stretch (>= ``min_s``) between two times, or None."""
+    """Middle of the longest inactive run (>= ``min_s``, measured whole) that reaches into
+    [lo_s, hi_s], or None."""
     a, b = max(int(lo_s / frame_s), 0), min(int(np.ceil(hi_s / frame_s)), active.size)
-    best, start = None, None
-    for k in range(a, b + 1):
-        quiet = k < b and not active[k]
-        if quiet and start is None:
-            start = k
-        if not quiet and start is not None:
-            if (k - start) * frame_s >= min_s and (best is None or k - start > best[1] - best[0]):
-                best = (start, k)
-            start = None
+    quiet = np.flatnonzero(~active[a:b]) + a
+    best = None
+    for k in quiet:
+        if best is not None and best[0] <= k < best[1]:
+            continue
+        s, e = k, k + 1  # grow the run to its full extent, beyond the window too
+        while s > 0 and not active[s - 1]:
+            s -= 1
+        while e < active.size and not active[e]:
+            e += 1
+        if (e - s) * frame_s >= min_s and (best is None or e - s > best[1] - best[0]):
+            best = (s, e)
     return None if best is None else (best[0] + best[1]) / 2 * frame_s
 
 
 def build_segments(
     timeline: list[dict],
     active: np.ndarray | None,
-    hysteresis: float = 0.5,
+    p_threshold: float = 0.5,
+    hysteresis: float = 0.1,
     min_duration_s: float = 1.0,
     frame_s: float = 0.02,
 ) -> list[dict]:
-    """Contiguous segments ``[{start_s, end_s, label, score}]`` (see the module docstring)."""
+    """Contiguous segments ``[{start_s, end_s, label, score, p_bonafide}]`` (see the module
+    docstring); ``p_threshold``: the probability at the decision threshold."""
     labels: list[str] = []
     state = None
     for st in timeline:
-        m = st["margin"]
+        m = None if st["p"] is None else st["p"] - p_threshold
         if m is None:
             labels.append("no_speech")
             continue
@@ -136,11 +140,9 @@ def build_segments(
         steps = [t for t in timeline[a:b] if t["score"] is not None]
         dur = sum(t["end_s"] - t["start_s"] for t in steps)
         score = sum(t["score"] * (t["end_s"] - t["start_s"]) for t in steps) / dur if dur else None
-        margin = (
-            sum(t["margin"] * (t["end_s"] - t["start_s"]) for t in steps) / dur if dur else None
-        )
+        prob = sum(t["p"] * (t["end_s"] - t["start_s"]) for t in steps) / dur if dur else None
         segs.append({"start_s": start, "end_s": end, "label": lab, "score": score,
-                     "margin": margin})  # fmt: skip
+                     "p_bonafide": prob})  # fmt: skip
     if active is not None:
         step = (timeline[0]["end_s"] - timeline[0]["start_s"]) if timeline else 0.5
         for left, right in zip(segs[:-1], segs[1:], strict=True):
