@@ -442,7 +442,9 @@ def make_partial_spoofs(
         uid = f"partial_{k:03d}" if k < n else f"whole_{k - n:03d}"
         runs = []
         if k < n:
-            s = load_audio(spoof[int(rng.integers(len(spoof)))].path)
+            s = np.zeros(0, np.float32)
+            while s.size < int(1.5 * SR):  # an utterance that holds a 1.5-s stretch
+                s = load_audio(spoof[int(rng.integers(len(spoof)))].path)
             length = min(int(rng.uniform(1.5, 3.0) * SR), s.size)
             off = int(rng.integers(0, s.size - length + 1))
             frame = SR // 50
