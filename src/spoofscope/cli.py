@@ -181,7 +181,11 @@ def _build_detector(a, max_duration_s: float | None = None):
             or (0.5 if getattr(a, "segments", False) or getattr(a, "rttm", None) else 2.0),
             aggregate=a.aggregate,
         ),
-        decision=Decision(threshold=a.threshold, min_speech_s=a.min_speech),
+        decision=Decision(
+            threshold=a.threshold,
+            min_speech_s=a.min_speech,
+            **({"vad": a.vad} if a.vad else {}),
+        ),
         limits=Limits(batch_size=a.batch_size, max_duration_s=max_duration_s),
     )
 
@@ -496,6 +500,7 @@ def _cmd_adapt(a) -> int:
         procedure=a.procedure,
         progress=not a.quiet,
         bonafide_label=a.bonafide_label,
+        vad=a.vad,
     )
     print(
         f"{a.model} on {r['n_bonafide']} bona fide and {r['n_spoof']} spoof files"
@@ -604,12 +609,14 @@ def _demo_localisation(out, data, cfg) -> None:
     utterance EER, and one example."""
     from .data import open_dataset
     from .data.demo import make_partial_spoofs
-    from .infer import Detector, WindowPolicy
+    from .infer import Decision, Detector, WindowPolicy
     from .metrics import range_eer, utterance_eer
 
     trials = open_dataset(data, "eval", transform=None).trials
     ps = make_partial_spoofs(trials, out / "partial", attack="D03", n=24, controls=8, seed=0)
-    det = Detector.load(out / "final.ckpt", windows=WindowPolicy(hop_s=0.5))
+    det = Detector.load(
+        out / "final.ckpt", windows=WindowPolicy(hop_s=0.5), decision=Decision(vad="energy")
+    )
     res = det.detect_many(ps["paths"])
     hyp = {Path(r.path).stem: [(t["start_s"], t["end_s"], t["score"]) for t in r.timeline]
            for r in res}  # fmt: skip
@@ -652,7 +659,10 @@ def _demo_adaptation(out, data, cfg, progress: bool) -> None:
     from .train.adapt import adapt
 
     recipe = load_config(Path(__file__).parent / "recipes" / "adapt.yaml")
-    r = adapt(out / "final.ckpt", data / "adapt", out / "adapt", recipe, progress=progress)
+    # the demo's speech is synthetic: a real speech detector does not take it for speech
+    r = adapt(
+        out / "final.ckpt", data / "adapt", out / "adapt", recipe, progress=progress, vad="energy"
+    )
     trials = open_dataset(data, "eval", transform=None).trials
     labels = [t.label for t in trials]
     attacks = [t.attack for t in trials]
@@ -1018,7 +1028,13 @@ def build_parser() -> argparse.ArgumentParser:
             type=NON_NEGATIVE,
             default=0.5,
             metavar="SECONDS",
-            help="abstain (label no_speech) below this much active sound",
+            help="abstain (label no_speech) below this much speech",
+        )
+        sp.add_argument(
+            "--vad",
+            choices=("silero", "energy"),
+            help="speech detector behind no_speech: silero (default; $SPOOFSCOPE_VAD) or "
+            "energy (sound above -50 dBFS)",
         )
 
     dt = command(
@@ -1126,6 +1142,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ad.add_argument("--weights", help="your own state_dict file for the architecture --model names")
     ad.add_argument("--bonafide-label", metavar="LABEL", help="for hf: models (see detect)")
+    ad.add_argument(
+        "--vad",
+        choices=("silero", "energy"),
+        help="speech detector, as for detect (default silero)",
+    )
     ad.add_argument(
         "--data", required=True, help="a path,label[,group] CSV or a folder with bonafide/, spoof/"
     )

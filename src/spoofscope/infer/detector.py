@@ -29,7 +29,7 @@ import numpy as np
 from ..audio import AudioError, resample, stream_audio
 from ..errors import ConfigError
 from ..models._card import card_of
-from .activity import SpeechMeter
+from .activity import SpeechMeter, make_meter
 from .calibration import Calibration, calibration_path_beside, sigmoid
 from .engines import make_engine
 from .fusion import Fusion
@@ -130,6 +130,11 @@ class Detector:
         self.sample_rate = self.card.sample_rate
         self.window_samples = int(self.windows.samples or self.card.window_samples)
         _check_window(self.window_samples, self.card)
+        if self.decision.vad == "silero" and self.sample_rate != 16000:
+            raise ConfigError(
+                f"the Silero VAD reads 16-kHz audio and {self.card.name} takes "
+                f"{self.sample_rate} Hz: use --vad energy (Decision(vad='energy'))"
+            )
         self.hop = max(1, int(round(self.windows.hop_s * self.sample_rate)))
         self.step_s = min(0.5, self.windows.hop_s)  # the timeline's resolution
         self.band = self.decision.band
@@ -147,9 +152,13 @@ class Detector:
                 "needed for a verdict"
             )
         if speech_s < need:
+            found = (
+                "of speech found by the Silero VAD"
+                if self.decision.vad == "silero"
+                else f"of sound above {self.windows.silence_db:g} dBFS"
+            )
             return (
-                f"no speech: {speech_s:.2f} s of sound above {self.windows.silence_db:g} dBFS; "
-                f"at least {need:g} s is needed for a verdict"
+                f"no speech: {speech_s:.2f} s {found}; at least {need:g} s is needed for a verdict"
             )
         return None
 
@@ -302,7 +311,9 @@ class Detector:
         limit = self.window_samples if self.windows.kind == "official" else None
         for i, src in enumerate(sources):
             st = _FileState(i, src)
-            st.meter = SpeechMeter(self.sample_rate, self.windows.silence_db, limit)
+            st.meter = make_meter(
+                self.decision.vad, self.sample_rate, self.windows.silence_db, limit
+            )
             states.append(st)
             try:
                 for w in self._windows(src, sample_rate, st.meter):

@@ -10,9 +10,10 @@ Each checks its values when built and raises :class:`~spoofscope.errors.ConfigEr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError, choices_error
+from .activity import VADS, default_vad
 
 WINDOW_KINDS = ("sliding", "official")
 AGGREGATES = ("mean", "quantile", "min")
@@ -60,12 +61,15 @@ class Decision:
     band: half-width of the low-confidence band around the threshold, in probability;
         None takes the calibration's band, else 0.1.
     min_speech_s: the detector abstains (label ``"no_speech"``, no score) on a recording
-        with less active sound than this (see :mod:`spoofscope.infer.activity`).
+        with less speech than this (see :mod:`spoofscope.infer.activity`).
+    vad: the activity meter: ``"silero"`` (a speech detector; the default, or
+        ``SPOOFSCOPE_VAD``) or ``"energy"`` (sound above ``WindowPolicy.silence_db``).
     """
 
     threshold: float | None = None
     band: float | None = None
     min_speech_s: float = 0.5
+    vad: str = field(default_factory=default_vad)
 
     def __post_init__(self):
         if self.threshold is not None and not math.isfinite(self.threshold):
@@ -74,6 +78,8 @@ class Decision:
             raise ConfigError(f"band must lie in [0, 0.5], got {self.band}")
         if not (math.isfinite(self.min_speech_s) and self.min_speech_s >= 0):
             raise ConfigError(f"min_speech_s must be >= 0 seconds, got {self.min_speech_s}")
+        if self.vad not in VADS:
+            raise choices_error("vad", self.vad, VADS)
 
 
 @dataclass(frozen=True)

@@ -282,9 +282,11 @@ def adapt(
     procedure: str = "auto",
     progress: bool = True,
     bonafide_label: str | None = None,
+    vad: str | None = None,
 ) -> dict:
     """Adapt ``model_source`` (``name[:tag]``, a checkpoint or ``hf:...``; ``bonafide_label``
-    as in :func:`~spoofscope.models.load_model`) to the labelled files ``data``;
+    as in :func:`~spoofscope.models.load_model`) to the labelled files ``data``, leaving out
+    the files ``detect`` would not judge under the activity meter ``vad`` (default as detect's);
     see the module docstring. ``procedure``: ``auto`` (probe or recipe, chosen by the inner
     cross-validation), or ``probe`` / ``recipe`` to use that one throughout. Returns the report
     (also written to ``out/report.json``)."""
@@ -292,7 +294,7 @@ def adapt(
 
     from ..augment import build_augmentation
     from ..infer import Decision, WindowPolicy, make_engine
-    from ..infer.activity import SpeechMeter
+    from ..infer.activity import default_vad, make_meter
     from ..infer.calibration import Calibration
     from ..infer.windows import sliding_windows
     from ..metrics.det_plot import plot_dets
@@ -331,6 +333,7 @@ def adapt(
     eng = make_engine(model, engine, length=win)
     augment = build_augmentation(cfg.augment)
     hop = max(1, int(round(hop_s * card.sample_rate)))
+    vad = vad or default_vad()  # the activity meter detect uses
     cache = (
         out
         / "cache"
@@ -344,6 +347,7 @@ def adapt(
             cfg.windows_per_file,
             cfg.seed,
             "judged-windows-v2",  # windows as detect judges them; abstentions recorded
+            vad,
         )
     )
     cache.mkdir(parents=True, exist_ok=True)
@@ -371,7 +375,7 @@ def adapt(
             except Exception as e:  # noqa: BLE001 - any unreadable file is listed, not fatal
                 skipped.append({"path": str(t.path), "why": str(e).splitlines()[0][:300]})
                 continue
-            meter = SpeechMeter(card.sample_rate, silence_db)
+            meter = make_meter(vad, card.sample_rate, silence_db)
             for _ in meter.wrap([x]):
                 pass
             speech_s, duration_s = meter.active_s, x.size / card.sample_rate
