@@ -170,3 +170,43 @@ def test_evaluate_cli_localisation(tmp_path, capsys, monkeypatch):
     args[2] = str(tmp_path / "ref2.rttm")
     assert main([*args, str(tmp_path / "hyp.jsonl")]) == 2
     assert "not in" in capsys.readouterr().err
+
+
+def test_frame_level_timeline_of_a_frame_scoring_model():
+    """AntiDeepfake scores every 20-ms encoder frame: with the PyTorch engine the timeline
+    has one step per frame, each the mean of that frame's logit over the windows holding it
+    (computed here from model.frame_logits on each window), and the window scores are the
+    means of their frames'."""
+    pytest.importorskip("transformers")
+    from test_antideepfake import TINY
+
+    import spoofscope
+    from spoofscope.infer import TorchEngine
+
+    torch.manual_seed(0)
+    m = spoofscope.create_model("antideepfake-w2v-small", encoder_config=TINY["w2v-small"]).eval()
+    x = _partial(seconds=5.0, spoof=(2.0, 3.0), pauses=(), tail=0.0)
+    det = Detector(TorchEngine(m), windows=WindowPolicy(samples=16000, hop_s=0.5),
+                   decision=Decision(vad="energy"))  # fmt: skip
+    r = det(x)
+    n = -(-x.size // 320)
+    assert len(r.timeline) == n and r.timeline[1]["start_s"] == pytest.approx(0.02)
+    tot, cnt = np.zeros(n), np.zeros(n)
+    for w in r.windows:
+        a = round(w["start"] * SR)
+        with torch.no_grad():
+            f = m.frame_logits(torch.from_numpy(x[a : a + SR])[None])[0, :, 1].numpy()
+            win = m(torch.from_numpy(x[a : a + SR])[None])[0][0, 1].item()
+        assert w["score"] == pytest.approx(win, abs=1e-4)
+        k = a // 320
+        tot[k : k + f.size] += f[: n - k]
+        cnt[k : k + f.size] += 1
+    got = np.array([np.nan if t["score"] is None else t["score"] for t in r.timeline])
+    held = cnt > 0  # the last frame lies past the last window's frames: no score
+    assert np.isnan(got[~held]).all() and (~held).sum() == 1
+    np.testing.assert_allclose(got[held], tot[held] / cnt[held], atol=1e-4)
+    assert r.segments[0]["start_s"] == 0 and r.segments[-1]["end_s"] == pytest.approx(5.0)
+    # --engine auto keeps such a model in PyTorch, for this resolution
+    from spoofscope.infer import make_engine
+
+    assert make_engine(m, "auto").name == "torch"

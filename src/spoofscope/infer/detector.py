@@ -34,7 +34,7 @@ from .calibration import Calibration, calibration_path_beside, sigmoid
 from .engines import make_engine
 from .fusion import Fusion
 from .policy import Decision, Limits, WindowPolicy
-from .timeline import build_segments, build_timeline
+from .timeline import build_segments, build_timeline, frame_timeline
 from .windows import aggregate, official_window, sliding_windows
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class _FileState:
         self.windows: list[tuple[int, int, bool]] = []  # (start, end, silent)
         self.scores: dict[int, float] = {}
         self.diffs: dict[int, float] = {}
+        self.frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # frame (score, diff)
         self.pending = 0
         self.done = False
         self.error: str | None = None
@@ -351,12 +352,20 @@ class Detector:
 
         bona = self.card.bonafide_index
 
+        frames = bool(getattr(self.engine, "gives_frames", False))
+
         def run():
             x = np.stack([b[2] for b in batch])
-            logits = self.engine(x)
-            for (st, k, _), lg in zip(batch, logits, strict=True):
+            if frames:  # one pass: the window's logits are the mean of its frames' logits
+                fl = self.engine.frame_logits(x)
+                logits = fl.mean(axis=1)
+            else:
+                logits = self.engine(x)
+            for i, ((st, k, _), lg) in enumerate(zip(batch, logits, strict=True)):
                 st.scores[k] = float(lg[bona])
                 st.diffs[k] = float(lg[bona] - lg[1 - bona])
+                if frames:
+                    st.frames[k] = (fl[i, :, bona], fl[i, :, bona] - fl[i, :, 1 - bona])
                 st.pending -= 1
             batch.clear()
 
@@ -459,7 +468,19 @@ class Detector:
             sc = st.scores.get(k)
             wins.append((s / sr, e / sr, sc, None if sc is None else self._p(sc, st.diffs[k], thr)))
         mask, frame_s = st.meter.mask, st.meter.frame / sr
-        steps = build_timeline(wins, res.duration_s, self.step_s, mask, frame_s)
+        if st.frames:  # the model scores every encoder frame: a timeline at that resolution
+            hop = int(getattr(self.model, "frame_hop", 320))
+            scores, probs = [], []
+            for k, (s, _, _) in enumerate(st.windows):
+                if k in st.frames:
+                    fs, fd = st.frames[k]
+                    scores.append((s, fs))
+                    probs.append(
+                        np.array([self._p(a, b, thr) for a, b in zip(fs, fd, strict=True)])
+                    )
+            steps = frame_timeline(scores, probs, st.n_samples, hop, sr, mask, frame_s)
+        else:
+            steps = build_timeline(wins, res.duration_s, self.step_s, mask, frame_s)
         res.segments = build_segments(steps, mask, p_thr, self.band, frame_s=frame_s)
         res.timeline = [{k: t[k] for k in ("start_s", "end_s", "score")} for t in steps]
         spoofed = sum(g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof")

@@ -68,6 +68,21 @@ class TorchEngine:
 
         return _in_calls(self.model, np.ascontiguousarray(batch, np.float32), run)
 
+    @property
+    def gives_frames(self) -> bool:
+        """Whether the model scores each encoder frame (its card says ``localisation:
+        frame`` and it has ``frame_logits``)."""
+        return self.card.localisation == "frame" and hasattr(self.model, "frame_logits")
+
+    def frame_logits(self, batch: np.ndarray) -> np.ndarray:
+        """(B, T, 2) logits of each encoder frame of a window batch (B, W)."""
+        with torch.inference_mode():
+            return (
+                self.model.frame_logits(torch.from_numpy(np.ascontiguousarray(batch, np.float32)))
+                .float()
+                .numpy()
+            )
+
 
 class OnnxEngine:
     """Runs an exported ONNX graph with onnxruntime on the CPU (exported once into the cache
@@ -131,9 +146,11 @@ def make_engine(
 ):
     """The engine ``engine`` (one of :data:`ENGINES`) running ``model`` at ``precision``.
 
-    ``auto``: ONNX Runtime where the card allows export, onnxruntime imports and the export
-    succeeds; else PyTorch, with one log line. ``length``: the window the detector will feed
-    (graphs of ``fixed``-export models are exported at that length; default the card's).
+    ``auto``: PyTorch for a model that scores its frames (``localisation: frame``: the
+    timeline gets their resolution); else ONNX Runtime where the card allows export,
+    onnxruntime imports and the export succeeds; else PyTorch, with one log line.
+    ``length``: the window the detector will feed (graphs of ``fixed``-export models are
+    exported at that length; default the card's).
     """
     if engine not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -156,6 +173,13 @@ def make_engine(
     if engine == "onnx":
         return OnnxEngine(model, threads=threads, cache=cache, length=length)
     # auto
+    if card.localisation == "frame" and hasattr(model, "frame_logits"):
+        log.info(
+            "%s runs in PyTorch: it scores every encoder frame in the same pass, which gives "
+            "the timeline its frame resolution (--engine onnx: faster, window-level timeline)",
+            card.name,
+        )
+        return TorchEngine(model, threads)
     if card.export == "none":
         log.info("%s runs in PyTorch (its card says it cannot be exported to ONNX)", card.name)
         return TorchEngine(model, threads)

@@ -64,6 +64,43 @@ def build_timeline(
     return out
 
 
+def frame_timeline(
+    windows: list[tuple[int, np.ndarray]],
+    probs: list[np.ndarray],
+    n_samples: int,
+    hop: int,
+    sample_rate: int,
+    active: np.ndarray | None,
+    frame_s: float = 0.02,
+) -> list[dict]:
+    """A timeline at the model's frame rate (one step per encoder frame, ``hop`` samples):
+    ``windows`` holds each judged window's start (samples) and its frames' scores, ``probs``
+    their p_bonafide; a step's score is the mean over the windows whose frame ``t`` starts
+    there (frame t of a window at s starts at s + t * hop), null without speech."""
+    n = max(1, -(-n_samples // hop))
+    tot_s, tot_p, cnt = np.zeros(n), np.zeros(n), np.zeros(n)
+    for (start, fs), fp in zip(windows, probs, strict=True):
+        first = int(round(start / hop))
+        m = max(0, min(fs.size, n - first))
+        tot_s[first : first + m] += fs[:m]
+        tot_p[first : first + m] += fp[:m]
+        cnt[first : first + m] += 1
+    out = []
+    for k in range(n):
+        a, b = k * hop / sample_rate, min((k + 1) * hop, n_samples) / sample_rate
+        sound = True
+        if active is not None:
+            fa = int(a / frame_s)
+            sound = bool(active[fa : max(int(np.ceil(b / frame_s)), fa + 1)].any())
+        ok = sound and cnt[k] > 0
+        out.append({
+            "start_s": round(a, 3), "end_s": round(b, 3),
+            "score": float(tot_s[k] / cnt[k]) if ok else None,
+            "p": float(tot_p[k] / cnt[k]) if ok else None,
+        })  # fmt: skip
+    return out
+
+
 def _runs(labels: list[str]) -> list[list]:
     runs: list[list] = []
     for k, lab in enumerate(labels):
