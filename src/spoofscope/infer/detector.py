@@ -35,7 +35,7 @@ from .engines import make_engine
 from .fusion import Fusion
 from .policy import Decision, Limits, WindowPolicy
 from .timeline import build_segments, build_timeline, frame_timeline
-from .windows import aggregate, official_window, sliding_windows
+from .windows import WindowCutter, aggregate, official_window, sliding_windows
 
 log = logging.getLogger(__name__)
 
@@ -396,6 +396,12 @@ class Detector:
     ) -> list[DetectionResult]:
         return list(self.iter_detect(sources, sample_rate))
 
+    def stream(self, sample_rate: int | None = None, name: str = "<stream>") -> DetectorStream:
+        """A live stream: :meth:`DetectorStream.feed` audio of any length as it arrives, get
+        an event per window judged, and :meth:`DetectorStream.close` for the same result
+        ``detect`` gives on the whole recording (same windows, scores, timeline, segments)."""
+        return DetectorStream(self, sample_rate, name)
+
     def __call__(self, source, sample_rate: int | None = None) -> DetectionResult:
         return self.detect_many([source], sample_rate)[0]
 
@@ -505,6 +511,113 @@ class Detector:
                 "files (spoofscope calibrate or adapt)"
             )
         return self.calibration.untrusted_because()
+
+
+class DetectorStream:
+    """Audio that arrives in pieces, judged by the detector's own window scheduler
+    (:class:`~spoofscope.infer.windows.WindowCutter`), activity meter, engine and finishing
+    rule. ``sample_rate``: the rate of what is fed (resampled on the way in; default the
+    model's)."""
+
+    def __init__(self, det: Detector, sample_rate: int | None, name: str):
+        if det.windows.kind != "sliding":
+            raise ConfigError(
+                "a stream is judged in sliding windows (WindowPolicy(kind='sliding'))"
+            )
+        self.det = det
+        self.rate = int(sample_rate or det.sample_rate)
+        self._resampler = None
+        if self.rate != det.sample_rate:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(self.rate, det.sample_rate, 1, dtype="float32")
+        self.state = _FileState(0, name)
+        self.state.meter = make_meter(
+            det.decision.vad, det.sample_rate, det.windows.silence_db, None
+        )
+        self.cutter = WindowCutter(det.window_samples, det.hop)
+        self.closed = False
+
+    def feed(self, samples) -> list[dict]:
+        """Mono samples (float in [-1, 1]) at the stream's rate -> one event per window
+        completed: ``{type: "window", start_s, end_s, score (None when silent), label,
+        score_so_far, p_bonafide, confident}`` (the running verdict over the windows so far)."""
+        if self.closed:
+            raise ConfigError("this stream is closed")
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(x)):
+            raise AudioError(
+                "<stream>", "invalid samples: NaN or infinite values", kind="invalid_samples"
+            )
+        if self._resampler is not None:
+            x = self._resampler.resample_chunk(x)
+        return self._judge([w for c in self.state.meter.wrap([x]) for w in self.cutter.push(c)])
+
+    def close(self) -> DetectionResult:
+        """The result of the whole stream, as ``detect`` gives it on the recording."""
+        events = []
+        if not self.closed:
+            tail = np.zeros(0, np.float32)
+            if self._resampler is not None:
+                tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            ws = [w for c in self.state.meter.wrap([tail]) for w in self.cutter.push(c)]
+            events = self._judge(ws + self.cutter.finish())
+            self.closed = True
+        st = self.state
+        st.n_samples, st.done = self.cutter.total, True
+        if st.n_samples == 0:
+            st.error, st.error_kind = f"{st.source}: zero samples", "empty"
+        res = self.det._finish(st)
+        self.last_events = events
+        return res
+
+    def _judge(self, windows) -> list[dict]:
+        det, st, sr = self.det, self.state, self.det.sample_rate
+        todo = []
+        for w in windows:
+            silent = 20 * np.log10(w.rms + 1e-12) < det.windows.silence_db
+            st.windows.append((w.start, w.end, bool(silent)))
+            if not silent:
+                todo.append((len(st.windows) - 1, w.samples))
+        bona = det.card.bonafide_index
+        for i in range(0, len(todo), det.limits.batch_size):
+            part = todo[i : i + det.limits.batch_size]
+            logits = det.engine(np.stack([x for _, x in part]))
+            for (k, _), lg in zip(part, logits, strict=True):
+                st.scores[k] = float(lg[bona])
+                st.diffs[k] = float(lg[bona] - lg[1 - bona])
+        events = []
+        for k in range(len(st.windows) - len(windows), len(st.windows)):
+            s, e, _ = st.windows[k]
+            ev = {"type": "window", "start_s": s / sr, "end_s": e / sr, "score": st.scores.get(k)}
+            ev.update(self._running())
+            events.append(ev)
+        return events
+
+    def _running(self) -> dict:
+        """The verdict over the windows judged so far (the file's rule, without abstention)."""
+        st, det = self.state, self.det
+        keys = sorted(st.scores)
+        if not keys:
+            return {"label": None, "score_so_far": None, "p_bonafide": None, "confident": None}
+        how, q = det.windows.aggregate, det.windows.quantile
+        score = aggregate(np.array([st.scores[k] for k in keys]), how, q)
+        thr = det._threshold()
+        if det.calibration is not None:
+            p, p_thr = (
+                float(det.calibration.p_bonafide(score)),
+                float(det.calibration.p_bonafide(thr)),
+            )
+        else:
+            p, p_thr = float(sigmoid(aggregate(np.array([st.diffs[k] for k in keys]), how, q))), 0.5
+        bona = (score >= thr) if thr is not None else (p >= 0.5)
+        note = det.confidence_note()
+        return {
+            "label": "bonafide" if bona else "spoof",
+            "score_so_far": score,
+            "p_bonafide": p,
+            "confident": None if note else bool(abs(p - p_thr) >= det.band),
+        }
 
 
 def _check_window(samples: int, card) -> None:

@@ -40,42 +40,60 @@ def official_window(chunks: Iterable[np.ndarray], size: int) -> Iterator[Window]
     yield Window(0, min(n, size), w, _rms(w), total=n)
 
 
-def sliding_windows(chunks: Iterable[np.ndarray], size: int, hop: int) -> Iterator[Window]:
-    """Windows of ``size`` samples every ``hop`` samples covering the whole stream.
+class WindowCutter:
+    """Windows of ``size`` samples every ``hop`` samples, cut from audio pushed in pieces of
+    any size (the one scheduler behind files and streams: :func:`sliding_windows` pulls
+    chunks through it). A last window ending exactly at the end is added by :meth:`finish`
+    when the regular grid stops short of it; audio shorter than one window gives one tiled
+    window. Memory holds at most ``size + hop`` samples plus one pushed piece."""
 
-    A last window ending exactly at the end of the file is added when the regular grid
-    stops short of it; a file shorter than one window gives one tiled window. Memory holds at
-    most ``size + hop`` samples plus one decoded chunk.
-    """
-    if hop <= 0:
-        raise ConfigError("hop must be positive")
-    buf = np.zeros(0, np.float32)
-    buf_start = 0  # absolute index of buf[0]
-    next_start = 0
-    last_end = 0
-    total = 0
-    for c in chunks:
-        buf = np.concatenate([buf, c]) if buf.size else c
-        total += c.size
-        while next_start + size <= total:
-            a = next_start - buf_start
-            w = buf[a : a + size]
-            yield Window(next_start, next_start + size, w, _rms(w))
-            last_end = next_start + size
-            next_start += hop
+    def __init__(self, size: int, hop: int):
+        if hop <= 0:
+            raise ConfigError("hop must be positive")
+        self.size, self.hop = int(size), int(hop)
+        self.buf = np.zeros(0, np.float32)
+        self.buf_start = 0  # absolute index of buf[0]
+        self.next_start = 0
+        self.last_end = 0
+        self.total = 0
+
+    def push(self, c: np.ndarray) -> list[Window]:
+        size, out = self.size, []
+        self.buf = np.concatenate([self.buf, c]) if self.buf.size else c
+        self.total += c.size
+        while self.next_start + size <= self.total:
+            a = self.next_start - self.buf_start
+            w = self.buf[a : a + size]
+            out.append(Window(self.next_start, self.next_start + size, w, _rms(w)))
+            self.last_end = self.next_start + size
+            self.next_start += self.hop
         # keep only what a later window can still need (the last `size` samples at most)
-        keep_from = max(min(next_start, total - size), 0)
-        if keep_from > buf_start:
-            buf = buf[keep_from - buf_start :].copy()
-            buf_start = keep_from
-    if total == 0:
-        return
-    if total < size:
-        w = official_crop(buf, size).astype(np.float32, copy=False)
-        yield Window(0, total, w, _rms(buf))
-    elif last_end < total:
-        w = buf[total - size - buf_start :]
-        yield Window(total - size, total, w, _rms(w))
+        keep_from = max(min(self.next_start, self.total - size), 0)
+        if keep_from > self.buf_start:
+            self.buf = self.buf[keep_from - self.buf_start :].copy()
+            self.buf_start = keep_from
+        return out
+
+    def finish(self) -> list[Window]:
+        size, total = self.size, self.total
+        if total == 0:
+            return []
+        if total < size:
+            w = official_crop(self.buf, size).astype(np.float32, copy=False)
+            return [Window(0, total, w, _rms(self.buf))]
+        if self.last_end < total:
+            w = self.buf[total - size - self.buf_start :]
+            return [Window(total - size, total, w, _rms(w))]
+        return []
+
+
+def sliding_windows(chunks: Iterable[np.ndarray], size: int, hop: int) -> Iterator[Window]:
+    """Windows of ``size`` samples every ``hop`` samples covering the whole stream (see
+    :class:`WindowCutter`)."""
+    cutter = WindowCutter(size, hop)
+    for c in chunks:
+        yield from cutter.push(c)
+    yield from cutter.finish()
 
 
 def aggregate(scores: np.ndarray, how: str = "mean", quantile: float = 0.1) -> float:
