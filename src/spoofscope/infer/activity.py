@@ -44,21 +44,18 @@ def make_meter(vad: str, sample_rate: int, threshold_db: float, limit: int | Non
     raise ConfigError(f"vad must be one of {', '.join(VADS)}, not {vad!r}")
 
 
-class SpeechMeter:
-    """Counts active frames in a stream of mono chunks, over the first ``limit`` samples (all
-    when None), while passing the chunks through unchanged (:meth:`wrap`)."""
+class _FrameMeter:
+    """Cuts a stream of mono chunks into whole frames of ``frame`` samples, over the first
+    ``limit`` samples (all when None), and hands each block of frames to :meth:`_frames`,
+    while passing the chunks through unchanged (:meth:`wrap`)."""
 
-    def __init__(
-        self, sample_rate: int, threshold_db: float, limit: int | None = None, frame_s: float = 0.02
-    ):
-        self.frame = max(1, int(round(frame_s * sample_rate)))
-        self.sample_rate = sample_rate
-        self.threshold = 10 ** (threshold_db / 10)  # on the mean square
-        self.limit = limit
+    def __init__(self, sample_rate: int, frame: int, limit: int | None):
+        self.sample_rate, self.frame, self.limit = sample_rate, frame, limit
         self.seen = 0
-        self.active_frames = 0
         self._rest = np.zeros(0, np.float32)
-        self._mask: list[np.ndarray] = []  # activity of each whole frame, in order
+
+    def _frames(self, frames: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _count(self, x: np.ndarray) -> None:
         if self.limit is not None:
@@ -69,12 +66,7 @@ class SpeechMeter:
         buf = np.concatenate([self._rest, x]) if self._rest.size else x
         n = buf.size // self.frame
         if n:
-            ms = np.mean(
-                np.square(buf[: n * self.frame].reshape(n, self.frame), dtype=np.float64), axis=1
-            )
-            on = ms >= self.threshold
-            self.active_frames += int(np.sum(on))
-            self._mask.append(on)
+            self._frames(buf[: n * self.frame].reshape(n, self.frame))
         self._rest = buf[n * self.frame :].copy()
 
     def wrap(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -82,22 +74,39 @@ class SpeechMeter:
             self._count(c)
             yield c
 
+
+class SpeechMeter(_FrameMeter):
+    """The energy meter: a 20-ms frame is active when its mean square reaches the
+    threshold."""
+
+    def __init__(
+        self, sample_rate: int, threshold_db: float, limit: int | None = None, frame_s: float = 0.02
+    ):
+        super().__init__(sample_rate, max(1, int(round(frame_s * sample_rate))), limit)
+        self.threshold = 10 ** (threshold_db / 10)  # on the mean square
+        self.active_frames = 0
+        self._mask: list[np.ndarray] = []  # activity of each whole frame, in order
+
+    def _frames(self, frames: np.ndarray) -> None:
+        on = np.mean(np.square(frames, dtype=np.float64), axis=1) >= self.threshold
+        self.active_frames += int(np.sum(on))
+        self._mask.append(on)
+
+    def _rest_active(self) -> bool:
+        return bool(self._rest.size) and bool(
+            np.mean(np.square(self._rest, dtype=np.float64)) >= self.threshold
+        )
+
     @property
     def mask(self) -> np.ndarray:
         """Activity of every 20-ms frame read so far (a partial last frame included)."""
-        parts = list(self._mask)
-        if self._rest.size:
-            parts.append(
-                np.array([np.mean(np.square(self._rest, dtype=np.float64)) >= self.threshold])
-            )
+        parts = list(self._mask) + ([np.array([self._rest_active()])] if self._rest.size else [])
         return np.concatenate(parts) if parts else np.zeros(0, bool)
 
     @property
     def active_s(self) -> float:
         """Seconds of active frames (a partial last frame counts if active)."""
-        rest = 0
-        if self._rest.size and np.mean(np.square(self._rest, dtype=np.float64)) >= self.threshold:
-            rest = self._rest.size
+        rest = self._rest.size if self._rest_active() else 0
         return (self.active_frames * self.frame + rest) / self.sample_rate
 
 
@@ -129,7 +138,7 @@ def _silero_session():
     return _SESSION
 
 
-class SileroMeter:
+class SileroMeter(_FrameMeter):
     """Silero speech probabilities of 32-ms chunks (512 samples at 16 kHz, each with the 64
     samples before it as context, as the Silero package feeds them) over a stream of mono
     chunks; the same interface as :class:`SpeechMeter`."""
@@ -143,39 +152,21 @@ class SileroMeter:
                 f"the Silero VAD reads 16-kHz audio; this model takes {sample_rate} Hz: use "
                 "--vad energy (Decision(vad='energy'))"
             )
-        self.sample_rate, self.limit = sample_rate, limit
-        self.frame = self.CHUNK
-        self.seen = 0
+        super().__init__(sample_rate, self.CHUNK, limit)
         self.session = _silero_session()
         self._h = np.zeros((1, 1, 128), np.float32)
         self._c = np.zeros((1, 1, 128), np.float32)
         self._context = np.zeros(self.CONTEXT, np.float32)
-        self._rest = np.zeros(0, np.float32)
         self._probs: list[np.ndarray] = []
 
-    def _count(self, x: np.ndarray) -> None:
-        if self.limit is not None:
-            x = x[: max(self.limit - self.seen, 0)]
-        if not x.size:
-            return
-        self.seen += x.size
-        buf = np.concatenate([self._rest, x]) if self._rest.size else x
-        n = buf.size // self.CHUNK
-        if n:
-            frames = buf[: n * self.CHUNK].reshape(n, self.CHUNK).astype(np.float32)
-            ctx = np.concatenate([self._context[None], frames[:-1, -self.CONTEXT :]])
-            probs, self._h, self._c = self.session.run(
-                None,
-                {"input": np.concatenate([ctx, frames], 1), "h": self._h, "c": self._c},
-            )
-            self._probs.append(np.asarray(probs, np.float32).reshape(-1))
-            self._context = frames[-1, -self.CONTEXT :].copy()
-        self._rest = buf[n * self.CHUNK :].copy()
-
-    def wrap(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        for c in chunks:
-            self._count(c)
-            yield c
+    def _frames(self, frames: np.ndarray) -> None:
+        frames = frames.astype(np.float32, copy=False)
+        ctx = np.concatenate([self._context[None], frames[:-1, -self.CONTEXT :]])
+        probs, self._h, self._c = self.session.run(
+            None, {"input": np.concatenate([ctx, frames], 1), "h": self._h, "c": self._c}
+        )
+        self._probs.append(np.asarray(probs, np.float32).reshape(-1))
+        self._context = frames[-1, -self.CONTEXT :].copy()
 
     @property
     def probabilities(self) -> np.ndarray:
