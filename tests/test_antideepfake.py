@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 pytest.importorskip("transformers")
 
+from _fairseq_reference import fairseq_forward, fairseq_keys  # noqa: E402
+
 import spoofscope  # noqa: E402
 from spoofscope.errors import WeightsError  # noqa: E402
 from spoofscope.models import antideepfake as ad  # noqa: E402
@@ -47,126 +49,25 @@ TINY = {
 
 
 def _fairseq_layout(cfg: dict, seed: int) -> dict:
-    """The authors' checkpoint for ``cfg``: fairseq encoder keys under ``m_ssl.model.`` written
-    out from fairseq's model definition (``wav2vec2.py`` / ``hubert.py``), the pre-training heads
-    they also carry, and ``proj_fc``. Seeded random values."""
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*shape, around=0.0):
-        return around + 0.2 * torch.randn(*shape, generator=g)
-
-    d, ffn, dims = cfg["hidden_size"], cfg["intermediate_size"], cfg["conv_dim"]
-    k_pos, groups = cfg["num_conv_pos_embeddings"], cfg["num_conv_pos_embedding_groups"]
-    group = cfg["feat_extract_norm"] == "group"
-    sd = {"mask_emb": r(d)}
-    c_in = 1
-    for i, (c, k) in enumerate(zip(dims, cfg["conv_kernel"], strict=True)):
-        p = f"feature_extractor.conv_layers.{i}."
-        sd[p + "0.weight"] = r(c, c_in, k) / k**0.5
-        if cfg["conv_bias"]:
-            sd[p + "0.bias"] = r(c)
-        if group and i == 0:  # Sequential(Conv1d, Dropout, Fp32GroupNorm(C, C), GELU)
-            sd[p + "2.weight"], sd[p + "2.bias"] = r(c, around=1.0), r(c)
-        elif not group:  # Sequential(Conv1d, Dropout, Sequential(T, LayerNorm, T), GELU)
-            sd[p + "2.1.weight"], sd[p + "2.1.bias"] = r(c, around=1.0), r(c)
-        c_in = c
-    sd["layer_norm.weight"], sd["layer_norm.bias"] = r(c_in, around=1.0), r(c_in)
-    sd["post_extract_proj.weight"], sd["post_extract_proj.bias"] = r(d, c_in), r(d)
-    sd["encoder.pos_conv.0.weight_g"] = r(1, 1, k_pos, around=1.0)
-    sd["encoder.pos_conv.0.weight_v"] = r(d, d // groups, k_pos)
-    sd["encoder.pos_conv.0.bias"] = r(d)
-    for j in range(cfg["num_hidden_layers"]):
-        p = f"encoder.layers.{j}."
-        for proj in ("k_proj", "v_proj", "q_proj", "out_proj"):
-            sd[p + f"self_attn.{proj}.weight"] = r(d, d) / d**0.5
-            sd[p + f"self_attn.{proj}.bias"] = r(d)
-        sd[p + "self_attn_layer_norm.weight"] = r(d, around=1.0)
-        sd[p + "self_attn_layer_norm.bias"] = r(d)
-        sd[p + "fc1.weight"], sd[p + "fc1.bias"] = r(ffn, d) / d**0.5, r(ffn)
-        sd[p + "fc2.weight"], sd[p + "fc2.bias"] = r(d, ffn) / ffn**0.5, r(d)
-        sd[p + "final_layer_norm.weight"] = r(d, around=1.0)
-        sd[p + "final_layer_norm.bias"] = r(d)
-    sd["encoder.layer_norm.weight"], sd["encoder.layer_norm.bias"] = r(d, around=1.0), r(d)
-    if cfg["model_type"] == "hubert":
-        sd["label_embs_concat"] = r(504, 16)
-        sd["final_proj.weight"], sd["final_proj.bias"] = r(16, d), r(16)
-    else:
-        sd["quantizer.vars"] = r(1, 640, 8)
-        sd["quantizer.weight_proj.weight"] = r(640, c_in)
-        sd["quantizer.weight_proj.bias"] = r(640)
-        sd["project_q.weight"], sd["project_q.bias"] = r(16, 16), r(16)
-        sd["final_proj.weight"], sd["final_proj.bias"] = r(16, d), r(16)
-    out = {"m_ssl.model." + k: v for k, v in sd.items()}
-    out["proj_fc.weight"], out["proj_fc.bias"] = r(2, d), r(2)
+    """The authors' checkpoint for ``cfg``: fairseq encoder keys (and the pre-training heads)
+    under ``m_ssl.model.``, written from fairseq's definitions, and ``proj_fc``."""
+    out = {"m_ssl.model." + k: v for k, v in fairseq_keys(cfg, seed).items()}
+    g = torch.Generator().manual_seed(seed + 100)
+    d = cfg["hidden_size"]
+    out["proj_fc.weight"] = 0.2 * torch.randn(2, d, generator=g)
+    out["proj_fc.bias"] = 0.2 * torch.randn(2, generator=g)
     return out
 
 
 def _authors_forward(sd: dict, wav: torch.Tensor, cfg: dict, frames=False) -> torch.Tensor:
-    """The authors' ``Model.forward``, written from fairseq's definitions: ``layer_norm(wav,
-    wav.shape)``, the convolutional extractor, feature LayerNorm and projection, positional
-    convolution, post-LN (``layer_norm_first`` False) or pre-LN layers, then the mean over
-    frames and ``proj_fc``."""
-    sd = {k.removeprefix("m_ssl.model."): v for k, v in sd.items()}
-    eps, d, heads = 1e-5, cfg["hidden_size"], cfg["num_attention_heads"]
-    pre_ln = cfg["do_stable_layer_norm"]
-
-    def ln(h, name):
-        return F.layer_norm(h, h.shape[-1:], sd[name + ".weight"], sd[name + ".bias"], eps)
-
+    """The authors' ``Model.forward``: ``layer_norm(wav, wav.shape)`` per file, fairseq's
+    ``features_only`` forward, then ``proj_fc`` on the mean over frames (or on each frame)."""
+    enc = {k.removeprefix("m_ssl.model."): v for k, v in sd.items()}
     x = torch.stack([F.layer_norm(w, w.shape) for w in wav])
-    h = x[:, None]
-    for i, stride in enumerate(cfg["conv_stride"]):
-        p = f"feature_extractor.conv_layers.{i}."
-        h = F.conv1d(h, sd[p + "0.weight"], sd.get(p + "0.bias"), stride=stride)
-        if p + "2.weight" in sd:  # group norm, one group per channel, over time
-            h = F.group_norm(h, h.shape[1], sd[p + "2.weight"], sd[p + "2.bias"], eps)
-        elif p + "2.1.weight" in sd:
-            h = ln(h.transpose(1, 2), p + "2.1").transpose(1, 2)
-        h = F.gelu(h)
-    h = ln(h.transpose(1, 2), "layer_norm")
-    h = F.linear(h, sd["post_extract_proj.weight"], sd["post_extract_proj.bias"])
-    v, gain = sd["encoder.pos_conv.0.weight_v"], sd["encoder.pos_conv.0.weight_g"]
-    w = gain * v / v.norm(dim=(0, 1), keepdim=True)
-    k = w.shape[-1]
-    pos = F.conv1d(
-        h.transpose(1, 2), w, sd["encoder.pos_conv.0.bias"], padding=k // 2,
-        groups=cfg["num_conv_pos_embedding_groups"],
-    )  # fmt: skip
-    if k % 2 == 0:
-        pos = pos[..., :-1]
-    h = h + F.gelu(pos).transpose(1, 2)
-    if not pre_ln:
-        h = ln(h, "encoder.layer_norm")
-    b, t, _ = h.shape
-    hd = d // heads
-    for j in range(cfg["num_hidden_layers"]):
-        p = f"encoder.layers.{j}."
-
-        def proj(z, name, p=p):
-            return F.linear(z, sd[p + f"self_attn.{name}.weight"], sd[p + f"self_attn.{name}.bias"])
-
-        def attn(z):
-            q = (proj(z, "q_proj") * hd**-0.5).view(b, t, heads, hd).transpose(1, 2)
-            kk = proj(z, "k_proj").view(b, t, heads, hd).transpose(1, 2)
-            vv = proj(z, "v_proj").view(b, t, heads, hd).transpose(1, 2)
-            a = torch.softmax(q @ kk.transpose(-1, -2), dim=-1) @ vv
-            return proj(a.transpose(1, 2).reshape(b, t, d), "out_proj")
-
-        def ffn(z, p=p):
-            z = F.gelu(F.linear(z, sd[p + "fc1.weight"], sd[p + "fc1.bias"]))
-            return F.linear(z, sd[p + "fc2.weight"], sd[p + "fc2.bias"])
-
-        if pre_ln:
-            h = h + attn(ln(h, p + "self_attn_layer_norm"))
-            h = h + ffn(ln(h, p + "final_layer_norm"))
-        else:
-            h = ln(h + attn(h), p + "self_attn_layer_norm")
-            h = ln(h + ffn(h), p + "final_layer_norm")
-    if pre_ln:
-        h = ln(h, "encoder.layer_norm")
-    if frames:
-        return F.linear(h, sd["proj_fc.weight"], sd["proj_fc.bias"])
-    return F.linear(h.mean(1), sd["proj_fc.weight"], sd["proj_fc.bias"])
+    h = fairseq_forward(enc, x, cfg)
+    if not frames:
+        h = h.mean(1)
+    return F.linear(h, sd["proj_fc.weight"], sd["proj_fc.bias"])
 
 
 def _wav(n=2, length=8000, seed=0):

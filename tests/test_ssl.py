@@ -6,6 +6,8 @@ import torch
 
 pytest.importorskip("transformers")
 
+from _fairseq_reference import fairseq_forward, fairseq_keys  # noqa: E402
+
 import spoofscope  # noqa: E402
 from spoofscope.errors import WeightsError  # noqa: E402
 from spoofscope.models import load_checkpoint, save_checkpoint  # noqa: E402
@@ -106,101 +108,10 @@ TINY_XLSR = dict(TINY_ENCODER, conv_bias=True, hidden_act="gelu", layer_norm_eps
 
 
 def fairseq_encoder(cfg: dict, seed: int = 0) -> dict:
-    """The state_dict keys of fairseq's ``Wav2Vec2Model`` (``wav2vec2.py``: extractor mode
-    layer_norm, conv_bias, layer_norm_first) for ``cfg``, written out from that definition
-    (not from our converter), with seeded random values, under ``ssl_model.model.`` as the
-    published detectors save them; plus the pre-training heads they also carry."""
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*shape, around=0.0):
-        return around + 0.2 * torch.randn(*shape, generator=g)
-
-    d, ffn, dims = cfg["hidden_size"], cfg["intermediate_size"], cfg["conv_dim"]
-    k_pos, groups = cfg["num_conv_pos_embeddings"], cfg["num_conv_pos_embedding_groups"]
-    sd = {"mask_emb": r(d)}
-    c_in = 1
-    for i, (c, k) in enumerate(zip(dims, cfg["conv_kernel"], strict=True)):
-        # nn.Sequential(Conv1d, Dropout, nn.Sequential(TransposeLast, LayerNorm, TransposeLast), GELU)
-        sd[f"feature_extractor.conv_layers.{i}.0.weight"] = r(c, c_in, k) / k**0.5
-        if cfg.get("conv_bias"):
-            sd[f"feature_extractor.conv_layers.{i}.0.bias"] = r(c)
-        sd[f"feature_extractor.conv_layers.{i}.2.1.weight"] = r(c, around=1.0)
-        sd[f"feature_extractor.conv_layers.{i}.2.1.bias"] = r(c)
-        c_in = c
-    sd["layer_norm.weight"], sd["layer_norm.bias"] = r(c_in, around=1.0), r(c_in)
-    sd["post_extract_proj.weight"], sd["post_extract_proj.bias"] = r(d, c_in), r(d)
-    # pos_conv = nn.Sequential(weight_norm(Conv1d(d, d, K, groups=G), dim=2), SamePad, GELU)
-    sd["encoder.pos_conv.0.weight_g"] = r(1, 1, k_pos, around=1.0)
-    sd["encoder.pos_conv.0.weight_v"] = r(d, d // groups, k_pos)
-    sd["encoder.pos_conv.0.bias"] = r(d)
-    for j in range(cfg["num_hidden_layers"]):
-        p = f"encoder.layers.{j}."
-        for proj in ("k_proj", "v_proj", "q_proj", "out_proj"):
-            sd[p + f"self_attn.{proj}.weight"] = r(d, d) / d**0.5
-            sd[p + f"self_attn.{proj}.bias"] = r(d)
-        sd[p + "self_attn_layer_norm.weight"] = r(d, around=1.0)
-        sd[p + "self_attn_layer_norm.bias"] = r(d)
-        sd[p + "fc1.weight"], sd[p + "fc1.bias"] = r(ffn, d) / d**0.5, r(ffn)
-        sd[p + "fc2.weight"], sd[p + "fc2.bias"] = r(d, ffn) / ffn**0.5, r(d)
-        sd[p + "final_layer_norm.weight"] = r(d, around=1.0)
-        sd[p + "final_layer_norm.bias"] = r(d)
-    sd["encoder.layer_norm.weight"], sd["encoder.layer_norm.bias"] = r(d, around=1.0), r(d)
-    sd["quantizer.vars"] = r(1, 640, 384)
-    sd["quantizer.weight_proj.weight"], sd["quantizer.weight_proj.bias"] = r(640, c_in), r(640)
-    sd["project_q.weight"], sd["project_q.bias"] = r(256, 384), r(256)
-    sd["final_proj.weight"], sd["final_proj.bias"] = r(256, d), r(256)
-    return {"ssl_model.model." + k: v for k, v in sd.items()}
-
-
-def fairseq_forward(sd: dict, x: torch.Tensor, cfg: dict) -> torch.Tensor:
-    """fairseq's ``Wav2Vec2Model.forward(x, features_only=True)["x"]`` for that layout, written
-    from its definition: conv blocks (conv, layer norm over channels, GELU), feature layer norm,
-    projection, x + GELU(same-padded weight-normed grouped conv), pre-LN transformer layers
-    (q scaled by head_dim^-0.5), final layer norm."""
-    import torch.nn.functional as F
-
-    sd = {k.removeprefix("ssl_model.model."): v for k, v in sd.items()}
-    eps, d, heads = 1e-5, cfg["hidden_size"], cfg["num_attention_heads"]
-
-    def ln(h, name):
-        return F.layer_norm(h, h.shape[-1:], sd[name + ".weight"], sd[name + ".bias"], eps)
-
-    h = x[:, None]
-    for i, stride in enumerate(cfg["conv_stride"]):
-        p = f"feature_extractor.conv_layers.{i}."
-        h = F.conv1d(h, sd[p + "0.weight"], sd.get(p + "0.bias"), stride=stride)
-        h = F.gelu(ln(h.transpose(1, 2), p + "2.1").transpose(1, 2))
-    h = ln(h.transpose(1, 2), "layer_norm")
-    h = F.linear(h, sd["post_extract_proj.weight"], sd["post_extract_proj.bias"])
-    v, gain = sd["encoder.pos_conv.0.weight_v"], sd["encoder.pos_conv.0.weight_g"]
-    w = gain * v / v.norm(dim=(0, 1), keepdim=True)  # weight_norm with dim=2
-    k = w.shape[-1]
-    pos = F.conv1d(
-        h.transpose(1, 2), w, sd["encoder.pos_conv.0.bias"], padding=k // 2,
-        groups=cfg["num_conv_pos_embedding_groups"],
-    )  # fmt: skip
-    if k % 2 == 0:
-        pos = pos[..., :-1]
-    h = h + F.gelu(pos).transpose(1, 2)
-    b, t, _ = h.shape
-    hd = d // heads
-    for j in range(cfg["num_hidden_layers"]):
-        p = f"encoder.layers.{j}."
-
-        def proj(z, name, p=p):
-            return F.linear(z, sd[p + f"self_attn.{name}.weight"], sd[p + f"self_attn.{name}.bias"])
-
-        z = ln(h, p + "self_attn_layer_norm")
-        q = (proj(z, "q_proj") * hd**-0.5).view(b, t, heads, hd).transpose(1, 2)
-        kk = proj(z, "k_proj").view(b, t, heads, hd).transpose(1, 2)
-        vv = proj(z, "v_proj").view(b, t, heads, hd).transpose(1, 2)
-        att = torch.softmax(q @ kk.transpose(-1, -2), dim=-1) @ vv
-        h = h + proj(att.transpose(1, 2).reshape(b, t, d), "out_proj")
-        z = ln(h, p + "final_layer_norm")
-        z = F.linear(F.gelu(F.linear(z, sd[p + "fc1.weight"], sd[p + "fc1.bias"])),
-                     sd[p + "fc2.weight"], sd[p + "fc2.bias"])  # fmt: skip
-        h = h + z
-    return ln(h, "encoder.layer_norm")
+    """fairseq's encoder keys for ``cfg`` (written from its definition, not from our converter)
+    under ``ssl_model.model.``, as the published detectors save them, with the pre-training
+    heads they also carry."""
+    return {"ssl_model.model." + k: v for k, v in fairseq_keys(cfg, seed).items()}
 
 
 def test_fairseq_checkpoint_converts_to_what_fairseq_computes(tmp_path):
@@ -229,7 +140,9 @@ def test_fairseq_checkpoint_converts_to_what_fairseq_computes(tmp_path):
     x = _x(2, 8000)
     with torch.no_grad():
         got = m.ssl_model.encoder(x).last_hidden_state
-        want = fairseq_forward(encoder, x, TINY_XLSR)
+        want = fairseq_forward(
+            {k.removeprefix("ssl_model.model."): v for k, v in encoder.items()}, x, TINY_XLSR
+        )
     assert got.shape == want.shape == (2, 24, 32)
     torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
     with pytest.raises(WeightsError, match="unknown front-end key"):
