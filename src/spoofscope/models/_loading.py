@@ -101,11 +101,16 @@ def load_strict(model: nn.Module, sd: dict, what) -> nn.Module:
 
 
 def _guess_arch(sd: dict, path) -> nn.Module:
-    """The model with published weights whose keys and shapes ``sd`` matches exactly."""
+    """The model with published weights whose keys and shapes ``sd`` matches exactly.
+    Candidates are built on the meta device (shapes only: no memory, no initialisation; the
+    zoo holds 2-billion-parameter encoders); only the match is built for real."""
+    import torch
+
     for name in list_models(pretrained=True):
-        m = create_model(name)
+        with torch.device("meta"):
+            m = create_model(name)
         if _mismatch(m, _REGISTRY[name].convert(sd)) is None:
-            return m
+            return create_model(name)
     raise WeightsError(
         f"{path} is a bare state_dict that matches no model with published weights; say which "
         f"architecture it is (--model ARCH --weights {path}, or load_model(ARCH, "
