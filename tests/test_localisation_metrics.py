@@ -128,3 +128,21 @@ def test_rttm_round_trip_and_errors(tmp_path):
         read_rttm(tmp_path / "bad.rttm")
     with pytest.raises(ValueError, match="have no hypothesis: b"):
         range_eer({}, {"a": 1.0, "b": 1.0}, {"a": [(0, 1, 0.0)]})
+
+
+def test_partialspoof_segment_labels(tmp_path):
+    """PartialSpoof's label files: {utt: array of '1' (bona fide) / '0' (spoof)} per unit."""
+    from spoofscope.metrics.localisation import read_partialspoof_labels
+
+    labels = {
+        "CON_E_0000001": np.array(list("1100011110")),
+        "LA_E_0000002": np.array(list("1111")),
+        "CON_E_0000003": np.array(list("0011")),
+    }
+    np.save(tmp_path / "eval_seglab_0.16.npy", labels)
+    spoof, durs = read_partialspoof_labels(tmp_path / "eval_seglab_0.16.npy", 0.16)
+    assert spoof["CON_E_0000001"] == pytest.approx([(0.32, 0.8), (1.44, 1.6)])
+    assert spoof["LA_E_0000002"] == [] and spoof["CON_E_0000003"] == pytest.approx([(0.0, 0.32)])
+    assert durs == pytest.approx(
+        {"CON_E_0000001": 1.6, "LA_E_0000002": 0.64, "CON_E_0000003": 0.64}
+    )
