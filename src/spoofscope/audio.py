@@ -389,6 +389,62 @@ def load_audio(
     return np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
 
 
+#: raw sample formats of live streams: bytes per sample
+RAW_FORMATS = {"s16le": 2, "f32le": 4, "mulaw": 1, "alaw": 1}
+
+
+def _g711_tables() -> dict[str, np.ndarray]:
+    """16-bit linear values of the 256 G.711 codes (ITU-T G.711 expansion)."""
+    codes = np.arange(256)
+    u = ~codes & 0xFF  # mu-law: bits are inverted on the line
+    exp, man = (u >> 4) & 0x07, u & 0x0F
+    mu = (((man << 3) + 0x84) << exp) - 0x84
+    mu = np.where(u & 0x80, -mu, mu)
+    a = codes ^ 0x55  # A-law: even bits are inverted on the line
+    exp, man = (a >> 4) & 0x07, a & 0x0F
+    al = np.where(exp == 0, (man << 4) + 8, ((man << 4) + 0x108) << np.maximum(exp - 1, 0))
+    al = np.where(a & 0x80, al, -al)
+    return {"mulaw": mu.astype(np.int16), "alaw": al.astype(np.int16)}
+
+
+_G711 = _g711_tables()
+
+
+class RawDecoder:
+    """Raw sample bytes of a live stream (``s16le``, ``f32le``, 8-bit G.711 ``mulaw`` or
+    ``alaw``; interleaved ``channels``) -> mono float32 in [-1, 1], in pieces of any length (a
+    sample split across pieces waits for the rest)."""
+
+    def __init__(self, fmt: str = "s16le", channels: int = 1):
+        if fmt not in RAW_FORMATS:
+            raise AudioError(
+                "<stream>", f"unknown sample format {fmt!r}; one of {', '.join(RAW_FORMATS)}"
+            )
+        if int(channels) < 1:
+            raise AudioError("<stream>", f"channels must be >= 1, got {channels}")
+        self.fmt, self.channels = fmt, int(channels)
+        self.frame = RAW_FORMATS[fmt] * self.channels
+        self._rest = b""
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        data = self._rest + bytes(data)
+        n = len(data) // self.frame * self.frame
+        body, self._rest = data[:n], data[n:]
+        if self.fmt == "s16le":
+            x = np.frombuffer(body, "<i2").astype(np.float32) / 32768.0
+        elif self.fmt == "f32le":
+            x = np.frombuffer(body, "<f4").astype(np.float32)
+            if not np.all(np.isfinite(x)):
+                raise AudioError(
+                    "<stream>", "invalid samples: NaN or infinite values", kind="invalid_samples"
+                )
+        else:
+            x = _G711[self.fmt][np.frombuffer(body, np.uint8)].astype(np.float32) / 32768.0
+        if self.channels > 1:
+            x = x.reshape(-1, self.channels).mean(axis=1)
+        return x
+
+
 def official_crop(x: np.ndarray, num_samples: int = OFFICIAL_NUM_SAMPLES) -> np.ndarray:
     """The official AASIST evaluation policy: keep the first ``num_samples``, or tile a
     shorter signal until it fills ``num_samples``.

@@ -257,6 +257,8 @@ def _cmd_detect(a) -> int:
 
     from .audio import probe_duration
 
+    if a.stream:
+        return _detect_stream(a)
     inputs = _expand_inputs(a.paths, a.recursive)
     if not inputs:
         raise CLIError("no audio files found (use --recursive to walk sub-folders)")
@@ -338,6 +340,53 @@ def _cmd_detect(a) -> int:
                 for g in r.segments if a.segments else []:  # one row per segment
                     cw.writerow([cell({"path": r.path, **g}.get(c)) for c in cols])
     return 1 if any(r.error for r in results) else 0
+
+
+def _detect_stream(a) -> int:
+    """``detect --stream -``: raw samples on standard input, judged as they arrive; a line
+    per window with the running verdict, then the result of the whole stream."""
+    from .audio import RAW_FORMATS, RawDecoder
+
+    if a.paths != ["-"]:
+        raise CLIError("--stream reads standard input: give '-' as the only input")
+    det = _build_detector(a)
+    for line in _model_notices(det):
+        print(f"note: {line}", file=sys.stderr)
+    decode = RawDecoder(a.input_format, a.channels)
+    rate = a.input_rate or det.sample_rate
+    stream = det.stream(sample_rate=rate, name="<stdin>")
+    block = max(1, rate // 4) * RAW_FORMATS[a.input_format] * a.channels  # 0.25 s
+
+    def show(events):
+        for e in events:
+            if a.json:
+                print(json.dumps(e), flush=True)
+                continue
+            sc = "silent" if e["score"] is None else f"{e['score']:9.4f}"
+            so = "-" if e["label"] is None else f"{e['label']} (p {e['p_bonafide']:.3f})"
+            print(f"{e['start_s']:8.2f}-{e['end_s']:8.2f} s  {sc:>9}  so far: {so}", flush=True)
+
+    src = sys.stdin.buffer
+    while True:
+        data = src.read(block)
+        if not data:
+            break
+        show(stream.feed(decode(data)))
+    r = stream.close()
+    show(stream.last_events)
+    if a.json:
+        print(json.dumps({"type": "summary", **r.to_dict()}))
+    elif r.error:
+        print(f"<stdin>  ERROR     {r.error}")
+    elif r.label == "no_speech":
+        print(f"<stdin>  no_speech  {r.duration_s:.2f} s  ({r.reason})")
+    else:
+        conf = {True: "yes", False: "LOW", None: "-"}[r.confident]
+        print(
+            f"<stdin>  {r.label}  score {r.score:.4f}  p_bonafide {r.p_bonafide:.4f}  conf "
+            f"{conf}  {r.duration_s:.2f} s, {r.speech_s:.2f} s speech, spoofed {r.spoofed_s:.2f} s"
+        )
+    return 1 if r.error else 0
 
 
 def _cmd_calibrate(a) -> int:
@@ -1054,6 +1103,27 @@ def build_parser() -> argparse.ArgumentParser:
         "a row per segment to --csv",
     )
     dt.add_argument("--rttm", metavar="FILE", help="write the segments in RTTM")
+    dt.add_argument(
+        "--stream",
+        action="store_true",
+        help="judge raw samples from standard input as they arrive (input '-'): a line per "
+        "window with the running verdict, then the result",
+    )
+    dt.add_argument(
+        "--input-rate",
+        type=POSITIVE_INT,
+        metavar="HZ",
+        help="--stream: sample rate (default 16000)",
+    )
+    dt.add_argument(
+        "--input-format",
+        choices=("s16le", "f32le", "mulaw", "alaw"),
+        default="s16le",
+        help="--stream: sample format (mulaw/alaw: 8-bit G.711, e.g. 8-kHz telephone audio)",
+    )
+    dt.add_argument(
+        "--channels", type=POSITIVE_INT, default=1, help="--stream: interleaved channels (averaged)"
+    )
     dt.add_argument("--quiet", action="store_true", help="no progress bar")
     dt.set_defaults(func=_cmd_detect)
 
