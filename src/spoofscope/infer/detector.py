@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -71,6 +72,16 @@ class DetectionResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class _Verdict(NamedTuple):
+    score: float
+    p: float
+    p_thr: float
+    thr: float | None
+    label: str
+    confident: bool | None
+    note: str | None
 
 
 class _FileState:
@@ -319,9 +330,9 @@ class Detector:
             try:
                 for w in self._windows(src, sample_rate, st.meter):
                     self._check_stop(deadline, started=bool(st.windows))
-                    silent = 20 * np.log10(w.rms + 1e-12) < self.windows.silence_db
+                    silent = self._silent(w)
                     k = len(st.windows)
-                    st.windows.append((w.start, w.end, bool(silent)))
+                    st.windows.append((w.start, w.end, silent))
                     st.n_samples = w.total if w.total is not None else max(st.n_samples, w.end)
                     if progress is not None:  # silent windows are read too
                         progress(i, min(w.end, w.total or w.end) / self.sample_rate)
@@ -350,22 +361,9 @@ class Detector:
         batch: list[tuple[_FileState, int, np.ndarray]] = []
         emitted = 0
 
-        bona = self.card.bonafide_index
-
-        frames = bool(getattr(self.engine, "gives_frames", False))
-
         def run():
-            x = np.stack([b[2] for b in batch])
-            if frames:  # one pass: the window's logits are the mean of its frames' logits
-                fl = self.engine.frame_logits(x)
-                logits = fl.mean(axis=1)
-            else:
-                logits = self.engine(x)
-            for i, ((st, k, _), lg) in enumerate(zip(batch, logits, strict=True)):
-                st.scores[k] = float(lg[bona])
-                st.diffs[k] = float(lg[bona] - lg[1 - bona])
-                if frames:
-                    st.frames[k] = (fl[i, :, bona], fl[i, :, bona] - fl[i, :, 1 - bona])
+            self._score(batch)
+            for st, _, _ in batch:
                 st.pending -= 1
             batch.clear()
 
@@ -446,10 +444,19 @@ class Detector:
                  "p_bonafide": None}
             ]  # fmt: skip
             return res
+        v = self._verdict(st)
+        res.score, res.p_bonafide, res.threshold, res.label = v.score, v.p, v.thr, v.label
+        self._where(res, st, v.thr, v.p_thr)
+        res.confidence_note, res.confident = v.note, v.confident
+        return res
+
+    def _verdict(self, st: _FileState) -> _Verdict:
+        """The verdict over the windows of ``st`` judged so far (files and streams alike):
+        the aggregated score, its probability and the one at the threshold, the label, and
+        whether it may claim confidence."""
         keys = sorted(st.scores)
-        scores = np.array([st.scores[k] for k in keys])
         how, q = self.windows.aggregate, self.windows.quantile
-        score = aggregate(scores, how, q)
+        score = aggregate(np.array([st.scores[k] for k in keys]), how, q)
         thr = self._threshold()
         if self.calibration is not None:
             p = float(self.calibration.p_bonafide(score))
@@ -458,47 +465,61 @@ class Detector:
             d = aggregate(np.array([st.diffs[k] for k in keys]), how, q)
             p, p_thr = float(sigmoid(d)), 0.5
         bona = (score >= thr) if thr is not None else (p >= 0.5)
-        res.score, res.p_bonafide, res.threshold = score, p, thr
-        res.label = "bonafide" if bona else "spoof"
-        self._where(res, st, thr, p_thr if self.calibration is not None else 0.5)
-        res.confidence_note = self.confidence_note()
-        if res.confidence_note is None:
-            res.confident = bool(abs(p - p_thr) >= self.band)
-        return res
+        note = self.confidence_note()
+        confident = None if note else bool(abs(p - p_thr) >= self.band)
+        return _Verdict(score, p, p_thr, thr, "bonafide" if bona else "spoof", confident, note)
+
+    def _silent(self, w) -> bool:
+        """A window too quiet to judge (it is not scored)."""
+        return bool(20 * np.log10(w.rms + 1e-12) < self.windows.silence_db)
+
+    def _score(self, batch: list[tuple[_FileState, int, np.ndarray]]) -> None:
+        """Score a batch of windows ``(state, window index, samples)`` in one engine call
+        (with their frames, from the same pass, where the engine gives them)."""
+        bona = self.card.bonafide_index
+        x = np.stack([b[2] for b in batch])
+        frames = bool(getattr(self.engine, "gives_frames", False))
+        if frames:  # one pass: the window's logits are the mean of its frames' logits
+            fl = self.engine.frame_logits(x)
+            logits = fl.mean(axis=1)
+        else:
+            logits = self.engine(x)
+        for i, ((st, k, _), lg) in enumerate(zip(batch, logits, strict=True)):
+            st.scores[k] = float(lg[bona])
+            st.diffs[k] = float(lg[bona] - lg[1 - bona])
+            if frames:
+                st.frames[k] = (fl[i, :, bona], fl[i, :, bona] - fl[i, :, 1 - bona])
 
     def _where(self, res: DetectionResult, st: _FileState, thr, p_thr: float) -> None:
         """The timeline and segments of a judged file (see :mod:`.timeline`)."""
         sr = self.sample_rate
-        wins = []
-        for k, (s, e, _) in enumerate(st.windows):
-            sc = st.scores.get(k)
-            wins.append((s / sr, e / sr, sc, None if sc is None else self._p(sc, st.diffs[k], thr)))
         mask, frame_s = st.meter.mask, st.meter.frame / sr
         if st.frames:  # the model scores every encoder frame: a timeline at that resolution
             hop = int(getattr(self.model, "frame_hop", 320))
-            scores, probs = [], []
-            for k, (s, _, _) in enumerate(st.windows):
-                if k in st.frames:
-                    fs, fd = st.frames[k]
-                    scores.append((s, fs))
-                    probs.append(
-                        np.array([self._p(a, b, thr) for a, b in zip(fs, fd, strict=True)])
-                    )
+            ks = [k for k in range(len(st.windows)) if k in st.frames]
+            scores = [(st.windows[k][0], st.frames[k][0]) for k in ks]
+            probs = [self._p(st.frames[k][0], st.frames[k][1], thr) for k in ks]
             steps = frame_timeline(scores, probs, st.n_samples, hop, sr, mask, frame_s)
         else:
+            wins = []
+            for k, (s, e, _) in enumerate(st.windows):
+                sc = st.scores.get(k)
+                p = None if sc is None else float(self._p(sc, st.diffs[k], thr))
+                wins.append((s / sr, e / sr, sc, p))
             steps = build_timeline(wins, res.duration_s, self.step_s, mask, frame_s)
         res.segments = build_segments(steps, mask, p_thr, self.band, frame_s=frame_s)
         res.timeline = [{k: t[k] for k in ("start_s", "end_s", "score")} for t in steps]
         spoofed = sum(g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof")
         res.spoofed_s = round(spoofed, 3)
 
-    def _p(self, score: float, diff: float, thr) -> float:
-        """A window's p_bonafide, as the file's is computed: the calibration's; else the
-        softmax, or, under an explicit threshold, the score's distance to it read as log-odds
-        (so that p >= 0.5 exactly when the label would be bona fide)."""
+    def _p(self, score, diff, thr):
+        """p_bonafide of window (or frame) scores, as the file's is computed: the
+        calibration's; else the softmax, or, under an explicit threshold, the score's distance
+        to it read as log-odds (so that p >= 0.5 exactly when the label would be bona fide).
+        Scalars or arrays."""
         if self.calibration is not None:
-            return float(self.calibration.p_bonafide(score))
-        return float(sigmoid(score - thr if thr is not None else diff))
+            return self.calibration.p_bonafide(score)
+        return sigmoid(np.asarray(score) - thr if thr is not None else diff)
 
     def confidence_note(self) -> str | None:
         """Why this detector's verdicts claim no confidence (``confident`` null), or None:
@@ -575,17 +596,12 @@ class DetectorStream:
         det, st, sr = self.det, self.state, self.det.sample_rate
         todo = []
         for w in windows:
-            silent = 20 * np.log10(w.rms + 1e-12) < det.windows.silence_db
-            st.windows.append((w.start, w.end, bool(silent)))
+            silent = det._silent(w)
+            st.windows.append((w.start, w.end, silent))
             if not silent:
-                todo.append((len(st.windows) - 1, w.samples))
-        bona = det.card.bonafide_index
+                todo.append((st, len(st.windows) - 1, w.samples))
         for i in range(0, len(todo), det.limits.batch_size):
-            part = todo[i : i + det.limits.batch_size]
-            logits = det.engine(np.stack([x for _, x in part]))
-            for (k, _), lg in zip(part, logits, strict=True):
-                st.scores[k] = float(lg[bona])
-                st.diffs[k] = float(lg[bona] - lg[1 - bona])
+            det._score(todo[i : i + det.limits.batch_size])
         events = []
         for k in range(len(st.windows) - len(windows), len(st.windows)):
             s, e, _ = st.windows[k]
@@ -596,28 +612,11 @@ class DetectorStream:
 
     def _running(self) -> dict:
         """The verdict over the windows judged so far (the file's rule, without abstention)."""
-        st, det = self.state, self.det
-        keys = sorted(st.scores)
-        if not keys:
+        if not self.state.scores:
             return {"label": None, "score_so_far": None, "p_bonafide": None, "confident": None}
-        how, q = det.windows.aggregate, det.windows.quantile
-        score = aggregate(np.array([st.scores[k] for k in keys]), how, q)
-        thr = det._threshold()
-        if det.calibration is not None:
-            p, p_thr = (
-                float(det.calibration.p_bonafide(score)),
-                float(det.calibration.p_bonafide(thr)),
-            )
-        else:
-            p, p_thr = float(sigmoid(aggregate(np.array([st.diffs[k] for k in keys]), how, q))), 0.5
-        bona = (score >= thr) if thr is not None else (p >= 0.5)
-        note = det.confidence_note()
-        return {
-            "label": "bonafide" if bona else "spoof",
-            "score_so_far": score,
-            "p_bonafide": p,
-            "confident": None if note else bool(abs(p - p_thr) >= det.band),
-        }
+        v = self.det._verdict(self.state)
+        return {"label": v.label, "score_so_far": v.score, "p_bonafide": v.p,
+                "confident": v.confident}  # fmt: skip
 
 
 def _check_window(samples: int, card) -> None:
