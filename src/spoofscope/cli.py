@@ -16,6 +16,11 @@ class CLIError(SpoofscopeError):
     """An error the CLI prints as one line, then exits with status 2."""
 
 
+def _rttm_durations(rows: dict) -> dict:
+    """A file's duration as its RTTM covers it: the end of its last segment."""
+    return {f: max(b for _, b, _ in r) for f, r in rows.items()}
+
+
 def _read_hypothesis(path) -> tuple[dict, dict]:
     """Timelines from ``detect --json`` output (one object per line, or a list) or an RTTM
     (spoof stretches scored -1, bona fide +1): ``({file: [(start, end, score)]}, {file:
@@ -46,7 +51,7 @@ def _read_hypothesis(path) -> tuple[dict, dict]:
         raise CLIError(str(e)) from None
     score = {"spoof": -1.0, "fake": -1.0}
     hyp = {f: [(a, b, score.get(lab.lower(), 1.0)) for a, b, lab in r] for f, r in rows.items()}
-    return hyp, {f: max(b for _, b, _ in r) for f, r in rows.items()}
+    return hyp, _rttm_durations(rows)
 
 
 def _cmd_evaluate_localisation(a) -> int:
@@ -61,7 +66,7 @@ def _cmd_evaluate_localisation(a) -> int:
         except ValueError as e:
             raise CLIError(str(e)) from None
         ref = spoof_stretches(rows)
-        ref_durs = {f: max(b for _, b, _ in r) for f, r in rows.items()}
+        ref_durs = _rttm_durations(rows)
     hyp, hyp_durs = _read_hypothesis(a.hypothesis)
     durations = {f: hyp_durs.get(f, ref_durs.get(f)) for f in set(ref_durs) | set(hyp_durs)}
     missing = sorted(f for f in ref_durs if f not in hyp)

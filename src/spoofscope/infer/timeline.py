@@ -30,6 +30,14 @@ def step_grid(duration_s: float, step_s: float) -> np.ndarray:
     return np.minimum(np.arange(n + 1) * step_s, duration_s)
 
 
+def _has_sound(active: np.ndarray | None, a: float, b: float, frame_s: float) -> bool:
+    """Whether any activity frame overlapping [a, b) seconds is active (True without a mask)."""
+    if active is None:
+        return True
+    fa = int(a / frame_s)
+    return bool(active[fa : max(int(np.ceil(b / frame_s)), fa + 1)].any())
+
+
 def build_timeline(
     windows: list[tuple[float, float, float | None, float | None]],
     duration_s: float,
@@ -49,11 +57,7 @@ def build_timeline(
     out = []
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         score = prob = None
-        sound = True
-        if active is not None:
-            fa, fb = int(a / frame_s), max(int(np.ceil(b / frame_s)), int(a / frame_s) + 1)
-            sound = bool(active[fa:fb].any())
-        if sound and judged:
+        if _has_sound(active, a, b, frame_s) and judged:
             cover = (ws < b) & (we > a)
             if cover.any():
                 score, prob = float(sc[cover].mean()), float(mg[cover].mean())
@@ -88,11 +92,7 @@ def frame_timeline(
     out = []
     for k in range(n):
         a, b = k * hop / sample_rate, min((k + 1) * hop, n_samples) / sample_rate
-        sound = True
-        if active is not None:
-            fa = int(a / frame_s)
-            sound = bool(active[fa : max(int(np.ceil(b / frame_s)), fa + 1)].any())
-        ok = sound and cnt[k] > 0
+        ok = _has_sound(active, a, b, frame_s) and cnt[k] > 0
         out.append({
             "start_s": round(a, 3), "end_s": round(b, 3),
             "score": float(tot_s[k] / cnt[k]) if ok else None,
