@@ -40,6 +40,7 @@ def test_random_chunks_give_detects_windows_and_result(det, seed):
     events = [ev for piece in np.split(x, cuts) for ev in s.feed(piece)]
     got = s.close()
     events += s.last_events
+    events = [e for e in events if e["type"] == "window"]
     assert [(e["start_s"], e["end_s"]) for e in events] == [
         (w["start"], w["end"]) for w in want.windows
     ]
@@ -124,7 +125,11 @@ def test_detect_stream_from_standard_input(tmp_path):
     assert p.returncode == 0, p.stderr.decode()
     lines = [json.loads(ln) for ln in p.stdout.decode().splitlines()]
     summary = lines[-1]
-    assert summary["type"] == "summary" and all(e["type"] == "window" for e in lines[:-1])
+    assert summary["type"] == "summary"
+    assert [e for e in lines if e["type"] == "segment"] == [
+        {"type": "segment", **g} for g in summary["segments"]
+    ]
+    lines = [e for e in lines if e["type"] != "segment"]
     offline = Detector.load(
         ckpt, engine="torch", windows=WindowPolicy(hop_s=1.0), decision=Decision(vad="energy")
     )
@@ -144,3 +149,101 @@ def test_detect_stream_from_standard_input(tmp_path):
     assert s["duration_s"] == pytest.approx(12.0, abs=0.01) and s["label"] in ("bonafide", "spoof")
     p = subprocess.run([*args[:5], "a.wav"], capture_output=True, timeout=300)
     assert p.returncode == 2 and b"standard input" in p.stderr
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_segment_events_are_the_results_segments_once_in_order(seed):
+    """Segment events given while the stream runs are never revised: together with those of
+    close() they are the result's segments, each once, in order; and the first ones arrive
+    before the stream ends."""
+    torch.manual_seed(seed)
+    m = spoofscope.create_model("lfcc-lcnn").eval()
+    d = Detector(TorchEngine(m), windows=WindowPolicy(hop_s=0.5, samples=2 * SR),
+                 decision=Decision(vad="energy", band=0.0))  # fmt: skip
+    parts = [_signal(12.0, seed), _signal(12.0, seed + 1)[: 9 * SR], np.zeros(2 * SR, np.float32)]
+    x = np.concatenate(parts)
+    s = d.stream()
+    live = []
+    for piece in np.array_split(x, 60):
+        live += [e for e in s.feed(piece) if e["type"] == "segment"]
+    res = s.close()
+    tail = [e for e in s.last_events if e["type"] == "segment"]
+    want = [(g["label"], g["start_s"], g["end_s"]) for g in res.segments]
+    assert [(e["label"], e["start_s"], e["end_s"]) for e in live + tail] == want
+    assert len(want) >= 3 and len(live) >= 1
+
+
+def _pipe(args, data: bytes):
+    import subprocess
+
+    return subprocess.run(args, input=data, capture_output=True, timeout=300)
+
+
+def test_detect_stream_reads_containers_from_a_pipe(tmp_path):
+    """Containers on standard input are found by their header and decoded by FFmpeg as they
+    arrive: WAV (as `ffmpeg ... -f wav -` writes it, no length), FLAC and OGG give detect's
+    result on the file; MP3 is decoded to its length; a damaged stream keeps what was judged
+    and says what broke, without a traceback."""
+    import io
+    import json
+    import sys
+
+    import soundfile as sf
+
+    from spoofscope.models import save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "m.ckpt"
+    save_checkpoint(spoofscope.create_model("lfcc-lcnn"), ckpt)
+    x = _signal()
+    args = [sys.executable, "-m", "spoofscope", "detect", "--stream", "-", "--model", str(ckpt),
+            "--engine", "torch", "--vad", "energy", "--json", "--hop", "1"]  # fmt: skip
+    offline = Detector.load(
+        ckpt, engine="torch", windows=WindowPolicy(hop_s=1.0), decision=Decision(vad="energy")
+    )
+    for fmt, sub in (("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS")):
+        buf = io.BytesIO()
+        sf.write(buf, x, SR, format=fmt, subtype=sub)
+        blob = buf.getvalue()
+        if fmt == "WAV":  # a WAV header written before the length was known
+            blob = blob[:4] + b"\xff\xff\xff\xff" + blob[8:40] + b"\xff\xff\xff\xff" + blob[44:]
+        p = _pipe(args, blob)
+        assert p.returncode == 0, p.stderr.decode()
+        s = json.loads(p.stdout.decode().splitlines()[-1])
+        (tmp_path / f"a.{fmt}").write_bytes(buf.getvalue())
+        want = offline(tmp_path / f"a.{fmt}")
+        assert s["duration_s"] == pytest.approx(want.duration_s, abs=1e-3)
+        assert s["score"] == pytest.approx(want.score, abs=1e-4), fmt
+        assert s["label"] == want.label
+    # MP3 from PyAV's encoder
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp3") as c:
+        st = c.add_stream("libmp3lame", rate=SR, layout="mono")
+        fr = av.AudioFrame.from_ndarray(x[None], format="flt", layout="mono")
+        fr.sample_rate = SR
+        rs = av.AudioResampler(format="fltp", layout="mono", rate=SR)
+        for f in [*rs.resample(fr), *(rs.resample(None) or [])]:
+            for pkt in st.encode(f):
+                c.mux(pkt)
+        for pkt in st.encode(None):
+            c.mux(pkt)
+    p = _pipe(args, buf.getvalue())
+    assert p.returncode == 0, p.stderr.decode()
+    s = json.loads(p.stdout.decode().splitlines()[-1])
+    assert s["duration_s"] == pytest.approx(12.0, abs=0.1) and s["label"] in ("bonafide", "spoof")
+    # FLAC damaged after 6 s: the first windows are kept in the result
+    buf = io.BytesIO()
+    sf.write(buf, x, SR, format="FLAC")
+    blob = bytearray(buf.getvalue())
+    cut = len(blob) // 2
+    blob[cut:] = np.random.default_rng(0).integers(0, 256, len(blob) - cut, dtype=np.uint8).tobytes()
+    p = _pipe(args, bytes(blob))
+    assert p.returncode == 1 and b"Traceback" not in p.stderr
+    lines = [json.loads(ln) for ln in p.stdout.decode().splitlines()]
+    assert lines[-1]["type"] == "summary" and lines[-1]["duration_s"] > 3.0
+    # not audio at all, declared a container
+    p = _pipe([*args, "--input-format", "container"], b"hello, this is not audio" * 100)
+    assert p.returncode in (1, 2) and b"Traceback" not in p.stderr
+    assert b"--input-format" in p.stderr

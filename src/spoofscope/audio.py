@@ -445,6 +445,73 @@ class RawDecoder:
         return x
 
 
+#: the first bytes of the containers a pipe may carry (``sniff_container``)
+_MAGIC = (b"RIFF", b"RF64", b"OggS", b"fLaC", b"ID3", b"\x1aE\xdf\xa3", b"FORM", b"caff")
+
+
+def sniff_container(head: bytes) -> bool:
+    """Whether the first bytes of a pipe look like an audio container or compressed stream
+    (WAV, FLAC, OGG, MP3, WebM/Matroska, AIFF, CAF, MP4/M4A, ADTS AAC) rather than raw
+    samples."""
+    if head.startswith(_MAGIC) or head[4:8] == b"ftyp":
+        return True
+    # an MPEG audio (MP3) or ADTS (AAC) frame header: 11 or 12 sync bits
+    return len(head) >= 4 and head[0] == 0xFF and (head[1] & 0xF6) in (0xF0, 0xF2, 0xE2, 0xF6)
+
+
+class _Prefixed(io.RawIOBase):
+    """Bytes already read (``head``), then the rest of a binary stream, as one reader."""
+
+    def __init__(self, head: bytes, rest):
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.rest.read1(len(b)) if hasattr(self.rest, "read1") else self.rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def pipe_blocks(head: bytes, rest, desc: str = "<stdin>"):
+    """A container read from a pipe as it arrives (``head``: its first bytes, already read;
+    ``rest``: the stream they came from): ``(sample_rate, iterator of mono float32
+    pieces)``. FFmpeg (PyAV) probes only the first 8 KiB, so the first samples come out
+    without waiting for more of the stream."""
+    import av
+
+    try:
+        container = av.open(
+            _Prefixed(head, rest), mode="r", options={"probesize": "8192", "analyzeduration": "0"}
+        )
+    except (av.error.FFmpegError, ValueError) as e:
+        raise AudioError(
+            desc,
+            f"not a recognised audio stream ({_ffmpeg_reason(e)}); for raw samples give "
+            "--input-format s16le|f32le|mulaw|alaw and --input-rate",
+        ) from None
+    if not container.streams.audio:
+        container.close()
+        raise AudioError(desc, "the stream holds no audio")
+    st = container.streams.audio[0]
+    sr = st.codec_context.sample_rate or st.rate
+    if not sr:
+        container.close()
+        raise AudioError(desc, "the audio stream has no sample rate")
+
+    def mono():
+        with container:
+            for a in _blocks_pyav(container, desc, float("inf")):
+                yield a.mean(axis=1) if a.shape[1] > 1 else a[:, 0]
+
+    return int(sr), mono()
+
+
 def official_crop(x: np.ndarray, num_samples: int = OFFICIAL_NUM_SAMPLES) -> np.ndarray:
     """The official AASIST evaluation policy: keep the first ``num_samples``, or tile a
     shorter signal until it fills ``num_samples``.

@@ -348,35 +348,62 @@ def _cmd_detect(a) -> int:
 
 
 def _detect_stream(a) -> int:
-    """``detect --stream -``: raw samples on standard input, judged as they arrive; a line
-    per window with the running verdict, then the result of the whole stream."""
-    from .audio import RAW_FORMATS, RawDecoder
+    """``detect --stream -``: audio on standard input (raw samples, or any container FFmpeg
+    reads from a pipe), judged as it arrives; a line per window with the running verdict, a
+    line per settled segment, then the result of the whole stream."""
+    from .audio import RAW_FORMATS, AudioError, RawDecoder, pipe_blocks, sniff_container
 
     if a.paths != ["-"]:
         raise CLIError("--stream reads standard input: give '-' as the only input")
     det = _build_detector(a)
     for line in _model_notices(det):
         print(f"note: {line}", file=sys.stderr)
-    decode = RawDecoder(a.input_format, a.channels)
-    rate = a.input_rate or det.sample_rate
+    src = sys.stdin.buffer
+    head = src.read1(65536) if hasattr(src, "read1") else src.read(65536)
+    fmt = a.input_format
+    if fmt == "auto":
+        fmt = "container" if sniff_container(head) else "s16le"
+        if fmt == "s16le":
+            print(
+                f"note: no container header on standard input: reading raw 16-bit samples at "
+                f"{a.input_rate or det.sample_rate} Hz, {a.channels} channel(s) (set "
+                "--input-format and --input-rate if that is not what is sent)",
+                file=sys.stderr,
+            )
+    if fmt == "container":
+        rate, pieces = pipe_blocks(head, src)
+    else:
+        decode = RawDecoder(fmt, a.channels)
+        rate = a.input_rate or det.sample_rate
+        block = max(1, rate // 4) * RAW_FORMATS[fmt] * a.channels  # 0.25 s
+
+        def raw():
+            data = head
+            while data:
+                yield decode(data)
+                data = src.read(block)
+
+        pieces = raw()
     stream = det.stream(sample_rate=rate, name="<stdin>")
-    block = max(1, rate // 4) * RAW_FORMATS[a.input_format] * a.channels  # 0.25 s
 
     def show(events):
         for e in events:
             if a.json:
                 print(json.dumps(e), flush=True)
-                continue
-            sc = "silent" if e["score"] is None else f"{e['score']:9.4f}"
-            so = "-" if e["label"] is None else f"{e['label']} (p {e['p_bonafide']:.3f})"
-            print(f"{e['start_s']:8.2f}-{e['end_s']:8.2f} s  {sc:>9}  so far: {so}", flush=True)
+            elif e["type"] == "segment":
+                print(f"{e['start_s']:8.2f}-{e['end_s']:8.2f} s  segment: {e['label']}", flush=True)
+            else:
+                sc = "silent" if e["score"] is None else f"{e['score']:9.4f}"
+                so = "-" if e["label"] is None else f"{e['label']} (p {e['p_bonafide']:.3f})"
+                print(f"{e['start_s']:8.2f}-{e['end_s']:8.2f} s  {sc:>9}  so far: {so}", flush=True)
 
-    src = sys.stdin.buffer
-    while True:
-        data = src.read(block)
-        if not data:
-            break
-        show(stream.feed(decode(data)))
+    broken = None
+    try:
+        for x in pieces:
+            show(stream.feed(x))
+    except AudioError as e:  # what was judged before the damage still gets its result
+        broken = e
+        print(f"error: {e}; the result below covers the audio before it", file=sys.stderr)
     r = stream.close()
     show(stream.last_events)
     if a.json:
@@ -391,7 +418,7 @@ def _detect_stream(a) -> int:
             f"<stdin>  {r.label}  score {r.score:.4f}  p_bonafide {r.p_bonafide:.4f}  conf "
             f"{conf}  {r.duration_s:.2f} s, {r.speech_s:.2f} s speech, spoofed {r.spoofed_s:.2f} s"
         )
-    return 1 if r.error else 0
+    return 1 if (r.error or broken) else 0
 
 
 def _cmd_calibrate(a) -> int:
@@ -1118,13 +1145,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-rate",
         type=POSITIVE_INT,
         metavar="HZ",
-        help="--stream: sample rate (default 16000)",
+        help="--stream: sample rate of raw samples (default the model's, 16000 for most)",
     )
     dt.add_argument(
         "--input-format",
-        choices=("s16le", "f32le", "mulaw", "alaw"),
-        default="s16le",
-        help="--stream: sample format (mulaw/alaw: 8-bit G.711, e.g. 8-kHz telephone audio)",
+        choices=("auto", "container", "s16le", "f32le", "mulaw", "alaw"),
+        default="auto",
+        help="--stream: what standard input carries: a container FFmpeg reads from a pipe "
+        "(WAV, FLAC, OGG/Opus, MP3, WebM, ADTS AAC; found by its header under auto), or raw "
+        "samples (mulaw/alaw: 8-bit G.711, e.g. 8-kHz telephone audio; auto without a header: "
+        "s16le)",
     )
     dt.add_argument(
         "--channels", type=POSITIVE_INT, default=1, help="--stream: interleaved channels (averaged)"

@@ -35,7 +35,7 @@ from .calibration import Calibration, calibration_path_beside, sigmoid
 from .engines import make_engine
 from .fusion import Fusion
 from .policy import Decision, Limits, WindowPolicy
-from .timeline import build_segments, build_timeline, frame_timeline
+from .timeline import MIN_SEGMENT_S, build_segments, build_timeline, frame_timeline
 from .windows import WindowCutter, aggregate, official_window, sliding_windows
 
 log = logging.getLogger(__name__)
@@ -558,11 +558,16 @@ class DetectorStream:
         )
         self.cutter = WindowCutter(det.window_samples, det.hop)
         self.closed = False
+        self.last_events: list[dict] = []
+        self._segments_sent = 0  # segments already given as events
 
     def feed(self, samples) -> list[dict]:
         """Mono samples (float in [-1, 1]) at the stream's rate -> one event per window
         completed: ``{type: "window", start_s, end_s, score (None when silent), label,
-        score_so_far, p_bonafide, confident}`` (the running verdict over the windows so far)."""
+        score_so_far, p_bonafide, confident}`` (the running verdict over the windows so far),
+        then ``{type: "segment", start_s, end_s, label, score, p_bonafide}`` for each segment
+        that later audio can no longer change (see :meth:`_settled`); ``close`` gives the
+        rest, so that every segment of the result is given once, in order."""
         if self.closed:
             raise ConfigError("this stream is closed")
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
@@ -572,7 +577,8 @@ class DetectorStream:
             )
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x)
-        return self._judge([w for c in self.state.meter.wrap([x]) for w in self.cutter.push(c)])
+        events = self._judge([w for c in self.state.meter.wrap([x]) for w in self.cutter.push(c)])
+        return events + self._settled() if events else events
 
     def close(self) -> DetectionResult:
         """The result of the whole stream, as ``detect`` gives it on the recording."""
@@ -589,8 +595,42 @@ class DetectorStream:
         if st.n_samples == 0:
             st.error, st.error_kind = f"{st.source}: zero samples", "empty"
         res = self.det._finish(st)
-        self.last_events = events
+        rest = (res.segments or [])[self._segments_sent :]
+        self._segments_sent += len(rest)
+        self.last_events = events + [{"type": "segment", **g} for g in rest]
         return res
+
+    def _settled(self) -> list[dict]:
+        """Segment events for the segments of the audio judged so far that later audio cannot
+        change. Timeline steps before the next window's start are final; the hysteresis runs
+        forwards; a run shorter than the minimum takes a neighbour's label, and an edge snaps
+        to a pause within one step. So a segment is settled once the one after it is itself
+        stable (a minimum duration long, or no speech) and ends a minimum duration and a step
+        before the next window's start."""
+        det, st, sr = self.det, self.state, self.det.sample_rate
+        if not st.scores:
+            return []
+        end = st.windows[-1][1]
+        horizon = (st.windows[-1][0] + det.hop) / sr - MIN_SEGMENT_S - det.step_s
+        part = copy.copy(st)
+        part.n_samples = end
+        res = DetectionResult(path="", model="")
+        res.duration_s = end / sr
+        v = det._verdict(st)
+        det._where(res, part, v.thr, v.p_thr)
+        segs, out = res.segments, []
+        k = self._segments_sent
+        while k + 1 < len(segs):
+            after = segs[k + 1]
+            stable = after["label"] == "no_speech" or (
+                after["end_s"] - after["start_s"] >= MIN_SEGMENT_S
+            )
+            if not (stable and after["end_s"] <= horizon):
+                break
+            out.append({"type": "segment", **segs[k]})
+            k += 1
+        self._segments_sent = k
+        return out
 
     def _judge(self, windows) -> list[dict]:
         det, st, sr = self.det, self.state, self.det.sample_rate

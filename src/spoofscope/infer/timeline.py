@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: a bona fide or spoof run shorter than this takes a neighbour's label (rule 2)
+MIN_SEGMENT_S = 1.0
+
 
 def step_grid(duration_s: float, step_s: float) -> np.ndarray:
     """Step edges over [0, duration]: every ``step_s``, the last step shorter."""
@@ -135,7 +138,7 @@ def build_segments(
     active: np.ndarray | None,
     p_threshold: float = 0.5,
     hysteresis: float = 0.1,
-    min_duration_s: float = 1.0,
+    min_duration_s: float = MIN_SEGMENT_S,
     frame_s: float = 0.02,
 ) -> list[dict]:
     """Contiguous segments ``[{start_s, end_s, label, score, p_bonafide}]`` (see the module
