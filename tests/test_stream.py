@@ -238,7 +238,8 @@ def test_detect_stream_reads_containers_from_a_pipe(tmp_path):
     sf.write(buf, x, SR, format="FLAC")
     blob = bytearray(buf.getvalue())
     cut = len(blob) // 2
-    blob[cut:] = np.random.default_rng(0).integers(0, 256, len(blob) - cut, dtype=np.uint8).tobytes()
+    noise = np.random.default_rng(0).integers(0, 256, len(blob) - cut, dtype=np.uint8)
+    blob[cut:] = noise.tobytes()
     p = _pipe(args, bytes(blob))
     assert p.returncode == 1 and b"Traceback" not in p.stderr
     lines = [json.loads(ln) for ln in p.stdout.decode().splitlines()]
