@@ -19,6 +19,7 @@ import soundfile as sf
 import torch
 
 pytest.importorskip("fastapi")
+from _server import LocalServer as _Server  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 import spoofscope  # noqa: E402
@@ -243,38 +244,6 @@ def test_uploads_are_not_written_to_disk(ckpt, monkeypatch):
         r = c.post("/v1/detect", files={"file": ("a.wav", big, "x")})
         assert r.status_code == 200 and r.json()["duration_s"] == 40.0
     assert opened == []
-
-
-class _Server:
-    """uvicorn on a free loopback port in a thread."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        for _ in range(200):
-            if self.server.started:
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("server did not start")
-
-    def __exit__(self, *a):
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
 
 
 class _HeldDetector(Detector):

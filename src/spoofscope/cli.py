@@ -793,6 +793,11 @@ def _cmd_serve(a) -> int:
         request_timeout_s=a.request_timeout,
         max_batch_audio_s=a.max_batch_seconds,
         long_audio_s=a.long_audio,
+        max_streams=a.max_streams,
+        max_stream_s=a.max_stream,
+        stream_idle_s=a.stream_idle,
+        stream_max_lag_s=a.stream_max_lag,
+        stream_hop_s=a.stream_hop,
     )
     app = create_app(det, settings)
     logging.getLogger("spoofscope.serve").setLevel(logging.WARNING if a.quiet else logging.INFO)
@@ -1349,6 +1354,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=NON_NEGATIVE,
         default=10.0,
         help="on SIGTERM, seconds to let requests in flight finish before exiting",
+    )
+    sv.add_argument(
+        "--max-streams", type=POSITIVE_INT, default=16, help="live streams (WebSocket) at once"
+    )
+    sv.add_argument(
+        "--max-stream",
+        type=POSITIVE,
+        default=14400.0,
+        help="seconds of audio (and of wall time) one live stream may last",
+    )
+    sv.add_argument(
+        "--stream-idle",
+        type=POSITIVE,
+        default=30.0,
+        help="a live stream that sends nothing for this many seconds is ended",
+    )
+    sv.add_argument(
+        "--stream-max-lag",
+        type=POSITIVE,
+        default=10.0,
+        help="seconds of unjudged audio a stream may queue; beyond it the client gets a "
+        "'lagging' event and reading pauses until half of it is judged",
+    )
+    sv.add_argument(
+        "--stream-hop",
+        type=POSITIVE,
+        default=1.0,
+        help="hop (seconds) of a live stream's windows unless its start message sets hop_s",
     )
     sv.add_argument("--api-keys-file", help="one API key per line (or SPOOFSCOPE_API_KEYS)")
     sv.add_argument("--audit-db", help="record every decision in this SQLite file")

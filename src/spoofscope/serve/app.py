@@ -28,6 +28,7 @@ from .errors import ServiceError, error_response
 from .metrics import ServiceMetrics
 from .pool import ScoringPool
 from .routes import api, ops, presented_key
+from .streams import StreamHub, streams
 
 log = logging.getLogger("spoofscope.serve")
 
@@ -47,6 +48,11 @@ class ServiceSettings:
     request_timeout_s: float = 60.0  # compute deadline of one request
     max_batch_audio_s: float = 1200.0  # total audio seconds one batch request may carry
     long_audio_s: float = 60.0  # requests with more audio than this use the long lane
+    max_streams: int = 16  # live streams open at once
+    max_stream_s: float = 4 * 3600.0  # seconds of audio (and of wall time) per stream
+    stream_idle_s: float = 30.0  # a stream with no message for this long ends
+    stream_max_lag_s: float = 10.0  # backlog of unjudged audio before reading pauses
+    stream_hop_s: float = 1.0  # hop of a stream's windows unless its start message sets one
 
     def __post_init__(self):
         checks = {
@@ -58,6 +64,11 @@ class ServiceSettings:
             "request_timeout_s": self.request_timeout_s > 0,
             "max_batch_audio_s": self.max_batch_audio_s > 0,
             "long_audio_s": self.long_audio_s > 0,
+            "max_streams": self.max_streams >= 1,
+            "max_stream_s": self.max_stream_s > 0,
+            "stream_idle_s": self.stream_idle_s > 0,
+            "stream_max_lag_s": self.stream_max_lag_s > 0,
+            "stream_hop_s": self.stream_hop_s > 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -196,8 +207,13 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
         await asyncio.get_running_loop().run_in_executor(pool.executor, detector.warm_up)
         app.state.ready = True
         yield
-        # shutting down (SIGTERM after the grace period): work in flight stops at its next
-        # window, queued work is dropped, so the process can exit
+        # shutting down: live streams end with their summaries (if run_service has not
+        # ended them already), work in flight stops at its next window, queued work is
+        # dropped, so the process can exit
+        try:
+            await app.state.streams.shutdown(SHUTDOWN_ANSWER_S)
+        except TimeoutError:
+            log.warning("live streams did not end within %s s", SHUTDOWN_ANSWER_S)
         detector.cancel_event.set()
         pool.shutdown()
         if audit:
@@ -217,11 +233,13 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
     app.state.pool = pool
     app.state.audit = audit
     app.state.ready = False
+    app.state.streams = StreamHub()
     app.state.model_name = s.model_name or public_model_name(detector)
     _register_error_handlers(app)
     _log_and_count(app)
     app.include_router(api)
     app.include_router(ops)
+    app.include_router(streams)
     _mount_docs_assets(app)
     return app
 
@@ -253,6 +271,12 @@ def run_service(app: FastAPI, host: str, port: int, shutdown_grace_s: float) -> 
             asyncio.get_running_loop().call_later(
                 shutdown_grace_s, app.state.detector.cancel_event.set
             )
+            # before uvicorn closes WebSockets itself (code 1012, no summary): each live
+            # stream judges what arrived, sends its summary, writes its row, closes with 1001
+            try:
+                await app.state.streams.shutdown(shutdown_grace_s + SHUTDOWN_ANSWER_S)
+            except TimeoutError:
+                log.warning("live streams did not end in time; closing them")
             await super().shutdown(sockets)
 
     config = uvicorn.Config(

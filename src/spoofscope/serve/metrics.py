@@ -39,6 +39,26 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        self.streams_active = Gauge(
+            "spoofscope_streams_active", "Live streams open now", registry=self.registry
+        )
+        self.streams = Counter(
+            "spoofscope_streams",
+            "Streams ended (or refused) by endpoint and outcome",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.stream_audio = Counter(
+            "spoofscope_stream_audio_seconds", "Seconds of live audio received",
+            registry=self.registry,
+        )  # fmt: skip
+        self.stream_latency = Histogram(
+            "spoofscope_stream_verdict_latency_seconds",
+            "From the arrival of a window's last sample to its event",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5, 10),
+            registry=self.registry,
+        )
+
     def exposition(self) -> bytes:
         from prometheus_client import generate_latest
 

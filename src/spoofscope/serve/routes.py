@@ -32,8 +32,9 @@ def _multipart_schema(field: str, many: bool) -> dict:
     }
 
 
-def presented_key(request: Request) -> str | None:
-    """The API key a request presents (``X-API-Key`` or ``Authorization: Bearer``)."""
+def presented_key(request) -> str | None:
+    """The API key a request or WebSocket presents (``X-API-Key`` or ``Authorization:
+    Bearer``)."""
     key = request.headers.get("x-api-key")
     auth = request.headers.get("authorization", "")
     if not key and auth.lower().startswith("bearer "):
@@ -41,13 +42,16 @@ def presented_key(request: Request) -> str | None:
     return key or None
 
 
+def api_key_ok(app, key: str | None) -> bool:
+    """Whether ``key`` opens the service (any does when no keys are set)."""
+    keys = app.state.settings.api_keys
+    return keys is None or key in keys
+
+
 def api_key(request: Request) -> None:
     """Every ``/v1`` route: count it under its endpoint, then require a key when keys are set."""
     request.state.endpoint = request.url.path
-    keys = request.app.state.settings.api_keys
-    if keys is None:
-        return
-    if presented_key(request) not in keys:
+    if not api_key_ok(request.app, presented_key(request)):
         raise ServiceError(
             401,
             "unauthorized",

@@ -1,0 +1,540 @@
+"""Live streams over WebSocket, judged as the audio arrives by a
+:class:`~spoofscope.infer.detector.DetectorStream`.
+
+``/v1/stream``: the client sends a JSON start message ``{"type": "start", "sample_rate",
+"encoding" (pcm_s16le | f32le | mulaw | alaw), "channels", "hop_s"?, "api_key"?}``, then
+binary frames of audio, then ``{"type": "stop"}``. ``/v1/stream/twilio``: the messages of
+Twilio Media Streams (``connected``, ``start`` with the key in ``customParameters``, ``media``
+with base64 8-kHz mu-law, ``stop``); nothing is sent back to Twilio (it accepts no other
+messages), and the running verdict is read from ``GET /v1/streams/{id}`` (the stream's id, or
+Twilio's ``streamSid`` or ``callSid``).
+
+The server sends JSON events, each with a ``type``: ``started``; ``window`` (``start_s``,
+``end_s`` in seconds of stream audio, ``score``, the running verdict, ``latency_ms`` from the
+arrival of the window's last sample to the event); ``segment`` (a stretch later audio can no
+longer change); ``lagging`` (the client sends faster than the server judges: reading pauses,
+so memory stays bounded, until the backlog halves); ``error`` (``code``, ``message``); and
+``summary`` (``detect``'s result for the whole stream). Every stream ends with a summary and
+one audit row of what was judged, however it ends: stop, limit, bad message, dropped
+connection, or shutdown (close code 1001).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+
+import numpy as np
+from fastapi import APIRouter, Request, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from ..audio import AudioError, RawDecoder
+from ..errors import ConfigError
+from .errors import ServiceError
+from .routes import api, api_key_ok, presented_key
+
+log = logging.getLogger("spoofscope.serve")
+
+#: the encodings a start message may name -> :class:`~spoofscope.audio.RawDecoder` formats
+ENCODINGS = {
+    "pcm_s16le": "s16le",
+    "s16le": "s16le",
+    "f32le": "f32le",
+    "pcm_f32le": "f32le",
+    "mulaw": "mulaw",
+    "alaw": "alaw",
+}
+#: query parameters that would put a key in the URL (logged by proxies): refused
+_KEY_PARAMS = {"api_key", "apikey", "key", "token", "access_token"}
+#: how many ended streams ``GET /v1/streams/{id}`` remembers
+RECENT = 256
+
+# close codes (RFC 6455)
+NORMAL, GOING_AWAY, INVALID, POLICY, TRY_LATER = 1000, 1001, 1007, 1008, 1013
+
+
+class StreamStop(Exception):
+    """Ends a stream with an ``error`` event (unless ``code`` is None), then its summary."""
+
+    def __init__(self, code: str | None, message: str = "", close: int = POLICY):
+        super().__init__(message)
+        self.code, self.message, self.close = code, message, close
+
+
+@dataclasses.dataclass
+class _Start:
+    rate: int
+    fmt: str
+    channels: int
+    hop_s: float | None
+    key: str | None
+    aliases: tuple[str, ...] = ()
+    track: str | None = None  # Twilio: the track judged
+
+
+def _bad(message: str) -> StreamStop:
+    return StreamStop("bad_message", message, INVALID)
+
+
+def _native_start(msg: dict) -> _Start:
+    if msg.get("type") != "start":
+        raise _bad(
+            f'the first message must be {{"type": "start", ...}}, got type {msg.get("type")!r}'
+        )
+    enc = msg.get("encoding", "pcm_s16le")
+    if enc not in ENCODINGS:
+        raise _bad(f"unknown encoding {enc!r}; one of pcm_s16le, f32le, mulaw, alaw")
+    rate, ch, hop = msg.get("sample_rate"), msg.get("channels", 1), msg.get("hop_s")
+    if not isinstance(rate, int) or not 4000 <= rate <= 192000:
+        raise _bad(f"sample_rate must be an integer number of Hz (4000-192000), got {rate!r}")
+    if not isinstance(ch, int) or not 1 <= ch <= 8:
+        raise _bad(f"channels must be an integer 1-8, got {ch!r}")
+    if hop is not None and not (isinstance(hop, int | float) and hop > 0):
+        raise _bad(f"hop_s must be a positive number of seconds, got {hop!r}")
+    key = msg.get("api_key")
+    return _Start(rate, ENCODINGS[enc], ch, hop, key if isinstance(key, str) else None)
+
+
+def _twilio_start(msg: dict) -> _Start:
+    start = msg.get("start")
+    if not isinstance(start, dict):
+        raise _bad("a Twilio start message carries a 'start' object")
+    fmt = start.get("mediaFormat") or {}
+    enc = str(fmt.get("encoding", "audio/x-mulaw")).lower()
+    if enc not in ("audio/x-mulaw", "audio/pcmu"):
+        raise _bad(f"Twilio media encoding {enc!r}: only audio/x-mulaw is known")
+    params = start.get("customParameters") or {}
+    key = params.get("api_key") or params.get("apiKey")
+    hop = params.get("hop_s")
+    try:
+        hop = float(hop) if hop is not None else None
+    except ValueError:
+        raise _bad(f"customParameters.hop_s must be a number, got {hop!r}") from None
+    tracks = start.get("tracks") or ["inbound"]
+    track = params.get("track") or ("inbound" if "inbound" in tracks else tracks[0])
+    aliases = tuple(
+        str(v) for v in (msg.get("streamSid"), start.get("streamSid"), start.get("callSid")) if v
+    )
+    return _Start(
+        int(fmt.get("sampleRate", 8000)),
+        "mulaw",
+        int(fmt.get("channels", 1)),
+        hop,
+        key if isinstance(key, str) else None,
+        aliases,
+        track,
+    )
+
+
+class StreamHub:
+    """The service's live streams: how many, their latest state, and the ended ones."""
+
+    def __init__(self):
+        self.active: dict[str, _Live] = {}
+        self.recent: OrderedDict[str, dict] = OrderedDict()
+        self.alias: dict[str, str] = {}
+        self.closing: asyncio.Event | None = None
+
+    def _closing(self) -> asyncio.Event:
+        if self.closing is None:
+            self.closing = asyncio.Event()
+        return self.closing
+
+    def state(self, sid: str) -> dict | None:
+        sid = self.alias.get(sid, sid)
+        if sid in self.active:
+            return self.active[sid].status()
+        return self.recent.get(sid)
+
+    def ended(self, live: _Live, summary: dict) -> None:
+        self.active.pop(live.sid, None)
+        self.recent[live.sid] = {"stream_id": live.sid, "state": "ended", "summary": summary}
+        while len(self.recent) > RECENT:
+            old, _ = self.recent.popitem(last=False)
+            for k in [k for k, v in self.alias.items() if v == old]:
+                del self.alias[k]
+
+    async def shutdown(self, timeout: float) -> None:
+        """Ask every stream to end with its summary (close code 1001) and wait for them."""
+        self._closing().set()
+        done = [lv.finished.wait() for lv in list(self.active.values())]
+        if done:
+            await asyncio.wait_for(asyncio.gather(*done), timeout)
+
+
+class _Live:
+    """One stream: decoder, detector stream, backlog and the events sent."""
+
+    def __init__(self, ws: WebSocket, endpoint: str, start: _Start, sid: str):
+        app = ws.app
+        st, s = app.state, app.state.settings
+        self.ws, self.endpoint, self.sid, self.app = ws, endpoint, sid, app
+        self.decode = RawDecoder(start.fmt, start.channels)
+        det = st.detector
+        hop = start.hop_s if start.hop_s is not None else s.stream_hop_s
+        window_s = det.window_samples / det.sample_rate
+        if not 0.1 <= hop <= window_s:
+            raise _bad(f"hop_s {hop:g} is outside 0.1-{window_s:g} s (the model's window)")
+        det = det.replace(windows=dataclasses.replace(det.windows, kind="sliding", hop_s=hop))
+        self.stream = det.stream(sample_rate=start.rate, name=f"stream {sid}")
+        self.rate, self.hop_s, self.track = start.rate, hop, start.track
+        self.sha = hashlib.sha256()
+        self.received = 0  # samples at the stream's rate
+        self.arrivals: list[tuple[int, float]] = []  # (samples received, perf_counter)
+        self.pending: list[np.ndarray] = []
+        self.pending_n = 0
+        self.wake = asyncio.Event()  # new audio for the scorer
+        self.drained = asyncio.Event()  # backlog back under half the limit
+        self.finished = asyncio.Event()
+        self.t0 = time.perf_counter()
+        self.last_window: dict | None = None
+        self.segments: list[dict] = []
+        self.windows = 0
+        self.sent_ok = True
+        self.finishing = False  # no more audio: the scorer judges the backlog and returns
+        self.max_lag_s = s.stream_max_lag_s
+
+    def status(self) -> dict:
+        return {
+            "stream_id": self.sid,
+            "state": "live",
+            "received_s": self.received / self.rate,
+            "last_window": self.last_window,
+            "segments": self.segments,
+        }
+
+    @property
+    def backlog_s(self) -> float:
+        return self.pending_n / self.rate
+
+    async def send(self, event: dict) -> None:
+        if not self.sent_ok or self.endpoint.endswith("/twilio"):
+            return  # Twilio takes no messages back; a gone client takes nothing
+        try:
+            await self.ws.send_text(json.dumps(event))
+        except Exception:  # noqa: BLE001 - the client went away; keep judging what arrived
+            self.sent_ok = False
+
+    def add(self, data: bytes) -> None:
+        x = self.decode(data)  # AudioError on NaN samples
+        self.sha.update(data)
+        if x.size:
+            self.received += x.size
+            self.arrivals.append((self.received, time.perf_counter()))
+            self.pending.append(x)
+            self.pending_n += x.size
+            self.wake.set()
+
+    def _latency_ms(self, end_s: float, now: float) -> float:
+        i = bisect.bisect_left(self.arrivals, (int(np.ceil(end_s * self.rate - 1e-6)), 0.0))
+        t = self.arrivals[min(i, len(self.arrivals) - 1)][1] if self.arrivals else now
+        return round((now - t) * 1000, 2)
+
+    async def emit(self, events: list[dict]) -> None:
+        st = self.app.state
+        now = time.perf_counter()
+        for e in events:
+            if e["type"] == "window":
+                e["latency_ms"] = self._latency_ms(e["end_s"], now)
+                if e["score"] is not None:
+                    st.metrics.stream_latency.observe(e["latency_ms"] / 1000)
+                self.last_window = e
+                self.windows += 1
+            elif e["type"] == "segment":
+                self.segments.append({k: v for k, v in e.items() if k != "type"})
+            await self.send(e)
+
+    async def score(self) -> None:
+        """Judge the backlog as it grows, on the service's scoring threads, until told to stop
+        (``self.finishing``) and the backlog is empty."""
+        loop = asyncio.get_running_loop()
+        pool = self.app.state.pool.executor
+        while True:
+            if not self.pending:
+                if self.finishing:
+                    return
+                await self.wake.wait()
+                self.wake.clear()
+                continue
+            x = np.concatenate(self.pending)
+            self.pending, self.pending_n = [], 0
+            events = await loop.run_in_executor(pool, self.stream.feed, x)
+            if self.backlog_s <= self.max_lag_s / 2:
+                self.drained.set()
+            await self.emit(events)
+
+
+def _check_key(ws: WebSocket, key: str | None) -> None:
+    if not api_key_ok(ws.app, presented_key(ws) or key):
+        raise StreamStop(
+            "unauthorized",
+            "a valid API key is required: the X-API-Key or Authorization: Bearer header, or "
+            "api_key in the start message (browsers cannot set WebSocket headers)",
+            POLICY,
+        )
+
+
+async def _receive(ws: WebSocket, hub: StreamHub, idle_s: float) -> dict | None:
+    """The next message; None when the service is shutting down; StreamStop when idle."""
+    recv = asyncio.ensure_future(ws.receive())
+    closing = asyncio.ensure_future(hub._closing().wait())
+    done, _ = await asyncio.wait(
+        {recv, closing}, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    closing.cancel()
+    if recv in done:
+        return recv.result()
+    recv.cancel()
+    if closing in done:
+        return None
+    raise StreamStop("idle_timeout", f"no message for {idle_s:g} s (serve --stream-idle)")
+
+
+def _json(msg: dict) -> dict:
+    text = msg.get("text")
+    if text is None:
+        raise _bad("a binary frame was sent where a JSON text message was expected")
+    try:
+        out = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _bad(f"a text message is not JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(out, dict):
+        raise _bad("a text message must be a JSON object")
+    return out
+
+
+async def _first(ws: WebSocket, hub: StreamHub, twilio: bool, idle_s: float) -> _Start | None:
+    while True:
+        msg = await _receive(ws, hub, idle_s)
+        if msg is None:
+            return None
+        if msg["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(msg.get("code", 1000))
+        m = _json(msg)
+        if twilio:
+            if m.get("event") == "connected":
+                continue
+            if m.get("event") != "start":
+                raise _bad(f"expected Twilio's start message, got event {m.get('event')!r}")
+            return _twilio_start(m)
+        return _native_start(m)
+
+
+def _audio(msg: dict, twilio: bool, track: str | None) -> bytes | str | None:
+    """Audio bytes of a message, ``"stop"``, or None (a message that carries none)."""
+    if twilio:
+        m = _json(msg)
+        ev = m.get("event")
+        if ev == "stop":
+            return "stop"
+        if ev != "media":
+            return None  # mark, dtmf, ...
+        media = m.get("media") or {}
+        if media.get("track", "inbound") != track:
+            return None
+        try:
+            return base64.b64decode(media.get("payload", ""), validate=True)
+        except ValueError:
+            raise _bad("a media message's payload is not base64") from None
+    if msg.get("bytes") is not None:
+        return msg["bytes"]
+    m = _json(msg)
+    if m.get("type") == "stop":
+        return "stop"
+    raise _bad(f"unknown message type {m.get('type')!r}; send binary audio or a stop message")
+
+
+async def serve_stream(ws: WebSocket, twilio: bool) -> None:
+    app = ws.app
+    st, s, hub = app.state, app.state.settings, app.state.streams
+    endpoint = "/v1/stream/twilio" if twilio else "/v1/stream"
+    sid = uuid.uuid4().hex
+    await ws.accept()
+    live: _Live | None = None
+    stop = StreamStop(None, close=NORMAL)
+    reason = "stop"
+
+    async def refuse(e: StreamStop) -> None:
+        if not twilio:
+            await ws.send_text(json.dumps({"type": "error", "code": e.code, "message": e.message}))
+        st.metrics.streams.labels(endpoint, e.code).inc()
+        if st.audit:
+            st.audit.record_rejection(sid, endpoint, e.close, e.code, presented_key(ws))
+        await ws.close(e.close)
+
+    try:
+        if _KEY_PARAMS & set(ws.query_params):
+            raise StreamStop(
+                "key_in_url",
+                "never put an API key in the URL (proxies log it); "
+                "send it in a header or the start message",
+                POLICY,
+            )
+        if hub._closing().is_set():
+            raise StreamStop("shutting_down", "the service is shutting down", GOING_AWAY)
+        start = await _first(ws, hub, twilio, s.stream_idle_s)
+        if start is None:
+            raise StreamStop("shutting_down", "the service is shutting down", GOING_AWAY)
+        _check_key(ws, start.key)
+        if len(hub.active) >= s.max_streams:
+            raise StreamStop(
+                "too_many_streams",
+                f"this service holds at most {s.max_streams} "
+                "streams at once (serve --max-streams); retry later",
+                TRY_LATER,
+            )
+        live = _Live(ws, endpoint, start, sid)
+    except StreamStop as e:
+        await refuse(e)
+        return
+    except WebSocketDisconnect:
+        return
+    except ConfigError as e:
+        await refuse(StreamStop("bad_message", str(e), INVALID))
+        return
+    hub.active[sid] = live
+    for a in start.aliases:
+        hub.alias[a] = sid
+    st.metrics.streams_active.inc()
+    await live.send(
+        {
+            "type": "started",
+            "stream_id": sid,
+            "model": st.model_name,
+            "sample_rate": live.rate,
+            "hop_s": live.hop_s,
+            "window_s": live.stream.det.window_samples / live.stream.det.sample_rate,
+        }
+    )
+    scorer = asyncio.ensure_future(live.score())
+    try:
+        while True:
+            if scorer.done():  # the scorer failed: end the stream with what was judged
+                scorer.result()
+            if live.received / live.rate > s.max_stream_s or (
+                time.perf_counter() - live.t0 > s.max_stream_s + s.stream_idle_s
+            ):
+                raise StreamStop(
+                    "stream_too_long",
+                    f"streams last at most {s.max_stream_s:g} s (serve --max-stream)",
+                )
+            msg = await _receive(ws, hub, s.stream_idle_s)
+            if msg is None:
+                reason, stop = "shutdown", StreamStop(None, close=GOING_AWAY)
+                break
+            if msg["type"] == "websocket.disconnect":
+                reason, live.sent_ok = "disconnected", False
+                break
+            data = _audio(msg, twilio, live.track)
+            if data == "stop":
+                break
+            if data:
+                live.add(data)
+            if live.backlog_s > live.max_lag_s:
+                live.drained.clear()
+                await live.send(
+                    {
+                        "type": "lagging",
+                        "behind_s": round(live.backlog_s, 3),
+                        "max_lag_s": live.max_lag_s,
+                    }
+                )
+                await live.drained.wait()  # reading pauses: TCP holds the client back
+    except StreamStop as e:
+        stop, reason = e, e.code
+    except AudioError as e:
+        stop, reason = StreamStop(e.kind or "bad_audio", str(e), INVALID), e.kind or "bad_audio"
+    except Exception as e:  # noqa: BLE001 - any failure still ends with a summary and a row
+        log.exception("stream %s failed", sid)
+        stop, reason = StreamStop("internal_error", f"{type(e).__name__}: {e}", 1011), "internal"
+    await _end(live, scorer, stop, reason)
+
+
+async def _end(live: _Live, scorer, stop: StreamStop, reason: str) -> None:
+    """Judge what arrived, send the rest of the events and the summary, write the audit row,
+    close."""
+    st = live.app.state
+    live.finishing = True
+    live.wake.set()
+    live.drained.set()
+    try:
+        await scorer
+    except Exception:  # noqa: BLE001 - already judged windows stay judged
+        log.exception("stream %s: scoring failed", live.sid)
+    if stop.code is not None:
+        await live.send({"type": "error", "code": stop.code, "message": stop.message})
+    loop = asyncio.get_running_loop()
+    res = await loop.run_in_executor(st.pool.executor, live.stream.close)
+    await live.emit(live.stream.last_events)
+    d = res.to_dict()
+    d.update(path=f"stream {live.sid}", model=st.model_name)
+    summary = {"type": "summary", "stream_id": live.sid, "ended_by": reason, **d}
+    await live.send(summary)
+    st.metrics.streams_active.dec()
+    st.metrics.streams.labels(live.endpoint, reason).inc()
+    st.metrics.stream_audio.inc(live.received / live.rate)
+    if st.audit:
+        if res.error is None:
+            st.audit.record(
+                live.sid, live.sha.hexdigest(), d, st.model_name, st.settings.model_version
+            )
+        else:
+            st.audit.record_rejection(
+                live.sid,
+                live.endpoint,
+                stop.close,
+                res.error_kind or reason,
+                presented_key(live.ws),
+            )
+    log.info(
+        json.dumps(
+            {
+                "ts": time.time(),
+                "stream_id": live.sid,
+                "path": live.endpoint,
+                "reason": reason,
+                "received_s": round(live.received / live.rate, 3),
+                "windows": live.windows,
+                "label": res.label,
+                "score": res.score,
+                "error": res.error,
+            }
+        )
+    )
+    live.app.state.streams.ended(live, summary)
+    live.finished.set()
+    if live.ws.client_state == WebSocketState.CONNECTED:
+        try:
+            await live.ws.close(stop.close)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+streams = APIRouter()
+
+
+@streams.websocket("/v1/stream")
+async def stream(ws: WebSocket):
+    await serve_stream(ws, twilio=False)
+
+
+@streams.websocket("/v1/stream/twilio")
+async def stream_twilio(ws: WebSocket):
+    await serve_stream(ws, twilio=True)
+
+
+@api.get("/streams/{sid}", summary="A live stream's running verdict, or an ended one's summary")
+async def stream_state(request: Request, sid: str):
+    """By the stream's id, or Twilio's ``streamSid`` or ``callSid``."""
+    out = request.app.state.streams.state(sid)
+    if out is None:
+        raise ServiceError(404, "unknown_stream", f"no live or recent stream {sid!r}")
+    return out

@@ -1,0 +1,472 @@
+"""Live streams in the service: /v1/stream and /v1/stream/twilio over a real WebSocket, judged
+as the offline detector judges the same samples; keys, limits, bad messages, dropped
+connections, audit rows, metrics, and SIGTERM."""
+
+import base64
+import hashlib
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+ws_client = pytest.importorskip("websockets.sync.client")
+from _server import LocalServer  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+import spoofscope  # noqa: E402
+from spoofscope.infer import Detector, TorchEngine, WindowPolicy  # noqa: E402
+from spoofscope.models import save_checkpoint  # noqa: E402
+from spoofscope.serve import ServiceSettings, create_app  # noqa: E402
+
+SR = 16000
+# streams a test keeps open across other steps are opened without a with-block
+pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+
+def _signal(seconds=12.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SR * seconds)) / SR
+    x = 0.3 * np.sin(2 * np.pi * 200 * t)
+    noise = slice(int(seconds / 3 * SR), int(seconds * 7 / 12 * SR))  # 4-7 s of 12
+    x[noise] = 0.1 * rng.standard_normal(noise.stop - noise.start)
+    x[int(seconds * 0.625 * SR) : int(seconds * 0.68 * SR)] = 0.0
+    return x.astype(np.float32)
+
+
+def _pcm(x) -> bytes:
+    return np.clip(np.round(x * 32768), -32768, 32767).astype("<i2").tobytes()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_checkpoint(
+        spoofscope.create_model("lfcc-lcnn"), tmp_path_factory.mktemp("m") / "lcnn.ckpt"
+    )
+
+
+class _SlowEngine(TorchEngine):
+    """A real engine that takes ``delay`` seconds more per batch (a slow CPU)."""
+
+    delay = 0.0
+
+    def __call__(self, x):
+        time.sleep(self.delay)
+        return super().__call__(x)
+
+
+def _service(ckpt, delay=0.0, **kw):
+    det = Detector.from_checkpoint(ckpt)
+    if delay:
+        eng = _SlowEngine(det.model)
+        eng.delay = delay
+        det = Detector(eng, windows=det.windows, decision=det.decision)
+    return LocalServer(create_app(det, ServiceSettings(**kw)))
+
+
+def _url(srv, path="/v1/stream"):
+    return srv.url.replace("http", "ws") + path
+
+
+def _events(conn, limit_s=120):
+    out = []
+    deadline = time.time() + limit_s
+    try:
+        while time.time() < deadline:
+            out.append(json.loads(conn.recv(timeout=limit_s)))
+    except ConnectionClosed:  # every stream ends with the server closing it
+        pass
+    return out
+
+
+def _wait_for_window_ending(conn, end_s):
+    while True:
+        e = json.loads(conn.recv(timeout=60))
+        if e["type"] == "window" and e["end_s"] >= end_s - 1e-9:
+            return
+
+
+def _offline(ckpt, x, hop, rate=SR):
+    det = Detector.from_checkpoint(ckpt).replace(windows=WindowPolicy(hop_s=hop))
+    return det(x, sample_rate=rate)
+
+
+def test_stream_gives_offline_windows_segments_audit_and_metrics(ckpt, tmp_path):
+    x = _signal()
+    data = _pcm(x)
+    db = tmp_path / "audit.sqlite"
+    with _service(ckpt, audit_db=str(db)) as srv:
+        with ws_client.connect(_url(srv)) as c:
+            c.send(
+                json.dumps(
+                    {
+                        "type": "start",
+                        "sample_rate": SR,
+                        "encoding": "pcm_s16le",
+                        "channels": 1,
+                        "hop_s": 0.5,
+                    }
+                )
+            )
+            started = json.loads(c.recv(timeout=30))
+            for i in range(0, len(data), 3200):  # 0.1-s frames
+                c.send(data[i : i + 3200])
+            c.send(json.dumps({"type": "stop"}))
+            events = _events(c)
+            code = c.close_code
+        import httpx
+
+        metrics = httpx.get(srv.url + "/metrics").text
+        state = httpx.get(srv.url + f"/v1/streams/{started['stream_id']}").json()
+    assert started["type"] == "started" and started["hop_s"] == 0.5
+    want = _offline(ckpt, np.frombuffer(data, "<i2").astype(np.float32) / 32768, 0.5)
+    wins = [e for e in events if e["type"] == "window"]
+    assert [(e["start_s"], e["end_s"]) for e in wins] == [
+        (w["start"], w["end"]) for w in want.windows
+    ]
+    for e, w in zip(wins, want.windows, strict=True):
+        assert (e["score"] is None) == (w["score"] is None)
+        if w["score"] is not None:
+            assert e["score"] == pytest.approx(w["score"], abs=1e-5)
+        assert e["latency_ms"] >= 0
+    summary = events[-1]
+    assert summary["type"] == "summary" and summary["ended_by"] == "stop" and code == 1000
+    assert summary["label"] == want.label and summary["score"] == pytest.approx(
+        want.score, abs=1e-5
+    )
+    assert summary["duration_s"] == pytest.approx(12.0)
+    segs = [{k: v for k, v in e.items() if k != "type"} for e in events if e["type"] == "segment"]
+    assert segs == summary["segments"] and len(segs) >= 1
+    assert state["state"] == "ended" and state["summary"]["score"] == summary["score"]
+    rows = (
+        sqlite3.connect(db)
+        .execute("SELECT request_id, sha256, duration_s, score FROM decisions")
+        .fetchall()
+    )
+    assert rows == [
+        (started["stream_id"], hashlib.sha256(data).hexdigest(), 12.0, summary["score"])
+    ]
+    scored = sum(e["score"] is not None for e in wins)
+    assert 'spoofscope_streams_total{endpoint="/v1/stream",outcome="stop"} 1.0' in metrics
+    assert "spoofscope_stream_audio_seconds_total 12.0" in metrics
+    assert f"spoofscope_stream_verdict_latency_seconds_count {scored}.0" in metrics
+    assert "spoofscope_streams_active 0.0" in metrics
+
+
+def test_telephone_mulaw_and_alaw_at_8k(ckpt):
+    x = _signal(8.0)[::2]  # 8 kHz
+    lin = _pcm(x)
+    with _service(ckpt) as srv:
+        for enc, data, decode in (
+            ("mulaw", audioop.lin2ulaw(lin, 2), audioop.ulaw2lin),
+            ("alaw", audioop.lin2alaw(lin, 2), audioop.alaw2lin),
+        ):
+            with ws_client.connect(_url(srv)) as c:
+                c.send(json.dumps({"type": "start", "sample_rate": 8000, "encoding": enc}))
+                for i in range(0, len(data), 160):  # 20-ms packets
+                    c.send(data[i : i + 160])
+                c.send(json.dumps({"type": "stop"}))
+                summary = _events(c)[-1]
+            ref = np.frombuffer(decode(data, 2), "<i2").astype(np.float32) / 32768
+            want = _offline(ckpt, ref, 1.0, rate=8000)
+            assert summary["duration_s"] == pytest.approx(8.0)
+            # the stream resamples piece by piece (soxr streaming), detect the whole file
+            assert summary["score"] == pytest.approx(want.score, abs=2e-3), enc
+            assert summary["label"] == want.label
+
+
+def test_keys_header_start_message_never_the_url(ckpt, tmp_path):
+    db = tmp_path / "audit.sqlite"
+    with _service(ckpt, api_keys=frozenset({"k1"}), audit_db=str(db)) as srv:
+        start = {"type": "start", "sample_rate": SR}
+        with ws_client.connect(_url(srv)) as c:  # no key
+            c.send(json.dumps(start))
+            ev = _events(c)
+            assert ev[-1]["code"] == "unauthorized" and c.close_code == 1008
+        with ws_client.connect(_url(srv), additional_headers={"X-API-Key": "k1"}) as c:
+            c.send(json.dumps(start))
+            c.send(_pcm(_signal(3.0)))
+            c.send(json.dumps({"type": "stop"}))
+            assert _events(c)[-1]["type"] == "summary"
+        with ws_client.connect(_url(srv)) as c:  # a browser: key in the start message
+            c.send(json.dumps({**start, "api_key": "k1"}))
+            c.send(_pcm(_signal(3.0)))
+            c.send(json.dumps({"type": "stop"}))
+            assert _events(c)[-1]["type"] == "summary"
+        with ws_client.connect(_url(srv) + "?api_key=k1") as c:
+            ev = _events(c)
+            assert ev[-1]["code"] == "key_in_url" and c.close_code == 1008
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 2
+    reasons = sorted(r for (r,) in con.execute("SELECT reason FROM rejections"))
+    assert reasons == ["key_in_url", "unauthorized"]
+
+
+def test_bad_messages_end_only_their_stream(ckpt):
+    x = _pcm(_signal(6.0))
+    with _service(ckpt) as srv:
+        good = ws_client.connect(_url(srv))
+        good.send(json.dumps({"type": "start", "sample_rate": SR}))
+        good.send(x[: len(x) // 2])
+        with ws_client.connect(_url(srv)) as c:  # audio, then a text that is not JSON
+            c.send(json.dumps({"type": "start", "sample_rate": SR}))
+            c.send(x)
+            c.send("this is not json")
+            ev = _events(c)
+            err = next(e for e in ev if e["type"] == "error")
+            assert err["code"] == "bad_message" and "not JSON" in err["message"]
+            assert ev[-1]["type"] == "summary" and ev[-1]["duration_s"] == pytest.approx(6.0)
+            assert c.close_code == 1007
+        for first, word in (
+            (b"\x00\x01", "binary"),
+            ('{"type": "start", "sample_rate": 16000, "encoding": "opus"}', "encoding"),
+        ):
+            with ws_client.connect(_url(srv)) as c:
+                c.send(first)
+                ev = _events(c)
+                assert ev[-1]["type"] == "error" and word in ev[-1]["message"]
+        with ws_client.connect(_url(srv)) as c:  # NaN samples in f32le
+            c.send(json.dumps({"type": "start", "sample_rate": SR, "encoding": "f32le"}))
+            c.send(np.full(1600, np.nan, "<f4").tobytes())
+            ev = _events(c)
+            assert any(e.get("code") == "invalid_samples" for e in ev)
+        good.send(x[len(x) // 2 :])
+        good.send(json.dumps({"type": "stop"}))
+        ev = _events(good)
+        good.close()
+    assert ev[-1]["type"] == "summary" and ev[-1]["ended_by"] == "stop"
+    assert ev[-1]["duration_s"] == pytest.approx(6.0)
+
+
+def test_limits_capacity_idle_duration(ckpt):
+    with _service(ckpt, max_streams=1, stream_idle_s=1.0, max_stream_s=4.0) as srv:
+        first = ws_client.connect(_url(srv))
+        first.send(json.dumps({"type": "start", "sample_rate": SR}))
+        assert json.loads(first.recv(timeout=30))["type"] == "started"
+        with ws_client.connect(_url(srv)) as c:
+            c.send(json.dumps({"type": "start", "sample_rate": SR}))
+            ev = _events(c)
+            assert ev[-1]["code"] == "too_many_streams" and c.close_code == 1013
+        first.send(_pcm(_signal(3.0)))  # then nothing: idle
+        ev = _events(first)
+        first.close()
+        assert [e["code"] for e in ev if e["type"] == "error"] == ["idle_timeout"]
+        assert ev[-1]["type"] == "summary" and ev[-1]["duration_s"] == pytest.approx(3.0)
+        with ws_client.connect(_url(srv)) as c:  # too long
+            c.send(json.dumps({"type": "start", "sample_rate": SR}))
+            data = _pcm(_signal(8.0))
+            try:
+                for i in range(0, len(data), 8000):
+                    c.send(data[i : i + 8000])
+            except ConnectionClosed:
+                pass
+            ev = _events(c)
+        assert [e["code"] for e in ev if e["type"] == "error"] == ["stream_too_long"]
+        assert 4.0 < ev[-1]["duration_s"] <= 4.5
+
+
+def test_a_client_faster_than_the_server_is_held_back_not_dropped(ckpt):
+    """Reading pauses when more than stream_max_lag_s of audio waits to be judged: a lagging
+    event, a backlog that never passes the limit by more than one frame, and no audio lost."""
+    x = _pcm(_signal(30.0))
+    frame = 8000  # 0.25 s
+    with _service(ckpt, delay=0.3, stream_max_lag_s=2.0) as srv:
+        with ws_client.connect(_url(srv)) as c:
+            c.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": 1.0}))
+            for i in range(0, len(x), frame):
+                c.send(x[i : i + frame])
+            c.send(json.dumps({"type": "stop"}))
+            ev = _events(c, 300)
+    lag = [e for e in ev if e["type"] == "lagging"]
+    assert lag and all(2.0 < e["behind_s"] <= 2.0 + 0.25 + 1e-9 for e in lag)
+    assert ev[-1]["type"] == "summary" and ev[-1]["duration_s"] == pytest.approx(30.0)
+    assert sum(e["type"] == "window" for e in ev) == len(ev[-1]["windows"])
+
+
+def test_a_dropped_connection_keeps_what_was_judged(ckpt, tmp_path):
+    db = tmp_path / "audit.sqlite"
+    data = _pcm(_signal(6.0))
+    with _service(ckpt, audit_db=str(db)) as srv:
+        c = ws_client.connect(_url(srv))
+        c.send(json.dumps({"type": "start", "sample_rate": SR}))
+        sid = json.loads(c.recv(timeout=30))["stream_id"]
+        c.send(data)
+        _wait_for_window_ending(c, 5.0)  # the last (tail) window comes at close
+        c.socket.shutdown(socket.SHUT_RDWR)  # gone, without a close frame
+        c.socket.close()
+        import httpx
+
+        for _ in range(100):
+            state = httpx.get(srv.url + f"/v1/streams/{sid}").json()
+            if state.get("state") == "ended":
+                break
+            time.sleep(0.1)
+    assert state["summary"]["ended_by"] == "disconnected"
+    assert state["summary"]["duration_s"] == pytest.approx(6.0)
+    row = sqlite3.connect(db).execute("SELECT request_id, duration_s FROM decisions").fetchall()
+    assert row == [(sid, 6.0)]
+
+
+def _twilio_messages(mulaw: bytes, key: str, noise: bytes):
+    sid, call = "MZ0123456789abcdef", "CA0123456789abcdef"
+    yield {"event": "connected", "protocol": "Call", "version": "1.0.0"}
+    yield {
+        "event": "start",
+        "sequenceNumber": "1",
+        "streamSid": sid,
+        "start": {
+            "accountSid": "AC1",
+            "streamSid": sid,
+            "callSid": call,
+            "tracks": ["inbound", "outbound"],
+            "customParameters": {"api_key": key},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        },
+    }
+    seq = 2
+    for k, i in enumerate(range(0, len(mulaw), 160)):  # 20-ms chunks, both tracks
+        for track, src in (("inbound", mulaw), ("outbound", noise)):
+            yield {
+                "event": "media",
+                "sequenceNumber": str(seq),
+                "streamSid": sid,
+                "media": {
+                    "track": track,
+                    "chunk": str(k + 1),
+                    "timestamp": str(20 * k),
+                    "payload": base64.b64encode(src[i : i + 160]).decode(),
+                },
+            }
+            seq += 1
+        if k == 10:
+            yield {
+                "event": "mark",
+                "sequenceNumber": str(seq),
+                "streamSid": sid,
+                "mark": {"name": "greeting"},
+            }
+            seq += 1
+    yield {
+        "event": "stop",
+        "sequenceNumber": str(seq),
+        "streamSid": sid,
+        "stop": {"accountSid": "AC1", "callSid": call},
+    }
+
+
+def test_twilio_media_streams(ckpt):
+    """Exactly Twilio's messages: the inbound track is judged (the outbound one ignored), as
+    the native endpoint judges the same mu-law; nothing is sent back; the verdict is read by
+    callSid while the call runs and after it."""
+    import httpx
+
+    lin = _pcm(_signal(8.0)[::2])
+    mulaw = audioop.lin2ulaw(lin, 2)
+    noise = audioop.lin2ulaw(_pcm(np.random.default_rng(1).standard_normal(32000) * 0.3), 2)
+    with _service(ckpt, api_keys=frozenset({"k1"})) as srv:
+        with ws_client.connect(_url(srv)) as c:
+            c.send(
+                json.dumps(
+                    {"type": "start", "sample_rate": 8000, "encoding": "mulaw", "api_key": "k1"}
+                )
+            )
+            c.send(mulaw)
+            c.send(json.dumps({"type": "stop"}))
+            native = _events(c)[-1]
+        live = None
+        with ws_client.connect(_url(srv, "/v1/stream/twilio")) as c:
+            for k, m in enumerate(_twilio_messages(mulaw, "k1", noise)):
+                c.send(json.dumps(m))
+                if k == 600:  # 6 s of the call sent
+                    time.sleep(1.0)
+                    live = httpx.get(
+                        srv.url + "/v1/streams/CA0123456789abcdef", headers={"X-API-Key": "k1"}
+                    ).json()
+            with pytest.raises((ConnectionClosed, TimeoutError)):
+                c.recv(timeout=30)  # closed without a message
+        for _ in range(100):
+            done = httpx.get(
+                srv.url + "/v1/streams/MZ0123456789abcdef", headers={"X-API-Key": "k1"}
+            ).json()
+            if done.get("state") == "ended":
+                break
+            time.sleep(0.1)
+        with ws_client.connect(_url(srv, "/v1/stream/twilio")) as c:  # a wrong key
+            c.send(json.dumps(next(iter(_twilio_messages(mulaw, "bad", noise)))))
+            msgs = list(_twilio_messages(mulaw, "bad", noise))
+            c.send(json.dumps(msgs[1]))
+            with pytest.raises(ConnectionClosed):
+                c.recv(timeout=30)
+            assert c.close_code == 1008
+    assert live["state"] == "live" and live["last_window"]["type"] == "window"
+    s = done["summary"]
+    assert s["duration_s"] == pytest.approx(8.0) and s["score"] == pytest.approx(
+        native["score"], abs=1e-6
+    )
+
+
+def test_sigterm_ends_streams_with_a_summary_and_1001(ckpt, tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    db = tmp_path / "audit.sqlite"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spoofscope",
+            "serve",
+            "--model",
+            str(ckpt),
+            "--port",
+            str(port),
+            "--audit-db",
+            str(db),
+            "--engine",
+            "torch",
+            "--shutdown-grace",
+            "2",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        import httpx
+
+        for _ in range(240):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        c = ws_client.connect(f"ws://127.0.0.1:{port}/v1/stream")
+        c.send(json.dumps({"type": "start", "sample_rate": SR}))
+        sid = json.loads(c.recv(timeout=30))["stream_id"]
+        c.send(_pcm(_signal(5.0)))
+        _wait_for_window_ending(c, 4.0)
+        proc.send_signal(signal.SIGTERM)
+        ev = _events(c, 60)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert ev[-1]["type"] == "summary" and ev[-1]["ended_by"] == "shutdown"
+    assert ev[-1]["duration_s"] == pytest.approx(5.0) and c.close_code == 1001
+    rows = sqlite3.connect(db).execute("SELECT request_id, duration_s FROM decisions").fetchall()
+    assert rows == [(sid, 5.0)]
