@@ -3,6 +3,7 @@
 import socket
 import threading
 import time
+from pathlib import Path
 
 
 class LocalServer:
@@ -35,3 +36,28 @@ class LocalServer:
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
+
+
+def chromium_path():
+    for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if Path(p).exists():
+            return p
+    return None
+
+
+def launch_chromium(pw, *extra):
+    """Debian's Chromium, headless, with the background networking this machine refuses off."""
+    return pw.chromium.launch(
+        executable_path=chromium_path(),
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            *extra,
+        ],
+    )

@@ -20,6 +20,8 @@ import torch
 
 pytest.importorskip("fastapi")
 from _server import LocalServer as _Server  # noqa: E402
+from _server import chromium_path as _chromium  # noqa: E402
+from _server import launch_chromium as _launch_chromium  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 import spoofscope  # noqa: E402
@@ -353,30 +355,6 @@ def test_truncated_upload_does_not_hurt_the_server(ckpt):
         assert httpx.get(srv.url + "/healthz").status_code == 200
         r = httpx.post(srv.url + "/v1/detect", files={"file": ("a.wav", _wav(), "x")})
         assert r.status_code == 200
-
-
-def _chromium():
-    for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
-        if Path(p).exists():
-            return p
-    return None
-
-
-def _launch_chromium(pw):
-    """Debian's Chromium, headless, with the background networking this machine refuses off."""
-    return pw.chromium.launch(
-        executable_path=_chromium(),
-        headless=True,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ],
-    )
 
 
 @pytest.mark.skipif(

@@ -19,7 +19,7 @@ import torch
 
 pytest.importorskip("fastapi")
 ws_client = pytest.importorskip("websockets.sync.client")
-from _server import LocalServer  # noqa: E402
+from _server import LocalServer, chromium_path, launch_chromium  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 import spoofscope  # noqa: E402
@@ -470,3 +470,50 @@ def test_sigterm_ends_streams_with_a_summary_and_1001(ckpt, tmp_path):
     assert ev[-1]["duration_s"] == pytest.approx(5.0) and c.close_code == 1001
     rows = sqlite3.connect(db).execute("SELECT request_id, duration_s FROM decisions").fetchall()
     assert rows == [(sid, 5.0)]
+
+
+@pytest.mark.skipif(
+    chromium_path() is None,
+    reason="Debian chromium is not installed (scripts/setup.sh installs it)",
+)
+def test_listen_live_in_chromium_with_a_fake_microphone(ckpt, tmp_path):
+    """The page's Listen button: Chromium's fake microphone plays a WAV file; the page shows
+    window events as they come, then the stream's summary, which is the one the service
+    recorded for that stream."""
+    pw = pytest.importorskip("playwright.sync_api")
+    import httpx
+    import soundfile as sf
+
+    wav = tmp_path / "mic.wav"
+    sf.write(wav, _signal(12.0), SR, subtype="PCM_16")
+    with _service(ckpt) as srv:
+        with pw.sync_playwright() as p:
+            browser = launch_chromium(
+                p,
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={wav}",
+                "--autoplay-policy=no-user-gesture-required",
+            )
+            page = browser.new_page()
+            page.goto(srv.url + "/")
+            page.click("#listen")
+            page.wait_for_function(
+                "() => +(document.getElementById('live').dataset.windows || 0) >= 3", timeout=60000
+            )
+            live_text = page.inner_text("#live")
+            page.click("#listen-stop")
+            page.wait_for_selector("#verdict[data-final]", timeout=60000)
+            sid = page.get_attribute("#live", "data-stream")
+            label = page.get_attribute("#verdict", "data-label")
+            p_ui = page.get_attribute("#details", "data-p")
+            error = page.inner_text("#error")
+            browser.close()
+        state = httpx.get(srv.url + f"/v1/streams/{sid}").json()
+    assert "heard" in live_text and error == ""
+    summary = state["summary"]
+    assert state["state"] == "ended" and summary["ended_by"] == "stop"
+    assert summary["duration_s"] >= 5.0 and len(summary["windows"]) >= 3
+    assert label == summary["label"]
+    if summary["label"] != "no_speech":
+        assert float(p_ui) == pytest.approx(summary["p_bonafide"], abs=1e-9)
