@@ -798,6 +798,7 @@ def _cmd_serve(a) -> int:
         stream_idle_s=a.stream_idle,
         stream_max_lag_s=a.stream_max_lag,
         stream_hop_s=a.stream_hop,
+        replica=a.replica or "",
     )
     app = create_app(det, settings)
     logging.getLogger("spoofscope.serve").setLevel(logging.WARNING if a.quiet else logging.INFO)
@@ -811,7 +812,7 @@ def _cmd_serve(a) -> int:
             f"{a.max_batch_seconds:g} s per batch, {a.request_timeout:g} s per request, "
             f"{a.workers} worker(s) + 1 long-audio lane, queue {a.queue_size}; API keys "
             f"{'required' if settings.api_keys is not None else 'off'}; audit "
-            f"{a.audit_db or 'off'}",
+            f"{app.state.audit.path if app.state.audit else 'off'}",
             file=sys.stderr,
             flush=True,
         )
@@ -1384,7 +1385,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="hop (seconds) of a live stream's windows unless its start message sets hop_s",
     )
     sv.add_argument("--api-keys-file", help="one API key per line (or SPOOFSCOPE_API_KEYS)")
-    sv.add_argument("--audit-db", help="record every decision in this SQLite file")
+    sv.add_argument(
+        "--audit-db",
+        metavar="FILE|URL",
+        help="record every decision in this SQLite file, or in PostgreSQL at a "
+        "postgresql://USER:PASSWORD@HOST/DB URL (several service processes share one trail)",
+    )
+    sv.add_argument(
+        "--replica",
+        metavar="NAME",
+        help="this process's name in /metrics, /readyz and the X-Replica header (default: "
+        "the host name)",
+    )
     sv.add_argument("--quiet", action="store_true", help="no start-up line, no request logs")
     sv.set_defaults(func=_cmd_serve)
 
@@ -1404,7 +1416,9 @@ def build_parser() -> argparse.ArgumentParser:
     su = command(
         "summary", "decisions by label, low-confidence rate, scores, refusals", parent=ausub
     )
-    su.add_argument("--db", required=True, help="the SQLite file of serve --audit-db")
+    su.add_argument(
+        "--db", required=True, help="the SQLite file or postgresql:// URL of serve --audit-db"
+    )
     su.add_argument(
         "--since", help="ISO date/time (2026-11-01, 2026-11-01T08:00) or a duration (24h, 7d)"
     )

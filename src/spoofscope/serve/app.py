@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ConfigError
 from ..infer import Detector, Limits
+from .audit import AuditUnavailable
 from .errors import ServiceError, error_response
 from .metrics import ServiceMetrics
 from .pool import ScoringPool
@@ -53,6 +55,7 @@ class ServiceSettings:
     stream_idle_s: float = 30.0  # a stream with no message for this long ends
     stream_max_lag_s: float = 10.0  # backlog of unjudged audio before reading pauses
     stream_hop_s: float = 1.0  # hop of a stream's windows unless its start message sets one
+    replica: str = ""  # this process's name in metrics and headers (default: the host name)
 
     def __post_init__(self):
         checks = {
@@ -160,13 +163,18 @@ def _log_and_count(app: FastAPI) -> None:
             app.state.metrics.requests.labels(endpoint, outcome).inc()
             app.state.metrics.latency.labels(endpoint).observe(ms / 1000)
             if resp.status_code >= 400 and app.state.audit is not None:
-                app.state.audit.record_rejection(
-                    request.state.request_id,
-                    endpoint,
-                    resp.status_code,
-                    outcome,
-                    presented_key(request),
-                )
+                try:
+                    await asyncio.to_thread(
+                        app.state.audit.record_rejection,
+                        request.state.request_id,
+                        endpoint,
+                        resp.status_code,
+                        outcome,
+                        presented_key(request),
+                    )
+                except AuditUnavailable as e:  # the refusal stands; only its row is lost
+                    log.error("audit trail unavailable; refusal not recorded: %s", e)
+        resp.headers["X-Replica"] = app.state.replica
         log.info(
             json.dumps(
                 {
@@ -187,7 +195,7 @@ def _log_and_count(app: FastAPI) -> None:
 def create_app(detector: Detector, settings: ServiceSettings | None = None) -> FastAPI:
     """The service around ``detector`` (a copy limited to ``settings.max_duration_s``)."""
     s = settings or ServiceSettings()
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(s.replica or socket.gethostname(), s.model_version)
     pool = ScoringPool(s.workers, s.queue_size, s.retry_after_s, metrics)
     audit = None
     if s.audit_db:
@@ -234,6 +242,7 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
     app.state.audit = audit
     app.state.ready = False
     app.state.streams = StreamHub()
+    app.state.replica = s.replica or socket.gethostname()
     app.state.model_name = s.model_name or public_model_name(detector)
     _register_error_handlers(app)
     _log_and_count(app)

@@ -1,8 +1,16 @@
-"""The audit trail: one SQLite row per decision, and a summary to watch for drift."""
+"""The audit trail: one row per decision (a file, a batch member, a live stream) and per
+refused request, in a SQLite file (one process) or a PostgreSQL database (several service
+processes share one trail); and a summary to watch for drift.
+
+Both backends use one schema (:data:`SCHEMA`) and the same statements. When the database
+cannot be written the service fails closed: the request gets 503 ``audit_unavailable`` and
+no verdict leaves without its row (see :class:`AuditUnavailable`)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import re
 import sqlite3
 import threading
@@ -11,49 +19,84 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SpoofscopeError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
+log = logging.getLogger("spoofscope.serve")
+
+#: one schema for SQLite and PostgreSQL (DOUBLE PRECISION is a REAL column in SQLite)
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS decisions (
     time TEXT NOT NULL,
     request_id TEXT NOT NULL,
     sha256 TEXT NOT NULL,
-    duration_s REAL,
-    score REAL,
+    duration_s DOUBLE PRECISION,
+    score DOUBLE PRECISION,
     label TEXT,
-    p_bonafide REAL,
+    p_bonafide DOUBLE PRECISION,
     confident INTEGER,
     model TEXT,
     version TEXT
-);
-CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
-CREATE TABLE IF NOT EXISTS rejections (
+)""",
+    "CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time)",
+    """CREATE TABLE IF NOT EXISTS rejections (
     time TEXT NOT NULL,
     request_id TEXT NOT NULL,
     endpoint TEXT,
     status INTEGER,
     reason TEXT,
     api_key_sha256 TEXT
-);
-CREATE INDEX IF NOT EXISTS rejections_time ON rejections(time);
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS rejections_time ON rejections(time)",
+    # live streams: the latest state of each (any replica can answer GET /v1/streams/{id})
+    """CREATE TABLE IF NOT EXISTS streams (
+    id TEXT PRIMARY KEY,
+    updated TEXT NOT NULL,
+    state TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS stream_aliases (
+    alias TEXT PRIMARY KEY,
+    id TEXT NOT NULL
+)""",
+)
 
 
-class AuditLog:
-    """Thread-safe appender of decisions to a SQLite file."""
+class AuditUnavailable(SpoofscopeError):
+    """The audit database cannot be written (or read) now."""
 
-    def __init__(self, path):
+
+def is_postgres(target) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def _redacted(url: str) -> str:
+    """A connection URL without its password (for messages and logs)."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+class _SQLite:
+    placeholder = "?"
+
+    def __init__(self, path, readonly: bool = False):
         self.path = Path(path)
+        self.name = str(self.path)
+        self._lock = threading.Lock()
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"audit database {self.path} not found")
+            self._conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+            )
+            return
         parent = self.path.parent
         if not parent.is_dir():
             raise ConfigError(
                 f"audit database {self.path}: the folder {parent} does not exist; create it "
                 "first (a typo here would otherwise lose the audit trail in a new folder)"
             )
-        self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
         try:
-            self._conn.executescript(SCHEMA)
+            for stmt in SCHEMA:
+                self._conn.execute(stmt)
             self._conn.commit()
         except sqlite3.DatabaseError as e:
             self._conn.close()
@@ -61,6 +104,113 @@ class AuditLog:
                 f"audit database {self.path}: not a SQLite database ({e}); give a new file "
                 "name or an existing spoofscope audit database"
             ) from None
+
+    def execute(self, sql: str, args=()) -> None:
+        with self._lock:
+            try:
+                self._conn.execute(sql, args)
+                self._conn.commit()
+            except sqlite3.OperationalError as e:  # disk full, locked for too long ...
+                raise AuditUnavailable(f"audit database {self.path}: {e}") from None
+
+    def query(self, sql: str, args=()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise ConfigError(f"{self.path}: not a spoofscope audit database ({e})") from None
+
+    def has_table(self, name: str) -> bool:
+        q = "SELECT name FROM sqlite_master WHERE type='table' AND name=?"
+        return bool(self.query(q, (name,)))
+
+    def ping(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _Postgres:
+    """A psycopg 3 connection pool; every statement commits on its own."""
+
+    placeholder = "%s"
+
+    def __init__(self, url: str, timeout_s: float = 3.0, readonly: bool = False):
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool
+        except ImportError:
+            raise ConfigError(
+                "a PostgreSQL audit trail needs psycopg: pip install 'spoofscope[postgres]'"
+            ) from None
+        self.name = _redacted(url)
+        self._errors = (psycopg.Error, Exception)
+        self._psycopg = psycopg
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=8,
+            timeout=timeout_s,
+            open=False,
+            check=ConnectionPool.check_connection,  # a connection broken by a restart is replaced
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout_s))},
+        )
+        try:
+            self.pool.open(wait=True, timeout=timeout_s)
+            if not readonly:
+                for stmt in SCHEMA:
+                    self.execute(stmt)
+        except Exception as e:  # noqa: BLE001 - refuse to start on a database we cannot use
+            self.pool.close()
+            raise ConfigError(f"audit database {self.name}: cannot connect ({e})") from None
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def execute(self, sql: str, args=()) -> None:
+        try:
+            with self.pool.connection() as conn:
+                conn.execute(self._sql(sql), args)
+        except Exception as e:  # noqa: BLE001 - psycopg errors and pool timeouts alike
+            raise AuditUnavailable(f"audit database {self.name}: {type(e).__name__}: {e}") from None
+
+    def query(self, sql: str, args=()) -> list[tuple]:
+        try:
+            with self.pool.connection() as conn:
+                return conn.execute(self._sql(sql), args).fetchall()
+        except Exception as e:  # noqa: BLE001
+            raise AuditUnavailable(f"audit database {self.name}: {type(e).__name__}: {e}") from None
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.query("SELECT to_regclass(?)::text", (name,))[0][0])
+
+    def ping(self) -> bool:
+        try:
+            self.query("SELECT 1")
+            return True
+        except AuditUnavailable:
+            return False
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def open_database(target, readonly: bool = False):
+    """The backend for a SQLite path or a ``postgresql://`` URL."""
+    if is_postgres(target):
+        return _Postgres(str(target), readonly=readonly)
+    return _SQLite(target, readonly=readonly)
+
+
+class AuditLog:
+    """Thread-safe appender of decisions (SQLite file or PostgreSQL URL). Writes that fail
+    raise :class:`AuditUnavailable`."""
+
+    def __init__(self, target):
+        self.db = open_database(target)
+        self.path = self.db.name
 
     def record(
         self,
@@ -72,23 +222,21 @@ class AuditLog:
         when: datetime | None = None,
     ) -> None:
         when = when or datetime.now(UTC)
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    when.isoformat(timespec="milliseconds"),
-                    request_id,
-                    sha256,
-                    result.get("duration_s"),
-                    result.get("score"),
-                    result.get("label"),
-                    result.get("p_bonafide"),
-                    None if result.get("confident") is None else int(result["confident"]),
-                    model,
-                    version,
-                ),
-            )
-            self._conn.commit()
+        self.db.execute(
+            "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                when.isoformat(timespec="milliseconds"),
+                request_id,
+                sha256,
+                result.get("duration_s"),
+                result.get("score"),
+                result.get("label"),
+                result.get("p_bonafide"),
+                None if result.get("confident") is None else int(result["confident"]),
+                model,
+                version,
+            ),
+        )
 
     def record_rejection(
         self,
@@ -103,23 +251,39 @@ class AuditLog:
         key itself)."""
         when = when or datetime.now(UTC)
         digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO rejections VALUES (?,?,?,?,?,?)",
-                (
-                    when.isoformat(timespec="milliseconds"),
-                    request_id,
-                    endpoint,
-                    status,
-                    reason,
-                    digest,
-                ),
+        self.db.execute(
+            "INSERT INTO rejections VALUES (?,?,?,?,?,?)",
+            (when.isoformat(timespec="milliseconds"), request_id, endpoint, status, reason, digest),
+        )
+
+    def put_stream(self, sid: str, state: dict, aliases=()) -> None:
+        """The latest state of a live stream (insert or replace), findable by its aliases."""
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self.db.execute(
+            "INSERT INTO streams VALUES (?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "updated = excluded.updated, state = excluded.state",
+            (sid, now, json.dumps(state)),
+        )
+        for a in aliases:
+            self.db.execute(
+                "INSERT INTO stream_aliases VALUES (?,?) ON CONFLICT (alias) DO UPDATE SET "
+                "id = excluded.id",
+                (a, sid),
             )
-            self._conn.commit()
+
+    def get_stream(self, key: str) -> dict | None:
+        rows = self.db.query(
+            "SELECT s.state FROM streams s WHERE s.id = ? OR s.id = "
+            "(SELECT id FROM stream_aliases WHERE alias = ?)",
+            (key, key),
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    def ping(self) -> bool:
+        return self.db.ping()
 
     def close(self):
-        with self._lock:
-            self._conn.close()
+        self.db.close()
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -147,16 +311,13 @@ def parse_time_bound(text: str, now: datetime | None = None) -> str:
     return d.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def summarize(path, since: str | None = None, until: str | None = None) -> dict:
+def summarize(target, since: str | None = None, until: str | None = None) -> dict:
     """Counts by label, the low-confidence rate and the score distribution over a time range
     (bounds as :func:`parse_time_bound` reads them, inclusive), and the refused requests by
-    reason."""
+    reason. ``target``: the SQLite file or the ``postgresql://`` URL of the trail."""
     since = parse_time_bound(since) if since else None
     until = parse_time_bound(until) if until else None
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"audit database {p} not found")
-    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    db = open_database(target, readonly=True)
     try:
         q = "SELECT time, score, label, confident FROM decisions WHERE 1=1"
         args: list = []
@@ -166,19 +327,14 @@ def summarize(path, since: str | None = None, until: str | None = None) -> dict:
         if until:
             q += " AND time <= ?"
             args.append(until)
-        rows = conn.execute(q + " ORDER BY time", args).fetchall()
-        has_rej = conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name='rejections'"
-        ).fetchone()
+        rows = db.query(q + " ORDER BY time", args)
         rejected: dict[str, int] = {}
-        if has_rej:
+        if db.has_table("rejections"):
             rq = q.replace("time, score, label, confident FROM decisions", "reason FROM rejections")
-            for (reason,) in conn.execute(rq, args).fetchall():
+            for (reason,) in db.query(rq, args):
                 rejected[reason] = rejected.get(reason, 0) + 1
-    except sqlite3.DatabaseError as e:
-        raise ConfigError(f"{p}: not a spoofscope audit database ({e})") from None
     finally:
-        conn.close()
+        db.close()
     scores = np.array([r[1] for r in rows if r[1] is not None], dtype=float)
     labels: dict[str, int] = {}
     for r in rows:

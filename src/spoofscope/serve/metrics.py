@@ -4,10 +4,14 @@ from __future__ import annotations
 
 
 class ServiceMetrics:
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    def __init__(self, replica: str = "", version: str = ""):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
         self.registry = CollectorRegistry()
+        # which process these numbers come from (Prometheus adds instance; this names it)
+        Info("spoofscope_replica", "This service process", registry=self.registry).info(
+            {"replica": replica, "version": version}
+        )
         self.requests = Counter(
             "spoofscope_requests",
             "Requests by endpoint and outcome",

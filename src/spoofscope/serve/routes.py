@@ -3,7 +3,9 @@ routes (health, readiness, metrics, the web page)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from .errors import STATUS_OF_KIND, ServiceError, error_response
 from .uploads import content_length_limit, uploaded_files
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("spoofscope.serve")
 
 
 def _multipart_schema(field: str, many: bool) -> dict:
@@ -75,7 +78,7 @@ def _named(request: Request, name: str, res) -> str:
     return f"{name}: {res.error.split(': ', 1)[-1]}"
 
 
-def _result(request: Request, name: str, blob: bytes, res, t0: float) -> dict:
+async def _result(request: Request, name: str, blob: bytes, res, t0: float) -> dict:
     st = request.app.state
     d = res.to_dict()
     d["path"] = name
@@ -91,7 +94,8 @@ def _result(request: Request, name: str, blob: bytes, res, t0: float) -> dict:
         elif res.confident is False:
             st.metrics.low_conf.inc()
         if st.audit:
-            st.audit.record(
+            await audited(
+                st.audit.record,
                 request.state.request_id,
                 hashlib.sha256(blob).hexdigest(),
                 d,
@@ -99,6 +103,24 @@ def _result(request: Request, name: str, blob: bytes, res, t0: float) -> dict:
                 st.settings.model_version,
             )
     return d
+
+
+async def audited(write, *args) -> None:
+    """An audit write off the event loop. Fail closed: a decision that cannot be recorded
+    is not returned (503 ``audit_unavailable``, and a log line naming the database)."""
+    from .audit import AuditUnavailable
+
+    try:
+        await asyncio.to_thread(write, *args)
+    except AuditUnavailable as e:
+        log.error("audit trail unavailable, answering 503: %s", e)
+        raise ServiceError(
+            503,
+            "audit_unavailable",
+            "the decision could not be recorded in the audit trail, so it is not returned; "
+            "retry shortly",
+            {"Retry-After": "5"},
+        ) from None
 
 
 @api.post(
@@ -118,7 +140,7 @@ async def detect(request: Request):
     if res.error:
         status, code = STATUS_OF_KIND.get(res.error_kind or "invalid", (415, "unsupported_audio"))
         raise ServiceError(status, code, _named(request, name, res))
-    d = _result(request, name, blob, res, t0)
+    d = await _result(request, name, blob, res, t0)
     request.state.score = d["score"]
     if res.label == "no_speech":
         request.state.outcome = "no_speech"
@@ -161,7 +183,7 @@ async def detect_batch(request: Request):
     stopped = next((r for r in results if r.error_kind == "shutting_down"), None)
     if stopped is not None:  # the whole request is refused, as for one file
         raise ServiceError(503, "shutting_down", stopped.error.split(": ", 1)[-1])
-    out = [_result(request, n, b, r, t0) for (n, b), r in zip(files, results, strict=True)]
+    out = [await _result(request, n, b, r, t0) for (n, b), r in zip(files, results, strict=True)]
     return JSONResponse({"request_id": request.state.request_id, "results": out})
 
 
@@ -175,11 +197,17 @@ async def readyz(request: Request):
     st = request.app.state
     if not st.ready:
         return error_response(503, "not_ready", "the model is still loading")
+    if st.audit is not None and not await asyncio.to_thread(st.audit.ping):
+        return error_response(
+            503, "not_ready", f"the audit database {st.audit.path} cannot be reached"
+        )
     return {
         "status": "ready",
         "model": st.model_name,
         "version": st.settings.model_version,
         "calibrated": st.detector.calibration is not None,
+        "engine": st.detector.engine.name,
+        "replica": st.replica,
     }
 
 

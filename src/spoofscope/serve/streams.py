@@ -134,6 +134,19 @@ def _twilio_start(msg: dict) -> _Start:
     )
 
 
+async def _audit(write, *args) -> bool:
+    """An audit write off the event loop; a stream that cannot be recorded still ends
+    normally for its client (its verdict was already sent), with an error log line."""
+    from .audit import AuditUnavailable
+
+    try:
+        await asyncio.to_thread(write, *args)
+        return True
+    except AuditUnavailable as e:
+        log.error("audit trail unavailable; stream row not recorded: %s", e)
+        return False
+
+
 class StreamHub:
     """The service's live streams: how many, their latest state, and the ended ones."""
 
@@ -201,6 +214,9 @@ class _Live:
         self.sent_ok = True
         self.finishing = False  # no more audio: the scorer judges the backlog and returns
         self.max_lag_s = s.stream_max_lag_s
+        self.aliases = start.aliases
+        self._put_at = 0.0  # when the shared state was last written
+        self._putting = False
 
     def status(self) -> dict:
         return {
@@ -251,6 +267,24 @@ class _Live:
             elif e["type"] == "segment":
                 self.segments.append({k: v for k, v in e.items() if k != "type"})
             await self.send(e)
+        self.share()
+
+    def share(self, force: bool = False) -> None:
+        """Write the live state to the audit database (at most once a second, one write at a
+        time, never waited for), so that any replica answers GET /v1/streams/{id}."""
+        audit = self.app.state.audit
+        now = time.perf_counter()
+        if audit is None or self._putting or (not force and now - self._put_at < 1.0):
+            return
+        self._put_at, self._putting = now, True
+
+        async def put():
+            try:
+                await _audit(audit.put_stream, self.sid, self.status(), self.aliases)
+            finally:
+                self._putting = False
+
+        asyncio.ensure_future(put())
 
     async def score(self) -> None:
         """Judge the backlog as it grows, on the service's scoring threads, until told to stop
@@ -367,7 +401,9 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
             await ws.send_text(json.dumps({"type": "error", "code": e.code, "message": e.message}))
         st.metrics.streams.labels(endpoint, e.code).inc()
         if st.audit:
-            st.audit.record_rejection(sid, endpoint, e.close, e.code, presented_key(ws))
+            await _audit(
+                st.audit.record_rejection, sid, endpoint, e.close, e.code, presented_key(ws)
+            )
         await ws.close(e.close)
 
     try:
@@ -414,6 +450,7 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
             "window_s": live.stream.det.window_samples / live.stream.det.sample_rate,
         }
     )
+    live.share(force=True)
     scorer = asyncio.ensure_future(live.score())
     try:
         while True:
@@ -481,19 +518,24 @@ async def _end(live: _Live, scorer, stop: StreamStop, reason: str) -> None:
     st.metrics.streams_active.dec()
     st.metrics.streams.labels(live.endpoint, reason).inc()
     st.metrics.stream_audio.inc(live.received / live.rate)
+    live._put_at = float("inf")  # no more live-state writes: the ended state comes last
+    while live._putting:
+        await asyncio.sleep(0.01)
     if st.audit:
         if res.error is None:
-            st.audit.record(
-                live.sid, live.sha.hexdigest(), d, st.model_name, st.settings.model_version
-            )
+            args = (live.sid, live.sha.hexdigest(), d, st.model_name, st.settings.model_version)
+            await _audit(st.audit.record, *args)
         else:
-            st.audit.record_rejection(
+            args = (
                 live.sid,
                 live.endpoint,
                 stop.close,
                 res.error_kind or reason,
                 presented_key(live.ws),
             )
+            await _audit(st.audit.record_rejection, *args)
+        state = {"stream_id": live.sid, "state": "ended", "summary": summary}
+        await _audit(st.audit.put_stream, live.sid, state, live.aliases)
     log.info(
         json.dumps(
             {
@@ -534,7 +576,10 @@ async def stream_twilio(ws: WebSocket):
 @api.get("/streams/{sid}", summary="A live stream's running verdict, or an ended one's summary")
 async def stream_state(request: Request, sid: str):
     """By the stream's id, or Twilio's ``streamSid`` or ``callSid``."""
-    out = request.app.state.streams.state(sid)
+    st = request.app.state
+    out = st.streams.state(sid)
+    if out is None and st.audit is not None:  # another replica's stream
+        out = await asyncio.to_thread(st.audit.get_stream, sid)
     if out is None:
         raise ServiceError(404, "unknown_stream", f"no live or recent stream {sid!r}")
     return out

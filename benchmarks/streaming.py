@@ -1,0 +1,214 @@
+"""Live streams: verdict latency and how many real-time streams one machine holds.
+
+For each model, `spoofscope serve` runs as its own process (random weights: they do not change
+the speed; the energy meter, so that every window of the test signal is scored, the worst
+case); N clients connect to /v1/stream at once (starts spread over one hop), each sending
+16-kHz 16-bit audio in 100-ms frames at real time for --seconds, then stop. Latency is the
+service's own ``latency_ms`` of each scored window (the arrival of the window's last sample to
+its event). N grows through --levels until the 95th percentile passes 1 s; the table gives
+every level run, with the server's peak resident memory (/proc). What one open stream holds is
+measured apart, in this process with tracemalloc: the state of one stream after 10 s and after
+--held-minutes of audio (it grows with the stream: the speech mask and the window list).
+
+    python benchmarks/streaming.py [--models aasist,ssl-aasist] [--hop 1.0] [--seconds 20]
+                                   [--levels 1,2,4,8,12,16]
+
+Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_name  # noqa: E402
+
+SR = 16000
+FRAME = SR // 10  # 100 ms
+
+
+def _signal(seconds: float, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SR * seconds)) / SR
+    x = 0.2 * np.sin(2 * np.pi * (150 + 50 * seed) * t) + 0.05 * rng.standard_normal(t.size)
+    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class _Peak(threading.Thread):
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0.0, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, _rss_mb(self.pid))
+            time.sleep(0.2)
+
+
+async def _client(url: str, seconds: float, seed: int, delay: float, hop: float) -> dict:
+    from websockets.asyncio.client import connect
+
+    await asyncio.sleep(delay)
+    data = _signal(seconds, seed)
+    lat, lagging = [], 0
+    async with connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": hop}))
+
+        async def reader():
+            nonlocal lagging
+            async for m in ws:
+                e = json.loads(m)
+                if e["type"] == "window" and e["score"] is not None:
+                    lat.append(e["latency_ms"])
+                elif e["type"] == "lagging":
+                    lagging += 1
+                elif e["type"] == "summary":
+                    return e
+
+        task = asyncio.create_task(reader())
+        t0 = time.perf_counter()
+        for k, i in enumerate(range(0, len(data), 2 * FRAME)):
+            await asyncio.sleep(max(0.0, t0 + k * 0.1 - time.perf_counter()))
+            await ws.send(data[i : i + 2 * FRAME])
+        await ws.send(json.dumps({"type": "stop"}))
+        summary = await asyncio.wait_for(task, 600)
+    return {"latency_ms": lat, "lagging": lagging, "windows": len(summary["windows"])}
+
+
+async def _level(url, n, seconds, hop):
+    rng = np.random.default_rng(n)
+    return await asyncio.gather(
+        *[_client(url, seconds, k, float(rng.uniform(0, hop)), hop) for k in range(n)]
+    )
+
+
+def _held_mb(ckpt: Path, hop: float, minutes: float) -> tuple[float, float]:
+    """Memory one stream's state holds after 10 s and after ``minutes`` of audio."""
+    import tracemalloc
+
+    from spoofscope.infer import Decision, Detector, WindowPolicy
+
+    det = Detector.load(ckpt, windows=WindowPolicy(hop_s=hop), decision=Decision(vad="energy"))
+    det.warm_up()
+    x = np.frombuffer(_signal(10.0, 0), "<i2").astype(np.float32) / 32768
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    st = det.stream()
+    st.feed(x)
+    short = (tracemalloc.get_traced_memory()[0] - base) / 2**20
+    for _ in range(int(minutes * 6) - 1):
+        st.feed(x)
+    long = (tracemalloc.get_traced_memory()[0] - base) / 2**20
+    tracemalloc.stop()
+    return short, long
+
+
+def _serve(ckpt: Path, port: int, hop: float) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "spoofscope", "serve", "--model", str(ckpt), "--port", str(port)]
+    cmd += ["--max-streams", "64", "--stream-hop", str(hop), "--vad", "energy", "--quiet"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_ready(port: int, proc: subprocess.Popen) -> None:
+    for _ in range(1200):
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read().decode()[-2000:])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    raise RuntimeError("the service did not become ready")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="aasist,ssl-aasist")
+    ap.add_argument("--hop", type=float, default=1.0)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--levels", default="1,2,4,8,12,16")
+    ap.add_argument("--held-minutes", type=float, default=5.0)
+    a = ap.parse_args()
+    import torch
+
+    import spoofscope
+    from spoofscope.models import save_checkpoint
+
+    levels = [int(v) for v in a.levels.split(",")]
+    print(
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}; random "
+        f"weights; hop {a.hop:g} s; {a.seconds:g} s of real-time audio per stream"
+    )
+    print()
+    print(
+        "| model | engine | streams | windows | latency p50 (ms) | p95 (ms) | max (ms) | "
+        "lagging events | server RSS peak (MB) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    held = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in a.models.split(","):
+            torch.manual_seed(0)
+            ckpt = save_checkpoint(spoofscope.create_model(name), Path(tmp) / f"{name}.ckpt")
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            s.close()
+            proc = _serve(ckpt, port, a.hop)
+            try:
+                _wait_ready(port, proc)
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as r:
+                    engine = json.loads(r.read())["engine"]
+                for n in levels:
+                    peak = _Peak(proc.pid)
+                    peak.start()
+                    res = asyncio.run(
+                        _level(f"ws://127.0.0.1:{port}/v1/stream", n, a.seconds, a.hop)
+                    )
+                    peak.stop.set()
+                    peak.join()
+                    lat = np.array([v for r in res for v in r["latency_ms"]])
+                    p50, p95 = np.percentile(lat, [50, 95])
+                    print(
+                        f"| {name} | {engine} | {n} | {lat.size} | {p50:.0f} | {p95:.0f} | "
+                        f"{lat.max():.0f} | {sum(r['lagging'] for r in res)} | "
+                        f"{peak.peak:.0f} |",
+                        flush=True,
+                    )
+                    if p95 > 1000:
+                        break
+            finally:
+                proc.terminate()
+                proc.wait(30)
+            held.append((name, _held_mb(ckpt, a.hop, a.held_minutes)))
+    print()
+    for name, (short, long) in held:
+        print(
+            f"{name}: one open stream holds {short:.2f} MB after 10 s and {long:.2f} MB after "
+            f"{a.held_minutes:g} min of audio (tracemalloc)"
+        )
+
+
+if __name__ == "__main__":
+    main()
