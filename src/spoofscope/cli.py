@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import math
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -98,8 +100,10 @@ def _cmd_evaluate_localisation(a) -> int:
         f"{r['spoof_s']:.1f} s spoof, {r['bonafide_s']:.1f} s bona fide)"
     )
     for res, v in out["segment_eer"].items():
-        print(f"segment EER {res:>5} s  {100 * v['eer']:.2f} %  ({v['n_spoof']} spoof units, "
-              f"{v['n_bonafide']} bona fide)")  # fmt: skip
+        print(
+            f"segment EER {res:>5} s  {100 * v['eer']:.2f} %  ({v['n_spoof']} spoof units, "
+            f"{v['n_bonafide']} bona fide)"
+        )
     if out["utterance_eer"]:
         print(f"utterance EER    {100 * out['utterance_eer']['eer']:.2f} %")
     return 0
@@ -264,6 +268,8 @@ def _cmd_detect(a) -> int:
 
     if a.stream:
         return _detect_stream(a)
+    if a.ray is not None:
+        return _detect_ray(a)
     inputs = _expand_inputs(a.paths, a.recursive)
     if not inputs:
         raise CLIError("no audio files found (use --recursive to walk sub-folders)")
@@ -345,6 +351,54 @@ def _cmd_detect(a) -> int:
                 for g in r.segments if a.segments else []:  # one row per segment
                     cw.writerow([cell({"path": r.path, **g}.get(c)) for c in cols])
     return 1 if any(r.error for r in results) else 0
+
+
+#: what ``--ray VALUE`` takes for a cluster address rather than for the first input
+_RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S+|[\w.-]+:\d+)$")
+
+
+def _detect_ray(a) -> int:
+    """``detect --ray [ADDRESS] INPUTS --out RESULTS/``: an archive on a Ray cluster, results
+    as Parquet shards (resumable)."""
+    import functools
+
+    from .infer.ray import score_files
+
+    address, paths = a.ray, list(a.paths)
+    if address != "auto" and not _RAY_ADDRESS.match(address):  # --ray then the first input
+        paths, address = [address, *paths], "auto"
+    if not a.out:
+        raise CLIError("--ray writes Parquet shards: give the results folder with --out")
+    if a.json or a.csv or a.rttm or a.segments:
+        raise CLIError("--ray writes its results to --out (Parquet); drop --json/--csv/--rttm")
+    try:
+        import ray
+    except ImportError:
+        raise CLIError("--ray needs Ray: pip install 'spoofscope[ray]'") from None
+    if address == "auto" and not os.environ.get("RAY_ADDRESS"):
+        address = None  # no cluster named: start a local one
+    elif address == "local":
+        address = None
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    try:
+        s = score_files(
+            paths,
+            a.out,
+            functools.partial(_build_detector, a),
+            address=address,
+            actors=a.actors,
+            recursive=a.recursive,
+            progress=not a.quiet,
+        )
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    print(
+        f"{s['files']} files: {s['skipped']} already in {a.out}, {s['scored']} scored now "
+        f"({s['errors']} errors), {s['audio_hours']:.3f} h of audio in {s['seconds']:.1f} s; "
+        f"shards: {', '.join(s['shards']) or 'none new'}"
+    )
+    return 1 if s["errors"] else 0
 
 
 def _detect_stream(a) -> int:
@@ -699,8 +753,9 @@ def _demo_localisation(out, data, cfg) -> None:
         out / "final.ckpt", windows=WindowPolicy(hop_s=0.5), decision=Decision(vad="energy")
     )
     res = det.detect_many(ps["paths"])
-    hyp = {Path(r.path).stem: [(t["start_s"], t["end_s"], t["score"]) for t in r.timeline]
-           for r in res}  # fmt: skip
+    hyp = {
+        Path(r.path).stem: [(t["start_s"], t["end_s"], t["score"]) for t in r.timeline] for r in res
+    }
     rng_ = range_eer(ps["spoof"], ps["durations"], hyp)
     utt = utterance_eer(ps["spoof"], ps["durations"], hyp)
     n_part = sum(1 for v in ps["spoof"].values() if v)
@@ -1141,6 +1196,19 @@ def build_parser() -> argparse.ArgumentParser:
         "a row per segment to --csv",
     )
     dt.add_argument("--rttm", metavar="FILE", help="write the segments in RTTM")
+    dt.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="score on a Ray cluster (ADDRESS: auto = $RAY_ADDRESS or a local one, "
+        "ray://HEAD:10001, HEAD:6379) into Parquet shards under --out; a rerun skips the files "
+        "already there",
+    )
+    dt.add_argument("--out", metavar="RESULTS", help="--ray: the results folder")
+    dt.add_argument(
+        "--actors", type=POSITIVE_INT, default=2, help="--ray: detectors scoring in parallel"
+    )
     dt.add_argument(
         "--stream",
         action="store_true",
