@@ -15,7 +15,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 # the CPU build of torch first (the default index would pull a multi-GB CUDA build)
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
- && pip install ".[serve]"
+ && pip install ".[serve,postgres]"
 
 # FETCH_WEIGHTS=1: the published AASIST weights through spoofscope's own verified download
 # (sha256 from the model card), from the card's URL or the mirror WEIGHTS_URL

@@ -202,7 +202,11 @@ def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
     for n in params:
         mean = (epochs[0]["state_dict"][n] + epochs[1]["state_dict"][n]) / 2
         torch.testing.assert_close(swa["state_dict"][n], mean, rtol=0, atol=1e-7)
-    assert not torch.equal(epochs[0]["state_dict"][n], epochs[1]["state_dict"][n])
+    # the two epochs' weights differ (somewhere: a parameter picked from a set, as before,
+    # depended on the hash seed, and some, like a scale of 1, may not move in two epochs)
+    assert any(
+        not torch.equal(epochs[0]["state_dict"][n], epochs[1]["state_dict"][n]) for n in params
+    )
     # each epoch's dev EER in metrics.csv is the one its checkpoint was saved with
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert len(rows) == 2

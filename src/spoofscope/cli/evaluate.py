@@ -1,0 +1,313 @@
+"""``evaluate``, ``calibrate`` and ``fuse``: scores -> metrics, calibrations, fusions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ._common import BAND, POSITIVE, PROBABILITY, CLIError
+
+
+def _rttm_durations(rows: dict) -> dict:
+    """A file's duration as its RTTM covers it: the end of its last segment."""
+    return {f: max(b for _, b, _ in r) for f, r in rows.items()}
+
+
+def _read_hypothesis(path) -> tuple[dict, dict]:
+    """Timelines from ``detect --json`` output (one object per line, or a list) or an RTTM
+    (spoof stretches scored -1, bona fide +1): ``({file: [(start, end, score)]}, {file:
+    duration})``."""
+    from ..metrics.localisation import read_rttm
+
+    text = Path(path).read_text()
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            objs = (
+                json.loads(text)
+                if text.lstrip().startswith("[")
+                else [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+            )
+        except ValueError as e:
+            raise CLIError(f"{path}: not detect --json output ({e})") from None
+        hyp, durs = {}, {}
+        for o in objs:
+            if o.get("error"):
+                continue
+            uid = Path(o["path"]).stem
+            hyp[uid] = [(t["start_s"], t["end_s"], t["score"]) for t in o.get("timeline") or []]
+            durs[uid] = o["duration_s"]
+        return hyp, durs
+    try:
+        rows = read_rttm(path)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    score = {"spoof": -1.0, "fake": -1.0}
+    hyp = {f: [(a, b, score.get(lab.lower(), 1.0)) for a, b, lab in r] for f, r in rows.items()}
+    return hyp, _rttm_durations(rows)
+
+
+def _cmd_evaluate_localisation(a) -> int:
+    from ..metrics import range_eer, segment_eer, utterance_eer
+    from ..metrics.localisation import read_partialspoof_labels, read_rttm, spoof_stretches
+
+    if str(a.reference).endswith(".npy"):
+        ref, ref_durs = read_partialspoof_labels(a.reference, a.label_resolution)
+    else:
+        try:
+            rows = read_rttm(a.reference)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        ref = spoof_stretches(rows)
+        ref_durs = _rttm_durations(rows)
+    hyp, hyp_durs = _read_hypothesis(a.hypothesis)
+    durations = {f: hyp_durs.get(f, ref_durs.get(f)) for f in set(ref_durs) | set(hyp_durs)}
+    missing = sorted(f for f in ref_durs if f not in hyp)
+    if missing:
+        raise CLIError(
+            f"{len(missing)} file(s) of the reference are not in {a.hypothesis}: "
+            + ", ".join(missing[:5])
+        )
+    durations = {f: durations[f] for f in ref_durs}
+    try:
+        out = {
+            "files": len(durations),
+            "partially_spoofed": sum(1 for f in durations if ref.get(f)),
+            "range_eer": range_eer(ref, durations, hyp),
+            "utterance_eer": utterance_eer(ref, durations, hyp)
+            if any(ref.get(f) for f in durations) and not all(ref.get(f) for f in durations)
+            else None,
+            "segment_eer": {f"{r:g}": segment_eer(ref, durations, hyp, r) for r in a.resolutions},
+        }
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    r = out["range_eer"]
+    print(f"files            {out['files']} ({out['partially_spoofed']} with spoofed stretches)")
+    print(
+        f"range-based EER  {100 * r['eer']:.2f} %  (threshold {r['threshold']:.4f}; "
+        f"{r['spoof_s']:.1f} s spoof, {r['bonafide_s']:.1f} s bona fide)"
+    )
+    for res, v in out["segment_eer"].items():
+        print(
+            f"segment EER {res:>5} s  {100 * v['eer']:.2f} %  ({v['n_spoof']} spoof units, "
+            f"{v['n_bonafide']} bona fide)"
+        )
+    if out["utterance_eer"]:
+        print(f"utterance EER    {100 * out['utterance_eer']['eer']:.2f} %")
+    return 0
+
+
+def _cmd_evaluate(a) -> int:
+    from ..evaluation import evaluate_score_file
+    from ..metrics.det_plot import plot_det
+
+    if a.reference or a.hypothesis:
+        if not (a.reference and a.hypothesis):
+            raise CLIError("localisation needs both --reference and --hypothesis")
+        return _cmd_evaluate_localisation(a)
+    if not (a.scores and a.protocol):
+        raise CLIError("give --scores and --protocol (or --reference and --hypothesis)")
+
+    rep, bona, spoof = evaluate_score_file(
+        a.scores, a.protocol, a.asv_scores, lower_is_bonafide=a.lower_is_bonafide
+    )
+    if a.det_plot:
+        plot_det(bona, spoof, a.det_plot, title=f"DET: {a.scores}")
+    if a.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+    else:
+        print(rep.to_text())
+        if a.det_plot:
+            print(f"\nDET curve written to {a.det_plot}")
+    return 0
+
+
+def _cmd_calibrate(a) -> int:
+    from ..data.protocols import read_protocol
+    from ..evaluation import join_scores, read_score_file
+    from ..infer.calibration import Calibration, calibration_path_beside
+
+    trials = read_protocol(a.protocol)
+    s, labels, _ = join_scores(read_score_file(a.scores), trials, a.scores, a.protocol)
+    cal = Calibration.fit(
+        s[labels == 1],
+        s[labels != 1],
+        prior=a.prior,
+        target_far=a.target_far,
+        band=a.band,
+        fitted_on=f"{Path(a.scores).name} against {Path(a.protocol).name}: "
+        f"{int((labels == 1).sum())} bona fide and {int((labels != 1).sum())} spoof trials",
+        domain=a.domain,
+    )
+    if a.use == "far":
+        cal.threshold = cal.far_threshold
+    out = a.out
+    if a.attach:
+        import torch
+
+        from ..models import read_checkpoint
+
+        ckpt = read_checkpoint(a.attach)
+        ckpt["calibration"] = cal.to_dict()
+        torch.save(ckpt, a.attach)
+        out = out or str(calibration_path_beside(a.attach))
+    if not out:
+        raise CLIError("give --out FILE (or --attach CHECKPOINT)")
+    cal.save(out)
+    r = cal.report
+    print(f"calibration written to {out}" + (f" and attached to {a.attach}" if a.attach else ""))
+    print(f"llr = {cal.a:.6g} * score + {cal.b:.6g}   (prior {cal.prior})")
+    print(
+        f"EER threshold {cal.eer_threshold:.6g} (EER {r['eer_percent']:.3f} %); "
+        f"threshold at FAR {cal.target_far:g}: {cal.far_threshold:.6g} "
+        f"(FAR {r['far_at_far_threshold']:.4f}, FRR {r['frr_at_far_threshold']:.4f})"
+    )
+    print(f"Cllr   {r['cllr_before']:.4f} -> {r['cllr_after']:.4f} bits")
+    print(f"actDCF {r['act_dcf_before']:.4f} -> {r['act_dcf_after']:.4f}")
+    return 0
+
+
+def _cmd_fuse(a) -> int:
+    import numpy as np
+
+    from ..data.protocols import read_protocol
+    from ..evaluation import evaluate_arrays, join_scores, read_score_file, write_score_file
+    from ..infer.fusion import Fusion
+
+    trials = read_protocol(a.protocol)
+    cols, labels, attacks = [], None, None
+    for f in a.scores:
+        s, labels, attacks = join_scores(read_score_file(f), trials, f, a.protocol)
+        cols.append(s)
+    dev_scores = np.stack(cols, 1)
+    fusion = Fusion.fit(dev_scores, labels, systems=list(a.scores))
+    fusion.save(a.out)
+
+    def eer(s):
+        return f"{evaluate_arrays(s, labels, attacks).eer_percent:.4f} %"
+
+    print(f"fusion written to {a.out}: weights {fusion.weights}, bias {fusion.bias:.6g}")
+    print(
+        f"dev EER fused {eer(fusion.apply(dev_scores))} (single systems: "
+        + ", ".join(eer(c) for c in cols)
+        + ")"
+    )
+    if a.apply:
+        if len(a.apply) != len(a.scores):
+            raise CLIError(f"--apply needs {len(a.scores)} eval score files, one per system")
+        if not a.eval_protocol or not a.eval_out:
+            raise CLIError("--apply needs --eval-protocol and --eval-out")
+        etrials = read_protocol(a.eval_protocol)
+        ecols = []
+        for f in a.apply:
+            s, elabels, eattacks = join_scores(read_score_file(f), etrials, f, a.eval_protocol)
+            ecols.append(s)
+        fused = fusion.apply(np.stack(ecols, 1))
+        write_score_file(
+            a.eval_out,
+            [t.utt_id for t in etrials],
+            [t.attack for t in etrials],
+            [t.label for t in etrials],
+            fused,
+        )
+        print(f"fused eval scores written to {a.eval_out}")
+    return 0
+
+
+def add_evaluate(command) -> None:
+    e = command(
+        "evaluate",
+        "EER, min t-DCF and per-attack EER of a CM score file",
+        "Official EER, min t-DCF (with ASV scores) and per-attack EER of a CM score file "
+        "against a labelled protocol.",
+    )
+    e.add_argument(
+        "--scores",
+        help="CM scores: 'UTT ATTACK KEY SCORE' (official) or 'UTT SCORE' lines",
+    )
+    e.add_argument("--protocol", help="labelled CM protocol of the same trials")
+    e.add_argument(
+        "--reference",
+        metavar="RTTM|NPY",
+        help="localisation: the true spoofed stretches (RTTM, or PartialSpoof segment labels "
+        "*_seglab_*.npy)",
+    )
+    e.add_argument(
+        "--hypothesis",
+        metavar="JSON|RTTM",
+        help="localisation: detect --json output (timelines) or an RTTM of judged segments",
+    )
+    e.add_argument(
+        "--resolutions",
+        type=POSITIVE,
+        nargs="+",
+        default=[0.02, 0.16, 0.64],
+        metavar="S",
+        help="segment-EER units in seconds",
+    )
+    e.add_argument(
+        "--label-resolution",
+        type=POSITIVE,
+        default=0.02,
+        help="seconds per label of a PartialSpoof .npy reference",
+    )
+    e.add_argument("--asv-scores", help="official ASV score file, for the min t-DCF")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--det-plot", metavar="FILE.png", help="write a DET curve PNG")
+    e.add_argument(
+        "--lower-is-bonafide",
+        action="store_true",
+        help="scores are higher for spoofs (default: higher means bona fide)",
+    )
+    e.set_defaults(func=_cmd_evaluate)
+
+
+def add_calibrate(command) -> None:
+    ca = command(
+        "calibrate",
+        "fit score -> LLR calibration on labelled scores",
+        "Fit llr = a * score + b by prior-weighted logistic regression, with EER and "
+        "target-FAR thresholds.",
+    )
+    ca.add_argument("--scores", required=True, help="score file (as for evaluate)")
+    ca.add_argument("--protocol", required=True, help="labelled protocol of the same trials")
+    ca.add_argument("--out", help="calibration JSON to write")
+    ca.add_argument("--attach", metavar="CHECKPOINT", help="store it in a spoofscope checkpoint")
+    ca.add_argument("--prior", type=PROBABILITY, default=0.5, help="bona fide prior for p_bonafide")
+    ca.add_argument(
+        "--target-far",
+        type=PROBABILITY,
+        default=0.01,
+        help="false-acceptance rate of the second threshold",
+    )
+    ca.add_argument(
+        "--use", choices=["eer", "far"], default="eer", help="which threshold decides the label"
+    )
+    ca.add_argument(
+        "--band",
+        type=BAND,
+        default=0.1,
+        help="low-confidence band around the threshold (probability)",
+    )
+    ca.add_argument(
+        "--domain",
+        choices=("deployment", "training"),
+        default="deployment",
+        help="deployment: the scores are of recordings like those the detector will judge "
+        "(verdicts may then claim confidence); training: a benchmark's dev set (verdicts "
+        "claim no confidence)",
+    )
+    ca.set_defaults(func=_cmd_calibrate)
+
+
+def add_fuse(command) -> None:
+    fu = command("fuse", "learn a logistic score fusion of several systems")
+    fu.add_argument("--scores", nargs="+", required=True, help="dev score files, one per system")
+    fu.add_argument("--protocol", required=True, help="labelled dev protocol")
+    fu.add_argument("--out", required=True, help="fusion JSON to write")
+    fu.add_argument("--apply", nargs="+", help="eval score files (same system order)")
+    fu.add_argument("--eval-protocol", help="labelled eval protocol, with --apply")
+    fu.add_argument("--eval-out", help="fused eval score file to write, with --apply")
+    fu.set_defaults(func=_cmd_fuse)
