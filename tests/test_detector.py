@@ -819,3 +819,19 @@ def test_confidence_is_claimed_only_under_a_calibration_on_the_users_kind_of_dat
     assert r.confident is True  # p far from the threshold's
     m2 = EnergyModel()  # a model whose card has no notes: what it was trained on
     assert Detector(m2, **kw)(x).notes.startswith("trained on: ")
+
+
+def test_onnx_threads_follow_omp_num_threads(monkeypatch):
+    """ONNX Runtime takes OMP_NUM_THREADS as PyTorch does (Ray sets it to an actor's CPUs);
+    an explicit thread count wins; without either, the cores (at most 8)."""
+    import os
+
+    from spoofscope.export.onnx import _options
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _options(None).intra_op_num_threads == 1
+    assert _options(3).intra_op_num_threads == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert _options(None).intra_op_num_threads == min(os.cpu_count() or 1, 8)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert _options(None).intra_op_num_threads == min(os.cpu_count() or 1, 8)

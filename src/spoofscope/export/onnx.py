@@ -34,7 +34,10 @@ def _options(threads, optimize: bool = True):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
+    # like PyTorch, honour OMP_NUM_THREADS when it is set (Ray sets it to an actor's CPUs)
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    from_env = int(env) if env.isdigit() and int(env) > 0 else None
+    so.intra_op_num_threads = threads or from_env or min(os.cpu_count() or 1, 8)
     so.inter_op_num_threads = 1
     so.log_severity_level = 3  # its note that an NCHWc graph is specific to this CPU: we know
     so.graph_optimization_level = (
