@@ -389,6 +389,17 @@ def load_audio(
     return np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
 
 
+#: file extensions taken as audio when a folder is listed
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".webm", ".mp4")
+
+
+def audio_files(folder, recursive: bool = False) -> list[str]:
+    """The audio files of a folder (by extension; sub-folders too when ``recursive``),
+    sorted."""
+    it = Path(folder).rglob("*") if recursive else Path(folder).glob("*")
+    return sorted(str(f) for f in it if f.is_file() and f.suffix.lower() in AUDIO_EXTS)
+
+
 #: raw sample formats of live streams: bytes per sample
 RAW_FORMATS = {"s16le": 2, "f32le": 4, "mulaw": 1, "alaw": 1}
 

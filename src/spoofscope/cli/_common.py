@@ -14,18 +14,13 @@ class CLIError(SpoofscopeError):
     """An error the CLI prints as one line, then exits with status 2."""
 
 
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".webm", ".mp4")
-
-
 def _expand_inputs(paths, recursive: bool) -> list[str]:
-    from pathlib import Path
+    from ..audio import audio_files
 
     out = []
     for p in paths:
-        q = Path(p)
-        if q.is_dir():
-            it = q.rglob("*") if recursive else q.glob("*")
-            out += sorted(str(f) for f in it if f.is_file() and f.suffix.lower() in AUDIO_EXTS)
+        if Path(p).is_dir():
+            out += audio_files(p, recursive)
         else:
             out.append(p)  # a missing file is reported in its own row
     return out

@@ -31,13 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import AudioError, stream_audio
+from ..audio import AUDIO_EXTS, AudioError, audio_files, load_audio
 from ..errors import ConfigError
 from .detector import DetectionResult, Detector
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".webm", ".mp4")
 #: CPUs a decoding task asks for (actors get the rest)
 DECODE_CPUS = 0.25
 #: result fields kept as JSON text in the Parquet shards (lists of objects)
@@ -68,10 +67,8 @@ def expand_inputs(inputs: Iterable[str], recursive: bool = True) -> list[str]:
         if "://" in item:
             out += _list_uri(item, recursive)
             continue
-        p = Path(item)
-        if p.is_dir():
-            it = p.rglob("*") if recursive else p.glob("*")
-            out += sorted(str(f) for f in it if f.is_file() and f.suffix.lower() in AUDIO_EXTS)
+        if Path(item).is_dir():
+            out += audio_files(item, recursive)
         elif any(c in item for c in "*?["):
             out += sorted(f for f in glob.glob(item, recursive=True) if Path(f).is_file())
         else:
@@ -119,9 +116,7 @@ def _decode(row: dict, rate: int, max_s: float | None) -> dict:
     (or its error)."""
     path = row["path"]
     try:
-        src = _read(path)
-        chunks = list(stream_audio(src, rate, max_s, name=path))
-        audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        audio = load_audio(_read(path), rate, max_s, name=path)
         return {"path": path, "audio": audio, "error": "", "error_kind": ""}
     except AudioError as e:
         return {

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ConfigError
 from ..infer import Detector, Limits
-from .audit import AuditUnavailable
+from .audit import write_off_loop
 from .errors import ServiceError, error_response
 from .metrics import ServiceMetrics
 from .pool import ScoringPool
@@ -163,17 +163,15 @@ def _log_and_count(app: FastAPI) -> None:
             app.state.metrics.requests.labels(endpoint, outcome).inc()
             app.state.metrics.latency.labels(endpoint).observe(ms / 1000)
             if resp.status_code >= 400 and app.state.audit is not None:
-                try:
-                    await asyncio.to_thread(
-                        app.state.audit.record_rejection,
-                        request.state.request_id,
-                        endpoint,
-                        resp.status_code,
-                        outcome,
-                        presented_key(request),
-                    )
-                except AuditUnavailable as e:  # the refusal stands; only its row is lost
-                    log.error("audit trail unavailable; refusal not recorded: %s", e)
+                await write_off_loop(
+                    app.state.audit.record_rejection,
+                    request.state.request_id,
+                    endpoint,
+                    resp.status_code,
+                    outcome,
+                    presented_key(request),
+                    failing="refusal not recorded",  # the refusal stands
+                )
         resp.headers["X-Replica"] = app.state.replica
         log.info(
             json.dumps(
@@ -195,7 +193,8 @@ def _log_and_count(app: FastAPI) -> None:
 def create_app(detector: Detector, settings: ServiceSettings | None = None) -> FastAPI:
     """The service around ``detector`` (a copy limited to ``settings.max_duration_s``)."""
     s = settings or ServiceSettings()
-    metrics = ServiceMetrics(s.replica or socket.gethostname(), s.model_version)
+    replica = s.replica or socket.gethostname()
+    metrics = ServiceMetrics(replica, s.model_version)
     pool = ScoringPool(s.workers, s.queue_size, s.retry_after_s, metrics)
     audit = None
     if s.audit_db:
@@ -242,7 +241,7 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
     app.state.audit = audit
     app.state.ready = False
     app.state.streams = StreamHub()
-    app.state.replica = s.replica or socket.gethostname()
+    app.state.replica = replica
     app.state.model_name = s.model_name or public_model_name(detector)
     _register_error_handlers(app)
     _log_and_count(app)

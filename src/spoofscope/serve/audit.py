@@ -64,6 +64,20 @@ class AuditUnavailable(SpoofscopeError):
     """The audit database cannot be written (or read) now."""
 
 
+async def write_off_loop(write, *args, failing: str) -> bool:
+    """``write(*args)`` (an :class:`AuditLog` method) on a worker thread, so that a slow or
+    unreachable database never holds the event loop. False, and an error log line
+    ``audit trail unavailable, <failing>: <why>``, when the trail cannot be written."""
+    import asyncio
+
+    try:
+        await asyncio.to_thread(write, *args)
+        return True
+    except AuditUnavailable as e:
+        log.error("audit trail unavailable, %s: %s", failing, e)
+        return False
+
+
 def is_postgres(target) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
@@ -139,15 +153,13 @@ class _Postgres:
 
     def __init__(self, url: str, timeout_s: float = 3.0, readonly: bool = False):
         try:
-            import psycopg
+            import psycopg  # noqa: F401 - the pool's driver: its absence is said here
             from psycopg_pool import ConnectionPool
         except ImportError:
             raise ConfigError(
                 "a PostgreSQL audit trail needs psycopg: pip install 'spoofscope[postgres]'"
             ) from None
         self.name = _redacted(url)
-        self._errors = (psycopg.Error, Exception)
-        self._psycopg = psycopg
         self.pool = ConnectionPool(
             url,
             min_size=1,

@@ -106,21 +106,18 @@ async def _result(request: Request, name: str, blob: bytes, res, t0: float) -> d
 
 
 async def audited(write, *args) -> None:
-    """An audit write off the event loop. Fail closed: a decision that cannot be recorded
-    is not returned (503 ``audit_unavailable``, and a log line naming the database)."""
-    from .audit import AuditUnavailable
+    """An audit write, failing closed: a decision that cannot be recorded is not returned
+    (503 ``audit_unavailable``, and a log line naming the database)."""
+    from .audit import write_off_loop
 
-    try:
-        await asyncio.to_thread(write, *args)
-    except AuditUnavailable as e:
-        log.error("audit trail unavailable, answering 503: %s", e)
+    if not await write_off_loop(write, *args, failing="answering 503"):
         raise ServiceError(
             503,
             "audit_unavailable",
             "the decision could not be recorded in the audit trail, so it is not returned; "
             "retry shortly",
             {"Retry-After": "5"},
-        ) from None
+        )
 
 
 @api.post(

@@ -38,6 +38,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..audio import AudioError, RawDecoder
 from ..errors import ConfigError
+from .audit import write_off_loop
 from .errors import ServiceError
 from .routes import api, api_key_ok, presented_key
 
@@ -135,16 +136,9 @@ def _twilio_start(msg: dict) -> _Start:
 
 
 async def _audit(write, *args) -> bool:
-    """An audit write off the event loop; a stream that cannot be recorded still ends
-    normally for its client (its verdict was already sent), with an error log line."""
-    from .audit import AuditUnavailable
-
-    try:
-        await asyncio.to_thread(write, *args)
-        return True
-    except AuditUnavailable as e:
-        log.error("audit trail unavailable; stream row not recorded: %s", e)
-        return False
+    """A stream's audit write: a stream that cannot be recorded still ends normally for its
+    client (its verdicts were already sent), with an error log line."""
+    return await write_off_loop(write, *args, failing="stream row not recorded")
 
 
 class StreamHub:
@@ -198,7 +192,7 @@ class _Live:
             raise _bad(f"hop_s {hop:g} is outside 0.1-{window_s:g} s (the model's window)")
         det = det.replace(windows=dataclasses.replace(det.windows, kind="sliding", hop_s=hop))
         self.stream = det.stream(sample_rate=start.rate, name=f"stream {sid}")
-        self.rate, self.hop_s, self.track = start.rate, hop, start.track
+        self.rate, self.hop_s, self.window_s, self.track = start.rate, hop, window_s, start.track
         self.sha = hashlib.sha256()
         self.received = 0  # samples at the stream's rate
         self.arrivals: list[tuple[int, float]] = []  # (samples received, perf_counter)
@@ -447,7 +441,7 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
             "model": st.model_name,
             "sample_rate": live.rate,
             "hop_s": live.hop_s,
-            "window_s": live.stream.det.window_samples / live.stream.det.sample_rate,
+            "window_s": live.window_s,
         }
     )
     live.share(force=True)
