@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _server import free_port
+
 
 def pg_bin() -> Path | None:
     found = sorted(
@@ -25,19 +27,20 @@ def pg_bin() -> Path | None:
     return Path(exe).parent if exe else None
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def rows(url: str, sql: str) -> list[tuple]:
+    """What ``sql`` returns from the database at ``url`` (nothing for a statement)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        cur = conn.execute(sql)
+        return cur.fetchall() if cur.description else []
 
 
 class PgServer:
     def __init__(self):
         self.bin = pg_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="spoofscope-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.user = None
         if os.geteuid() == 0:
             for name in ("postgres", "nobody"):

@@ -3,9 +3,6 @@ temporary folder); one schema with SQLite; two service processes writing one tra
 that goes away gives 503 and loses no row."""
 
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,7 +14,9 @@ import torch
 
 pytest.importorskip("psycopg")
 pytest.importorskip("psycopg_pool")
-from _postgres import PgServer, pg_bin  # noqa: E402
+from _postgres import PgServer, pg_bin, rows  # noqa: E402
+from _server import ServeProcess  # noqa: E402
+from _server import tone_wav as _wav  # noqa: E402
 
 import spoofscope  # noqa: E402
 from spoofscope.cli import main  # noqa: E402
@@ -45,81 +44,20 @@ def ckpt(tmp_path_factory):
     )
 
 
-def _wav(seconds=2.0, seed=0) -> bytes:
-    import io
-
-    import soundfile as sf
-
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(16000 * seconds)) / 16000
-    x = 0.3 * np.sin(2 * np.pi * (180 + 20 * seed) * t) + 0.02 * rng.standard_normal(t.size)
-    buf = io.BytesIO()
-    sf.write(buf, x.astype(np.float32), 16000, format="WAV")
-    return buf.getvalue()
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class _Service:
-    """``spoofscope serve`` in its own process."""
-
-    def __init__(self, ckpt, audit, name):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spoofscope",
-                "serve",
-                "--model",
-                str(ckpt),
-                "--port",
-                str(self.port),
-                "--audit-db",
-                audit,
-                "--engine",
-                "torch",
-                "--workers",
-                "2",
-                "--queue-size",
-                "32",
-                "--replica",
-                name,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(480):
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read())
-            try:
-                if httpx.get(self.url + "/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError("service did not start")
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        _, err = self.proc.communicate(timeout=60)
-        return err
-
-
-def _rows(pg_url, sql):
-    import psycopg
-
-    with psycopg.connect(pg_url) as conn:
-        cur = conn.execute(sql)
-        return cur.fetchall() if cur.description else []
+def _service(ckpt, audit, name) -> ServeProcess:
+    return ServeProcess(
+        ckpt,
+        "--audit-db",
+        audit,
+        "--engine",
+        "torch",
+        "--workers",
+        "2",
+        "--queue-size",
+        "32",
+        "--replica",
+        name,
+    )
 
 
 def test_one_schema_both_backends_same_summary(pg, tmp_path):
@@ -129,8 +67,8 @@ def test_one_schema_both_backends_same_summary(pg, tmp_path):
     labels = rng.choice(["bonafide", "spoof", "no_speech"], 40)
     scores = rng.normal(size=40)
     logs = [AuditLog(tmp_path / "a.sqlite"), AuditLog(pg.url)]
-    _rows(pg.url, "DELETE FROM decisions")
-    _rows(pg.url, "DELETE FROM rejections")
+    rows(pg.url, "DELETE FROM decisions")
+    rows(pg.url, "DELETE FROM rejections")
     for log in logs:
         for i, (lab, sc) in enumerate(zip(labels, scores, strict=True)):
             judged = lab != "no_speech"
@@ -170,8 +108,8 @@ def test_one_schema_both_backends_same_summary(pg, tmp_path):
 def test_two_service_processes_share_one_trail(pg, ckpt, capsys):
     """N concurrent requests spread over two service processes give N rows, each request once;
     a stream on one replica is found by the other; `audit summary` reads the database."""
-    _rows(pg.url, "DELETE FROM decisions")
-    a, b = _Service(ckpt, pg.url, "a"), _Service(ckpt, pg.url, "b")
+    rows(pg.url, "DELETE FROM decisions")
+    a, b = _service(ckpt, pg.url, "a"), _service(ckpt, pg.url, "b")
     answers, lock = [], threading.Lock()
 
     def send(k):
@@ -204,7 +142,7 @@ def test_two_service_processes_share_one_trail(pg, ckpt, capsys):
         b.stop()
     assert [c for c, _, _ in answers] == [200] * 24
     assert {rep for _, _, rep in answers} == {"a", "b"}
-    ids = [r for (r,) in _rows(pg.url, "SELECT request_id FROM decisions")]
+    ids = [r for (r,) in rows(pg.url, "SELECT request_id FROM decisions")]
     assert sorted(ids) == sorted([r for _, r, _ in answers] + [sid])  # each exactly once
     assert from_b["state"] == "ended" and from_b["summary"]["score"] == summary["score"]
     assert main(["audit", "summary", "--db", pg.url, "--json"]) == 0
@@ -215,8 +153,8 @@ def test_a_database_that_goes_away_fails_closed(pg, ckpt):
     """Fail closed: with the database gone a request gets 503 audit_unavailable (no verdict
     without its row) and a log line; the process lives on; when the database is back the
     requests succeed again; every 200 answered has its row, no more."""
-    _rows(pg.url, "DELETE FROM decisions")
-    srv = _Service(ckpt, pg.url, "solo")
+    rows(pg.url, "DELETE FROM decisions")
+    srv = _service(ckpt, pg.url, "solo")
     codes = []
     try:
         for k in range(3):
@@ -248,4 +186,4 @@ def test_a_database_that_goes_away_fails_closed(pg, ckpt):
     assert ready.status_code == 503 and "audit database" in ready.json()["error"]["message"]
     assert codes == [200] * 6
     assert "audit trail unavailable" in err and "secret" not in err
-    assert _rows(pg.url, "SELECT COUNT(*) FROM decisions")[0][0] == 6
+    assert rows(pg.url, "SELECT COUNT(*) FROM decisions")[0][0] == 6

@@ -86,8 +86,9 @@ def _nginx():
 @pytest.mark.skipif(_nginx() is None, reason="nginx is not installed (scripts/setup.sh does)")
 def test_two_replicas_behind_nginx_share_sessions_and_audit(tmp_path):
     pytest.importorskip("psycopg")
-    from _postgres import PgServer, pg_bin
-    from test_audit_postgres import _free_port, _rows, _Service, _wav
+    from _postgres import PgServer, pg_bin, rows
+    from _server import ServeProcess, free_port
+    from _server import tone_wav as _wav
 
     if pg_bin() is None:
         pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
@@ -105,8 +106,11 @@ def test_two_replicas_behind_nginx_share_sessions_and_audit(tmp_path):
     AuditLog(pg.url).close()
     a = b = proxy = None
     try:
-        a, b = _Service(ckpt, pg.url, "a"), _Service(ckpt, pg.url, "b")
-        port = _free_port()
+        a, b = (
+            ServeProcess(ckpt, "--audit-db", pg.url, "--engine", "torch", "--replica", name)
+            for name in "ab"
+        )
+        port = free_port()
         conf = (REPO / "deploy/nginx.conf").read_text()
         conf = conf.replace(
             "server api:8000;", f"server 127.0.0.1:{a.port}; server 127.0.0.1:{b.port};"
@@ -165,7 +169,7 @@ def test_two_replicas_behind_nginx_share_sessions_and_audit(tmp_path):
         assert {r.headers["x-replica"] for r in states} == {"a", "b"}
         assert all(r.json()["summary"]["score"] == summary["score"] for r in states)
         assert summary["type"] == "summary" and summary["duration_s"] == pytest.approx(5.0)
-        ids = sorted(r for (r,) in _rows(pg.url, "SELECT request_id FROM decisions"))
+        ids = sorted(r for (r,) in rows(pg.url, "SELECT request_id FROM decisions"))
         assert ids == sorted([r.json()["request_id"] for r in answers] + [started["stream_id"]])
     finally:
         pg.close()

@@ -5,7 +5,6 @@ duplicates; a killed actor loses no file; a corrupt file is an error row."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import torch
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
 
+from _server import free_port  # noqa: E402
+
 import spoofscope  # noqa: E402
 from spoofscope.infer.ray import read_results  # noqa: E402
 from spoofscope.models import save_checkpoint  # noqa: E402
@@ -28,17 +29,9 @@ ENV = dict(
 )
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    port = _free_port()
+    port = free_port()
     common = ["--disable-usage-stats", "--object-store-memory", "200000000"]
     subprocess.run(
         [

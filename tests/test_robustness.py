@@ -4,7 +4,6 @@ requests, validated options, offline docs, progress and messages."""
 import io
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _server import free_port
 from test_serve import _chromium
 
 import spoofscope
@@ -248,14 +248,6 @@ def _wait_ready(port: int, tries: int = 300) -> None:
         time.sleep(0.1)
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def _inflight(port: int) -> float:
     import httpx
 
@@ -277,7 +269,7 @@ def test_sigterm_drains_then_exits_and_startup_line(ckpt, tmp_path):
     """SIGTERM with two requests in flight: the short one finishes within the grace period
     (200, a decision row); the long one is stopped after it and answered with the JSON error
     503 shutting_down (a rejection row under its request id); the process exits with 0."""
-    port = _free_port()
+    port = free_port()
     db = tmp_path / "audit.sqlite"
     proc = subprocess.Popen(
         [
@@ -350,7 +342,7 @@ def test_sigterm_drains_then_exits_and_startup_line(ckpt, tmp_path):
 
 
 def test_quiet_serve_prints_no_startup_line(ckpt):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

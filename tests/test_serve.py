@@ -21,6 +21,7 @@ import torch
 pytest.importorskip("fastapi")
 from _server import LocalServer as _Server  # noqa: E402
 from _server import chromium_path as _chromium  # noqa: E402
+from _server import free_port  # noqa: E402
 from _server import launch_chromium as _launch_chromium  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
@@ -418,10 +419,7 @@ def test_dockerfile_command_runs_outside_docker(ckpt, tmp_path):
     cmd_line = next(ln for ln in text.splitlines() if ln.startswith("CMD "))
     argv = json.loads(cmd_line[4:])
     assert argv[:2] == ["spoofscope", "serve"]
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     swap = {
         "/models/AASIST.pth": str(ckpt),
         "8000": str(port),

@@ -8,8 +8,6 @@ import json
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 import warnings
 
@@ -19,7 +17,7 @@ import torch
 
 pytest.importorskip("fastapi")
 ws_client = pytest.importorskip("websockets.sync.client")
-from _server import LocalServer, chromium_path, launch_chromium  # noqa: E402
+from _server import LocalServer, ServeProcess, chromium_path, launch_chromium  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 import spoofscope  # noqa: E402
@@ -419,43 +417,13 @@ def test_twilio_media_streams(ckpt):
 
 
 def test_sigterm_ends_streams_with_a_summary_and_1001(ckpt, tmp_path):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
     db = tmp_path / "audit.sqlite"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "spoofscope",
-            "serve",
-            "--model",
-            str(ckpt),
-            "--port",
-            str(port),
-            "--audit-db",
-            str(db),
-            "--engine",
-            "torch",
-            "--shutdown-grace",
-            "2",
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    srv = ServeProcess(
+        ckpt, "--audit-db", db, "--engine", "torch", "--shutdown-grace", "2", "--quiet"
     )
+    proc = srv.proc
     try:
-        import httpx
-
-        for _ in range(240):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        c = ws_client.connect(f"ws://127.0.0.1:{port}/v1/stream")
+        c = ws_client.connect(srv.url.replace("http", "ws") + "/v1/stream")
         c.send(json.dumps({"type": "start", "sample_rate": SR}))
         sid = json.loads(c.recv(timeout=30))["stream_id"]
         c.send(_pcm(_signal(5.0)))
