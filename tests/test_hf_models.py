@@ -29,6 +29,16 @@ TINY_W2V = dict(
 )
 
 
+def _random_biases(m):
+    """Freshly initialised heads have zero biases, which would hide a bias taken with the
+    wrong sign or from the wrong class: give every Linear layer a distinct non-zero one."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in m.modules():
+            if isinstance(layer, torch.nn.Linear) and layer.bias is not None:
+                layer.bias.copy_(torch.randn(layer.bias.shape, generator=g) * 0.5)
+
+
 def _save_w2v(folder, labels, licence=None, seed=0):
     torch.manual_seed(seed)
     id2label = dict(enumerate(labels))
@@ -36,6 +46,7 @@ def _save_w2v(folder, labels, licence=None, seed=0):
         **TINY_W2V, id2label=id2label, label2id={v: k for k, v in id2label.items()}
     )
     m = transformers.Wav2Vec2ForSequenceClassification(conf).eval()
+    _random_biases(m)
     m.save_pretrained(folder)
     fe = transformers.Wav2Vec2FeatureExtractor(do_normalize=True, sampling_rate=16000)
     fe.save_pretrained(folder)
@@ -53,6 +64,7 @@ def _save_ast(folder, labels, seed=0):
         label2id={v: k for k, v in id2label.items()},
     )  # fmt: skip
     m = transformers.ASTForAudioClassification(conf).eval()
+    _random_biases(m)
     m.save_pretrained(folder)
     fe = transformers.ASTFeatureExtractor(max_length=100)
     fe.save_pretrained(folder)

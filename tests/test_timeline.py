@@ -105,6 +105,22 @@ def test_rules_hysteresis_and_minimum_duration():
     assert [g["label"] for g in raw][:4] == ["bonafide", "spoof", "bonafide", "spoof"]
 
 
+def test_hysteresis_holds_spoof_as_it_holds_bona_fide():
+    """The band works on both sides: once spoof, a rise to 0.55 (inside the +-0.1 band) is
+    not enough to turn bona fide; a rise to 0.65 is."""
+    for probs, want in (
+        ([0.1, 0.55, 0.1], ["spoof"]),
+        ([0.1, 0.65, 0.1], ["spoof", "bonafide", "spoof"]),
+        ([0.9, 0.45, 0.9], ["bonafide"]),
+        ([0.9, 0.35, 0.9], ["bonafide", "spoof", "bonafide"]),
+    ):
+        tl = [{"start_s": k * 0.5, "end_s": (k + 1) * 0.5, "score": q - 0.5, "p": q}
+              for k, q in enumerate(probs)]  # fmt: skip
+        segs = build_segments(tl, None, p_threshold=0.5, hysteresis=0.1, min_duration_s=0.0)
+        assert [g["label"] for g in segs] == want, probs
+        assert segs[-1]["end_s"] == 1.5
+
+
 def test_timeline_steps_without_sound_or_windows_are_null():
     active = np.zeros(100, bool)  # 2 s of 20-ms frames
     active[10:40] = True  # 0.2-0.8 s
