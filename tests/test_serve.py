@@ -223,30 +223,64 @@ def test_logs_and_audit_trail(ckpt, tmp_path, caplog, capsys):
     assert s["score"]["mean"] == pytest.approx(scores.mean())
 
 
-def test_uploads_are_not_written_to_disk(ckpt, monkeypatch):
+def test_uploads_are_not_written_to_disk(ckpt, monkeypatch, tmp_path):
     """An upload over starlette's 1 MiB spool limit (a form parser would roll it over to a
-    temporary file) is parsed in memory: every way to a temporary file is watched where it is
-    looked up (starlette binds SpooledTemporaryFile at import; the roll-over calls
-    tempfile.TemporaryFile)."""
+    temporary file) is parsed in memory: while the request runs, no file is opened for
+    writing by any means (open, os.open, the tempfile functions, where they are looked up:
+    starlette binds SpooledTemporaryFile at import), and the private temporary folder and
+    working directory it runs in stay empty."""
+    import builtins
+    import io
     import tempfile
 
     import starlette.formparsers as fp
 
+    tmp, cwd = tmp_path / "tmp", tmp_path / "cwd"
+    tmp.mkdir()
+    cwd.mkdir()
     opened = []
 
     def watch(module, name):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, **k: opened.append(name) or real(*a, **k))
 
-    watch(fp, "SpooledTemporaryFile")
-    for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
-        watch(tempfile, name)
+    real_open, real_os_open = builtins.open, os.open
+
+    def open_(file, mode="r", *a, **k):
+        if set(mode) & set("wax+"):
+            opened.append(f"open({file!r}, {mode!r})")
+        return real_open(file, mode, *a, **k)
+
+    def os_open(path, flags, *a, **k):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND):
+            opened.append(f"os.open({path!r})")
+        return real_os_open(path, flags, *a, **k)
+
     big = _wav(40.0)  # 1.28 MB of 16-bit PCM
     assert len(big) > fp.MultiPartParser.spool_max_size
     with _client(ckpt) as c:
+        monkeypatch.setenv("TMPDIR", str(tmp))
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+        monkeypatch.chdir(cwd)
+        watch(fp, "SpooledTemporaryFile")
+        for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+            watch(tempfile, name)
+        monkeypatch.setattr(builtins, "open", open_)
+        monkeypatch.setattr(io, "open", open_)
+        monkeypatch.setattr(os, "open", os_open)
         r = c.post("/v1/detect", files={"file": ("a.wav", big, "x")})
+        monkeypatch.undo()
         assert r.status_code == 200 and r.json()["duration_s"] == 40.0
     assert opened == []
+    assert list(tmp.iterdir()) == [] and list(cwd.iterdir()) == []
+    # the watchers see what they watch: the same writes, made on purpose, are caught
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(os, "open", os_open)
+    with open(tmp / "x", "wb") as f:  # noqa: PTH123
+        f.write(b"x")
+    os.close(os.open(tmp / "y", os.O_WRONLY | os.O_CREAT))
+    monkeypatch.undo()
+    assert len(opened) == 2
 
 
 class _HeldDetector(Detector):

@@ -365,16 +365,30 @@ def _twilio_messages(mulaw: bytes, key: str, noise: bytes):
     }
 
 
-def test_twilio_media_streams(ckpt):
+def _poll(get, ok, limit_s=60.0):
+    """``get()`` again every 0.05 s until ``ok`` of it, or fail after ``limit_s``."""
+    deadline = time.time() + limit_s
+    while True:
+        got = get()
+        if ok(got):
+            return got
+        assert time.time() < deadline, got
+        time.sleep(0.05)
+
+
+def test_twilio_media_streams(ckpt, tmp_path):
     """Exactly Twilio's messages: the inbound track is judged (the outbound one ignored), as
     the native endpoint judges the same mu-law; nothing is sent back; the verdict is read by
-    callSid while the call runs and after it."""
+    callSid while the call runs and after it; the call is an audit decision row (its id, the
+    sha256 of the inbound audio, its duration), a wrong key a rejection row."""
     import httpx
 
     lin = _pcm(_signal(8.0)[::2])
     mulaw = audioop.lin2ulaw(lin, 2)
     noise = audioop.lin2ulaw(_pcm(np.random.default_rng(1).standard_normal(32000) * 0.3), 2)
-    with _service(ckpt, api_keys=frozenset({"k1"})) as srv:
+    db = tmp_path / "audit.sqlite"
+    key = {"X-API-Key": "k1"}
+    with _service(ckpt, api_keys=frozenset({"k1"}), audit_db=str(db)) as srv:
         with ws_client.connect(_url(srv)) as c:
             c.send(
                 json.dumps(
@@ -388,20 +402,17 @@ def test_twilio_media_streams(ckpt):
         with ws_client.connect(_url(srv, "/v1/stream/twilio")) as c:
             for k, m in enumerate(_twilio_messages(mulaw, "k1", noise)):
                 c.send(json.dumps(m))
-                if k == 600:  # 6 s of the call sent
-                    time.sleep(1.0)
-                    live = httpx.get(
-                        srv.url + "/v1/streams/CA0123456789abcdef", headers={"X-API-Key": "k1"}
+                if k == 600:  # 6 s of the call sent: wait for a judged window
+                    live = _poll(
+                        lambda: httpx.get(srv.url + "/v1/streams/CA0123456789abcdef", headers=key),
+                        lambda r: r.json().get("last_window") is not None,
                     ).json()
             with pytest.raises((ConnectionClosed, TimeoutError)):
                 c.recv(timeout=30)  # closed without a message
-        for _ in range(100):
-            done = httpx.get(
-                srv.url + "/v1/streams/MZ0123456789abcdef", headers={"X-API-Key": "k1"}
-            ).json()
-            if done.get("state") == "ended":
-                break
-            time.sleep(0.1)
+        done = _poll(
+            lambda: httpx.get(srv.url + "/v1/streams/MZ0123456789abcdef", headers=key).json(),
+            lambda d: d.get("state") == "ended",
+        )
         with ws_client.connect(_url(srv, "/v1/stream/twilio")) as c:  # a wrong key
             c.send(json.dumps(next(iter(_twilio_messages(mulaw, "bad", noise)))))
             msgs = list(_twilio_messages(mulaw, "bad", noise))
@@ -410,10 +421,21 @@ def test_twilio_media_streams(ckpt):
                 c.recv(timeout=30)
             assert c.close_code == 1008
     assert live["state"] == "live" and live["last_window"]["type"] == "window"
+    assert live["stream_id"] == done["stream_id"]
     s = done["summary"]
     assert s["duration_s"] == pytest.approx(8.0) and s["score"] == pytest.approx(
         native["score"], abs=1e-6
     )
+    con = sqlite3.connect(db)
+    sha = hashlib.sha256(mulaw).hexdigest()
+    rows = con.execute("SELECT request_id, sha256, duration_s, score FROM decisions").fetchall()
+    want = [
+        (native["stream_id"], sha, 8.0, native["score"]),
+        (done["stream_id"], sha, 8.0, s["score"]),
+    ]
+    assert sorted(rows) == sorted(want)
+    rej = con.execute("SELECT endpoint, status, reason FROM rejections").fetchall()
+    assert rej == [("/v1/stream/twilio", 1008, "unauthorized")]
 
 
 def test_sigterm_ends_streams_with_a_summary_and_1001(ckpt, tmp_path):
