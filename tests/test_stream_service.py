@@ -13,14 +13,13 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 ws_client = pytest.importorskip("websockets.sync.client")
+from _models import responsive_lcnn  # noqa: E402
 from _server import LocalServer, ServeProcess, chromium_path, launch_chromium  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
-import spoofscope  # noqa: E402
 from spoofscope.infer import Detector, TorchEngine, WindowPolicy  # noqa: E402
 from spoofscope.models import save_checkpoint  # noqa: E402
 from spoofscope.serve import ServiceSettings, create_app  # noqa: E402
@@ -50,10 +49,9 @@ def _pcm(x) -> bytes:
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_checkpoint(
-        spoofscope.create_model("lfcc-lcnn"), tmp_path_factory.mktemp("m") / "lcnn.ckpt"
-    )
+    """A model whose windows' scores span about 2 on the test audio (tone +1, noise -1):
+    scores agreeing to 1e-4 tell a decoding error from rounding."""
+    return save_checkpoint(responsive_lcnn(0), tmp_path_factory.mktemp("m") / "lcnn.ckpt")
 
 
 class _SlowEngine(TorchEngine):
@@ -179,10 +177,14 @@ def test_telephone_mulaw_and_alaw_at_8k(ckpt):
                 c.send(json.dumps({"type": "stop"}))
                 summary = _events(c)[-1]
             ref = np.frombuffer(decode(data, 2), "<i2").astype(np.float32) / 32768
-            want = _offline(ckpt, ref, 1.0, rate=8000)
+            want = _offline(ckpt, ref, 1.0, rate=8000)  # the same samples, as ITU decodes them
             assert summary["duration_s"] == pytest.approx(8.0)
-            # the stream resamples piece by piece (soxr streaming), detect the whole file
-            assert summary["score"] == pytest.approx(want.score, abs=2e-3), enc
+            # the stream resamples piece by piece (soxr streaming), detect the whole file: the
+            # scores still agree to 1e-4 where they span more than 0.5
+            scores = [w["score"] for w in want.windows]
+            assert [w["score"] for w in summary["windows"]] == pytest.approx(scores, abs=1e-4)
+            assert np.ptp([v for v in scores if v is not None]) > 0.5
+            assert summary["score"] == pytest.approx(want.score, abs=1e-4), enc
             assert summary["label"] == want.label
 
 

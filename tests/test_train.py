@@ -126,7 +126,9 @@ def test_config_overrides_and_errors(tmp_path):
 
 def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
     out = tmp_path / "run"
-    cfg = _tiny_cfg(swa={"enabled": True, "top_n": 2}, max_dev_utts=None, log_tensorboard=True)
+    cfg = _tiny_cfg(
+        epochs=3, swa={"enabled": True, "top_n": 2}, max_dev_utts=None, log_tensorboard=True
+    )
     from spoofscope.train import train
 
     res = train(cfg, demo_root, out, progress=False)
@@ -188,15 +190,18 @@ def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
     # the checkpoint describes itself: config, dev metrics, versions
     ck = torch.load(out / "best.ckpt", weights_only=True)
     assert ck["config"]["model"] == "lfcc-lcnn" and "dev" in ck["extra"]
-    # SWA: the averaged weights are the mean of the top checkpoints' weights (both epochs'
-    # here, top_n 2 of 2); BatchNorm's running statistics are recomputed, not averaged
+    # SWA, top_n 2 of 3 epochs: the two with the best dev EER in metrics.csv (the earlier on
+    # a tie) are kept and averaged; BatchNorm's running statistics are recomputed, not averaged
     import csv
 
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert len(rows) == 3
+    best2 = [e for _, e in sorted((float(r["dev_eer_percent"]), int(r["epoch"])) for r in rows)][:2]
     tops = sorted((out / "checkpoints").glob("epoch_*.ckpt"))
-    assert [p.name for p in tops] == ["epoch_001.ckpt", "epoch_002.ckpt"]
+    assert [p.name for p in tops] == [f"epoch_{e:03d}.ckpt" for e in sorted(best2)]
     epochs = [torch.load(p, weights_only=True) for p in tops]
     swa = torch.load(out / "swa.ckpt", weights_only=True)
-    assert swa["extra"]["averaged_epochs"] in ([1, 2], [2, 1])
+    assert swa["extra"]["averaged_epochs"] == best2
     params = {n for n, _ in spoofscope.create_model("lfcc-lcnn").named_parameters()}
     assert params and params <= set(swa["state_dict"])
     for n in params:
@@ -207,10 +212,21 @@ def test_train_end_to_end_and_evaluate_agrees(demo_root, tmp_path, capsys):
     assert any(
         not torch.equal(epochs[0]["state_dict"][n], epochs[1]["state_dict"][n]) for n in params
     )
+    # BatchNorm: one pass over the 48 training files in batches of 8 (6 batches counted),
+    # statistics of the averaged network, which are not the mean of the epochs' statistics
+    bn = [n.rsplit(".", 1)[0] for n in swa["state_dict"] if n.endswith("running_mean")]
+    assert bn
+    for n in bn:
+        assert int(swa["state_dict"][f"{n}.num_batches_tracked"]) == 6
+        for stat in ("running_mean", "running_var"):
+            got = swa["state_dict"][f"{n}.{stat}"]
+            mean = (
+                epochs[0]["state_dict"][f"{n}.{stat}"] + epochs[1]["state_dict"][f"{n}.{stat}"]
+            ) / 2
+            assert float((got - mean).abs().max()) > 1e-3 * float(mean.abs().max()), (n, stat)
     # each epoch's dev EER in metrics.csv is the one its checkpoint was saved with
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
-    assert len(rows) == 2
-    for row, ck in zip(rows, epochs, strict=True):
+    for ck in epochs:
+        row = rows[ck["extra"]["epoch"] - 1]
         assert float(row["dev_eer_percent"]) == pytest.approx(ck["extra"]["dev"]["eer"], abs=1e-9)
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     # the demo's last step: adapt with the D04 sample, score the same eval trials again
