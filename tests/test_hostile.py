@@ -4,7 +4,6 @@ the clean outcome asserted (exit status, one line, JSON body, audit row, decoded
 import hashlib
 import io
 import json
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -349,26 +348,43 @@ def test_adapt_warns_once(tmp_path, ckpt, capsys):
 # ---- 10, 13: the audit summary ---------------------------------------------------------------
 
 
-def test_audit_summary_separates_abstentions_from_low_confidence(ckpt, tmp_path, capsys):
+def test_audit_summary_separates_abstentions_from_low_confidence(tmp_path, capsys):
+    """The summary's counts are those of what the test sent: 3 silent uploads abstain; of 4
+    verdicts (a tone, a noise, two splices of both: a model that hears tone against noise), those
+    whose probability is within the calibration's band of 0.5 are low confidence, counted
+    here from the band and each answer's probability."""
+    from _models import responsive_lcnn
+
     from spoofscope.infer import Calibration
 
     db = tmp_path / "audit.sqlite"
-    # calibrated on the user's kind of data, so that verdicts claim (low) confidence
-    cal = Calibration(a=1.0, b=0.0, threshold=0.0, band=0.4, domain="deployment")
-    det = Detector.from_checkpoint(ckpt, calibration=cal)
+    # calibrated on the user's kind of data, so that verdicts claim (low) confidence:
+    # p = sigmoid(score), threshold 0 (p 0.5), band 0.2
+    cal = Calibration(a=1.0, b=0.0, threshold=0.0, band=0.2, domain="deployment")
+    det = Detector(responsive_lcnn(0), calibration=cal)
+    t = np.arange(2 * SR) / SR
+    tone = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    spliced = [np.concatenate([_noise(d, 2), tone[int(d * SR) :]]) for d in (0.5, 0.8)]
+    sent = [tone, _noise(2.0, 0), *spliced]  # noise then tone: in between
+    sent += [np.zeros(SR * 2, np.float32)] * 3
     with TestClient(create_app(det, ServiceSettings(audit_db=str(db)))) as c:
-        for i in range(4):
-            c.post("/v1/detect", files={"file": ("v.wav", _bytes(_noise(2.0, i)), "x")})
-        for _ in range(3):
-            c.post("/v1/detect", files={"file": ("q.wav", _bytes(np.zeros(SR * 2)), "x")})
-    rows = sqlite3.connect(db).execute("SELECT label, confident FROM decisions").fetchall()
-    verdicts = [c for lab, c in rows if lab in ("bonafide", "spoof")]
-    assert len(rows) == 7 and len(verdicts) == 4
+        answers = [
+            c.post("/v1/detect", files={"file": ("v.wav", _bytes(x), "x")}).json() for x in sent
+        ]
+    assert [a["label"] == "no_speech" for a in answers] == [False] * 4 + [True] * 3
+    p = np.array([a["p_bonafide"] for a in answers[:4]])
+    low = int(np.sum(np.abs(p - 0.5) < 0.2))
+    assert 0 < low < 4, p  # both kinds among the verdicts
+    assert [a["confident"] for a in answers[:4]] == [bool(v) for v in np.abs(p - 0.5) >= 0.2]
     assert main(["audit", "summary", "--db", str(db), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    assert s["abstained"] == 3 and s["abstention_rate"] == pytest.approx(3 / 7)
-    assert s["verdicts"] == 4 and s["no_confidence_claimed"] == 0 and None not in verdicts
-    assert s["low_confidence_rate"] == pytest.approx(sum(c == 0 for c in verdicts) / 4)
+    assert s["decisions"] == 7 and s["abstained"] == 3 and s["abstention_rate"] == 3 / 7
+    assert s["verdicts"] == 4 and s["no_confidence_claimed"] == 0
+    assert s["low_confidence_rate"] == low / 4
+    assert s["by_label"] == {
+        lab: n for lab in ("bonafide", "spoof", "no_speech")
+        if (n := sum(a["label"] == lab for a in answers))
+    }  # fmt: skip
     assert main(["audit", "summary", "--db", str(db)]) == 0
     text = capsys.readouterr().out
     assert "abstained        3 (42.9 % of decisions, no_speech)" in text
