@@ -16,7 +16,6 @@ from spoofscope.cli import main
 from spoofscope.infer import Decision, Detector, WindowPolicy, make_engine
 from spoofscope.infer.explain import (
     DEFAULT_METHOD,
-    METHODS,
     NOTE,
     ExplainError,
     Scorer,
@@ -75,8 +74,8 @@ def two_seconds():
     """Bursts centred in 0.25-s tiles: in band inside the span (tiles 2-5, rising), in band
     outside it (tiles 0, 7) and out of band inside it (tiles 3, 4)."""
     n = 2 * SR
-    inside = [burst(n, 2500, 0.25 * k + 0.05, amp) for k, amp in zip(range(2, 6), (5, 10, 15, 20))]
-    inside = [c / 100 for c in inside]
+    amps = (0.05, 0.10, 0.15, 0.20)
+    inside = [burst(n, 2500, 0.25 * k + 0.05, amps[k - 2]) for k in range(2, 6)]
     others = [
         burst(n, 2500, 0.05, 0.3),
         burst(n, 2500, 1.80, 0.3),

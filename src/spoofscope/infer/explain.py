@@ -33,8 +33,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import ConfigError, SpoofscopeError
 from ..audio import official_crop
+from ..errors import ConfigError, SpoofscopeError
 from .windows import aggregate, official_window, sliding_windows
 
 #: what every explanation says about itself
@@ -43,7 +43,7 @@ NOTE = (
     "verdict; it is not proof that those parts were manipulated"
 )
 N_FFT, HOP = 512, 128  # at 16 kHz: 32-ms frames every 8 ms, 31.25 Hz bins
-DEFAULT_BUDGET = 2000
+DEFAULT_BUDGET = 400
 DEFAULT_TILE_S = 0.25
 DEFAULT_BANDS = 8
 
@@ -225,9 +225,7 @@ class Method(Protocol):
         """The tile grid the budget allows."""
         ...
 
-    def relevance(
-        self, scorer: Scorer, grid: TileGrid, sign: float, budget: int
-    ) -> np.ndarray: ...
+    def relevance(self, scorer: Scorer, grid: TileGrid, sign: float, budget: int) -> np.ndarray: ...
 
 
 class Occlusion:
@@ -407,7 +405,10 @@ def summarise(tiles: list[dict], label: str) -> str:
     def span(key_lo, key_hi):
         keys = sorted({(t[key_lo], t[key_hi]) for t in tiles})
         mass = np.array(
-            [sum(max(t["relevance"], 0) for t in tiles if (t[key_lo], t[key_hi]) == k) for k in keys]
+            [
+                sum(max(t["relevance"], 0) for t in tiles if (t[key_lo], t[key_hi]) == k)
+                for k in keys
+            ]
         )
         lo = hi = int(np.argmax(mass))
         while mass[lo : hi + 1].sum() < 0.5 * total:
@@ -517,13 +518,20 @@ def curve(
     n = len(order)
     fracs = np.linspace(0, 1, points)
     out = []
+    ends = scorer.__dict__.setdefault("_ends", {})  # the whole signal and silence, once
     with torch.inference_mode():
         for f in fracs:
             k = int(round(f * n))
+            whole = (k == 0) == (kind == "deletion")
+            if k in (0, n) and whole in ends:
+                out.append(ends[whole])
+                continue
             g = torch.ones(grid.shape) if kind == "deletion" else torch.zeros(grid.shape)
             idx = np.unravel_index(order[:k], grid.shape)
             g[torch.as_tensor(idx[0]), torch.as_tensor(idx[1])] = 0.0 if kind == "deletion" else 1.0
             out.append(sign * scorer.score(grid.render(g).numpy()))
+            if k in (0, n):
+                ends[whole] = out[-1]
     return fracs, np.array(out)
 
 
