@@ -52,6 +52,14 @@ class ExplainError(SpoofscopeError, ValueError):
     """An explanation that cannot be given as asked (budget, segment, method)."""
 
 
+class ExplainStopped(ExplainError):
+    """The compute limit passed (``kind`` timeout) or the owner cancelled (``shutting_down``)."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 @dataclass
 class Explanation:
     """The relevance map of one verdict. ``tiles``: ``{start_s, end_s, f_lo_hz, f_hi_hz,
@@ -75,6 +83,9 @@ class Explanation:
     reason: str | None = None  # why there is no explanation (no_speech)
     note: str = NOTE
     timeline: list[dict] = field(default_factory=list)  # the detector's, for the plot
+    # a coarse log-power spectrogram of the segment for drawing: {t0, t1, f_max_hz, db:
+    # rows from 0 Hz up, each a list of columns}
+    spectrogram: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,8 +162,8 @@ class Scorer:
     the detector judged in it (their places fixed, so masking cannot change which windows
     count). Counts passes."""
 
-    def __init__(self, det, x: np.ndarray):
-        self.det = det
+    def __init__(self, det, x: np.ndarray, deadline: float | None = None):
+        self.det, self.deadline = det, deadline
         size = det.window_samples
         if det.windows.kind == "official":
             wins = list(official_window([x], size))
@@ -176,10 +187,24 @@ class Scorer:
             return official_crop(w, self.size)
         return w.repeat(reps)[: self.size]
 
+    def check(self) -> None:
+        """Raise :class:`ExplainStopped` when the owner cancelled or the deadline passed."""
+        if self.det.cancel_event.is_set():
+            raise ExplainStopped(
+                "the service is shutting down; the explanation was not finished", "shutting_down"
+            )
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise ExplainStopped(
+                f"the explanation exceeded the {self.det.limits.timeout_s:g} s compute limit; "
+                "ask for a smaller budget or a shorter segment",
+                "timeout",
+            )
+
     def window_scores(self, windows: list[np.ndarray]) -> np.ndarray:
         """Bona fide logits of windows, in the detector's batches."""
         out, bs = [], self.det.limits.batch_size
         for i in range(0, len(windows), bs):
+            self.check()
             batch = np.stack(windows[i : i + bs]).astype(np.float32)
             out.append(self.det.engine(batch)[:, self.bona])
             self.passes += len(batch)
@@ -335,6 +360,7 @@ class IntegratedGradients:
         total = torch.zeros(grid.shape, dtype=torch.float64)
         bs = scorer.det.limits.batch_size
         for i in range(steps):
+            scorer.check()
             alpha = (i + 0.5) / steps
             with torch.enable_grad():
                 g = torch.full(grid.shape, alpha, requires_grad=True)
@@ -451,7 +477,7 @@ def explain(
     ``sample_rate``), or on its segment [start_s, end_s). See :meth:`Detector.explain`."""
     from ..audio import AudioError
 
-    t_start = time.perf_counter()
+    t_start = time.monotonic()
     if int(budget) < 1:
         raise ConfigError(f"budget must be >= 1 pass, got {budget}")
     m = make_method(method)
@@ -473,12 +499,14 @@ def explain(
             {**t, "start_s": t["start_s"] + a, "end_s": t["end_s"] + a} for t in res.timeline
         ],
     )
+    out.spectrogram = coarse_spectrogram(seg, det.sample_rate, a, b)
     if res.label == "no_speech":
         out.reason = f"no explanation: the detector gives no verdict here ({res.reason})"
         out.summary = out.reason
         return out
     sign = 1.0 if res.label == "bonafide" else -1.0
-    scorer = Scorer(det, seg)
+    t = det.limits.timeout_s
+    scorer = Scorer(det, seg, None if t is None else t_start + t)
     grid = m.fit(seg, det, scorer, int(budget) - scorer.passes, tile_s, n_bands)
     rel = m.relevance(scorer, grid, sign, int(budget) - scorer.passes)
     out.tile_s, out.n_bands = grid.tile_s, grid.n_bands
@@ -495,8 +523,23 @@ def explain(
     ]
     out.passes = scorer.passes
     out.summary = summarise(out.tiles, res.label)
-    out.seconds = round(time.perf_counter() - t_start, 3)
+    out.seconds = round(time.monotonic() - t_start, 3)
     return out
+
+
+def coarse_spectrogram(x, sr, t0, t1, rows: int = 48, cols: int = 160) -> dict:
+    """Log power (dB, 0.1 dB steps) of ``x`` pooled to at most ``rows`` x ``cols`` cells."""
+    from scipy.signal import stft
+
+    _, _, z = stft(x, sr, nperseg=N_FFT, noverlap=N_FFT - HOP)
+    p = np.abs(z) ** 2
+    r, c = min(rows, p.shape[0]), min(cols, p.shape[1])
+    ri = np.linspace(0, p.shape[0], r + 1).astype(int)
+    ci = np.linspace(0, p.shape[1], c + 1).astype(int)
+    pooled = np.add.reduceat(np.add.reduceat(p, ri[:-1], axis=0), ci[:-1], axis=1)
+    pooled /= np.outer(np.diff(ri), np.diff(ci))
+    db = np.round(10 * np.log10(pooled + 1e-12), 1)
+    return {"t0": t0, "t1": t1, "f_max_hz": sr / 2, "db": db.tolist()}
 
 
 def _label(source) -> str:
