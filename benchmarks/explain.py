@@ -187,6 +187,43 @@ def report(rows, rng) -> str:
     return "\n".join(lines)
 
 
+def cost_table(det, durations=(4, 10, 30)) -> str:
+    """The passes each method spends at the defaults of ``spoofscope explain`` (0.25-s x 8
+    band tiles, budget 400; detect's sliding windows, 2-s hop) on noise of each duration:
+    counted by the methods' own cost rules, without running them."""
+    from spoofscope.infer import Detector
+    from spoofscope.infer.explain import (
+        DEFAULT_BANDS,
+        DEFAULT_BUDGET,
+        DEFAULT_TILE_S,
+        IntegratedGradients,
+        Occlusion,
+        Scorer,
+    )
+
+    plain = Detector(det.engine, decision=det.decision)
+    lines = [
+        "| audio | windows | occlusion: tiles | occlusion: passes | passes / s audio | "
+        "integrated-gradients: steps | passes | passes / s audio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rng = np.random.default_rng(0)
+    for d in durations:
+        x = (0.1 * rng.standard_normal(int(d * 16000))).astype(np.float32)
+        sc = Scorer(plain, x)
+        left = DEFAULT_BUDGET - sc.passes
+        grid = Occlusion().fit(x, plain, sc, left, DEFAULT_TILE_S, DEFAULT_BANDS)
+        occ = Occlusion().cost(grid, sc) + sc.passes
+        ig = IntegratedGradients()
+        steps = ig.steps(sc, left)
+        igp = steps * ig._per_step(sc) + sc.passes
+        lines.append(
+            f"| {d} s | {len(sc.spans)} | {grid.n_time} x {grid.n_bands} ({grid.tile_s:g} s) | "
+            f"{occ} | {occ / d:.1f} | {steps} | {igp} | {igp / d:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", required=True, help="official_AASIST.pth")
@@ -199,6 +236,7 @@ def main() -> None:
     ap.add_argument("--bands", type=int, default=4)
     ap.add_argument("--steps", type=int, default=8, help="Integrated-Gradients steps")
     ap.add_argument("--out", type=Path, help="write every file's numbers here (JSON)")
+    ap.add_argument("--cost-only", action="store_true", help="only the table of passes")
     a = ap.parse_args()
     from spoofscope.infer import Decision, Detector, WindowPolicy
 
@@ -209,12 +247,16 @@ def main() -> None:
         windows=WindowPolicy(kind="official"),
         decision=Decision(vad="energy"),  # Silero hears no speech in the demo's synthesis
     )
+    if a.cost_only:
+        print(cost_table(det))
+        return
     # occlusion: every tile; IG: --steps x (forward + backward) of the one window, + the audio's
     budgets = {"occlusion": 100_000, "integrated-gradients": 2 * a.steps + 1}
     files = pick_files(a.realdev, a.n_realdev, a.n_demo, det.window_samples)
     rng = np.random.default_rng(2)
     rows, t0 = [], time.perf_counter()
-    sanity_every = max(1, len(files) // max(a.n_random_model, 1))
+    # stage 4 on files spread evenly over the list (both sources)
+    sanity = set(np.linspace(0, len(files) - 1, a.n_random_model).round().astype(int).tolist())
     for i, f in enumerate(files):
         expls = explain_file(det, f["x"], a.tile_s, a.bands, budgets)
         if expls is None:
@@ -232,7 +274,7 @@ def main() -> None:
                 expls["occlusion"].grid(), expls["integrated-gradients"].grid()
             ),
         }
-        if i % sanity_every == 0 and sum(1 for r in rows if "randomised" in r) < a.n_random_model:
+        if i in sanity:
             row["randomised"] = randomised(det, f["x"], expls, a.tile_s, a.bands, budgets)
         rows.append(row)
         print(

@@ -1,8 +1,9 @@
-"""Explanations (infer/explain.py, ``spoofscope explain``): on a model built here whose score
-depends only on one known band and time span (a fixed band-pass filter, then a linear read-out
-of the filtered energy inside the span), every method puts the relevance there, in the order
-of each tile's analytic contribution computed here with numpy; the JSON and the PNG agree;
-the default method's deletion curve falls faster than random orders'."""
+"""Explanations (infer/explain.py, ``spoofscope explain``): on a model built in the tests
+(tests/_bandspan.py) whose score depends only on one known band and time span (a fixed
+band-pass filter, then a linear read-out of the filtered energy inside the span), every method
+puts the relevance there, in the order of each tile's analytic contribution computed with
+numpy; the JSON and the PNG agree; the default method's deletion curve falls faster than
+random orders'."""
 
 import json
 
