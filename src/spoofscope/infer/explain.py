@@ -173,6 +173,7 @@ class Scorer:
         self.spans = [(w.start, w.end) for w in judged]
         self.size = size
         self.passes = 0
+        self.ends: dict[bool, float] = {}  # curve(): the whole signal's and silence's scores
         self.bona = det.card.bonafide_index
         self.base = self.window_scores([self.cut(x, k) for k in range(len(self.spans))])
 
@@ -561,7 +562,7 @@ def curve(
     n = len(order)
     fracs = np.linspace(0, 1, points)
     out = []
-    ends = scorer.__dict__.setdefault("_ends", {})  # the whole signal and silence, once
+    ends = scorer.ends  # the whole signal and silence are scored once
     with torch.inference_mode():
         for f in fracs:
             k = int(round(f * n))
