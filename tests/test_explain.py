@@ -170,3 +170,20 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert "raise --budget" in capsys.readouterr().err
     assert main(["explain", str(tmp_path / "missing.wav")]) == 2
     assert "missing.wav" in capsys.readouterr().err
+
+
+def test_the_deadline_and_the_owners_cancel_stop_an_explanation():
+    """Checked before every batch of windows (the service's compute limit and shutdown)."""
+    from spoofscope.infer import Limits
+    from spoofscope.infer.explain import ExplainStopped
+
+    inside, others = two_seconds()
+    x = (sum(inside) + sum(others)).astype(np.float32)
+    det = detector(kind="official").replace(limits=Limits(timeout_s=1.0))
+    with pytest.raises(ExplainStopped, match="1 s compute limit") as e:
+        Scorer(det, x, deadline=0.0)  # a deadline already passed
+    assert e.value.kind == "timeout"
+    det.cancel_event.set()
+    with pytest.raises(ExplainStopped, match="shutting down") as e:
+        det.explain(x, method="integrated-gradients")
+    assert e.value.kind == "shutting_down"

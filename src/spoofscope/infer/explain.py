@@ -486,7 +486,10 @@ def explain(
     seg, a, b = load_segment(det, source, start_s, end_s, sample_rate)
     res = det(seg)
     if res.error:
-        raise AudioError(path, res.error.split(": ", 1)[-1], kind=res.error_kind or "invalid")
+        msg = res.error.split(": ", 1)[-1]
+        if res.error_kind in ("timeout", "shutting_down"):
+            raise ExplainStopped(msg, res.error_kind)
+        raise AudioError(path, msg, kind=res.error_kind or "invalid")
     out = Explanation(
         path=path,
         method=m.name,
