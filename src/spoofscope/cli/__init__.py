@@ -1,7 +1,7 @@
 """The ``spoofscope`` command line: thin sub-commands over the modules, one module per command
-group (:mod:`.detect`; :mod:`.train`: train, adapt, score; :mod:`.evaluate`: evaluate,
-calibrate, fuse; :mod:`.serve`: serve, audit; :mod:`.data`: data, demo, models, export), each
-owning its parsers and handlers; the shared option types live in :mod:`._common`."""
+group (:mod:`.detect`; :mod:`.explain`; :mod:`.train`: train, adapt, score; :mod:`.evaluate`:
+evaluate, calibrate, fuse; :mod:`.serve`: serve, audit; :mod:`.data`: data, demo, models,
+export), each owning its parsers and handlers; the shared option types live in :mod:`._common`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 import sys
 
 from ..errors import SpoofscopeError
-from . import data, detect, evaluate, serve, train
+from . import data, detect, evaluate, explain, serve, train
 from ._common import CLIError, _Parser
 from ._common import load_detector as _build_detector
 from .data import _demo_adaptation
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_evaluate(command)
     data.add_data(command)
     detect.add_detect(command)
+    explain.add_explain(command)
     evaluate.add_calibrate(command)
     evaluate.add_fuse(command)
     data.add_export(command)

@@ -4,6 +4,7 @@ and scoring a whole dataset."""
 from .calibration import Calibration
 from .detector import DetectionResult, Detector, FusedDetector
 from .engines import ENGINES, PRECISIONS, OnnxEngine, TorchEngine, make_engine
+from .explain import Explanation
 from .fusion import Fusion
 from .policy import Decision, Limits, WindowPolicy
 from .scoring import score_dataset
@@ -15,6 +16,7 @@ __all__ = [
     "DetectionResult",
     "Detector",
     "ENGINES",
+    "Explanation",
     "Fusion",
     "FusedDetector",
     "Limits",

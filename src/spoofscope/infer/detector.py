@@ -403,6 +403,17 @@ class Detector:
     def __call__(self, source, sample_rate: int | None = None) -> DetectionResult:
         return self.detect_many([source], sample_rate)[0]
 
+    def explain(self, source, method: str | None = None, **kw):
+        """Why this verdict: a relevance map over time x frequency of the verdict on
+        ``source`` (a path, bytes, or an array at ``sample_rate=``), or on its segment
+        ``start_s``-``end_s``; ``method`` one of :data:`~spoofscope.infer.explain.METHODS`
+        (default the one measured most faithful), at most ``budget`` passes. A recording the
+        detector abstains on has no explanation (``reason`` says why). See
+        :mod:`spoofscope.infer.explain`."""
+        from .explain import DEFAULT_METHOD, explain
+
+        return explain(self, source, method=method or DEFAULT_METHOD, **kw)
+
     def warm_up(self) -> None:
         """One inference on a quiet noise window, so that the first request is not slow."""
         x = np.random.default_rng(0).standard_normal(self.window_samples) * 0.01

@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..infer import Detector, Limits
 from .audit import write_off_loop
 from .errors import ServiceError, error_response
+from .explain_routes import explain_api
 from .metrics import ServiceMetrics
 from .pool import ScoringPool
 from .routes import api, ops, presented_key
@@ -246,6 +247,7 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
     _register_error_handlers(app)
     _log_and_count(app)
     app.include_router(api)
+    app.include_router(explain_api)
     app.include_router(ops)
     app.include_router(streams)
     _mount_docs_assets(app)
