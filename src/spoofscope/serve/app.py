@@ -138,8 +138,8 @@ def _register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request, exc):
-        log.exception("unexpected error")
-        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        log.exception("unexpected error")  # the detail goes to the log, not to the client
+        return error_response(500, "internal_error", "an unexpected error; see the service log")
 
 
 def _log_and_count(app: FastAPI) -> None:

@@ -85,6 +85,20 @@ def _bad(message: str) -> StreamStop:
     return StreamStop("bad_message", message, INVALID)
 
 
+def _format(rate, ch, rate_name: str, ch_name: str) -> tuple[int, int]:
+    """A start message's sample rate and channel count, checked alike for both endpoints."""
+    if type(rate) is not int or not 4000 <= rate <= 192000:
+        raise _bad(f"{rate_name} must be an integer number of Hz (4000-192000), got {rate!r}")
+    if type(ch) is not int or not 1 <= ch <= 8:
+        raise _bad(f"{ch_name} must be an integer 1-8, got {ch!r}")
+    return rate, ch
+
+
+def _reason(stop: StreamStop) -> str:
+    """A close frame's reason (at most 123 bytes): Twilio reads no messages, only this."""
+    return stop.message.encode()[:123].decode(errors="ignore")
+
+
 def _native_start(msg: dict) -> _Start:
     if msg.get("type") != "start":
         raise _bad(
@@ -93,46 +107,59 @@ def _native_start(msg: dict) -> _Start:
     enc = msg.get("encoding", "pcm_s16le")
     if enc not in ENCODINGS:
         raise _bad(f"unknown encoding {enc!r}; one of pcm_s16le, f32le, mulaw, alaw")
-    rate, ch, hop = msg.get("sample_rate"), msg.get("channels", 1), msg.get("hop_s")
-    if not isinstance(rate, int) or not 4000 <= rate <= 192000:
-        raise _bad(f"sample_rate must be an integer number of Hz (4000-192000), got {rate!r}")
-    if not isinstance(ch, int) or not 1 <= ch <= 8:
-        raise _bad(f"channels must be an integer 1-8, got {ch!r}")
+    rate, ch = _format(msg.get("sample_rate"), msg.get("channels", 1), "sample_rate", "channels")
+    hop = msg.get("hop_s")
     if hop is not None and not (isinstance(hop, int | float) and hop > 0):
         raise _bad(f"hop_s must be a positive number of seconds, got {hop!r}")
     key = msg.get("api_key")
     return _Start(rate, ENCODINGS[enc], ch, hop, key if isinstance(key, str) else None)
 
 
+#: the tracks of a Twilio stream
+TRACKS = ("inbound", "outbound")
+
+
+def _object(parent: dict, name: str, where: str) -> dict:
+    value = parent.get(name)
+    if not isinstance(value, dict):
+        raise _bad(f"{where}{name} must be an object, got {value!r:.60}")
+    return value
+
+
 def _twilio_start(msg: dict) -> _Start:
-    start = msg.get("start")
-    if not isinstance(start, dict):
-        raise _bad("a Twilio start message carries a 'start' object")
-    fmt = start.get("mediaFormat") or {}
-    enc = str(fmt.get("encoding", "audio/x-mulaw")).lower()
-    if enc not in ("audio/x-mulaw", "audio/pcmu"):
-        raise _bad(f"Twilio media encoding {enc!r}: only audio/x-mulaw is known")
-    params = start.get("customParameters") or {}
+    start = _object(msg, "start", "")
+    fmt = _object(start, "mediaFormat", "start.")
+    enc = fmt.get("encoding")
+    if not isinstance(enc, str) or enc.lower() not in ("audio/x-mulaw", "audio/pcmu"):
+        raise _bad(f"start.mediaFormat.encoding {enc!r:.60}: only audio/x-mulaw is known")
+    where = "start.mediaFormat."
+    rate, ch = _format(
+        fmt.get("sampleRate"), fmt.get("channels", 1), where + "sampleRate", where + "channels"
+    )
+    params = start.get("customParameters", {})
+    if not isinstance(params, dict):
+        raise _bad(f"start.customParameters must be an object, got {params!r:.60}")
     key = params.get("api_key") or params.get("apiKey")
     hop = params.get("hop_s")
     try:
         hop = float(hop) if hop is not None else None
-    except ValueError:
-        raise _bad(f"customParameters.hop_s must be a number, got {hop!r}") from None
-    tracks = start.get("tracks") or ["inbound"]
+    except (TypeError, ValueError):
+        raise _bad(f"start.customParameters.hop_s must be a number, got {hop!r:.60}") from None
+    tracks = start.get("tracks", ["inbound"])
+    if not isinstance(tracks, list) or not tracks or not set(tracks) <= set(TRACKS):
+        raise _bad(f"start.tracks must be a list of {' and '.join(TRACKS)}, got {tracks!r:.60}")
     track = params.get("track") or ("inbound" if "inbound" in tracks else tracks[0])
+    if track not in tracks:
+        raise _bad(
+            f"start.customParameters.track must be one of the stream's tracks {tracks}, "
+            f"got {track!r:.60}"
+        )
     aliases = tuple(
-        str(v) for v in (msg.get("streamSid"), start.get("streamSid"), start.get("callSid")) if v
+        str(v)[:64]
+        for v in (msg.get("streamSid"), start.get("streamSid"), start.get("callSid"))
+        if v
     )
-    return _Start(
-        int(fmt.get("sampleRate", 8000)),
-        "mulaw",
-        int(fmt.get("channels", 1)),
-        hop,
-        key if isinstance(key, str) else None,
-        aliases,
-        track,
-    )
+    return _Start(rate, "mulaw", ch, hop, key if isinstance(key, str) else None, aliases, track)
 
 
 async def _audit(write, *args) -> bool:
@@ -161,9 +188,9 @@ class StreamHub:
             return self.active[sid].status()
         return self.recent.get(sid)
 
-    def ended(self, live: _Live, summary: dict) -> None:
+    def ended(self, live: _Live, state: dict) -> None:
         self.active.pop(live.sid, None)
-        self.recent[live.sid] = {"stream_id": live.sid, "state": "ended", "summary": summary}
+        self.recent[live.sid] = state
         while len(self.recent) > RECENT:
             old, _ = self.recent.popitem(last=False)
             for k in [k for k, v in self.alias.items() if v == old]:
@@ -365,11 +392,14 @@ def _audio(msg: dict, twilio: bool, track: str | None) -> bytes | str | None:
             return "stop"
         if ev != "media":
             return None  # mark, dtmf, ...
-        media = m.get("media") or {}
+        media = _object(m, "media", "a media message's ")
         if media.get("track", "inbound") != track:
             return None
+        payload = media.get("payload")
+        if not isinstance(payload, str):
+            raise _bad(f"a media message's payload must be a base64 string, got {payload!r:.60}")
         try:
-            return base64.b64decode(media.get("payload", ""), validate=True)
+            return base64.b64decode(payload, validate=True)
         except ValueError:
             raise _bad("a media message's payload is not base64") from None
     if msg.get("bytes") is not None:
@@ -398,7 +428,7 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
             await _audit(
                 st.audit.record_rejection, sid, endpoint, e.close, e.code, presented_key(ws)
             )
-        await ws.close(e.close)
+        await ws.close(e.close, reason=_reason(e))
 
     try:
         if _KEY_PARAMS & set(ws.query_params):
@@ -429,6 +459,10 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
         return
     except ConfigError as e:
         await refuse(StreamStop("bad_message", str(e), INVALID))
+        return
+    except Exception:  # noqa: BLE001 - refused, recorded and closed all the same
+        log.exception("stream %s failed to start", sid)
+        await refuse(StreamStop("internal_error", "the stream could not start", 1011))
         return
     hub.active[sid] = live
     for a in start.aliases:
@@ -485,13 +519,34 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
         stop, reason = StreamStop(e.kind or "bad_audio", str(e), INVALID), e.kind or "bad_audio"
     except Exception as e:  # noqa: BLE001 - any failure still ends with a summary and a row
         log.exception("stream %s failed", sid)
-        stop, reason = StreamStop("internal_error", f"{type(e).__name__}: {e}", 1011), "internal"
+        stop, reason = StreamStop("internal_error", f"{type(e).__name__}", 1011), "internal"
     await _end(live, scorer, stop, reason)
 
 
 async def _end(live: _Live, scorer, stop: StreamStop, reason: str) -> None:
-    """Judge what arrived, send the rest of the events and the summary, write the audit row,
-    close."""
+    """End a stream (:func:`_finish`), and whatever happens there, free its slot, forget it
+    as live, and close its connection."""
+    st = live.app.state
+    state = {"stream_id": live.sid, "state": "ended", "error": "internal_error"}
+    try:
+        state = await _finish(live, scorer, stop, reason)
+    except Exception:  # noqa: BLE001 - the slot is freed all the same
+        log.exception("stream %s: ending failed", live.sid)
+        stop = StreamStop("internal_error", "", 1011)
+    finally:
+        st.metrics.streams_active.dec()
+        st.streams.ended(live, state)
+        live.finished.set()
+        if live.ws.client_state == WebSocketState.CONNECTED:
+            try:
+                await live.ws.close(stop.close, reason=_reason(stop))
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+
+
+async def _finish(live: _Live, scorer, stop: StreamStop, reason: str) -> dict:
+    """Judge what arrived, send the rest of the events and the summary, write the audit row;
+    the stream's ended state."""
     st = live.app.state
     live.finishing = True
     live.wake.set()
@@ -509,7 +564,6 @@ async def _end(live: _Live, scorer, stop: StreamStop, reason: str) -> None:
     d.update(path=f"stream {live.sid}", model=st.model_name)
     summary = {"type": "summary", "stream_id": live.sid, "ended_by": reason, **d}
     await live.send(summary)
-    st.metrics.streams_active.dec()
     st.metrics.streams.labels(live.endpoint, reason).inc()
     st.metrics.stream_audio.inc(live.received / live.rate)
     live._put_at = float("inf")  # no more live-state writes: the ended state comes last
@@ -545,13 +599,7 @@ async def _end(live: _Live, scorer, stop: StreamStop, reason: str) -> None:
             }
         )
     )
-    live.app.state.streams.ended(live, summary)
-    live.finished.set()
-    if live.ws.client_state == WebSocketState.CONNECTED:
-        try:
-            await live.ws.close(stop.close)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+    return {"stream_id": live.sid, "state": "ended", "summary": summary}
 
 
 streams = APIRouter()

@@ -1,0 +1,167 @@
+"""The live and shared surfaces under hostile use: Twilio and native streams, metrics, the
+PostgreSQL audit trail, stream ownership, and the stdin, ``evaluate``, ``hf:`` and ``--ray``
+commands, each through the real endpoint (uvicorn, websockets, PostgreSQL) or the real CLI."""
+
+import base64
+import json
+import signal
+import socket
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+ws_client = pytest.importorskip("websockets.sync.client")
+import httpx  # noqa: E402
+from _server import ServeProcess  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+import spoofscope  # noqa: E402
+from spoofscope.models import save_checkpoint  # noqa: E402
+
+SR = 16000
+pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_checkpoint(
+        spoofscope.create_model("lfcc-lcnn"), tmp_path_factory.mktemp("m") / "lcnn.ckpt"
+    )
+
+
+def _tone(seconds=3.0, rate=SR):
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+
+
+def _pcm(x) -> bytes:
+    return np.clip(np.round(x * 32768), -32768, 32767).astype("<i2").tobytes()
+
+
+def _ws(url: str, path: str) -> str:
+    return url.replace("http", "ws") + path
+
+
+def _events(conn, limit_s=60):
+    out = []
+    try:
+        while True:
+            out.append(json.loads(conn.recv(timeout=limit_s)))
+    except (ConnectionClosed, TimeoutError):
+        pass
+    return out
+
+
+def _kill(conn) -> None:
+    """The client vanishes without a close frame."""
+    try:
+        conn.socket.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    conn.socket.close()
+
+
+# ---- 1. Twilio start messages are checked; a stream's slot is freed on every exit ----------
+
+
+def _twilio_start(fmt=None, params=None, tracks=None, drop=()):
+    start = {
+        "streamSid": "MZr0",
+        "callSid": "CAr0",
+        "tracks": ["inbound"] if tracks is None else tracks,
+        "customParameters": {} if params is None else params,
+        "mediaFormat": {
+            "encoding": "audio/x-mulaw",
+            "sampleRate": 8000,
+            "channels": 1,
+            **(fmt or {}),
+        },
+    }
+    for k in drop:
+        del start[k]
+    return {"event": "start", "streamSid": "MZr0", "start": start}
+
+
+def _media(payload):
+    return {
+        "event": "media",
+        "streamSid": "MZr0",
+        "media": {"track": "inbound", "payload": payload},
+    }
+
+
+GOOD_MEDIA = _media(base64.b64encode(b"\xff" * 160).decode())
+
+# (start message, the media message after it, the field the refusal names)
+BAD_TWILIO = [
+    (_twilio_start(params="x"), GOOD_MEDIA, "customParameters"),
+    (_twilio_start(drop=("mediaFormat",)), GOOD_MEDIA, "mediaFormat"),
+    (
+        _twilio_start({"sampleRate": 1}),
+        _media(base64.b64encode(b"\xff" * 32).decode()),
+        "sampleRate",
+    ),
+    (_twilio_start({"sampleRate": 0}), GOOD_MEDIA, "sampleRate"),
+    (_twilio_start({"sampleRate": -8000}), GOOD_MEDIA, "sampleRate"),
+    (_twilio_start({"sampleRate": "8000"}), GOOD_MEDIA, "sampleRate"),
+    (_twilio_start({"channels": 0}), GOOD_MEDIA, "channels"),
+    (_twilio_start({"channels": 100}), GOOD_MEDIA, "channels"),
+    (_twilio_start(params={"track": "sideways"}), GOOD_MEDIA, "track"),
+    (_twilio_start(tracks=["sideways"]), GOOD_MEDIA, "tracks"),
+    (_twilio_start(), {"event": "media", "streamSid": "MZr0", "media": "x"}, "media"),
+    (_twilio_start(), _media(12345), "payload"),
+]
+
+
+def test_bad_twilio_starts_are_refused_and_every_slot_comes_back(ckpt, tmp_path):
+    """Each bad start (or bad media message) closes 1007 naming the field and leaves one
+    audit row; the client then vanishes; afterwards --max-streams good streams all start,
+    no stream is left live, an unknown id is a 404, and SIGTERM ends the process."""
+    db = tmp_path / "audit.sqlite"
+    srv = ServeProcess(
+        ckpt, "--max-streams", 2, "--audit-db", db, "--stream-idle", 5, "--shutdown-grace", 1,
+        "--engine", "torch", "--quiet",
+    )  # fmt: skip
+    try:
+        closes = []
+        for start, media, field in BAD_TWILIO:
+            c = ws_client.connect(_ws(srv.url, "/v1/stream/twilio"))
+            c.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+            c.send(json.dumps(start))
+            try:
+                c.send(json.dumps(media))
+                c.recv(timeout=20)
+            except (ConnectionClosed, TimeoutError):
+                pass
+            closes.append((c.close_code, c.close_reason or "", field))
+            _kill(c)
+        for code, reason, field in closes:
+            assert code == 1007 and field in reason, (code, reason, field)
+        r = httpx.get(srv.url + "/v1/streams/CAr0")
+        assert r.status_code in (200, 404) and "Error" not in r.text
+        metrics = httpx.get(srv.url + "/metrics").text
+        assert "spoofscope_streams_active 0.0" in metrics
+        good = [ws_client.connect(_ws(srv.url, "/v1/stream")) for _ in range(2)]
+        for c in good:
+            c.send(json.dumps({"type": "start", "sample_rate": SR}))
+        assert [json.loads(c.recv(timeout=30))["type"] for c in good] == ["started"] * 2
+        for c in good:
+            c.send(_pcm(_tone(2.0)))
+            c.send(json.dumps({"type": "stop"}))
+            assert _events(c)[-1]["type"] == "summary"
+            c.close()
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(60) == 0
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+    con = sqlite3.connect(db)
+    # the starts refused before any audio: a rejection each; the two refused media messages
+    # end streams that had judged nothing: a rejection each too
+    reasons = [r for (r,) in con.execute("SELECT reason FROM rejections")]
+    assert len(reasons) == len(BAD_TWILIO), reasons
+    assert con.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 2
