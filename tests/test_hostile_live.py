@@ -165,3 +165,39 @@ def test_bad_twilio_starts_are_refused_and_every_slot_comes_back(ckpt, tmp_path)
     reasons = [r for (r,) in con.execute("SELECT reason FROM rejections")]
     assert len(reasons) == len(BAD_TWILIO), reasons
     assert con.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 2
+
+
+# ---- 2. Metric labels and audit rows are bounded whatever paths clients ask for ---------------
+
+
+def _local(ckpt, **settings):
+    from _server import LocalServer
+
+    from spoofscope.infer import Detector
+    from spoofscope.serve import ServiceSettings, create_app
+
+    det = Detector.from_checkpoint(ckpt)
+    return LocalServer(create_app(det, ServiceSettings(**settings)))
+
+
+def _series(metrics: str) -> list[str]:
+    return [ln for ln in metrics.splitlines() if ln and not ln.startswith("#")]
+
+
+def test_random_paths_add_no_metric_series_and_no_long_rows(ckpt, tmp_path):
+    db = tmp_path / "audit.sqlite"
+    with _local(ckpt, audit_db=str(db)) as srv, httpx.Client(base_url=srv.url) as client:
+        assert client.get("/v1/streams/first").status_code == 404
+        before = _series(client.get("/metrics").text)
+        for i in range(1000):
+            assert client.get(f"/v1/streams/{i:04d}-{i * 7919 % 10007}").status_code == 404
+        r = client.get("/v1/streams/" + "x" * 60_000)
+        after = _series(client.get("/metrics").text)
+    assert r.status_code == 404 and len(r.content) < 1000
+    assert len(after) == len(before)
+    assert 'spoofscope_requests_total{endpoint="/v1/streams/{sid}",outcome="unknown_stream"}' in (
+        "\n".join(after)
+    )
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM rejections").fetchone()[0] == 1002
+    assert con.execute("SELECT MAX(LENGTH(endpoint)) FROM rejections").fetchone()[0] <= 200

@@ -179,7 +179,7 @@ def _log_and_count(app: FastAPI) -> None:
                     "ts": time.time(),
                     "request_id": request.state.request_id,
                     "method": request.method,
-                    "path": request.url.path,
+                    "path": request.url.path[:200],
                     "status": resp.status_code,
                     "duration_ms": round(ms, 2),
                     "outcome": outcome,

@@ -60,6 +60,10 @@ SCHEMA = (
 )
 
 
+#: the most characters of an endpoint a rejection row stores
+MAX_ENDPOINT = 200
+
+
 class AuditUnavailable(SpoofscopeError):
     """The audit database cannot be written (or read) now."""
 
@@ -260,8 +264,9 @@ class AuditLog:
         when: datetime | None = None,
     ) -> None:
         """A refused request: its reason and a sha256 of the API key it presented (never the
-        key itself)."""
+        key itself). The endpoint is cut to :data:`MAX_ENDPOINT` characters."""
         when = when or datetime.now(UTC)
+        endpoint = endpoint[:MAX_ENDPOINT]
         digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
         self.db.execute(
             "INSERT INTO rejections VALUES (?,?,?,?,?,?)",

@@ -52,8 +52,11 @@ def api_key_ok(app, key: str | None) -> bool:
 
 
 def api_key(request: Request) -> None:
-    """Every ``/v1`` route: count it under its endpoint, then require a key when keys are set."""
-    request.state.endpoint = request.url.path
+    """Every ``/v1`` route: count it under its endpoint (the route's template, such as
+    ``/v1/streams/{sid}``, never the path a client chose), then require a key when keys are
+    set."""
+    route = request.scope.get("route")
+    request.state.endpoint = getattr(route, "path", None) or "/v1"
     if not api_key_ok(request.app, presented_key(request)):
         raise ServiceError(
             401,

@@ -623,5 +623,5 @@ async def stream_state(request: Request, sid: str):
     if out is None and st.audit is not None:  # another replica's stream
         out = await asyncio.to_thread(st.audit.get_stream, sid)
     if out is None:
-        raise ServiceError(404, "unknown_stream", f"no live or recent stream {sid!r}")
+        raise ServiceError(404, "unknown_stream", f"no live or recent stream {sid[:80]!r}")
     return out
