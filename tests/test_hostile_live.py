@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -201,3 +202,73 @@ def test_random_paths_add_no_metric_series_and_no_long_rows(ckpt, tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("SELECT COUNT(*) FROM rejections").fetchone()[0] == 1002
     assert con.execute("SELECT MAX(LENGTH(endpoint)) FROM rejections").fetchone()[0] <= 200
+
+
+# ---- 3. A stream's verdict is not final without its row; its end reaches the shared table ---
+
+
+@pytest.fixture(scope="module")
+def pg():
+    pytest.importorskip("psycopg")
+    pytest.importorskip("psycopg_pool")
+    from _postgres import PgServer, pg_bin
+
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
+    server = PgServer().init()
+    yield server
+    server.close()
+
+
+def _stream_begun(srv, seconds=3.0):
+    """A stream that has sent ``seconds`` of audio and whose live state is shared."""
+    c = ws_client.connect(_ws(srv.url, "/v1/stream"))
+    c.send(json.dumps({"type": "start", "sample_rate": SR}))
+    sid = json.loads(c.recv(timeout=30))["stream_id"]
+    c.send(_pcm(_tone(seconds)))
+    time.sleep(1.0)
+    return c, sid
+
+
+def test_a_stream_fails_closed_when_its_row_cannot_be_written(ckpt, pg):
+    import threading
+
+    from _postgres import rows
+
+    # replica A retries long enough for the database to come back; replica B does not
+    a = _local(ckpt, audit_db=pg.url, audit_retry_s=30.0, stream_idle_s=5.0, stream_max_lag_s=1.0)
+    b = _local(ckpt, audit_db=pg.url, audit_retry_s=1.0, stream_idle_s=5.0, stream_max_lag_s=1.0)
+    with a, b:
+        c, sid = _stream_begun(a)
+        pg.stop("immediate")
+        threading.Timer(3.0, pg.start).start()
+        c.send(json.dumps({"type": "stop"}))
+        ev = _events(c)
+        assert ev[-1]["type"] == "summary" and ev[-1]["ended_by"] == "stop"
+        assert c.close_code == 1000
+        got = rows(pg.url, f"SELECT request_id, score FROM decisions WHERE request_id = '{sid}'")
+        assert got == [(sid, ev[-1]["score"])]
+        state = rows(pg.url, f"SELECT state FROM streams WHERE id = '{sid}'")[0][0]
+        assert json.loads(state)["state"] == "ended"
+
+        c, sid = _stream_begun(b)
+        pg.stop("immediate")
+        c.send(json.dumps({"type": "stop"}))
+        ev = _events(c)
+        pg.start()
+        assert not any(e["type"] == "summary" for e in ev), ev[-1]
+        assert ev[-1]["type"] == "error" and ev[-1]["code"] == "audit_unavailable"
+        assert c.close_code == 1011
+        assert rows(pg.url, f"SELECT 1 FROM decisions WHERE request_id = '{sid}'") == []
+        mine = httpx.get(b.url + f"/v1/streams/{sid}").json()
+        assert mine["state"] == "ended" and "summary" not in mine
+        # the other replica finds the stream no longer live once its state is stale
+        # (stream_idle_s + stream_max_lag_s + 5 s = 11 s without news)
+        for _ in range(60):
+            other = httpx.get(a.url + f"/v1/streams/{sid}").json()
+            if other["state"] != "live":
+                break
+            time.sleep(0.5)
+        assert other["state"] == "stale" and "summary" not in other
+        state = rows(pg.url, f"SELECT state FROM streams WHERE id = '{sid}'")[0][0]
+        assert json.loads(state)["state"] == "stale"

@@ -56,6 +56,8 @@ class ServiceSettings:
     stream_max_lag_s: float = 10.0  # backlog of unjudged audio before reading pauses
     stream_hop_s: float = 1.0  # hop of a stream's windows unless its start message sets one
     replica: str = ""  # this process's name in metrics and headers (default: the host name)
+    audit_retry_s: float = 10.0  # how long a stream's audit row is retried before its
+    # verdict is withheld (audit_unavailable)
 
     def __post_init__(self):
         checks = {
@@ -72,6 +74,7 @@ class ServiceSettings:
             "stream_idle_s": self.stream_idle_s > 0,
             "stream_max_lag_s": self.stream_max_lag_s > 0,
             "stream_hop_s": self.stream_hop_s > 0,
+            "audit_retry_s": self.audit_retry_s >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

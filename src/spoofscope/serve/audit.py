@@ -288,13 +288,33 @@ class AuditLog:
                 (a, sid),
             )
 
-    def get_stream(self, key: str) -> dict | None:
+    def get_stream(self, key: str, stale_after_s: float | None = None) -> dict | None:
+        """A stream's latest state by its id or an alias. A ``live`` state not updated for
+        ``stale_after_s`` is a stream whose replica ended without recording its end: it is
+        marked ``stale`` in the table and answered so."""
         rows = self.db.query(
-            "SELECT s.state FROM streams s WHERE s.id = ? OR s.id = "
+            "SELECT s.id, s.updated, s.state FROM streams s WHERE s.id = ? OR s.id = "
             "(SELECT id FROM stream_aliases WHERE alias = ?)",
             (key, key),
         )
-        return json.loads(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        sid, updated, text = rows[0]
+        state = json.loads(text)
+        age = (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds()
+        if state.get("state") == "live" and stale_after_s is not None and age > stale_after_s:
+            state = {
+                "stream_id": sid,
+                "state": "stale",
+                "updated": updated,
+                "message": f"no news of this stream for {age:.0f} s: the process that held it "
+                "ended without recording its end; its verdict is not known",
+            }
+            self.db.execute(  # unless its replica wrote meanwhile
+                "UPDATE streams SET state = ? WHERE id = ? AND updated = ?",
+                (json.dumps(state), sid, updated),
+            )
+        return state
 
     def ping(self) -> bool:
         return self.db.ping()

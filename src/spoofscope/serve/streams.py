@@ -38,7 +38,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..audio import AudioError, RawDecoder
 from ..errors import ConfigError
-from .audit import write_off_loop
+from .audit import AuditUnavailable, write_off_loop
 from .errors import ServiceError
 from .routes import api, api_key_ok, presented_key
 
@@ -163,9 +163,20 @@ def _twilio_start(msg: dict) -> _Start:
 
 
 async def _audit(write, *args) -> bool:
-    """A stream's audit write: a stream that cannot be recorded still ends normally for its
-    client (its verdicts were already sent), with an error log line."""
-    return await write_off_loop(write, *args, failing="stream row not recorded")
+    """A refusal's row or a stream's shared state: not written (an error log line) when the
+    database is down; a stream's verdict goes through :func:`_audit_retried` instead."""
+    return await write_off_loop(write, *args, failing="stream state not recorded")
+
+
+async def _audit_retried(st, write, *args) -> bool:
+    """An audit write retried every half second for up to ``audit_retry_s``."""
+    deadline = time.monotonic() + st.settings.audit_retry_s
+    while not await write_off_loop(write, *args, failing="stream row not recorded yet"):
+        if time.monotonic() >= deadline:
+            log.error("stream row not recorded: its verdict is withheld")
+            return False
+        await asyncio.sleep(0.5)
+    return True
 
 
 class StreamHub:
@@ -498,6 +509,7 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
             if msg["type"] == "websocket.disconnect":
                 reason, live.sent_ok = "disconnected", False
                 break
+            live.share()  # at most once a second: the shared state shows the stream alive
             data = _audio(msg, twilio, live.track)
             if data == "stop":
                 break
@@ -563,16 +575,18 @@ async def _finish(live: _Live, scorer, stop: StreamStop, reason: str) -> dict:
     d = res.to_dict()
     d.update(path=f"stream {live.sid}", model=st.model_name)
     summary = {"type": "summary", "stream_id": live.sid, "ended_by": reason, **d}
-    await live.send(summary)
     st.metrics.streams.labels(live.endpoint, reason).inc()
     st.metrics.stream_audio.inc(live.received / live.rate)
     live._put_at = float("inf")  # no more live-state writes: the ended state comes last
     while live._putting:
         await asyncio.sleep(0.01)
+    state = {"stream_id": live.sid, "state": "ended", "summary": summary}
     if st.audit:
+        # as for uploads, the verdict is not final without its row: the write is retried
+        # for up to audit_retry_s, and a stream that still has none gets an error instead
         if res.error is None:
             args = (live.sid, live.sha.hexdigest(), d, st.model_name, st.settings.model_version)
-            await _audit(st.audit.record, *args)
+            recorded = await _audit_retried(st, st.audit.record, *args)
         else:
             args = (
                 live.sid,
@@ -581,9 +595,20 @@ async def _finish(live: _Live, scorer, stop: StreamStop, reason: str) -> dict:
                 res.error_kind or reason,
                 presented_key(live.ws),
             )
-            await _audit(st.audit.record_rejection, *args)
-        state = {"stream_id": live.sid, "state": "ended", "summary": summary}
+            recorded = await _audit_retried(st, st.audit.record_rejection, *args)
+        if not recorded:
+            stop.close = 1011
+            error = {
+                "code": "audit_unavailable",
+                "message": "the stream's verdict could not be recorded in the audit trail, so "
+                "it is not given",
+            }
+            summary = None
+            state = {"stream_id": live.sid, "state": "ended", "error": error}
+            await live.send({"type": "error", **error})
         await _audit(st.audit.put_stream, live.sid, state, live.aliases)
+    if summary is not None:
+        await live.send(summary)
     log.info(
         json.dumps(
             {
@@ -599,7 +624,7 @@ async def _finish(live: _Live, scorer, stop: StreamStop, reason: str) -> dict:
             }
         )
     )
-    return {"stream_id": live.sid, "state": "ended", "summary": summary}
+    return state
 
 
 streams = APIRouter()
@@ -621,7 +646,17 @@ async def stream_state(request: Request, sid: str):
     st = request.app.state
     out = st.streams.state(sid)
     if out is None and st.audit is not None:  # another replica's stream
-        out = await asyncio.to_thread(st.audit.get_stream, sid)
+        s = st.settings
+        # a live stream's state is written at least once per message gap (under
+        # stream_idle_s) or per batch of backlog: older than this, its replica is gone
+        stale_s = s.stream_idle_s + s.stream_max_lag_s + 5.0
+        try:
+            out = await asyncio.to_thread(st.audit.get_stream, sid, stale_s)
+        except AuditUnavailable as e:
+            log.error("audit trail unavailable, answering 503: %s", e)
+            raise ServiceError(
+                503, "audit_unavailable", "the shared stream state cannot be read; retry shortly"
+            ) from None
     if out is None:
         raise ServiceError(404, "unknown_stream", f"no live or recent stream {sid[:80]!r}")
     return out
