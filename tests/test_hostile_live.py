@@ -272,3 +272,55 @@ def test_a_stream_fails_closed_when_its_row_cannot_be_written(ckpt, pg):
         assert other["state"] == "stale" and "summary" not in other
         state = rows(pg.url, f"SELECT state FROM streams WHERE id = '{sid}'")[0][0]
         assert json.loads(state)["state"] == "stale"
+
+
+# ---- 4. No password in any error, log or answer; /readyz names nothing -----------------------
+
+
+def _serve_error(ckpt, audit_db: str) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-m", "spoofscope", "serve", "--model", str(ckpt), "--audit-db", audit_db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return p.returncode, p.stderr
+
+
+def test_passwords_are_masked_in_every_form_and_readyz_names_nothing(ckpt, pg, tmp_path):
+    from spoofscope.errors import ConfigError
+    from spoofscope.serve.audit import AuditLog
+
+    nowhere = tmp_path / "nosuchdir"
+    targets = (
+        f"postgresql:///audit?host={nowhere}&password=SECRET1",
+        f"host={nowhere} password=SECRET1 dbname=audit",
+        f"postgresql://spoofscope:SECRET1@127.0.0.1:{pg.port}/nosuchdb",
+        f"host=127.0.0.1 port={pg.port} password='SECRET1 x' user=nobody dbname=audit",
+    )
+    for target in targets[:2]:  # the command
+        code, err = _serve_error(ckpt, target)
+        assert len(err.strip().splitlines()) == 1, err
+        last = err.strip()
+        assert code == 2 and "SECRET1" not in err, err
+        assert last.startswith("spoofscope serve: error: audit database") and "***" in last, last
+        assert "cannot connect" in last, last
+    for target in targets:  # every form, with the server's own refusals
+        with pytest.raises(ConfigError) as e:
+            AuditLog(target)
+        assert "SECRET1" not in str(e.value) and "***" in str(e.value), e.value
+    # a key=value connection string is PostgreSQL, not a SQLite file name
+    conninfo = f"host=127.0.0.1 port={pg.port} user=spoofscope password=secret dbname=audit"
+    srv = ServeProcess(ckpt, "--audit-db", conninfo, "--quiet", "--shutdown-grace", 0)
+    try:
+        pg.stop("immediate")
+        r = httpx.get(srv.url + "/readyz", timeout=30)
+        pg.start()
+        assert r.status_code == 503
+        assert r.json()["error"]["message"] == "audit database unavailable"
+    finally:
+        err = srv.stop()
+    assert "cannot be reached" in err and "password=***" in err and "secret" not in err
