@@ -324,3 +324,128 @@ def test_passwords_are_masked_in_every_form_and_readyz_names_nothing(ckpt, pg, t
     finally:
         err = srv.stop()
     assert "cannot be reached" in err and "password=***" in err and "secret" not in err
+
+
+# ---- 5. No NaN or Infinity in anything spoofscope writes ---------------------------------------
+
+
+def _strict(line: str):
+    """JSON as the standard has it: NaN, Infinity and -Infinity are errors."""
+
+    def refuse(token):
+        raise ValueError(f"{token} in {line[:200]}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_loud_f32_stream_gives_strict_json_events(ckpt):
+    x = _tone(6.0) * 1e30
+    with _local(ckpt) as srv, ws_client.connect(_ws(srv.url, "/v1/stream")) as c:
+        c.send(json.dumps({"type": "start", "sample_rate": SR, "encoding": "f32le"}))
+        c.send(x.astype("<f4").tobytes())
+        c.send(json.dumps({"type": "stop"}))
+        raw = []
+        try:
+            while True:
+                raw.append(c.recv(timeout=60))
+        except (ConnectionClosed, TimeoutError):
+            pass
+    events = [_strict(m) for m in raw]
+    wins = [e for e in events if e["type"] == "window"]
+    assert wins and all(isinstance(e["score"], float) for e in wins)
+    assert events[-1]["type"] == "summary" and isinstance(events[-1]["score"], float)
+
+
+def test_result_json_is_strict_at_the_boundary():
+    from spoofscope.infer.detector import DetectionResult, to_json
+
+    r = DetectionResult(path="x", score=float("nan"), p_bonafide=float("inf"))
+    r.windows = [{"start": 0.0, "end": 4.0, "score": float("-inf")}]
+    d = _strict(to_json(r.to_dict()))
+    assert d["score"] is None and d["p_bonafide"] is None and d["windows"][0]["score"] is None
+
+
+# ---- 6. Loud input: streams clip as files do, with the same warning -------------------------
+
+
+def _cli(*args, stdin: bytes | None = None, timeout=300):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "spoofscope", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def test_loud_input_is_clipped_alike_in_files_streams_and_stdin(ckpt, tmp_path):
+    import soundfile as sf
+
+    rng = np.random.default_rng(3)
+    x = (_tone(6.0) + 0.05 * rng.standard_normal(6 * SR)).astype(np.float32) * 1e6
+    wav = tmp_path / "loud.wav"
+    sf.write(wav, x, SR, subtype="FLOAT")
+    f = _cli("detect", "--model", ckpt, "--json", "--quiet", "--hop", 1.0, wav)
+    assert f.returncode == 0, f.stderr
+    file_res = json.loads(f.stdout)
+    assert "exceeds full scale; clipped to [-1, 1]" in f.stderr.decode()
+    s = _cli(
+        "detect", "--model", ckpt, "--json", "--stream", "-", "--input-format", "f32le",
+        "--input-rate", SR, "--hop", 1.0, stdin=x.astype("<f4").tobytes(),
+    )  # fmt: skip
+    assert s.returncode == 0, s.stderr
+    stdin_res = json.loads(s.stdout.splitlines()[-1])
+    assert "exceeds full scale; clipped to [-1, 1]" in s.stderr.decode()
+    with _local(ckpt) as srv, ws_client.connect(_ws(srv.url, "/v1/stream")) as c:
+        c.send(json.dumps({"type": "start", "sample_rate": SR, "encoding": "f32le"}))
+        c.send(x.astype("<f4").tobytes())
+        c.send(json.dumps({"type": "stop"}))
+        ws_res = _events(c)[-1]
+    assert abs(file_res["score"]) < 100
+    assert stdin_res["score"] == pytest.approx(file_res["score"], abs=1e-5)
+    assert ws_res["score"] == pytest.approx(file_res["score"], abs=1e-5)
+
+
+TINY_W2V = dict(
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=[16] * 7,
+    conv_kernel=[10, 3, 3, 3, 3, 2, 2],
+    conv_stride=[5, 2, 2, 2, 2, 2, 2],
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+    classifier_proj_size=24,
+)
+
+
+def _hf_folder(folder, labels):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    id2label = dict(enumerate(labels))
+    conf = transformers.Wav2Vec2Config(
+        **TINY_W2V, id2label=id2label, label2id={v: k for k, v in id2label.items()}
+    )
+    transformers.Wav2Vec2ForSequenceClassification(conf).save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
+    return folder
+
+
+def _one_line(p, command="detect") -> str:
+    err = p.stderr.decode().strip()
+    assert p.returncode == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith(f"spoofscope {command}: error: "), err
+    return err
+
+
+def test_an_hf_head_with_one_label_is_refused(tmp_path):
+    import soundfile as sf
+
+    folder = _hf_folder(tmp_path / "one", ["real"])
+    wav = tmp_path / "a.wav"
+    sf.write(wav, _tone(2.0), SR)
+    err = _one_line(_cli("detect", "--model", f"hf:{folder}", "--json", wav))
+    assert "at least two" in err and "real" in err

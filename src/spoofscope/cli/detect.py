@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import sys
 from pathlib import Path
 
+from ..infer.detector import to_json
 from ._common import (
     POSITIVE_INT,
     CLIError,
@@ -95,7 +95,7 @@ def _cmd_detect(a) -> int:
             results.append(r)
     if a.json:
         for r in results:
-            print(json.dumps(r.to_dict()))
+            print(to_json(r.to_dict()))
     else:
         w = max(len(r.path) for r in results)
         print(
@@ -248,7 +248,7 @@ def _detect_stream(a) -> int:
     def show(events):
         for e in events:
             if a.json:
-                print(json.dumps(e), flush=True)
+                print(to_json(e), flush=True)
             elif e["type"] == "segment":
                 print(f"{e['start_s']:8.2f}-{e['end_s']:8.2f} s  segment: {e['label']}", flush=True)
             else:
@@ -266,7 +266,7 @@ def _detect_stream(a) -> int:
     r = stream.close()
     show(stream.last_events)
     if a.json:
-        print(json.dumps({"type": "summary", **r.to_dict()}))
+        print(to_json({"type": "summary", **r.to_dict()}))
     elif r.error:
         print(f"<stdin>  ERROR     {r.error}")
     elif r.label == "no_speech":

@@ -110,8 +110,14 @@ class HFClassifier(nn.Module):
         self.raw_waveform = type(fe).__name__ == "Wav2Vec2FeatureExtractor"
         self.normalize = bool(getattr(fe, "do_normalize", False)) and self.raw_waveform
         labels = model.config.id2label
-        bona = bonafide_class(labels, cfg.bonafide_label)
         parent, attr, last = _last_linear(model)
+        if min(len(labels), last.out_features) < 2:
+            raise ConfigError(
+                f"{cfg.source or 'hf-classifier'}: the classifier has "
+                f"{min(len(labels), last.out_features)} label(s) ({dict(labels)}); telling bona "
+                "fide from spoof needs a head with at least two (num_labels >= 2)"
+            )
+        bona = bonafide_class(labels, cfg.bonafide_label)
         setattr(parent, attr, nn.Identity())  # the model now returns what its head reads
         self.net = model.eval()
         self.n_labels = last.out_features
@@ -237,6 +243,9 @@ def _build(cfg: HFClassifierConfig):
     if not cfg.source:
         raise ConfigError("hf-classifier needs source='hf:OWNER/REPO' or 'hf:FOLDER'")
     folder = _files(cfg)
+    tf_log = transformers.utils.logging
+    bars = tf_log.is_progress_bar_enabled()
+    tf_log.disable_progress_bar()  # a local load needs no progress bar (nor does --quiet)
     try:
         model = transformers.AutoModelForAudioClassification.from_pretrained(str(folder))
         fe = transformers.AutoFeatureExtractor.from_pretrained(str(folder))
@@ -245,6 +254,9 @@ def _build(cfg: HFClassifierConfig):
         raise WeightsError(
             f"{cfg.source}: not a transformers audio-classification model ({first[:200]})"
         ) from None
+    finally:
+        if bars:
+            tf_log.enable_progress_bar()
     return model, fe, folder
 
 

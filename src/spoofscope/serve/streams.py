@@ -38,6 +38,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..audio import AudioError, RawDecoder
 from ..errors import ConfigError
+from ..infer.detector import to_json
 from .audit import AuditUnavailable, write_off_loop
 from .errors import ServiceError
 from .routes import api, api_key_ok, presented_key
@@ -267,7 +268,7 @@ class _Live:
         if not self.sent_ok or self.endpoint.endswith("/twilio"):
             return  # Twilio takes no messages back; a gone client takes nothing
         try:
-            await self.ws.send_text(json.dumps(event))
+            await self.ws.send_text(to_json(event))
         except Exception:  # noqa: BLE001 - the client went away; keep judging what arrived
             self.sent_ok = False
 
