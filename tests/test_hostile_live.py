@@ -449,3 +449,32 @@ def test_an_hf_head_with_one_label_is_refused(tmp_path):
     sf.write(wav, _tone(2.0), SR)
     err = _one_line(_cli("detect", "--model", f"hf:{folder}", "--json", wav))
     assert "at least two" in err and "real" in err
+
+
+# ---- 7. detect --stream - refuses what file detect refuses ----------------------------------
+
+
+def test_stdin_refuses_a_truncated_wav_and_impossible_rates(ckpt, tmp_path):
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, _tone(10.6), SR, format="WAV", subtype="PCM_16")
+    full = buf.getvalue()
+    cut = full[: 44 + (len(full) - 44) // 2]  # the header still promises 10.6 s
+    (tmp_path / "cut.wav").write_bytes(cut)
+    f = _cli("detect", "--model", ckpt, "--quiet", tmp_path / "cut.wav")
+    assert f.returncode == 1 and b"truncated WAV" in f.stdout + f.stderr
+    s = _cli("detect", "--model", ckpt, "--json", "--stream", "-", stdin=cut)
+    assert s.returncode == 1 and "truncated WAV" in s.stderr.decode(), s.stderr
+    assert "Traceback" not in s.stderr.decode()
+    # the audio before the damage is still judged, as for a damaged FLAC
+    assert json.loads(s.stdout.splitlines()[-1])["duration_s"] == pytest.approx(5.3, abs=0.01)
+    pcm = _pcm(_tone(1.0))
+    for rate in (1, 1_000_000_000):
+        p = _cli("detect", "--model", ckpt, "--stream", "-", "--input-format", "s16le",
+                 "--input-rate", rate, stdin=pcm)  # fmt: skip
+        assert "--input-rate" in _one_line(p) and str(rate) in p.stderr.decode()
+    w = _cli("detect", "--model", ckpt, "--stream", "-", "--input-rate", 8000, stdin=full)
+    assert w.returncode == 0 and "--input-rate 8000 is ignored" in w.stderr.decode()

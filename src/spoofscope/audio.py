@@ -84,11 +84,17 @@ _BLOCK_FRAMES = 1 << 18  # about 16 s at 16 kHz per decoded block
 #: below this a "speech" file is a corrupt or hostile header (a 1 Hz WAV of 590 samples claims
 #: 590 s): refused before decoding
 MIN_SAMPLE_RATE = 8000
+#: above this a sample rate is a corrupt header, not a recording
+MAX_SAMPLE_RATE = 768000
 
 
 def _check_rate(desc: str, sr) -> None:
     if not sr or sr <= 0:
         raise AudioError(desc, f"invalid sample rate {sr} in the header")
+    if sr > MAX_SAMPLE_RATE:
+        raise AudioError(
+            desc, f"sample rate {sr} Hz is above {MAX_SAMPLE_RATE} Hz: a corrupt header"
+        )
     if sr < MIN_SAMPLE_RATE:
         raise AudioError(
             desc,
@@ -475,6 +481,7 @@ class _Prefixed(io.RawIOBase):
 
     def __init__(self, head: bytes, rest):
         self.head, self.rest = head, rest
+        self.count = 0  # bytes given so far
 
     def readable(self) -> bool:
         return True
@@ -483,9 +490,11 @@ class _Prefixed(io.RawIOBase):
         if self.head:
             n = min(len(b), len(self.head))
             b[:n], self.head = self.head[:n], self.head[n:]
+            self.count += n
             return n
         data = self.rest.read1(len(b)) if hasattr(self.rest, "read1") else self.rest.read(len(b))
         b[: len(data)] = data
+        self.count += len(data)
         return len(data)
 
 
@@ -496,10 +505,9 @@ def pipe_blocks(head: bytes, rest, desc: str = "<stdin>"):
     without waiting for more of the stream."""
     import av
 
+    reader = _Prefixed(head, rest)
     try:
-        container = av.open(
-            _Prefixed(head, rest), mode="r", options={"probesize": "8192", "analyzeduration": "0"}
-        )
+        container = av.open(reader, mode="r", options={"probesize": "8192", "analyzeduration": "0"})
     except (av.error.FFmpegError, ValueError) as e:
         raise AudioError(
             desc,
@@ -519,6 +527,9 @@ def pipe_blocks(head: bytes, rest, desc: str = "<stdin>"):
         with container:
             for a in _blocks_pyav(container, desc, float("inf")):
                 yield a.mean(axis=1) if a.shape[1] > 1 else a[:, 0]
+        trunc = _wav_truncation(head, reader.count)  # as for a WAV file
+        if trunc:
+            raise AudioError(desc, trunc)
 
     return int(sr), mono()
 

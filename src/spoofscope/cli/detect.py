@@ -210,7 +210,15 @@ def _detect_stream(a) -> int:
     """``detect --stream -``: audio on standard input (raw samples, or any container FFmpeg
     reads from a pipe), judged as it arrives; a line per window with the running verdict, a
     line per settled segment, then the result of the whole stream."""
-    from ..audio import RAW_FORMATS, AudioError, RawDecoder, pipe_blocks, sniff_container
+    from ..audio import (
+        MAX_SAMPLE_RATE,
+        MIN_SAMPLE_RATE,
+        RAW_FORMATS,
+        AudioError,
+        RawDecoder,
+        pipe_blocks,
+        sniff_container,
+    )
 
     if a.paths != ["-"]:
         raise CLIError("--stream reads standard input: give '-' as the only input")
@@ -222,18 +230,29 @@ def _detect_stream(a) -> int:
     fmt = a.input_format
     if fmt == "auto":
         fmt = "container" if sniff_container(head) else "s16le"
-        if fmt == "s16le":
-            print(
-                f"note: no container header on standard input: reading raw 16-bit samples at "
-                f"{a.input_rate or det.sample_rate} Hz, {a.channels} channel(s) (set "
-                "--input-format and --input-rate if that is not what is sent)",
-                file=sys.stderr,
-            )
     if fmt == "container":
         rate, pieces = pipe_blocks(head, src)
+        if a.input_rate and a.input_rate != rate:
+            print(
+                f"note: --input-rate {a.input_rate} is ignored: the container on standard "
+                f"input says {rate} Hz",
+                file=sys.stderr,
+            )
     else:
-        decode = RawDecoder(fmt, a.channels)
         rate = a.input_rate or det.sample_rate
+        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # the rates a file may have
+            raise CLIError(
+                f"--input-rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz, "
+                "the rates audio files are read at; give the rate the samples were made at"
+            )
+        if a.input_format == "auto":
+            print(
+                f"note: no container header on standard input: reading raw 16-bit samples at "
+                f"{rate} Hz, {a.channels} channel(s) (set --input-format and --input-rate if "
+                "that is not what is sent)",
+                file=sys.stderr,
+            )
+        decode = RawDecoder(fmt, a.channels)
         block = max(1, rate // 4) * RAW_FORMATS[fmt] * a.channels  # 0.25 s
 
         def raw():
