@@ -478,3 +478,87 @@ def test_stdin_refuses_a_truncated_wav_and_impossible_rates(ckpt, tmp_path):
         assert "--input-rate" in _one_line(p) and str(rate) in p.stderr.decode()
     w = _cli("detect", "--model", ckpt, "--stream", "-", "--input-rate", 8000, stdin=full)
     assert w.returncode == 0 and "--input-rate 8000 is ignored" in w.stderr.decode()
+
+
+# ---- 8. evaluate --reference/--hypothesis: one line naming the problem ----------------------
+
+
+def _detect_line(path, duration, scores, step=0.5):
+    steps = [
+        {"start_s": k * step, "end_s": min((k + 1) * step, duration), "score": s}
+        for k, s in enumerate(scores)
+    ]
+    return json.dumps({"path": path, "duration_s": duration, "timeline": steps})
+
+
+class _Ran:
+    """What ``spoofscope ARGS`` gave, run in this process (``main``, the console script's)."""
+
+    def __init__(self, capsys, *args):
+        from spoofscope.cli import main
+
+        try:
+            self.returncode = main([str(x) for x in args])
+        except SystemExit as e:
+            self.returncode = e.code
+        out = capsys.readouterr()
+        self.stdout, self.stderr = out.out.encode(), out.err.encode()
+
+
+def test_evaluate_localisation_names_each_problem(tmp_path, capsys):
+    ref = tmp_path / "ref.rttm"
+    good_ref = (
+        "SPEAKER a 1 0.000 1.000 <NA> <NA> bonafide <NA> <NA>\n"
+        "SPEAKER a 1 1.000 1.000 <NA> <NA> spoof <NA> <NA>\n"
+        "SPEAKER b 1 0.000 2.000 <NA> <NA> bonafide <NA> <NA>\n"
+    )
+    hyp = tmp_path / "hyp.jsonl"
+    good_hyp = (
+        _detect_line("x/a.wav", 2.0, [0.8, 0.6, -0.7, -0.9])
+        + "\n"
+        + _detect_line("x/b.wav", 2.0, [0.9, 0.5, 0.4, 0.7])
+        + "\n"
+    )
+
+    def run(ref_text, hyp_text):
+        ref.write_text(ref_text)
+        hyp.write_text(hyp_text)
+        return _Ran(capsys, "evaluate", "--reference", ref, "--hypothesis", hyp, "--json")
+
+    ok = run(good_ref, good_hyp)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["range_eer"]["eer"] == 0.0
+    second = good_hyp.splitlines()[1]
+    cases = [  # (reference, hypothesis, words the one line must hold)
+        (good_ref, "[1,2,3]", ["hyp.jsonl item 0", "not an object", "duration_s"]),
+        (
+            good_ref,
+            '{"timeline": "x", "path": "a", "duration_s": 2}\n',
+            ["hyp.jsonl:1", "timeline"],
+        ),
+        (good_ref, second + '\n{"path": "a", "timeline": []}\n', ["hyp.jsonl:2", "duration_s"]),
+        (
+            good_ref,
+            json.dumps({"path": "a", "duration_s": 2, "timeline": [{"start_s": 0, "end_s": 1}]}),
+            ["hyp.jsonl:1", "step 0", "score"],
+        ),
+        (good_ref + "SPEAKER b 1 0 1 <NA> <NA> xyz <NA> <NA>\n", good_hyp, ["ref.rttm:4", "'xyz'"]),
+        (
+            good_ref + "SPEAKER a 1 0.5 1.0 <NA> <NA> spoof <NA> <NA>\n",
+            good_hyp,
+            ["ref.rttm:4", "overlaps", "line 1"],
+        ),
+        (
+            good_ref.replace("1.000 1.000 <NA> <NA> spoof", "20.000 5.000 <NA> <NA> spoof"),
+            good_hyp,
+            ["20-25 s of a", "ends after the file's 2 s"],
+        ),
+        (
+            good_ref,
+            _detect_line("a.wav", 2.0, [0.5] * 4) + "\n" + _detect_line("b.wav", 2.0, [0.5] * 4),
+            ["same score", "ranks nothing"],
+        ),
+    ]
+    for ref_text, hyp_text, words in cases:
+        err = _one_line(run(ref_text, hyp_text), "evaluate")
+        assert all(w in err for w in words), (words, err)
