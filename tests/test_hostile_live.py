@@ -562,3 +562,21 @@ def test_evaluate_localisation_names_each_problem(tmp_path, capsys):
     for ref_text, hyp_text, words in cases:
         err = _one_line(run(ref_text, hyp_text), "evaluate")
         assert all(w in err for w in words), (words, err)
+
+
+# ---- 9. hf: folders: a damaged weights file and a missing folder, in one line -----------------
+
+
+def test_hf_damaged_weights_and_missing_folder_in_one_line(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    folder = _hf_folder(tmp_path / "ok", ["spoof", "bonafide"])
+    st = folder / "model.safetensors"
+    st.write_bytes(b"\xff" * 8 + st.read_bytes()[8:])  # a header length past the file
+    wav = tmp_path / "a.wav"
+    sf.write(wav, _tone(2.0), SR)
+    err = _one_line(_cli("detect", "--model", f"hf:{folder}", wav))
+    assert "damaged" in err and "SafetensorError" in err
+    monkeypatch.chdir(tmp_path)
+    err = _one_line(_cli("detect", "--model", "hf:./missing", wav))
+    assert err.endswith("hf:./missing: no such folder"), err

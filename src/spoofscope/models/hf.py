@@ -197,6 +197,8 @@ def _files(cfg: HFClassifierConfig) -> Path:
     repo, rev = _split(cfg.source)
     if Path(repo).is_dir():
         return Path(repo)
+    if repo.startswith((".", "/", "~", "\\")) or Path(repo).exists():  # a path, not OWNER/REPO
+        raise WeightsError(f"hf:{repo}: no such folder")
     if repo.count("/") != 1 or Path(repo).suffix:
         raise WeightsError(
             f"hf:{repo}: no such folder, and not a Hugging Face repository id (OWNER/REPO)"
@@ -249,10 +251,11 @@ def _build(cfg: HFClassifierConfig):
     try:
         model = transformers.AutoModelForAudioClassification.from_pretrained(str(folder))
         fe = transformers.AutoFeatureExtractor.from_pretrained(str(folder))
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - OSError, ValueError, SafetensorError ...: all broken
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(
-            f"{cfg.source}: not a transformers audio-classification model ({first[:200]})"
+            f"{cfg.source}: not a transformers audio-classification model, or its files are "
+            f"damaged ({type(e).__name__}: {first[:200]})"
         ) from None
     finally:
         if bars:
