@@ -580,3 +580,45 @@ def test_hf_damaged_weights_and_missing_folder_in_one_line(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     err = _one_line(_cli("detect", "--model", "hf:./missing", wav))
     assert err.endswith("hf:./missing: no such folder"), err
+
+
+# ---- 10. Every --ray form the README shows --------------------------------------------------
+
+
+def test_every_readme_ray_form_parses_and_the_local_one_runs(ckpt, tmp_path):
+    """The README's forms split into address and inputs as meant; the first (a local Ray
+    instance on one folder) runs end to end, quietly under --quiet."""
+    import re
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from spoofscope.cli import build_parser
+    from spoofscope.cli.detect import ray_target
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    forms = re.findall(r"^spoofscope detect (--ray .*?)(?:\s+#.*)?$", readme, re.M)
+    assert len(forms) >= 2, forms
+    import shlex
+
+    for form in [*forms, "--ray HEAD:6379 archive/ --out results/"]:
+        a = build_parser().parse_args(["detect", *shlex.split(form)])
+        address, paths = ray_target(a.ray, a.paths)
+        words = shlex.split(form)
+        given = words[1] if re.match(r"^(auto|local|ray://\S+|[\w.-]+:\d+)$", words[1]) else "auto"
+        assert address == given and a.out == "results/", form
+        assert (
+            paths == [w for w in words[1:] if w != given and not w.startswith("-")][: len(paths)]
+            and paths
+        ), (form, paths)
+    pytest.importorskip("ray")
+    archive = tmp_path / "archive"
+    (archive / "sub").mkdir(parents=True)
+    sf.write(archive / "a.wav", _tone(2.0), SR)
+    sf.write(archive / "sub" / "b.wav", _tone(3.0), SR)
+    out = tmp_path / "results"
+    p = _cli("detect", "--ray", archive, "--recursive", "--out", out, "--model", ckpt,
+             "--actors", 1, "--quiet", timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    assert p.stdout.decode().startswith("2 files: 0 already in"), p.stdout
+    assert p.stderr.decode().strip() == "", p.stderr.decode()[-2000:]

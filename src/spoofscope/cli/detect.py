@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -79,6 +80,8 @@ def _cmd_detect(a) -> int:
         return _detect_stream(a)
     if a.ray is not None:
         return _detect_ray(a)
+    if not a.paths:
+        raise CLIError("give audio files or folders (or --stream - for standard input)")
     inputs = _expand_inputs(a.paths, a.recursive)
     if not inputs:
         raise CLIError("no audio files found (use --recursive to walk sub-folders)")
@@ -162,6 +165,43 @@ def _cmd_detect(a) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
+@contextlib.contextmanager
+def _held_stderr(hold: bool):
+    """With ``hold`` (``--quiet``), what Ray writes to standard error (Python logging, Ray
+    Data's own handlers, the C++ core worker's lines) is kept aside and shown only if the run
+    fails."""
+    if not hold:
+        yield
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def ray_target(ray: str, paths: list[str]) -> tuple[str, list[str]]:
+    """``(address, inputs)`` of ``--ray [ADDRESS] INPUTS``: what follows ``--ray`` is its
+    address only when it reads as one (auto, local, ray://HOST:PORT, HOST:PORT); else it is
+    the first input (``--ray archive/``)."""
+    if ray != "auto" and not _RAY_ADDRESS.match(ray):
+        return "auto", [ray, *paths]
+    return ray, list(paths)
+
+
 def _detect_ray(a) -> int:
     """``detect --ray [ADDRESS] INPUTS --out RESULTS/``: an archive on a Ray cluster, results
     as Parquet shards (resumable)."""
@@ -169,9 +209,9 @@ def _detect_ray(a) -> int:
 
     from ..infer.ray import score_files
 
-    address, paths = a.ray, list(a.paths)
-    if address != "auto" and not _RAY_ADDRESS.match(address):  # --ray then the first input
-        paths, address = [address, *paths], "auto"
+    address, paths = ray_target(a.ray, a.paths)
+    if not paths:
+        raise CLIError("--ray needs inputs: files, folders, globs or URIs")
     if not a.out:
         raise CLIError("--ray writes Parquet shards: give the results folder with --out")
     if a.json or a.csv or a.rttm or a.segments:
@@ -185,19 +225,20 @@ def _detect_ray(a) -> int:
     elif address == "local":
         address = None
     logging.getLogger("ray").setLevel(logging.WARNING)
-    try:
-        s = score_files(
-            paths,
-            a.out,
-            functools.partial(load_detector, a),
-            address=address,
-            actors=a.actors,
-            recursive=a.recursive,
-            progress=not a.quiet,
-        )
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
+    with _held_stderr(a.quiet):
+        try:
+            s = score_files(
+                paths,
+                a.out,
+                functools.partial(load_detector, a),
+                address=address,
+                actors=a.actors,
+                recursive=a.recursive,
+                progress=not a.quiet,
+            )
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
     print(
         f"{s['files']} files: {s['skipped']} already in {a.out}, {s['scored']} scored now "
         f"({s['errors']} errors), {s['audio_hours']:.3f} h of audio in {s['seconds']:.1f} s; "
@@ -305,7 +346,8 @@ def add_detect(command) -> None:
         "is each recording bona fide or spoofed?",
         "Score audio files and folders; one row (or JSON object) per input.",
     )
-    dt.add_argument("paths", nargs="+", help="audio files or folders")
+    # "*": with --ray, argparse gives a lone input to the optional ADDRESS (--ray archive/)
+    dt.add_argument("paths", nargs="*", help="audio files or folders")
     detector_args(dt)
     dt.add_argument("--json", action="store_true", help="one JSON object per input")
     dt.add_argument("--csv", metavar="FILE", help="also write a CSV")
