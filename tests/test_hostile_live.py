@@ -622,3 +622,41 @@ def test_every_readme_ray_form_parses_and_the_local_one_runs(ckpt, tmp_path):
     assert p.returncode == 0, p.stderr.decode()[-2000:]
     assert p.stdout.decode().startswith("2 files: 0 already in"), p.stdout
     assert p.stderr.decode().strip() == "", p.stderr.decode()[-2000:]
+
+
+# ---- 11. A stream's state is read only with the key that opened it ---------------------------
+
+
+def test_stream_state_is_scoped_to_the_key_that_opened_it(ckpt, tmp_path):
+    db = tmp_path / "audit.sqlite"
+    keys = frozenset({"key-a", "key-b"})
+    a = _local(ckpt, api_keys=keys, audit_db=str(db), stream_idle_s=5.0)
+    b = _local(ckpt, api_keys=keys, audit_db=str(db), stream_idle_s=5.0)  # another replica
+
+    def get(srv, sid, key):
+        return httpx.get(srv.url + f"/v1/streams/{sid}", headers={"X-API-Key": key})
+
+    with a, b:
+        c = ws_client.connect(_ws(a.url, "/v1/stream"), additional_headers={"X-API-Key": "key-a"})
+        c.send(json.dumps({"type": "start", "sample_rate": SR}))
+        sid = json.loads(c.recv(timeout=30))["stream_id"]
+        c.send(_pcm(_tone(2.0)))
+        t = ws_client.connect(_ws(a.url, "/v1/stream/twilio"))
+        start = _twilio_start(params={"api_key": "key-a"})
+        t.send(json.dumps(start))
+        t.send(json.dumps(GOOD_MEDIA))
+        time.sleep(1.5)  # the live state reaches the shared table
+        live = [(srv, i, k) for srv in (a, b) for i in (sid, "CAr0") for k in ("key-a", "key-b")]
+        codes = {(srv.port, i, k): get(srv, i, k).status_code for srv, i, k in live}
+        c.send(json.dumps({"type": "stop"}))
+        assert _events(c)[-1]["type"] == "summary"
+        t.send(json.dumps({"event": "stop", "streamSid": "MZr0"}))
+        _events(t)
+        time.sleep(0.5)
+        ended = {(srv.port, i, k): get(srv, i, k) for srv, i, k in live}
+    for (port, i, k), code in codes.items():
+        assert code == (200 if k == "key-a" else 404), (port, i, k, code)
+    for (port, i, k), r in ended.items():
+        assert r.status_code == (200 if k == "key-a" else 404), (port, i, k, r.text)
+        if k == "key-a":
+            assert r.json()["state"] == "ended" and "owner" not in r.json()

@@ -348,6 +348,7 @@ class AuditLog:
                 "updated": updated,
                 "message": f"no news of this stream for {age:.0f} s: the process that held it "
                 "ended without recording its end; its verdict is not known",
+                "owner": state.get("owner"),  # who may read it (the service's key scoping)
             }
             self.db.execute(  # unless its replica wrote meanwhile
                 "UPDATE streams SET state = ? WHERE id = ? AND updated = ?",

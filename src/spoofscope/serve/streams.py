@@ -180,6 +180,19 @@ async def _audit_retried(st, write, *args) -> bool:
     return True
 
 
+def _owner_of(app, key: str | None) -> str | None:
+    """Who a stream belongs to: the sha256 of the API key that opened it where keys are
+    required (never the key itself), else None (an open service: anyone may read it)."""
+    if app.state.settings.api_keys is None or not key:
+        return None
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _owned(state: dict, owner: str | None) -> dict:
+    """``state`` with its owner, as kept in memory and in the shared table."""
+    return {**state, "owner": owner}
+
+
 class StreamHub:
     """The service's live streams: how many, their latest state, and the ended ones."""
 
@@ -195,14 +208,16 @@ class StreamHub:
         return self.closing
 
     def state(self, sid: str) -> dict | None:
+        """A stream's state, with its ``owner`` (see :func:`_owned`)."""
         sid = self.alias.get(sid, sid)
         if sid in self.active:
-            return self.active[sid].status()
+            live = self.active[sid]
+            return _owned(live.status(), live.owner)
         return self.recent.get(sid)
 
     def ended(self, live: _Live, state: dict) -> None:
         self.active.pop(live.sid, None)
-        self.recent[live.sid] = state
+        self.recent[live.sid] = _owned(state, live.owner)
         while len(self.recent) > RECENT:
             old, _ = self.recent.popitem(last=False)
             for k in [k for k, v in self.alias.items() if v == old]:
@@ -219,7 +234,7 @@ class StreamHub:
 class _Live:
     """One stream: decoder, detector stream, backlog and the events sent."""
 
-    def __init__(self, ws: WebSocket, endpoint: str, start: _Start, sid: str):
+    def __init__(self, ws: WebSocket, endpoint: str, start: _Start, sid: str, owner=None):
         app = ws.app
         st, s = app.state, app.state.settings
         self.ws, self.endpoint, self.sid, self.app = ws, endpoint, sid, app
@@ -248,6 +263,7 @@ class _Live:
         self.finishing = False  # no more audio: the scorer judges the backlog and returns
         self.max_lag_s = s.stream_max_lag_s
         self.aliases = start.aliases
+        self.owner = owner
         self._put_at = 0.0  # when the shared state was last written
         self._putting = False
 
@@ -313,7 +329,8 @@ class _Live:
 
         async def put():
             try:
-                await _audit(audit.put_stream, self.sid, self.status(), self.aliases)
+                state = _owned(self.status(), self.owner)
+                await _audit(audit.put_stream, self.sid, state, self.aliases)
             finally:
                 self._putting = False
 
@@ -463,7 +480,7 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
                 "streams at once (serve --max-streams); retry later",
                 TRY_LATER,
             )
-        live = _Live(ws, endpoint, start, sid)
+        live = _Live(ws, endpoint, start, sid, _owner_of(app, presented_key(ws) or start.key))
     except StreamStop as e:
         await refuse(e)
         return
@@ -607,7 +624,7 @@ async def _finish(live: _Live, scorer, stop: StreamStop, reason: str) -> dict:
             summary = None
             state = {"stream_id": live.sid, "state": "ended", "error": error}
             await live.send({"type": "error", **error})
-        await _audit(st.audit.put_stream, live.sid, state, live.aliases)
+        await _audit(st.audit.put_stream, live.sid, _owned(state, live.owner), live.aliases)
     if summary is not None:
         await live.send(summary)
     log.info(
@@ -646,6 +663,7 @@ async def stream_state(request: Request, sid: str):
     """By the stream's id, or Twilio's ``streamSid`` or ``callSid``."""
     st = request.app.state
     out = st.streams.state(sid)
+    owner = _owner_of(request.app, presented_key(request))
     if out is None and st.audit is not None:  # another replica's stream
         s = st.settings
         # a live stream's state is written at least once per message gap (under
@@ -658,6 +676,8 @@ async def stream_state(request: Request, sid: str):
             raise ServiceError(
                 503, "audit_unavailable", "the shared stream state cannot be read; retry shortly"
             ) from None
-    if out is None:
+    # a stream opened with one key is not found with another (ids and Twilio's callSid can be
+    # guessed): the same 404 as for an id that was never used
+    if out is None or out.get("owner") != owner:
         raise ServiceError(404, "unknown_stream", f"no live or recent stream {sid[:80]!r}")
-    return out
+    return {k: v for k, v in out.items() if k != "owner"}
