@@ -8,6 +8,7 @@ import signal
 import socket
 import sqlite3
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ import spoofscope  # noqa: E402
 from spoofscope.models import save_checkpoint  # noqa: E402
 
 SR = 16000
+CONFIGS = Path(__file__).parents[1] / "configs"
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
 
 
@@ -589,7 +591,6 @@ def test_every_readme_ray_form_parses_and_the_local_one_runs(ckpt, tmp_path):
     """The README's forms split into address and inputs as meant; the first (a local Ray
     instance on one folder) runs end to end, quietly under --quiet."""
     import re
-    from pathlib import Path
 
     import soundfile as sf
 
@@ -660,3 +661,36 @@ def test_stream_state_is_scoped_to_the_key_that_opened_it(ckpt, tmp_path):
         assert r.status_code == (200 if k == "key-a" else 404), (port, i, k, r.text)
         if k == "key-a":
             assert r.json()["state"] == "ended" and "owner" not in r.json()
+
+
+# ---- 12. Smaller ones ----------------------------------------------------------------------------
+
+
+def test_out_naming_an_existing_file_names_the_option(ckpt, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    for args in (
+        ["detect", "--ray", tmp_path, "--out", taken, "--model", ckpt],
+        ["train", CONFIGS / "aasist-l.yaml", "--data", tmp_path, "--out", taken],
+    ):
+        r = _Ran(capsys, *args)
+        err = _one_line(r, args[0])
+        assert f"--out {taken} is an existing file" in err and "Errno" not in err, err
+
+
+def test_mp3_on_stdin_differs_from_the_file_by_at_most_its_end_padding(ckpt, tmp_path):
+    """FFmpeg trims an MP3's encoder padding only where it can seek (README: the difference
+    stated): on stdin at most one MP3 frame more audio than the file."""
+    import soundfile as sf
+
+    mp3 = tmp_path / "a.mp3"
+    try:
+        sf.write(mp3, _tone(10.645), SR, format="MP3")
+    except (sf.LibsndfileError, TypeError, ValueError):
+        pytest.skip("this libsndfile writes no MP3")
+    f = _cli("detect", "--model", ckpt, "--json", "--quiet", mp3)
+    s = _cli("detect", "--model", ckpt, "--json", "--stream", "-", stdin=mp3.read_bytes())
+    d_file = json.loads(f.stdout)["duration_s"]
+    d_pipe = json.loads(s.stdout.splitlines()[-1])["duration_s"]
+    assert d_file == pytest.approx(10.645, abs=1e-3)
+    assert 0 <= d_pipe - d_file <= 1152 / SR, (d_file, d_pipe)

@@ -16,6 +16,7 @@ from ._common import (
     CLIError,
     _expand_inputs,
     _model_notices,
+    _out_folder,
     detector_args,
     detector_for,
     load_detector,
@@ -214,6 +215,7 @@ def _detect_ray(a) -> int:
         raise CLIError("--ray needs inputs: files, folders, globs or URIs")
     if not a.out:
         raise CLIError("--ray writes Parquet shards: give the results folder with --out")
+    _out_folder(a.out)
     if a.json or a.csv or a.rttm or a.segments:
         raise CLIError("--ray writes its results to --out (Parquet); drop --json/--csv/--rttm")
     try:
