@@ -16,7 +16,9 @@ longer change); ``lagging`` (the client sends faster than the server judges: rea
 so memory stays bounded, until the backlog halves); ``error`` (``code``, ``message``); and
 ``summary`` (``detect``'s result for the whole stream). Every stream ends with a summary and
 one audit row of what was judged, however it ends: stop, limit, bad message, dropped
-connection, or shutdown (close code 1001).
+connection, or shutdown (close code 1001); a summary whose row cannot be written (after
+``audit_retry_s``) is withheld for an ``error`` ``audit_unavailable`` (1011). A stream's state
+is read only with the API key that opened it.
 """
 
 from __future__ import annotations
