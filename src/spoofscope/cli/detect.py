@@ -169,8 +169,8 @@ def _cmd_detect(a) -> int:
 @contextlib.contextmanager
 def _held_stderr(hold: bool):
     """With ``hold`` (``--quiet``), what Ray writes to standard error (Python logging, Ray
-    Data's own handlers, the C++ core worker's lines) is kept aside and shown only if the run
-    fails."""
+    Data's own handlers, the C++ core worker's lines) is kept aside: spoofscope's own
+    warnings are shown after the run, everything if the run fails."""
     if not hold:
         yield
         return
@@ -180,18 +180,21 @@ def _held_stderr(hold: bool):
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
+        failed = False
         try:
             yield
         except BaseException:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
+            failed = True
             raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            ours = ("WARNING spoofscope", "ERROR spoofscope", "CRITICAL spoofscope")
+            sys.stderr.write("".join(ln for ln in lines if failed or ln.startswith(ours)))
+            sys.stderr.flush()
 
 
 def ray_target(ray: str, paths: list[str]) -> tuple[str, list[str]]:
