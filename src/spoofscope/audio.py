@@ -84,11 +84,17 @@ _BLOCK_FRAMES = 1 << 18  # about 16 s at 16 kHz per decoded block
 #: below this a "speech" file is a corrupt or hostile header (a 1 Hz WAV of 590 samples claims
 #: 590 s): refused before decoding
 MIN_SAMPLE_RATE = 8000
+#: above this a sample rate is a corrupt header, not a recording
+MAX_SAMPLE_RATE = 768000
 
 
 def _check_rate(desc: str, sr) -> None:
     if not sr or sr <= 0:
         raise AudioError(desc, f"invalid sample rate {sr} in the header")
+    if sr > MAX_SAMPLE_RATE:
+        raise AudioError(
+            desc, f"sample rate {sr} Hz is above {MAX_SAMPLE_RATE} Hz: a corrupt header"
+        )
     if sr < MIN_SAMPLE_RATE:
         raise AudioError(
             desc,
@@ -475,6 +481,7 @@ class _Prefixed(io.RawIOBase):
 
     def __init__(self, head: bytes, rest):
         self.head, self.rest = head, rest
+        self.count = 0  # bytes given so far
 
     def readable(self) -> bool:
         return True
@@ -483,10 +490,42 @@ class _Prefixed(io.RawIOBase):
         if self.head:
             n = min(len(b), len(self.head))
             b[:n], self.head = self.head[:n], self.head[n:]
+            self.count += n
             return n
         data = self.rest.read1(len(b)) if hasattr(self.rest, "read1") else self.rest.read(len(b))
         b[: len(data)] = data
+        self.count += len(data)
         return len(data)
+
+
+def _mp3_samples(head: bytes) -> int | None:
+    """The samples an MP3 holds by its Xing/Info frame and LAME tag (frames x samples per
+    frame - encoder delay - end padding), as FFmpeg counts them for a file it can seek; None
+    without those tags."""
+    pos = 0
+    if head[:3] == b"ID3" and len(head) >= 10:  # an ID3v2 tag first: its syncsafe size
+        pos = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+        pos += 10 if head[5] & 0x10 else 0
+    if len(head) < pos + 4 or head[pos] != 0xFF or head[pos + 1] & 0xE0 != 0xE0:
+        return None
+    mpeg1 = (head[pos + 1] >> 3) & 3 == 3
+    if (head[pos + 1] >> 1) & 3 != 1:  # not Layer III
+        return None
+    mono = (head[pos + 3] >> 6) & 3 == 3
+    x = pos + 4 + ((17 if mono else 32) if mpeg1 else (9 if mono else 17))
+    if head[x : x + 4] not in (b"Xing", b"Info") or len(head) < x + 12:
+        return None
+    flags = int.from_bytes(head[x + 4 : x + 8], "big")
+    if not flags & 1:
+        return None
+    frames = int.from_bytes(head[x + 8 : x + 12], "big")
+    tag = x + 12 + (4 if flags & 2 else 0) + (100 if flags & 4 else 0) + (4 if flags & 8 else 0)
+    if head[tag : tag + 4] not in (b"LAME", b"Lavf", b"Lavc") or len(head) < tag + 24:
+        return None
+    b = head[tag + 21 : tag + 24]
+    delay, padding = (b[0] << 4) | (b[1] >> 4), ((b[1] & 0x0F) << 8) | b[2]
+    n = frames * (1152 if mpeg1 else 576) - delay - padding
+    return n if n > 0 else None
 
 
 def pipe_blocks(head: bytes, rest, desc: str = "<stdin>"):
@@ -496,10 +535,9 @@ def pipe_blocks(head: bytes, rest, desc: str = "<stdin>"):
     without waiting for more of the stream."""
     import av
 
+    reader = _Prefixed(head, rest)
     try:
-        container = av.open(
-            _Prefixed(head, rest), mode="r", options={"probesize": "8192", "analyzeduration": "0"}
-        )
+        container = av.open(reader, mode="r", options={"probesize": "8192", "analyzeduration": "0"})
     except (av.error.FFmpegError, ValueError) as e:
         raise AudioError(
             desc,
@@ -515,10 +553,19 @@ def pipe_blocks(head: bytes, rest, desc: str = "<stdin>"):
         container.close()
         raise AudioError(desc, "the audio stream has no sample rate")
 
+    # FFmpeg trims an MP3's end padding only where it can seek: here, by the LAME tag
+    left = _mp3_samples(head) if st.codec_context.name in ("mp3", "mp3float") else None
+
     def mono():
+        nonlocal left
         with container:
             for a in _blocks_pyav(container, desc, float("inf")):
+                if left is not None:
+                    a, left = a[:left], max(0, left - a.shape[0])
                 yield a.mean(axis=1) if a.shape[1] > 1 else a[:, 0]
+        trunc = _wav_truncation(head, reader.count)  # as for a WAV file
+        if trunc:
+            raise AudioError(desc, trunc)
 
     return int(sr), mono()
 

@@ -3,18 +3,20 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 import re
 import sys
 from pathlib import Path
 
+from ..infer.detector import to_json
 from ._common import (
     POSITIVE_INT,
     CLIError,
     _expand_inputs,
     _model_notices,
+    _out_folder,
     detector_args,
     detector_for,
     load_detector,
@@ -79,6 +81,8 @@ def _cmd_detect(a) -> int:
         return _detect_stream(a)
     if a.ray is not None:
         return _detect_ray(a)
+    if not a.paths:
+        raise CLIError("give audio files or folders (or --stream - for standard input)")
     inputs = _expand_inputs(a.paths, a.recursive)
     if not inputs:
         raise CLIError("no audio files found (use --recursive to walk sub-folders)")
@@ -95,7 +99,7 @@ def _cmd_detect(a) -> int:
             results.append(r)
     if a.json:
         for r in results:
-            print(json.dumps(r.to_dict()))
+            print(to_json(r.to_dict()))
     else:
         w = max(len(r.path) for r in results)
         print(
@@ -162,6 +166,46 @@ def _cmd_detect(a) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
+@contextlib.contextmanager
+def _held_stderr(hold: bool):
+    """With ``hold`` (``--quiet``), what Ray writes to standard error (Python logging, Ray
+    Data's own handlers, the C++ core worker's lines) is kept aside: spoofscope's own
+    warnings are shown after the run, everything if the run fails."""
+    if not hold:
+        yield
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            ours = ("WARNING spoofscope", "ERROR spoofscope", "CRITICAL spoofscope")
+            sys.stderr.write("".join(ln for ln in lines if failed or ln.startswith(ours)))
+            sys.stderr.flush()
+
+
+def ray_target(ray: str, paths: list[str]) -> tuple[str, list[str]]:
+    """``(address, inputs)`` of ``--ray [ADDRESS] INPUTS``: what follows ``--ray`` is its
+    address only when it reads as one (auto, local, ray://HOST:PORT, HOST:PORT); else it is
+    the first input (``--ray archive/``)."""
+    if ray != "auto" and not _RAY_ADDRESS.match(ray):
+        return "auto", [ray, *paths]
+    return ray, list(paths)
+
+
 def _detect_ray(a) -> int:
     """``detect --ray [ADDRESS] INPUTS --out RESULTS/``: an archive on a Ray cluster, results
     as Parquet shards (resumable)."""
@@ -169,11 +213,12 @@ def _detect_ray(a) -> int:
 
     from ..infer.ray import score_files
 
-    address, paths = a.ray, list(a.paths)
-    if address != "auto" and not _RAY_ADDRESS.match(address):  # --ray then the first input
-        paths, address = [address, *paths], "auto"
+    address, paths = ray_target(a.ray, a.paths)
+    if not paths:
+        raise CLIError("--ray needs inputs: files, folders, globs or URIs")
     if not a.out:
         raise CLIError("--ray writes Parquet shards: give the results folder with --out")
+    _out_folder(a.out)
     if a.json or a.csv or a.rttm or a.segments:
         raise CLIError("--ray writes its results to --out (Parquet); drop --json/--csv/--rttm")
     try:
@@ -185,19 +230,20 @@ def _detect_ray(a) -> int:
     elif address == "local":
         address = None
     logging.getLogger("ray").setLevel(logging.WARNING)
-    try:
-        s = score_files(
-            paths,
-            a.out,
-            functools.partial(load_detector, a),
-            address=address,
-            actors=a.actors,
-            recursive=a.recursive,
-            progress=not a.quiet,
-        )
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
+    with _held_stderr(a.quiet):
+        try:
+            s = score_files(
+                paths,
+                a.out,
+                functools.partial(load_detector, a),
+                address=address,
+                actors=a.actors,
+                recursive=a.recursive,
+                progress=not a.quiet,
+            )
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
     print(
         f"{s['files']} files: {s['skipped']} already in {a.out}, {s['scored']} scored now "
         f"({s['errors']} errors), {s['audio_hours']:.3f} h of audio in {s['seconds']:.1f} s; "
@@ -210,7 +256,15 @@ def _detect_stream(a) -> int:
     """``detect --stream -``: audio on standard input (raw samples, or any container FFmpeg
     reads from a pipe), judged as it arrives; a line per window with the running verdict, a
     line per settled segment, then the result of the whole stream."""
-    from ..audio import RAW_FORMATS, AudioError, RawDecoder, pipe_blocks, sniff_container
+    from ..audio import (
+        MAX_SAMPLE_RATE,
+        MIN_SAMPLE_RATE,
+        RAW_FORMATS,
+        AudioError,
+        RawDecoder,
+        pipe_blocks,
+        sniff_container,
+    )
 
     if a.paths != ["-"]:
         raise CLIError("--stream reads standard input: give '-' as the only input")
@@ -222,18 +276,29 @@ def _detect_stream(a) -> int:
     fmt = a.input_format
     if fmt == "auto":
         fmt = "container" if sniff_container(head) else "s16le"
-        if fmt == "s16le":
-            print(
-                f"note: no container header on standard input: reading raw 16-bit samples at "
-                f"{a.input_rate or det.sample_rate} Hz, {a.channels} channel(s) (set "
-                "--input-format and --input-rate if that is not what is sent)",
-                file=sys.stderr,
-            )
     if fmt == "container":
         rate, pieces = pipe_blocks(head, src)
+        if a.input_rate and a.input_rate != rate:
+            print(
+                f"note: --input-rate {a.input_rate} is ignored: the container on standard "
+                f"input says {rate} Hz",
+                file=sys.stderr,
+            )
     else:
-        decode = RawDecoder(fmt, a.channels)
         rate = a.input_rate or det.sample_rate
+        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # the rates a file may have
+            raise CLIError(
+                f"--input-rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz, "
+                "the rates audio files are read at; give the rate the samples were made at"
+            )
+        if a.input_format == "auto":
+            print(
+                f"note: no container header on standard input: reading raw 16-bit samples at "
+                f"{rate} Hz, {a.channels} channel(s) (set --input-format and --input-rate if "
+                "that is not what is sent)",
+                file=sys.stderr,
+            )
+        decode = RawDecoder(fmt, a.channels)
         block = max(1, rate // 4) * RAW_FORMATS[fmt] * a.channels  # 0.25 s
 
         def raw():
@@ -248,7 +313,7 @@ def _detect_stream(a) -> int:
     def show(events):
         for e in events:
             if a.json:
-                print(json.dumps(e), flush=True)
+                print(to_json(e), flush=True)
             elif e["type"] == "segment":
                 print(f"{e['start_s']:8.2f}-{e['end_s']:8.2f} s  segment: {e['label']}", flush=True)
             else:
@@ -266,7 +331,7 @@ def _detect_stream(a) -> int:
     r = stream.close()
     show(stream.last_events)
     if a.json:
-        print(json.dumps({"type": "summary", **r.to_dict()}))
+        print(to_json({"type": "summary", **r.to_dict()}))
     elif r.error:
         print(f"<stdin>  ERROR     {r.error}")
     elif r.label == "no_speech":
@@ -286,7 +351,8 @@ def add_detect(command) -> None:
         "is each recording bona fide or spoofed?",
         "Score audio files and folders; one row (or JSON object) per input.",
     )
-    dt.add_argument("paths", nargs="+", help="audio files or folders")
+    # "*": with --ray, argparse gives a lone input to the optional ADDRESS (--ray archive/)
+    dt.add_argument("paths", nargs="*", help="audio files or folders")
     detector_args(dt)
     dt.add_argument("--json", action="store_true", help="one JSON object per input")
     dt.add_argument("--csv", metavar="FILE", help="also write a CSV")

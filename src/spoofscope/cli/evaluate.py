@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ._common import BAND, POSITIVE, PROBABILITY, CLIError
+
+#: RTTM labels (case-insensitive): the spoofed ones, then the bona fide ones
+_SPOOF_LABELS = ("spoof", "fake")
+RTTM_LABELS = (*_SPOOF_LABELS, "bonafide", "bona-fide", "bona_fide", "genuine", "real")
+
+
+def _spoof(label: str) -> bool:
+    return label.lower() in _SPOOF_LABELS
 
 
 def _rttm_durations(rows: dict) -> dict:
@@ -13,37 +22,75 @@ def _rttm_durations(rows: dict) -> dict:
     return {f: max(b for _, b, _ in r) for f, r in rows.items()}
 
 
-def _read_hypothesis(path) -> tuple[dict, dict]:
+_DETECT_JSON = (
+    "each line of detect --json output is an object with path, duration_s (a number) and "
+    "timeline (a list of {start_s, end_s, score} steps, score a number or null)"
+)
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _timeline_of(o, where: str) -> tuple[str, float, list]:
+    """(file id, duration, steps) of one ``detect --json`` object, or a CLIError naming
+    ``where`` (file and line) and what the object should hold."""
+
+    def bad(what: str) -> CLIError:
+        return CLIError(f"{where}: {what}; {_DETECT_JSON}")
+
+    if not isinstance(o, dict):
+        raise bad(f"a {type(o).__name__}, not an object")
+    if not isinstance(o.get("path"), str):
+        raise bad("no path")
+    if not _number(o.get("duration_s")):
+        raise bad(f"duration_s is {o.get('duration_s')!r}")
+    steps = o.get("timeline")
+    if not isinstance(steps, list):
+        raise bad(f"timeline is {steps!r:.40}")
+    out = []
+    for k, t in enumerate(steps):
+        if not isinstance(t, dict) or not all(_number(t.get(x)) for x in ("start_s", "end_s")):
+            raise bad(f"timeline step {k} has no start_s/end_s numbers")
+        if "score" not in t or not (t["score"] is None or _number(t["score"])):
+            raise bad(f"timeline step {k} has no score (a number, or null where not judged)")
+        out.append((float(t["start_s"]), float(t["end_s"]), t["score"]))
+    return Path(o["path"]).stem, float(o["duration_s"]), out
+
+
+def _read_hypothesis(path) -> tuple[dict, dict, bool]:
     """Timelines from ``detect --json`` output (one object per line, or a list) or an RTTM
     (spoof stretches scored -1, bona fide +1): ``({file: [(start, end, score)]}, {file:
-    duration})``."""
+    duration}, whether the durations are the files' own (detect's, not an RTTM's last
+    segment))``."""
     from ..metrics.localisation import read_rttm
 
     text = Path(path).read_text()
     if text.lstrip().startswith(("{", "[")):
         try:
-            objs = (
-                json.loads(text)
-                if text.lstrip().startswith("[")
-                else [json.loads(ln) for ln in text.splitlines() if ln.strip()]
-            )
+            if text.lstrip().startswith("["):
+                objs = [(f"{path} item {k}", o) for k, o in enumerate(json.loads(text))]
+            else:
+                objs = [
+                    (f"{path}:{n}", json.loads(ln))
+                    for n, ln in enumerate(text.splitlines(), 1)
+                    if ln.strip()
+                ]
         except ValueError as e:
             raise CLIError(f"{path}: not detect --json output ({e})") from None
         hyp, durs = {}, {}
-        for o in objs:
-            if o.get("error"):
+        for where, o in objs:
+            if isinstance(o, dict) and o.get("error"):
                 continue
-            uid = Path(o["path"]).stem
-            hyp[uid] = [(t["start_s"], t["end_s"], t["score"]) for t in o.get("timeline") or []]
-            durs[uid] = o["duration_s"]
-        return hyp, durs
+            uid, dur, steps = _timeline_of(o, where)
+            hyp[uid], durs[uid] = steps, dur
+        return hyp, durs, True
     try:
-        rows = read_rttm(path)
+        rows = read_rttm(path, labels=RTTM_LABELS)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    score = {"spoof": -1.0, "fake": -1.0}
-    hyp = {f: [(a, b, score.get(lab.lower(), 1.0)) for a, b, lab in r] for f, r in rows.items()}
-    return hyp, _rttm_durations(rows)
+    hyp = {f: [(a, b, -1.0 if _spoof(lab) else 1.0) for a, b, lab in r] for f, r in rows.items()}
+    return hyp, _rttm_durations(rows), False
 
 
 def _cmd_evaluate_localisation(a) -> int:
@@ -54,12 +101,12 @@ def _cmd_evaluate_localisation(a) -> int:
         ref, ref_durs = read_partialspoof_labels(a.reference, a.label_resolution)
     else:
         try:
-            rows = read_rttm(a.reference)
+            rows = read_rttm(a.reference, labels=RTTM_LABELS, disjoint=True)
         except ValueError as e:
             raise CLIError(str(e)) from None
         ref = spoof_stretches(rows)
         ref_durs = _rttm_durations(rows)
-    hyp, hyp_durs = _read_hypothesis(a.hypothesis)
+    hyp, hyp_durs, exact = _read_hypothesis(a.hypothesis)
     durations = {f: hyp_durs.get(f, ref_durs.get(f)) for f in set(ref_durs) | set(hyp_durs)}
     missing = sorted(f for f in ref_durs if f not in hyp)
     if missing:
@@ -68,6 +115,21 @@ def _cmd_evaluate_localisation(a) -> int:
             + ", ".join(missing[:5])
         )
     durations = {f: durations[f] for f in ref_durs}
+    for f in durations:  # the reference describes the files the hypothesis judged
+        late = [(s, e) for s, e in ref.get(f, []) if e > durations[f] + 0.1]
+        if late and exact:
+            raise CLIError(
+                f"{a.reference}: the spoofed stretch {late[0][0]:g}-{late[0][1]:g} s of {f} ends "
+                f"after the file's {durations[f]:g} s (its duration_s in {a.hypothesis}); is "
+                "the reference for these recordings?"
+            )
+    judged = {s for f in durations for _, _, s in hyp[f] if s is not None}
+    if len(judged) < 2:
+        raise CLIError(
+            f"{a.hypothesis}: every judged step has the same score "
+            f"({next(iter(judged), None)}): the hypothesis ranks nothing, so no EER means "
+            "anything"
+        )
     try:
         out = {
             "files": len(durations),

@@ -17,7 +17,9 @@ dev split, it is null and ``confidence_note`` says why (a softmax of a network t
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -27,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..audio import AudioError, resample, stream_audio
+from ..audio import AudioError, _report_clipping, resample, stream_audio
 from ..errors import ConfigError
 from ..models._card import card_of
 from .activity import SpeechMeter, make_meter
@@ -71,7 +73,25 @@ class DetectionResult:
     # timeout, shutting_down, internal
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The result as JSON types; never NaN or infinity (see :func:`finite`)."""
+        return finite(asdict(self))
+
+
+def finite(obj):
+    """``obj`` (dicts, lists, numbers) with every NaN or infinite float as None: what
+    spoofscope writes (JSON lines, API answers, stream events, Parquet) is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def to_json(obj) -> str:
+    """One line of strict JSON (no NaN, no Infinity) for ``obj``."""
+    return json.dumps(finite(obj), allow_nan=False)
 
 
 class _Verdict(NamedTuple):
@@ -495,7 +515,18 @@ class Detector:
             logits = fl.mean(axis=1)
         else:
             logits = self.engine(x)
+        finite = np.all(np.isfinite(logits), axis=1)
         for i, ((st, k, _), lg) in enumerate(zip(batch, logits, strict=True)):
+            if not finite[i]:  # no NaN or infinity ever reaches a score: the file fails
+                if st.error is None:
+                    at = st.windows[k][0] / self.sample_rate
+                    st.error = (
+                        f"{_name(st.source)}: the model gave a non-finite score (NaN or "
+                        f"infinity) on the window at {at:g} s; the model or its weights are "
+                        "broken for this input"
+                    )
+                    st.error_kind = "internal"
+                continue
             st.scores[k] = float(lg[bona])
             st.diffs[k] = float(lg[bona] - lg[1 - bona])
             if frames:
@@ -571,6 +602,17 @@ class DetectorStream:
         self.closed = False
         self.last_events: list[dict] = []
         self._segments_sent = 0  # segments already given as events
+        self._peak = 0.0  # the loudest sample seen, when over full scale
+
+    def _clip(self, x: np.ndarray) -> np.ndarray:
+        """Samples over full scale clipped to [-1, 1] after resampling, as files are
+        (:func:`~spoofscope.audio.stream_audio`), with the same warning at the end."""
+        if x.size:
+            peak = float(np.max(np.abs(x)))
+            if peak > 1.0:
+                self._peak = max(self._peak, peak)
+                return np.clip(x, -1.0, 1.0)
+        return x
 
     def feed(self, samples) -> list[dict]:
         """Mono samples (float in [-1, 1]) at the stream's rate -> one event per window
@@ -588,6 +630,7 @@ class DetectorStream:
             )
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x)
+        x = self._clip(x)
         events = self._judge([w for c in self.state.meter.wrap([x]) for w in self.cutter.push(c)])
         return events + self._settled() if events else events
 
@@ -597,10 +640,14 @@ class DetectorStream:
         if not self.closed:
             tail = np.zeros(0, np.float32)
             if self._resampler is not None:
-                tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+                tail = self._clip(
+                    self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+                )
             ws = [w for c in self.state.meter.wrap([tail]) for w in self.cutter.push(c)]
             events = self._judge(ws + self.cutter.finish())
             self.closed = True
+            if self._peak > 1.0:
+                _report_clipping(str(self.state.source), self._peak)
         st = self.state
         st.n_samples, st.done = self.cutter.total, True
         if st.n_samples == 0:

@@ -152,11 +152,16 @@ def _eer(bona, spoof) -> tuple[float, float]:
 
 
 # ---- files -------------------------------------------------------------------------------------
-def read_rttm(path) -> dict[str, list[tuple[float, float, str]]]:
+def read_rttm(
+    path, labels=None, disjoint: bool = False
+) -> dict[str, list[tuple[float, float, str]]]:
     """``SPEAKER <file> <chan> <start> <dur> <NA> <NA> <label> <NA> <NA>`` lines ->
-    ``{file: [(start, end, label), ...]}``. A malformed line raises ``ValueError`` naming the
-    file, the line number and the line."""
+    ``{file: [(start, end, label), ...]}``. A malformed line, a label not among ``labels``
+    (case-insensitive; any when None), or with ``disjoint`` a segment overlapping an earlier
+    one of its file raises ``ValueError`` naming the file, the line number and the line."""
     out: dict[str, list] = {}
+    lines: dict[str, list] = {}  # file -> [(start, end, line number)]
+    allowed = None if labels is None else {x.lower() for x in labels}
     with open(path, encoding="utf-8-sig") as fh:
         for n, line in enumerate(fh, 1):
             parts = line.split()
@@ -173,6 +178,19 @@ def read_rttm(path) -> dict[str, list[tuple[float, float, str]]]:
                     f"{path}:{n}: not an RTTM line (SPEAKER FILE CHANNEL START DURATION <NA> "
                     f"<NA> LABEL ...): {line.strip()!r}"
                 ) from None
+            if allowed is not None and parts[7].lower() not in allowed:
+                raise ValueError(
+                    f"{path}:{n}: label {parts[7]!r} is neither spoof nor bona fide (one of "
+                    f"{', '.join(labels)}): {line.strip()!r}"
+                )
+            if disjoint:
+                for a, b, m in lines.get(parts[1], []):
+                    if min(b, start + dur) > max(a, start):
+                        raise ValueError(
+                            f"{path}:{n}: {start:g}-{start + dur:g} s overlaps {a:g}-{b:g} s of "
+                            f"{parts[1]} (line {m}); a reference gives each moment one label"
+                        )
+                lines.setdefault(parts[1], []).append((start, start + dur, n))
             out.setdefault(parts[1], []).append((start, start + dur, parts[7]))
     return out
 

@@ -110,8 +110,14 @@ class HFClassifier(nn.Module):
         self.raw_waveform = type(fe).__name__ == "Wav2Vec2FeatureExtractor"
         self.normalize = bool(getattr(fe, "do_normalize", False)) and self.raw_waveform
         labels = model.config.id2label
-        bona = bonafide_class(labels, cfg.bonafide_label)
         parent, attr, last = _last_linear(model)
+        if min(len(labels), last.out_features) < 2:
+            raise ConfigError(
+                f"{cfg.source or 'hf-classifier'}: the classifier has "
+                f"{min(len(labels), last.out_features)} label(s) ({dict(labels)}); telling bona "
+                "fide from spoof needs a head with at least two (num_labels >= 2)"
+            )
+        bona = bonafide_class(labels, cfg.bonafide_label)
         setattr(parent, attr, nn.Identity())  # the model now returns what its head reads
         self.net = model.eval()
         self.n_labels = last.out_features
@@ -191,6 +197,8 @@ def _files(cfg: HFClassifierConfig) -> Path:
     repo, rev = _split(cfg.source)
     if Path(repo).is_dir():
         return Path(repo)
+    if repo.startswith((".", "/", "~", "\\")) or Path(repo).exists():  # a path, not OWNER/REPO
+        raise WeightsError(f"hf:{repo}: no such folder")
     if repo.count("/") != 1 or Path(repo).suffix:
         raise WeightsError(
             f"hf:{repo}: no such folder, and not a Hugging Face repository id (OWNER/REPO)"
@@ -237,14 +245,21 @@ def _build(cfg: HFClassifierConfig):
     if not cfg.source:
         raise ConfigError("hf-classifier needs source='hf:OWNER/REPO' or 'hf:FOLDER'")
     folder = _files(cfg)
+    tf_log = transformers.utils.logging
+    bars = tf_log.is_progress_bar_enabled()
+    tf_log.disable_progress_bar()  # a local load needs no progress bar (nor does --quiet)
     try:
         model = transformers.AutoModelForAudioClassification.from_pretrained(str(folder))
         fe = transformers.AutoFeatureExtractor.from_pretrained(str(folder))
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - OSError, ValueError, SafetensorError ...: all broken
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(
-            f"{cfg.source}: not a transformers audio-classification model ({first[:200]})"
+            f"{cfg.source}: not a transformers audio-classification model, or its files are "
+            f"damaged ({type(e).__name__}: {first[:200]})"
         ) from None
+    finally:
+        if bars:
+            tf_log.enable_progress_bar()
     return model, fe, folder
 
 

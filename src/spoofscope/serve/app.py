@@ -57,6 +57,8 @@ class ServiceSettings:
     stream_max_lag_s: float = 10.0  # backlog of unjudged audio before reading pauses
     stream_hop_s: float = 1.0  # hop of a stream's windows unless its start message sets one
     replica: str = ""  # this process's name in metrics and headers (default: the host name)
+    audit_retry_s: float = 10.0  # how long a stream's audit row is retried before its
+    # verdict is withheld (audit_unavailable)
 
     def __post_init__(self):
         checks = {
@@ -73,6 +75,7 @@ class ServiceSettings:
             "stream_idle_s": self.stream_idle_s > 0,
             "stream_max_lag_s": self.stream_max_lag_s > 0,
             "stream_hop_s": self.stream_hop_s > 0,
+            "audit_retry_s": self.audit_retry_s >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -139,8 +142,8 @@ def _register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request, exc):
-        log.exception("unexpected error")
-        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        log.exception("unexpected error")  # the detail goes to the log, not to the client
+        return error_response(500, "internal_error", "an unexpected error; see the service log")
 
 
 def _log_and_count(app: FastAPI) -> None:
@@ -180,7 +183,7 @@ def _log_and_count(app: FastAPI) -> None:
                     "ts": time.time(),
                     "request_id": request.state.request_id,
                     "method": request.method,
-                    "path": request.url.path,
+                    "path": request.url.path[:200],
                     "status": resp.status_code,
                     "duration_ms": round(ms, 2),
                     "outcome": outcome,

@@ -60,6 +60,10 @@ SCHEMA = (
 )
 
 
+#: the most characters of an endpoint a rejection row stores
+MAX_ENDPOINT = 200
+
+
 class AuditUnavailable(SpoofscopeError):
     """The audit database cannot be written (or read) now."""
 
@@ -78,13 +82,40 @@ async def write_off_loop(write, *args, failing: str) -> bool:
         return False
 
 
+#: a libpq key=value connection string starts with one of these keywords
+_CONNINFO = re.compile(
+    r"^\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode|options|"
+    r"connect_timeout|application_name|target_session_attrs)\s*=",
+    re.IGNORECASE,
+)
+
+
 def is_postgres(target) -> bool:
-    return str(target).startswith(("postgresql://", "postgres://"))
+    """A ``postgresql://`` URL or a libpq ``key=value`` connection string."""
+    t = str(target)
+    return t.startswith(("postgresql://", "postgres://")) or bool(_CONNINFO.match(t))
 
 
-def _redacted(url: str) -> str:
-    """A connection URL without its password (for messages and logs)."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+# the password in every form libpq takes: URL userinfo, a password= query parameter, and a
+# password= keyword of a key=value string (bare, or single-quoted with \' and \\ escapes)
+_PASSWORDS = (
+    re.compile(r"(?<=://)[^:/@?#\s]*:([^@/?#]*)@"),
+    re.compile(r"[?&]password=([^&#]*)", re.IGNORECASE),
+    re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE),
+)
+
+
+def redact(target: str, text: str | None = None) -> str:
+    """``text`` (default: ``target`` itself) with every password ``target`` holds replaced by
+    ``***``, for messages and logs."""
+    target = str(target)
+    text = target if text is None else str(text)
+    secrets = {m.group(1) for p in _PASSWORDS for m in p.finditer(target) if m.group(1)}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+        if secret.startswith("'"):  # the value inside its quotes, as libpq reports it
+            text = text.replace(secret[1:-1].replace("\\'", "'"), "***")
+    return text
 
 
 class _SQLite:
@@ -159,7 +190,7 @@ class _Postgres:
             raise ConfigError(
                 "a PostgreSQL audit trail needs psycopg: pip install 'spoofscope[postgres]'"
             ) from None
-        self.name = _redacted(url)
+        self.url, self.name = url, redact(url)
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -169,6 +200,9 @@ class _Postgres:
             check=ConnectionPool.check_connection,  # a connection broken by a restart is replaced
             kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout_s))},
         )
+        pool_log = logging.getLogger("psycopg.pool")
+        level = pool_log.level
+        pool_log.setLevel(logging.ERROR)  # its retries at start: the one error below says it
         try:
             self.pool.open(wait=True, timeout=timeout_s)
             if not readonly:
@@ -176,7 +210,10 @@ class _Postgres:
                     self.execute(stmt)
         except Exception as e:  # noqa: BLE001 - refuse to start on a database we cannot use
             self.pool.close()
-            raise ConfigError(f"audit database {self.name}: cannot connect ({e})") from None
+            why = redact(url, e)
+            raise ConfigError(f"audit database {self.name}: cannot connect ({why})") from None
+        finally:
+            pool_log.setLevel(level)
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
@@ -186,14 +223,20 @@ class _Postgres:
             with self.pool.connection() as conn:
                 conn.execute(self._sql(sql), args)
         except Exception as e:  # noqa: BLE001 - psycopg errors and pool timeouts alike
-            raise AuditUnavailable(f"audit database {self.name}: {type(e).__name__}: {e}") from None
+            why = redact(self.url, e)
+            raise AuditUnavailable(
+                f"audit database {self.name}: {type(e).__name__}: {why}"
+            ) from None
 
     def query(self, sql: str, args=()) -> list[tuple]:
         try:
             with self.pool.connection() as conn:
                 return conn.execute(self._sql(sql), args).fetchall()
         except Exception as e:  # noqa: BLE001
-            raise AuditUnavailable(f"audit database {self.name}: {type(e).__name__}: {e}") from None
+            why = redact(self.url, e)
+            raise AuditUnavailable(
+                f"audit database {self.name}: {type(e).__name__}: {why}"
+            ) from None
 
     def has_table(self, name: str) -> bool:
         return bool(self.query("SELECT to_regclass(?)::text", (name,))[0][0])
@@ -260,8 +303,9 @@ class AuditLog:
         when: datetime | None = None,
     ) -> None:
         """A refused request: its reason and a sha256 of the API key it presented (never the
-        key itself)."""
+        key itself). The endpoint is cut to :data:`MAX_ENDPOINT` characters."""
         when = when or datetime.now(UTC)
+        endpoint = endpoint[:MAX_ENDPOINT]
         digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
         self.db.execute(
             "INSERT INTO rejections VALUES (?,?,?,?,?,?)",
@@ -283,13 +327,34 @@ class AuditLog:
                 (a, sid),
             )
 
-    def get_stream(self, key: str) -> dict | None:
+    def get_stream(self, key: str, stale_after_s: float | None = None) -> dict | None:
+        """A stream's latest state by its id or an alias. A ``live`` state not updated for
+        ``stale_after_s`` is a stream whose replica ended without recording its end: it is
+        marked ``stale`` in the table and answered so."""
         rows = self.db.query(
-            "SELECT s.state FROM streams s WHERE s.id = ? OR s.id = "
+            "SELECT s.id, s.updated, s.state FROM streams s WHERE s.id = ? OR s.id = "
             "(SELECT id FROM stream_aliases WHERE alias = ?)",
             (key, key),
         )
-        return json.loads(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        sid, updated, text = rows[0]
+        state = json.loads(text)
+        age = (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds()
+        if state.get("state") == "live" and stale_after_s is not None and age > stale_after_s:
+            state = {
+                "stream_id": sid,
+                "state": "stale",
+                "updated": updated,
+                "message": f"no news of this stream for {age:.0f} s: the process that held it "
+                "ended without recording its end; its verdict is not known",
+                "owner": state.get("owner"),  # who may read it (the service's key scoping)
+            }
+            self.db.execute(  # unless its replica wrote meanwhile
+                "UPDATE streams SET state = ? WHERE id = ? AND updated = ?",
+                (json.dumps(state), sid, updated),
+            )
+        return state
 
     def ping(self) -> bool:
         return self.db.ping()

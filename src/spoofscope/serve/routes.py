@@ -52,8 +52,11 @@ def api_key_ok(app, key: str | None) -> bool:
 
 
 def api_key(request: Request) -> None:
-    """Every ``/v1`` route: count it under its endpoint, then require a key when keys are set."""
-    request.state.endpoint = request.url.path
+    """Every ``/v1`` route: count it under its endpoint (the route's template, such as
+    ``/v1/streams/{sid}``, never the path a client chose), then require a key when keys are
+    set."""
+    route = request.scope.get("route")
+    request.state.endpoint = getattr(route, "path", None) or "/v1"
     if not api_key_ok(request.app, presented_key(request)):
         raise ServiceError(
             401,
@@ -195,9 +198,9 @@ async def readyz(request: Request):
     if not st.ready:
         return error_response(503, "not_ready", "the model is still loading")
     if st.audit is not None and not await asyncio.to_thread(st.audit.ping):
-        return error_response(
-            503, "not_ready", f"the audit database {st.audit.path} cannot be reached"
-        )
+        # anyone may ask: the database's name, user and address go to the log only
+        log.error("not ready: the audit database %s cannot be reached", st.audit.path)
+        return error_response(503, "not_ready", "audit database unavailable")
     return {
         "status": "ready",
         "model": st.model_name,

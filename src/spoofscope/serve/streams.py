@@ -16,7 +16,9 @@ longer change); ``lagging`` (the client sends faster than the server judges: rea
 so memory stays bounded, until the backlog halves); ``error`` (``code``, ``message``); and
 ``summary`` (``detect``'s result for the whole stream). Every stream ends with a summary and
 one audit row of what was judged, however it ends: stop, limit, bad message, dropped
-connection, or shutdown (close code 1001).
+connection, or shutdown (close code 1001); a summary whose row cannot be written (after
+``audit_retry_s``) is withheld for an ``error`` ``audit_unavailable`` (1011). A stream's state
+is read only with the API key that opened it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..audio import AudioError, RawDecoder
 from ..errors import ConfigError
-from .audit import write_off_loop
+from ..infer.detector import to_json
+from .audit import AuditUnavailable, write_off_loop
 from .errors import ServiceError
 from .routes import api, api_key_ok, presented_key
 
@@ -85,6 +88,20 @@ def _bad(message: str) -> StreamStop:
     return StreamStop("bad_message", message, INVALID)
 
 
+def _format(rate, ch, rate_name: str, ch_name: str) -> tuple[int, int]:
+    """A start message's sample rate and channel count, checked alike for both endpoints."""
+    if type(rate) is not int or not 4000 <= rate <= 192000:
+        raise _bad(f"{rate_name} must be an integer number of Hz (4000-192000), got {rate!r}")
+    if type(ch) is not int or not 1 <= ch <= 8:
+        raise _bad(f"{ch_name} must be an integer 1-8, got {ch!r}")
+    return rate, ch
+
+
+def _reason(stop: StreamStop) -> str:
+    """A close frame's reason (at most 123 bytes): Twilio reads no messages, only this."""
+    return stop.message.encode()[:123].decode(errors="ignore")
+
+
 def _native_start(msg: dict) -> _Start:
     if msg.get("type") != "start":
         raise _bad(
@@ -93,52 +110,89 @@ def _native_start(msg: dict) -> _Start:
     enc = msg.get("encoding", "pcm_s16le")
     if enc not in ENCODINGS:
         raise _bad(f"unknown encoding {enc!r}; one of pcm_s16le, f32le, mulaw, alaw")
-    rate, ch, hop = msg.get("sample_rate"), msg.get("channels", 1), msg.get("hop_s")
-    if not isinstance(rate, int) or not 4000 <= rate <= 192000:
-        raise _bad(f"sample_rate must be an integer number of Hz (4000-192000), got {rate!r}")
-    if not isinstance(ch, int) or not 1 <= ch <= 8:
-        raise _bad(f"channels must be an integer 1-8, got {ch!r}")
+    rate, ch = _format(msg.get("sample_rate"), msg.get("channels", 1), "sample_rate", "channels")
+    hop = msg.get("hop_s")
     if hop is not None and not (isinstance(hop, int | float) and hop > 0):
         raise _bad(f"hop_s must be a positive number of seconds, got {hop!r}")
     key = msg.get("api_key")
     return _Start(rate, ENCODINGS[enc], ch, hop, key if isinstance(key, str) else None)
 
 
+#: the tracks of a Twilio stream
+TRACKS = ("inbound", "outbound")
+
+
+def _object(parent: dict, name: str, where: str) -> dict:
+    value = parent.get(name)
+    if not isinstance(value, dict):
+        raise _bad(f"{where}{name} must be an object, got {value!r:.60}")
+    return value
+
+
 def _twilio_start(msg: dict) -> _Start:
-    start = msg.get("start")
-    if not isinstance(start, dict):
-        raise _bad("a Twilio start message carries a 'start' object")
-    fmt = start.get("mediaFormat") or {}
-    enc = str(fmt.get("encoding", "audio/x-mulaw")).lower()
-    if enc not in ("audio/x-mulaw", "audio/pcmu"):
-        raise _bad(f"Twilio media encoding {enc!r}: only audio/x-mulaw is known")
-    params = start.get("customParameters") or {}
+    start = _object(msg, "start", "")
+    fmt = _object(start, "mediaFormat", "start.")
+    enc = fmt.get("encoding")
+    if not isinstance(enc, str) or enc.lower() not in ("audio/x-mulaw", "audio/pcmu"):
+        raise _bad(f"start.mediaFormat.encoding {enc!r:.60}: only audio/x-mulaw is known")
+    where = "start.mediaFormat."
+    rate, ch = _format(
+        fmt.get("sampleRate"), fmt.get("channels", 1), where + "sampleRate", where + "channels"
+    )
+    params = start.get("customParameters", {})
+    if not isinstance(params, dict):
+        raise _bad(f"start.customParameters must be an object, got {params!r:.60}")
     key = params.get("api_key") or params.get("apiKey")
     hop = params.get("hop_s")
     try:
         hop = float(hop) if hop is not None else None
-    except ValueError:
-        raise _bad(f"customParameters.hop_s must be a number, got {hop!r}") from None
-    tracks = start.get("tracks") or ["inbound"]
+    except (TypeError, ValueError):
+        raise _bad(f"start.customParameters.hop_s must be a number, got {hop!r:.60}") from None
+    tracks = start.get("tracks", ["inbound"])
+    if not isinstance(tracks, list) or not tracks or not set(tracks) <= set(TRACKS):
+        raise _bad(f"start.tracks must be a list of {' and '.join(TRACKS)}, got {tracks!r:.60}")
     track = params.get("track") or ("inbound" if "inbound" in tracks else tracks[0])
+    if track not in tracks:
+        raise _bad(
+            f"start.customParameters.track must be one of the stream's tracks {tracks}, "
+            f"got {track!r:.60}"
+        )
     aliases = tuple(
-        str(v) for v in (msg.get("streamSid"), start.get("streamSid"), start.get("callSid")) if v
+        str(v)[:64]
+        for v in (msg.get("streamSid"), start.get("streamSid"), start.get("callSid"))
+        if v
     )
-    return _Start(
-        int(fmt.get("sampleRate", 8000)),
-        "mulaw",
-        int(fmt.get("channels", 1)),
-        hop,
-        key if isinstance(key, str) else None,
-        aliases,
-        track,
-    )
+    return _Start(rate, "mulaw", ch, hop, key if isinstance(key, str) else None, aliases, track)
 
 
 async def _audit(write, *args) -> bool:
-    """A stream's audit write: a stream that cannot be recorded still ends normally for its
-    client (its verdicts were already sent), with an error log line."""
-    return await write_off_loop(write, *args, failing="stream row not recorded")
+    """A refusal's row or a stream's shared state: not written (an error log line) when the
+    database is down; a stream's verdict goes through :func:`_audit_retried` instead."""
+    return await write_off_loop(write, *args, failing="stream state not recorded")
+
+
+async def _audit_retried(st, write, *args) -> bool:
+    """An audit write retried every half second for up to ``audit_retry_s``."""
+    deadline = time.monotonic() + st.settings.audit_retry_s
+    while not await write_off_loop(write, *args, failing="stream row not recorded yet"):
+        if time.monotonic() >= deadline:
+            log.error("stream row not recorded: its verdict is withheld")
+            return False
+        await asyncio.sleep(0.5)
+    return True
+
+
+def _owner_of(app, key: str | None) -> str | None:
+    """Who a stream belongs to: the sha256 of the API key that opened it where keys are
+    required (never the key itself), else None (an open service: anyone may read it)."""
+    if app.state.settings.api_keys is None or not key:
+        return None
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _owned(state: dict, owner: str | None) -> dict:
+    """``state`` with its owner, as kept in memory and in the shared table."""
+    return {**state, "owner": owner}
 
 
 class StreamHub:
@@ -156,14 +210,16 @@ class StreamHub:
         return self.closing
 
     def state(self, sid: str) -> dict | None:
+        """A stream's state, with its ``owner`` (see :func:`_owned`)."""
         sid = self.alias.get(sid, sid)
         if sid in self.active:
-            return self.active[sid].status()
+            live = self.active[sid]
+            return _owned(live.status(), live.owner)
         return self.recent.get(sid)
 
-    def ended(self, live: _Live, summary: dict) -> None:
+    def ended(self, live: _Live, state: dict) -> None:
         self.active.pop(live.sid, None)
-        self.recent[live.sid] = {"stream_id": live.sid, "state": "ended", "summary": summary}
+        self.recent[live.sid] = _owned(state, live.owner)
         while len(self.recent) > RECENT:
             old, _ = self.recent.popitem(last=False)
             for k in [k for k, v in self.alias.items() if v == old]:
@@ -180,7 +236,7 @@ class StreamHub:
 class _Live:
     """One stream: decoder, detector stream, backlog and the events sent."""
 
-    def __init__(self, ws: WebSocket, endpoint: str, start: _Start, sid: str):
+    def __init__(self, ws: WebSocket, endpoint: str, start: _Start, sid: str, owner=None):
         app = ws.app
         st, s = app.state, app.state.settings
         self.ws, self.endpoint, self.sid, self.app = ws, endpoint, sid, app
@@ -209,6 +265,7 @@ class _Live:
         self.finishing = False  # no more audio: the scorer judges the backlog and returns
         self.max_lag_s = s.stream_max_lag_s
         self.aliases = start.aliases
+        self.owner = owner
         self._put_at = 0.0  # when the shared state was last written
         self._putting = False
 
@@ -229,7 +286,7 @@ class _Live:
         if not self.sent_ok or self.endpoint.endswith("/twilio"):
             return  # Twilio takes no messages back; a gone client takes nothing
         try:
-            await self.ws.send_text(json.dumps(event))
+            await self.ws.send_text(to_json(event))
         except Exception:  # noqa: BLE001 - the client went away; keep judging what arrived
             self.sent_ok = False
 
@@ -274,7 +331,8 @@ class _Live:
 
         async def put():
             try:
-                await _audit(audit.put_stream, self.sid, self.status(), self.aliases)
+                state = _owned(self.status(), self.owner)
+                await _audit(audit.put_stream, self.sid, state, self.aliases)
             finally:
                 self._putting = False
 
@@ -365,11 +423,14 @@ def _audio(msg: dict, twilio: bool, track: str | None) -> bytes | str | None:
             return "stop"
         if ev != "media":
             return None  # mark, dtmf, ...
-        media = m.get("media") or {}
+        media = _object(m, "media", "a media message's ")
         if media.get("track", "inbound") != track:
             return None
+        payload = media.get("payload")
+        if not isinstance(payload, str):
+            raise _bad(f"a media message's payload must be a base64 string, got {payload!r:.60}")
         try:
-            return base64.b64decode(media.get("payload", ""), validate=True)
+            return base64.b64decode(payload, validate=True)
         except ValueError:
             raise _bad("a media message's payload is not base64") from None
     if msg.get("bytes") is not None:
@@ -398,7 +459,7 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
             await _audit(
                 st.audit.record_rejection, sid, endpoint, e.close, e.code, presented_key(ws)
             )
-        await ws.close(e.close)
+        await ws.close(e.close, reason=_reason(e))
 
     try:
         if _KEY_PARAMS & set(ws.query_params):
@@ -421,7 +482,7 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
                 "streams at once (serve --max-streams); retry later",
                 TRY_LATER,
             )
-        live = _Live(ws, endpoint, start, sid)
+        live = _Live(ws, endpoint, start, sid, _owner_of(app, presented_key(ws) or start.key))
     except StreamStop as e:
         await refuse(e)
         return
@@ -429,6 +490,10 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
         return
     except ConfigError as e:
         await refuse(StreamStop("bad_message", str(e), INVALID))
+        return
+    except Exception:  # noqa: BLE001 - refused, recorded and closed all the same
+        log.exception("stream %s failed to start", sid)
+        await refuse(StreamStop("internal_error", "the stream could not start", 1011))
         return
     hub.active[sid] = live
     for a in start.aliases:
@@ -464,6 +529,7 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
             if msg["type"] == "websocket.disconnect":
                 reason, live.sent_ok = "disconnected", False
                 break
+            live.share()  # at most once a second: the shared state shows the stream alive
             data = _audio(msg, twilio, live.track)
             if data == "stop":
                 break
@@ -485,13 +551,34 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
         stop, reason = StreamStop(e.kind or "bad_audio", str(e), INVALID), e.kind or "bad_audio"
     except Exception as e:  # noqa: BLE001 - any failure still ends with a summary and a row
         log.exception("stream %s failed", sid)
-        stop, reason = StreamStop("internal_error", f"{type(e).__name__}: {e}", 1011), "internal"
+        stop, reason = StreamStop("internal_error", f"{type(e).__name__}", 1011), "internal"
     await _end(live, scorer, stop, reason)
 
 
 async def _end(live: _Live, scorer, stop: StreamStop, reason: str) -> None:
-    """Judge what arrived, send the rest of the events and the summary, write the audit row,
-    close."""
+    """End a stream (:func:`_finish`), and whatever happens there, free its slot, forget it
+    as live, and close its connection."""
+    st = live.app.state
+    state = {"stream_id": live.sid, "state": "ended", "error": "internal_error"}
+    try:
+        state = await _finish(live, scorer, stop, reason)
+    except Exception:  # noqa: BLE001 - the slot is freed all the same
+        log.exception("stream %s: ending failed", live.sid)
+        stop = StreamStop("internal_error", "", 1011)
+    finally:
+        st.metrics.streams_active.dec()
+        st.streams.ended(live, state)
+        live.finished.set()
+        if live.ws.client_state == WebSocketState.CONNECTED:
+            try:
+                await live.ws.close(stop.close, reason=_reason(stop))
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+
+
+async def _finish(live: _Live, scorer, stop: StreamStop, reason: str) -> dict:
+    """Judge what arrived, send the rest of the events and the summary, write the audit row;
+    the stream's ended state."""
     st = live.app.state
     live.finishing = True
     live.wake.set()
@@ -508,17 +595,18 @@ async def _end(live: _Live, scorer, stop: StreamStop, reason: str) -> None:
     d = res.to_dict()
     d.update(path=f"stream {live.sid}", model=st.model_name)
     summary = {"type": "summary", "stream_id": live.sid, "ended_by": reason, **d}
-    await live.send(summary)
-    st.metrics.streams_active.dec()
     st.metrics.streams.labels(live.endpoint, reason).inc()
     st.metrics.stream_audio.inc(live.received / live.rate)
     live._put_at = float("inf")  # no more live-state writes: the ended state comes last
     while live._putting:
         await asyncio.sleep(0.01)
+    state = {"stream_id": live.sid, "state": "ended", "summary": summary}
     if st.audit:
+        # as for uploads, the verdict is not final without its row: the write is retried
+        # for up to audit_retry_s, and a stream that still has none gets an error instead
         if res.error is None:
             args = (live.sid, live.sha.hexdigest(), d, st.model_name, st.settings.model_version)
-            await _audit(st.audit.record, *args)
+            recorded = await _audit_retried(st, st.audit.record, *args)
         else:
             args = (
                 live.sid,
@@ -527,9 +615,20 @@ async def _end(live: _Live, scorer, stop: StreamStop, reason: str) -> None:
                 res.error_kind or reason,
                 presented_key(live.ws),
             )
-            await _audit(st.audit.record_rejection, *args)
-        state = {"stream_id": live.sid, "state": "ended", "summary": summary}
-        await _audit(st.audit.put_stream, live.sid, state, live.aliases)
+            recorded = await _audit_retried(st, st.audit.record_rejection, *args)
+        if not recorded:
+            stop.close = 1011
+            error = {
+                "code": "audit_unavailable",
+                "message": "the stream's verdict could not be recorded in the audit trail, so "
+                "it is not given",
+            }
+            summary = None
+            state = {"stream_id": live.sid, "state": "ended", "error": error}
+            await live.send({"type": "error", **error})
+        await _audit(st.audit.put_stream, live.sid, _owned(state, live.owner), live.aliases)
+    if summary is not None:
+        await live.send(summary)
     log.info(
         json.dumps(
             {
@@ -545,13 +644,7 @@ async def _end(live: _Live, scorer, stop: StreamStop, reason: str) -> None:
             }
         )
     )
-    live.app.state.streams.ended(live, summary)
-    live.finished.set()
-    if live.ws.client_state == WebSocketState.CONNECTED:
-        try:
-            await live.ws.close(stop.close)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+    return state
 
 
 streams = APIRouter()
@@ -572,8 +665,21 @@ async def stream_state(request: Request, sid: str):
     """By the stream's id, or Twilio's ``streamSid`` or ``callSid``."""
     st = request.app.state
     out = st.streams.state(sid)
+    owner = _owner_of(request.app, presented_key(request))
     if out is None and st.audit is not None:  # another replica's stream
-        out = await asyncio.to_thread(st.audit.get_stream, sid)
-    if out is None:
-        raise ServiceError(404, "unknown_stream", f"no live or recent stream {sid!r}")
-    return out
+        s = st.settings
+        # a live stream's state is written at least once per message gap (under
+        # stream_idle_s) or per batch of backlog: older than this, its replica is gone
+        stale_s = s.stream_idle_s + s.stream_max_lag_s + 5.0
+        try:
+            out = await asyncio.to_thread(st.audit.get_stream, sid, stale_s)
+        except AuditUnavailable as e:
+            log.error("audit trail unavailable, answering 503: %s", e)
+            raise ServiceError(
+                503, "audit_unavailable", "the shared stream state cannot be read; retry shortly"
+            ) from None
+    # a stream opened with one key is not found with another (ids and Twilio's callSid can be
+    # guessed): the same 404 as for an id that was never used
+    if out is None or out.get("owner") != owner:
+        raise ServiceError(404, "unknown_stream", f"no live or recent stream {sid[:80]!r}")
+    return {k: v for k, v in out.items() if k != "owner"}
