@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -73,6 +74,29 @@ def test_offline_first_run_of_a_model_that_downloads(audio, tmp_path):
     )
     line = _one_line_error(r, "wav2vec-small-anti-deepfake", "no connection to 127.0.0.1")
     assert line.count("by hand") == 1 and "--weights" in line
+    # a machine with no network at all (a network namespace of its own, where allowed): the
+    # Hub's own address, which cannot be looked up there
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        env = {k: v for k, v in os.environ.items() if k != "HF_ENDPOINT"}
+        r = subprocess.run(
+            [
+                "unshare",
+                "-n",
+                sys.executable,
+                "-m",
+                "spoofscope",
+                "detect",
+                str(audio),
+                "--model",
+                "antideepfake-w2v-small",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**env, "SPOOFSCOPE_CACHE": str(tmp_path / "empty")},
+        )
+        _one_line_error(r, "wav2vec-small-anti-deepfake", "no connection to huggingface.co")
 
 
 def test_corrupt_checkpoint(audio, tmp_path):

@@ -46,6 +46,19 @@ COPY_IGNORE = shutil.ignore_patterns(
 )
 
 
+def _no_network() -> list[str]:
+    """A prefix that runs a command in a network namespace of its own (no interface but a
+    loopback that is down: truly offline), where the machine allows it (root, util-linux)."""
+    try:
+        ok = subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+    except OSError:
+        ok = False
+    return ["unshare", "-n"] if ok else []
+
+
+OFFLINE = _no_network()
+
+
 def _run(argv, env=None, timeout=900, check=True, **kw):
     r = subprocess.run(
         [str(a) for a in argv], capture_output=True, text=True, timeout=timeout, env=env, **kw
@@ -99,7 +112,8 @@ def venv(work, wheel) -> Path:
 @pytest.fixture(scope="module")
 def user_env(venv, work) -> dict:
     """A user's shell: the venv on PATH, a fresh home (empty cache), no PYTHONPATH or test
-    settings, and no network (every proxy a closed loopback port)."""
+    settings, and no network: every proxy a closed loopback port, and the offline commands run
+    under :data:`OFFLINE` where the machine allows it."""
     home = work / "home"
     home.mkdir()
     off = "http://127.0.0.1:9"
@@ -168,7 +182,7 @@ def test_base_install_runs_offline(venv, user_env, work, shared_dir, golden):
     r = _run([py, "-c", "import spoofscope; print(spoofscope.__file__)"], user_env, cwd=here)
     assert r.stdout.startswith(str(venv))  # the installed package, not the checkout
     version = _source_version()
-    r = _run(["spoofscope", "--version"], user_env, cwd=here)
+    r = _run([*OFFLINE, "spoofscope", "--version"], user_env, cwd=here)
     assert r.stdout.strip() == f"spoofscope {version}"
     r = _run(
         [
@@ -185,7 +199,7 @@ def test_base_install_runs_offline(venv, user_env, work, shared_dir, golden):
     x, sr = sf.read(shared_dir / "realdev/bigvgan-demo/bonafide/gt-ltclean1.flac")
     call = here / "call.wav"
     sf.write(call, x, sr, subtype="PCM_16")
-    r = _run(["spoofscope", "detect", "--json", call], user_env, cwd=here)
+    r = _run([*OFFLINE, "spoofscope", "detect", "--json", call], user_env, cwd=here)
     got = json.loads(r.stdout)
     assert got["error"] is None and got["label"] in ("bonafide", "spoof"), got
     assert not list(Path(user_env["HOME"]).rglob("*.pth"))  # nothing downloaded
@@ -204,7 +218,7 @@ def test_base_install_runs_offline(venv, user_env, work, shared_dir, golden):
     code = block.split("```python\n", 1)[1].split("```", 1)[0]
     sf.write(here / "speech.flac", golden["input_0"], 16000, subtype="PCM_24")
     x24 = sf.read(here / "speech.flac", dtype="float32")[0]
-    r = _run([py, "-c", code], user_env, cwd=here)
+    r = _run([*OFFLINE, py, "-c", code], user_env, cwd=here)
     with torch.no_grad():
         from spoofscope.models import load_model
 
@@ -218,7 +232,7 @@ def test_base_install_runs_offline(venv, user_env, work, shared_dir, golden):
         (["detect", call, "--ray", "auto", "--out", here / "ray"], "ray"),
         (["detect", call, "--model", "antideepfake-w2v-small"], "ssl"),
     ):
-        r = _run(["spoofscope", *argv], user_env, check=False, cwd=here)
+        r = _run([*OFFLINE, "spoofscope", *argv], user_env, check=False, cwd=here)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("note:")]
         assert r.returncode == 2 and len(lines) == 1, r.stderr
         assert f"pip install 'spoofscope[{extra}]'" in lines[0], lines[0]
