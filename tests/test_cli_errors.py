@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -42,18 +43,60 @@ def audio(tmp_path_factory):
     return d / "a.flac"
 
 
-def test_offline_first_run_with_an_empty_cache(audio, tmp_path):
-    # the published URL cannot be reached here: one line that names the file and the fix
+def test_offline_first_run_gives_a_verdict_from_the_packaged_weights(audio, tmp_path):
+    # no network (every proxy a closed loopback port) and an empty cache: the packaged official
+    # AASIST answers, and nothing is downloaded
     r = _run(
-        ["detect", str(audio)],
+        ["detect", str(audio), "--json"],
         {
             "SPOOFSCOPE_CACHE": str(tmp_path / "empty"),
-            "no_proxy": "*",
+            "http_proxy": "http://127.0.0.1:9",
             "https_proxy": "http://127.0.0.1:9",
         },
     )
-    line = _one_line_error(r, "AASIST.pth", str(tmp_path / "empty" / "AASIST.pth"), "--weights")
-    assert line.count("by hand") == 1
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["error"] is None and out["label"] in ("bonafide", "spoof", "no_speech")
+    assert not list((tmp_path / "empty").glob("*.pth"))
+
+
+def test_offline_first_run_of_a_model_that_downloads(audio, tmp_path):
+    """A Hub model, its endpoint a closed loopback port: one line naming the repo and the fix."""
+    pytest.importorskip("huggingface_hub")
+    from _server import free_port
+
+    r = _run(
+        ["detect", str(audio), "--model", "antideepfake-w2v-small"],
+        {
+            "SPOOFSCOPE_CACHE": str(tmp_path / "empty"),
+            "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        },
+    )
+    line = _one_line_error(r, "wav2vec-small-anti-deepfake", "no connection to 127.0.0.1")
+    assert line.count("by hand") == 1 and "--weights" in line
+    # a machine with no network at all (a network namespace of its own, where allowed): the
+    # Hub's own address, which cannot be looked up there
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        env = {k: v for k, v in os.environ.items() if k != "HF_ENDPOINT"}
+        r = subprocess.run(
+            [
+                "unshare",
+                "-n",
+                sys.executable,
+                "-m",
+                "spoofscope",
+                "detect",
+                str(audio),
+                "--model",
+                "antideepfake-w2v-small",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**env, "SPOOFSCOPE_CACHE": str(tmp_path / "empty")},
+        )
+        _one_line_error(r, "wav2vec-small-anti-deepfake", "no connection to huggingface.co")
 
 
 def test_corrupt_checkpoint(audio, tmp_path):
@@ -144,7 +187,8 @@ def test_models_lists_the_registry_with_cards(tmp_path):
     assert set(spoofscope.list_models()) == set(rows)
     a = rows["aasist"]
     assert a["parameters"] == 297866 and a["window_samples"] == 64600 and a["export"] == "fixed"
-    assert a["weights"] == {"official": "AASIST.pth"} and a["weights_status"] == "available"
+    assert a["weights"] == {"official": "AASIST.pth"} and a["weights_status"] == "packaged"
+    assert "NAVER Corp." in open(a["notice_file"]).read()
     assert rows["rawnet2"]["weights_status"] == "none"
     assert rows["cqcc-xvector"]["export"] == "none"
 

@@ -668,6 +668,9 @@ def test_freed_memory_is_reused_not_faulted_back():
 
     code = (
         "import resource, torch\n"
+        # what a detector's process has loaded (the package's names load on first use): the
+        # heap's layout, and so its warm-up, depends on it
+        "from spoofscope.infer import *\n"
         "from spoofscope.infer._malloc import keep_freed_memory\n"
         "on = keep_freed_memory()\n"
         "faults = []\n"

@@ -16,15 +16,17 @@ from spoofscope.models import (
     load_model,
     resolve_weights,
     save_checkpoint,
+    weights_status,
 )
-from spoofscope.models._pretrained import sha256_of
+from spoofscope.models._pretrained import PACKAGED_DIR, PACKAGED_NOTICE, sha256_of
 
 
 def _with_url(monkeypatch, name, url):
-    """Point the published weights of ``name`` at ``url`` (a local server or a closed port)."""
+    """Point the published weights of ``name`` at ``url`` (a local server or a closed port), as
+    weights that are not packaged (cache, else download)."""
     entry = _registry.get_entry(name)
     tag = entry.card.default_tag
-    w = dataclasses.replace(entry.card.weights[tag], url=url)
+    w = dataclasses.replace(entry.card.weights[tag], url=url, packaged=False)
     card = dataclasses.replace(entry.card, weights={tag: w})
     monkeypatch.setitem(_registry._REGISTRY, name, dataclasses.replace(entry, card=card))
 
@@ -38,16 +40,27 @@ def test_cards_declare_source_checksum_licence_contract(reference_dir):
         assert e.url.endswith(f"models/weights/{e.filename}")
         assert e.sha256 == sha256_of(reference_dir / fname)
         assert "MIT" in e.licence and "NAVER" in e.notice
+        # shipped inside the package, byte for byte the official file, notice beside it
+        assert (
+            e.packaged
+            and (PACKAGED_DIR / e.filename).read_bytes() == (reference_dir / fname).read_bytes()
+        )
+        assert "Copyright (c) 2021-present NAVER Corp." in PACKAGED_NOTICE.read_text()
+        assert e.notice == PACKAGED_NOTICE.read_text() and "WITHOUT WARRANTY" in e.notice
         assert (card.sample_rate, card.window_samples, card.bonafide_index) == (16000, 64600, 1)
         assert card.export == "fixed" and "2019 LA" in card.training_data
 
 
-def test_pretrained_from_cache_gives_official_scores(reference_dir, golden, tmp_path, monkeypatch):
+def test_packaged_weights_give_official_scores_without_the_cache(
+    reference_dir, golden, tmp_path, monkeypatch
+):
     monkeypatch.setenv("SPOOFSCOPE_CACHE", str(tmp_path))
-    shutil.copy(reference_dir / "official_AASIST.pth", tmp_path / "AASIST.pth")
+    # the cache is for downloads only: wrong bytes under AASIST's name there are not read
+    shutil.copy(reference_dir / "official_AASIST-L.pth", tmp_path / "AASIST.pth")
     for source in ("aasist", "aasist:official"):
         m = load_model(source)
         assert not m.training and m.source == "aasist:official"
+        assert m.weights_file == PACKAGED_DIR / "AASIST.pth"
         with torch.no_grad():
             logits, _ = m(torch.from_numpy(golden["input_0"])[None])
         np.testing.assert_allclose(logits[0].numpy(), golden["AASIST_logits_0"], atol=1e-4)
@@ -77,8 +90,45 @@ def test_missing_offline_names_url_file_and_placement_once(tmp_path, monkeypatch
         resolve_weights("aasist", download=False)
 
 
+def test_packaged_weights_are_checked(tmp_path, monkeypatch, reference_dir):
+    """A damaged installation (other bytes under the packaged name) is refused by sha256."""
+    from spoofscope.models import _pretrained
+
+    shutil.copy(reference_dir / "official_AASIST-L.pth", tmp_path / "AASIST.pth")
+    monkeypatch.setattr(_pretrained, "PACKAGED_DIR", tmp_path)
+    with pytest.raises(WeightsError, match="installation is damaged.*force-reinstall"):
+        load_model("aasist")
+    assert weights_status("aasist") == "packaged"
+    assert weights_status("aasist-l") == "available"  # not in this folder: would download
+
+
+def test_download_fails_within_3_s_when_the_name_lookup_hangs(tmp_path, monkeypatch):
+    """Offline with a resolver that never answers: the first run stops after the 3-s connection
+    bound with the one-line advice, instead of waiting on the resolver's retries."""
+    import socket
+    import threading
+
+    release = threading.Event()
+
+    def hang(*a, **k):
+        release.wait(60)
+        raise OSError("released")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    _with_url(monkeypatch, "aasist", "https://weights.invalid/AASIST.pth")
+    try:
+        with pytest.raises(WeightsError) as e:
+            resolve_weights("aasist", cache=tmp_path)
+    finally:
+        release.set()
+    msg = str(e.value)
+    assert "no connection to weights.invalid within 3 s; offline?" in msg
+    assert str(tmp_path / "AASIST.pth") in msg and msg.count("by hand") == 1
+
+
 def test_checksum_applies_to_the_cache_not_to_a_named_file(tmp_path, monkeypatch, reference_dir):
     monkeypatch.setenv("SPOOFSCOPE_CACHE", str(tmp_path))
+    _with_url(monkeypatch, "aasist", get_card("aasist").weights["official"].url)
     # the AASIST-L file under AASIST's name in the cache: the wrong bytes, refused
     shutil.copy(reference_dir / "official_AASIST-L.pth", tmp_path / "AASIST.pth")
     with pytest.raises(WeightsError, match="does not match"):

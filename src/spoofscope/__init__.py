@@ -1,10 +1,24 @@
 """spoofscope: spoofing countermeasures for speech, with the official ASVspoof metrics."""
 
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
+from .errors import ConfigError, SpoofscopeError, WeightsError
+
+#: the one place the version is written (pyproject.toml and ``spoofscope --version`` read it)
 __version__ = "0.1.0"
 
-from .audio import AudioError, load_audio, official_crop, random_crop  # noqa: E402
-from .errors import ConfigError, SpoofscopeError, WeightsError  # noqa: E402
-from .models import ModelCard, create_model, list_models, load_model  # noqa: E402
+if TYPE_CHECKING:  # pragma: no cover
+    from .audio import AudioError, load_audio, official_crop, random_crop
+    from .models import ModelCard, create_model, list_models, load_model
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        ".audio": ["AudioError", "load_audio", "official_crop", "random_crop"],
+        ".models": ["ModelCard", "create_model", "list_models", "load_model"],
+    },
+)
 
 __all__ = [
     "AudioError",

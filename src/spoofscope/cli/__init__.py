@@ -17,6 +17,21 @@ from .data import _demo_adaptation
 
 __all__ = ["CLIError", "build_parser", "main", "_build_detector", "_demo_adaptation"]
 
+#: modules of the optional extras (pyproject.toml) -> the extra that installs them
+EXTRAS = {
+    "fastapi": "serve",
+    "fastapi_offline": "serve",
+    "uvicorn": "serve",
+    "prometheus_client": "serve",
+    "websockets": "serve",
+    "transformers": "ssl",
+    "huggingface_hub": "ssl",
+    "safetensors": "ssl",
+    "ray": "ray",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
@@ -76,6 +91,17 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except ModuleNotFoundError as e:
+        # a feature of an extra the base install leaves out: name the extra
+        extra = EXTRAS.get((e.name or "").partition(".")[0])
+        if extra is None or args.debug:
+            raise
+        print(
+            f"spoofscope {args.command}: error: this needs {e.name}, which the base install "
+            f"leaves out: pip install 'spoofscope[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     except (SpoofscopeError, OSError) as e:
         # the user's error, named with its fix: one line. Anything else is a bug and keeps
         # its traceback.

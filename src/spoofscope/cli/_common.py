@@ -154,8 +154,7 @@ def detector_for(a, **kw):
 
 def detector_args(sp) -> None:
     """The options that choose and configure the detector (detect, serve, calibrate, ...)."""
-    from ..infer.engines import ENGINES, PRECISIONS
-    from ..infer.policy import AGGREGATES, WINDOW_KINDS
+    from ..infer.policy import AGGREGATES, ENGINES, PRECISIONS, WINDOW_KINDS
 
     sp.add_argument(
         "--model",

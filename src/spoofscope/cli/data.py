@@ -170,10 +170,12 @@ def _cmd_models(a) -> int:
     import torch
 
     from ..models import create_model, get_card, list_models, weights_status
+    from ..models._pretrained import PACKAGED_NOTICE
 
     rows = []
     for name in list_models():
         card = get_card(name)
+        status = weights_status(name)
         try:
             with torch.device("meta"):  # shapes only: no memory, no initialisation
                 m = create_model(name)
@@ -197,7 +199,9 @@ def _cmd_models(a) -> int:
                 "min_length": min_len,
                 "export": card.export,
                 "weights": {t: w.filename for t, w in card.weights.items()},
-                "weights_status": weights_status(name),
+                "weights_status": status,
+                # the licence notice shipped beside packaged weights
+                "notice_file": str(PACKAGED_NOTICE) if status == "packaged" else None,
                 "training_data": card.training_data,
                 "published_results": card.published_results,
                 "licence": card.licence,
@@ -228,7 +232,8 @@ def _cmd_models(a) -> int:
             + (f", {r['encoder']}" if r["encoder"] else "")
             + f"; published: {r['published_results'] or '-'}"
         )
-        print(f"{'':<{w}} licence: {r['licence_class']} ({r['licence'] or 'none stated'})")
+        notice = f"; notice: {r['notice_file']}" if r["notice_file"] else ""
+        print(f"{'':<{w}} licence: {r['licence_class']} ({r['licence'] or 'none stated'}){notice}")
     print(
         "\n'published' numbers are the authors', not spoofscope's. Cost per 4-s window on a CPU "
         "and which model to use: README, 'Which model should I use?' (python "
@@ -239,11 +244,12 @@ def _cmd_models(a) -> int:
 
 
 def _cmd_models_fetch(a) -> int:
-    from ..models._pretrained import resolve_weights, split_tag
+    from ..models._pretrained import PACKAGED_DIR, resolve_weights, split_tag
 
     name, tag = split_tag(a.model)
     path = resolve_weights(name, tag, url=a.url)
-    print(f"{a.model}: {path} (sha256 verified)")
+    where = "packaged with spoofscope, nothing to download" if path.parent == PACKAGED_DIR else ""
+    print(f"{a.model}: {path} (sha256 verified{'; ' + where if where else ''})")
     return 0
 
 

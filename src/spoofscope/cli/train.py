@@ -121,7 +121,7 @@ def add_train(command) -> None:
 
 
 def add_adapt(command) -> None:
-    from ..infer.engines import ENGINES
+    from ..infer.policy import ENGINES
 
     ad = command(
         "adapt",
@@ -163,7 +163,7 @@ def add_adapt(command) -> None:
 
 
 def add_score(command) -> None:
-    from ..infer.engines import ENGINES, PRECISIONS
+    from ..infer.policy import ENGINES, PRECISIONS
 
     sc = command("score", "score a split with a model (torchrun-aware)")
     sc.add_argument(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import urllib.error
 import urllib.request
 import zipfile
@@ -27,13 +29,52 @@ class DownloadError(SpoofscopeError, RuntimeError):
         self.reason = reason or message
 
 
+def connection_error(url: str, timeout_s: float = 3.0) -> str | None:
+    """Why ``url``'s host (or the proxy urllib would use for it) takes no TCP connection within
+    ``timeout_s``, or None. The name lookup counts too (it runs in a thread: a resolver that
+    cannot be reached would otherwise hold the first download of an offline machine for its own
+    retries)."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    if u.scheme not in ("http", "https"):
+        return None
+    proxy = urllib.request.getproxies().get(u.scheme)
+    if proxy and not urllib.request.proxy_bypass(u.hostname or ""):
+        u = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    host, port = u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
+    outcome: list[str | None] = []
+
+    def connect():
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(e.strerror or str(e) or type(e).__name__)
+
+    t = threading.Thread(target=connect, daemon=True, name="spoofscope-connect")
+    t.start()
+    t.join(timeout_s)
+    if not outcome:
+        return f"no connection to {host} within {timeout_s:g} s; offline?"
+    return None if outcome[0] is None else f"no connection to {host}: {outcome[0]}; offline?"
+
+
 def download_file(url: str, dest, progress: bool = True, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest``, resuming from ``dest.part`` if an earlier try stopped.
 
-    Uses an HTTP Range request; a server that ignores it makes the download start over.
+    Uses an HTTP Range request; a server that ignores it makes the download start over. A host
+    that takes no connection within 3 s fails at once (offline); ``timeout`` bounds each read.
     """
     from tqdm.auto import tqdm
 
+    why = connection_error(url)
+    if why is not None:
+        raise DownloadError(
+            f"cannot reach {url} ({why}). Download it by hand and place it at {dest}, then run "
+            "the command again",
+            f"cannot reach {url}: {why}",
+        )
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.fft import dct as _dct
-from scipy.interpolate import RectBivariateSpline
 from torch import nn
 
 
@@ -83,6 +81,10 @@ def cqcc(
     Returns:
         (M, 3 * n_coef) float64.
     """
+    # SciPy here, not at import: every model import (and so every detect) would pay ~0.9 s
+    from scipy.fft import dct as _dct
+    from scipy.interpolate import RectBivariateSpline
+
     logpow, times, freqs = cq_log_power(x, sr, fmin, fmax, bins)
     kl = bins * np.log2(1 + 1 / d)
     new_fs = 1 / (fmin * (2 ** (kl / bins) - 1))

@@ -24,11 +24,9 @@ from ..errors import ConfigError, InputError
 from ..export.onnx import cached_onnx, ort_session
 from ..models._card import card_of
 from ._malloc import keep_freed_memory
+from .policy import ENGINES, PRECISIONS
 
 log = logging.getLogger(__name__)
-
-ENGINES = ("auto", "onnx", "torch")
-PRECISIONS = ("fp32", "int8")
 
 
 def _in_calls(model, batch: np.ndarray, run) -> tuple[np.ndarray, ...]:

@@ -17,6 +17,10 @@ from .activity import VADS, default_vad
 
 WINDOW_KINDS = ("sliding", "official")
 AGGREGATES = ("mean", "quantile", "min")
+#: inference engines and numeric paths (:mod:`.engines`; here so that the CLI's options do not
+#: import PyTorch)
+ENGINES = ("auto", "onnx", "torch")
+PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ class PretrainedWeights:
 
     ``sha256`` is None where the authors publish none and we could not fetch the file to
     compute one; ``hf_repo``/``revision`` name a Hugging Face file (``filename`` in it).
+    ``packaged``: the file ships inside spoofscope (``spoofscope/models/weights/``, its licence
+    notice beside it) and is read from there, sha256-checked, never downloaded.
     """
 
     url: str
@@ -41,6 +43,7 @@ class PretrainedWeights:
     source: str = "url"
     hf_repo: str | None = None
     revision: str | None = None
+    packaged: bool = False
 
     def __post_init__(self):
         if self.source not in WEIGHT_SOURCES:

@@ -1,11 +1,13 @@
-"""Published weights: the cache, the verified download, the licence notice beside the file.
+"""Published weights: packaged, cached or downloaded and verified; the licence notice beside.
 
 The weights a model family publishes are declared on its card
 (:attr:`ModelCard.weights <spoofscope.models.ModelCard>`, tag -> :class:`PretrainedWeights`).
-A published file is taken from the cache (``$SPOOFSCOPE_CACHE``, default
-``~/.cache/spoofscope``) or downloaded, and in both cases its sha256 must match the card: a
-file the user names explicitly is not checked by checksum (it is loaded strictly by key and
-shape instead, see :func:`~spoofscope.models.load_model`).
+A file marked ``packaged`` ships inside spoofscope (``spoofscope/models/weights/``: the official
+AASIST and AASIST-L, MIT, with NAVER's notice beside them) and is read from there. Any other
+published file is taken from the cache (``$SPOOFSCOPE_CACHE``, default ``~/.cache/spoofscope``)
+or downloaded. In every case its sha256 must match the card: a file the user names explicitly
+is not checked by checksum (it is loaded strictly by key and shape instead, see
+:func:`~spoofscope.models.load_model`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from pathlib import Path
 from ..errors import WeightsError
 from ._card import PretrainedWeights
 from ._registry import get_card, list_models
+
+#: where packaged weights live (package data of the wheel)
+PACKAGED_DIR = Path(__file__).parent / "weights"
+#: the copyright and licence notice of the packaged weights (NAVER Corp., MIT)
+PACKAGED_NOTICE = PACKAGED_DIR / "LICENSE-NAVER.txt"
 
 
 def cache_dir(override=None) -> Path:
@@ -55,12 +62,24 @@ def published_weights(name: str, tag: str | None = None) -> tuple[str, Pretraine
     return tag, card.weights[tag]
 
 
+def packaged_file(entry: PretrainedWeights) -> Path | None:
+    """The copy of ``entry`` shipped inside spoofscope, or None."""
+    path = PACKAGED_DIR / entry.filename
+    return path if entry.packaged and path.is_file() else None
+
+
 def _verified(path: Path, entry: PretrainedWeights, source: str | None = None) -> Path:
     """``path`` if its sha256 matches the card. ``source``: where a fresh download came from
     (the bad file is then deleted here, and the message says so)."""
     if entry.sha256 is None:  # the authors publish none and we could not compute one offline
         return path
     digest = sha256_of(path)
+    if digest != entry.sha256 and path.parent == PACKAGED_DIR:
+        raise WeightsError(
+            f"{path}: the packaged {entry.filename} has sha256 {digest}, not the expected "
+            f"{entry.sha256}; the installation is damaged. Reinstall spoofscope (pip install "
+            f"--force-reinstall spoofscope) or pass a copy of {entry.url} with --weights PATH"
+        )
     if digest != entry.sha256:
         if source is not None:
             path.unlink(missing_ok=True)
@@ -77,12 +96,14 @@ def _verified(path: Path, entry: PretrainedWeights, source: str | None = None) -
 
 
 def weights_status(name: str, tag: str | None = None, cache=None) -> str:
-    """``downloaded`` (in the cache), ``available`` (fetched on first use), ``manual`` (to be
-    downloaded by hand) or ``none``."""
+    """``packaged`` (inside spoofscope), ``downloaded`` (in the cache), ``available`` (fetched
+    on first use), ``manual`` (to be downloaded by hand) or ``none``."""
     card = get_card(name)
     if not card.weights:
         return "none"
     _, w = published_weights(name, tag)
+    if packaged_file(w) is not None:
+        return "packaged"
     if _cached_file(w, cache).is_file():
         return "downloaded"
     return "manual" if w.source == "manual" else "available"
@@ -101,11 +122,15 @@ def resolve_weights(
     download: bool = True,
     url: str | None = None,
 ) -> Path:
-    """The published weights file of ``name[:tag]``: from the cache, else downloaded (from
-    ``url`` when a mirror is given; from the Hugging Face Hub for ``source="hf"``) and checked
-    against the card's sha256 where the card has one. Weights published only on a page
-    (Google Drive, OneDrive) raise an error that says which file to get and where to put it."""
+    """The published weights file of ``name[:tag]``: the packaged copy, else from the cache,
+    else downloaded (from ``url`` when a mirror is given: that always downloads into the cache;
+    from the Hugging Face Hub for ``source="hf"``), checked against the card's sha256 where the
+    card has one. Weights published only on a page (Google Drive, OneDrive) raise an error that
+    says which file to get and where to put it."""
     tag, entry = published_weights(name, tag)
+    packaged = packaged_file(entry)
+    if packaged is not None and url is None:
+        return _verified(packaged, entry)
     if url is not None and "://" not in url:  # a plain path to a copy of the file
         local = Path(url).expanduser()
         if not local.is_file():
@@ -145,22 +170,14 @@ def resolve_weights(
 
 def _hub_unreachable(timeout_s: float = 3.0) -> str | None:
     """Why the Hugging Face Hub (or the mirror ``HF_ENDPOINT`` names) cannot be reached, or
-    None: offline mode, a host that does not resolve, or no TCP connection within
-    ``timeout_s``."""
-    import socket
-    from urllib.parse import urlsplit
-
+    None: offline mode, or no connection (name lookup included) within ``timeout_s``."""
     from huggingface_hub import constants
+
+    from ..data.download import connection_error
 
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
-    u = urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
-    host, port = u.hostname or "huggingface.co", u.port or (80 if u.scheme == "http" else 443)
-    try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
-    except OSError as e:
-        return f"no connection to {host}: {e.strerror or type(e).__name__}; offline?"
-    return None
+    return connection_error(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT, timeout_s)
 
 
 def _hf_download(name, tag, entry: PretrainedWeights, target: Path, how: str) -> None:

@@ -23,19 +23,12 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ._card import ModelCard, PretrainedWeights
+from ._pretrained import PACKAGED_NOTICE
 from ._registry import check_waveform, merged_config, register_model
 from ._sinc import SincConv
 
-NAVER_MIT_NOTICE = (
-    "Copyright (c) 2021-present NAVER Corp. Permission is hereby granted, free of charge, to any "
-    "person obtaining a copy of this software and associated documentation files (the "
-    '"Software"), to deal in the Software without restriction, including without limitation '
-    "the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies "
-    "of the Software, and to permit persons to whom the Software is furnished to do so, subject "
-    "to the following conditions: The above copyright notice and this permission notice shall be "
-    "included in all copies or substantial portions of the Software. THE SOFTWARE IS PROVIDED "
-    '"AS IS", WITHOUT WARRANTY OF ANY KIND.'
-)
+#: NAVER's copyright and MIT licence notice, shipped beside the packaged weights
+NAVER_MIT_NOTICE = PACKAGED_NOTICE.read_text()
 _CLOVA = "https://github.com/clovaai/aasist/raw/main/models/weights/"
 _LA2019 = "ASVspoof 2019 LA train (bona fide + A01-A06), selected on 2019 LA dev"
 
@@ -325,6 +318,7 @@ def _card(name, filename, sha256, published, description) -> ModelCard:
                 notice=NAVER_MIT_NOTICE,
                 trained_on=_LA2019,
                 published=published,
+                packaged=True,  # spoofscope/models/weights/, with NAVER's notice
             )
         },
         training_data=_LA2019,
