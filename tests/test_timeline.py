@@ -66,7 +66,9 @@ def test_segments_find_the_spliced_stretch_at_its_pauses():
     # each step's score is the mean of the windows that overlap it (computed here)
     step = r.timeline[20]  # 5.0-5.25 s
     over = [
-        w["score"] for w in r.windows if w["start"] < step["end_s"] and w["end"] > step["start_s"]
+        w["score"]
+        for w in r.windows
+        if w["start_s"] < step["end_s"] and w["end_s"] > step["start_s"]
     ]
     assert step["score"] == pytest.approx(np.mean(over))
     labels = [(g["label"], g["start_s"], g["end_s"]) for g in r.segments]
@@ -193,7 +195,7 @@ def test_frame_level_timeline_of_a_frame_scoring_model():
     assert len(r.timeline) == n and r.timeline[1]["start_s"] == pytest.approx(0.02)
     tot, cnt = np.zeros(n), np.zeros(n)
     for w in r.windows:
-        a = round(w["start"] * SR)
+        a = round(w["start_s"] * SR)
         with torch.no_grad():
             f = m.frame_logits(torch.from_numpy(x[a : a + SR])[None])[0, :, 1].numpy()
             win = m(torch.from_numpy(x[a : a + SR])[None])[0][0, 1].item()

@@ -425,8 +425,8 @@ class Detector:
         res.speech_s = min(round(st.meter.active_s, 3), res.duration_s)
         res.windows = [
             {
-                "start": s / sr,
-                "end": e / sr,
+                "start_s": s / sr,
+                "end_s": e / sr,
                 "score": st.scores.get(k),
                 "silent": silent,
             }
