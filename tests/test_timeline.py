@@ -212,3 +212,77 @@ def test_frame_level_timeline_of_a_frame_scoring_model():
     from spoofscope.infer import make_engine
 
     assert make_engine(m, "auto").name == "torch"
+
+
+def _where_detector(where=(1.0, 0.25)):
+    """The stand-in with 4-s verdict windows every 2 s, and (``where``) localisation windows."""
+    import dataclasses
+
+    from spoofscope.models import get_card
+
+    m = ZCRModel()
+    m.card = dataclasses.replace(
+        get_card("aasist"), name="zcr", min_length=1, window_samples=4 * SR
+    )
+    w = WindowPolicy(hop_s=2.0)
+    if where:
+        w = dataclasses.replace(w, where_s=where[0], where_hop_s=where[1])
+    return Detector(m, windows=w, decision=Decision(threshold=0.0, vad="energy"))
+
+
+def test_localisation_windows_show_a_stretch_in_a_file_judged_bona_fide():
+    """Verdict on the 4-s windows (as without the localisation grid); timeline and segments
+    on 1-s windows every 0.25 s: the 1.5-s noise stretch of a 16-s tone shows, a recording
+    of noise throughout is one spoof segment."""
+    rng = np.random.default_rng(1)
+    t = np.arange(16 * SR) / SR
+    x = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    x[8 * SR : int(9.5 * SR)] = 0.1 * rng.standard_normal(int(1.5 * SR))
+    plain, det = _where_detector(None), _where_detector()
+    p, r = plain(x), det(x)
+    assert r.label == p.label == "bonafide" and r.score == pytest.approx(p.score, abs=1e-5)
+    assert [(w["start_s"], w["end_s"]) for w in r.windows] == [
+        (w["start_s"], w["end_s"]) for w in p.windows
+    ]
+    # each step: the mean score of the 1-s windows over it (computed here from the model)
+    m = det.model
+    starts = [s / 4 for s in range(0, 61)]
+    win = {s: float(m(torch.from_numpy(x[int(s * SR) : int(s * SR) + SR])[None])[0][0, 1])
+           for s in starts}  # fmt: skip
+    for st in r.timeline[::7]:
+        over = [v for s, v in win.items() if s < st["end_s"] and s + 1 > st["start_s"]]
+        assert st["score"] == pytest.approx(np.mean(over), abs=1e-4)
+    spoof = [g for g in r.segments if g["label"] == "spoof"]
+    assert len(spoof) == 1 and r.spoofed_s == pytest.approx(1.5, abs=0.3)
+    assert spoof[0]["start_s"] == pytest.approx(8.0, abs=0.3)
+    assert not [g for g in p.segments if g["label"] == "spoof"]  # 4-s windows miss it
+    # noise throughout: spoof, one segment
+    n = det((0.1 * rng.standard_normal(10 * SR)).astype(np.float32))
+    assert n.label == "spoof" and [g["label"] for g in n.segments] == ["spoof"]
+
+
+def test_stream_with_localisation_windows_gives_the_file_result():
+    rng = np.random.default_rng(2)
+    t = np.arange(11 * SR) / SR
+    x = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    x[5 * SR : int(6.5 * SR)] = 0.1 * rng.standard_normal(int(1.5 * SR))
+    det = _where_detector()
+    want = det(x)
+    s, events = det.stream(), []
+    for piece in np.array_split(x, 23):
+        events += s.feed(piece)
+    got = s.close()
+    events += s.last_events
+    assert [(e["start_s"], e["end_s"]) for e in events if e["type"] == "window"] == [
+        (w["start_s"], w["end_s"]) for w in want.windows
+    ]
+    for a, b in zip(got.timeline, want.timeline, strict=True):
+        assert (a["start_s"], a["end_s"]) == (b["start_s"], b["end_s"])
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+    assert [(g["start_s"], g["end_s"], g["label"]) for g in got.segments] == [
+        (g["start_s"], g["end_s"], g["label"]) for g in want.segments
+    ]
+    segs = [{k: v for k, v in e.items() if k != "type"} for e in events if e["type"] == "segment"]
+    assert [(g["start_s"], g["end_s"], g["label"]) for g in segs] == [
+        (g["start_s"], g["end_s"], g["label"]) for g in want.segments
+    ]
