@@ -249,12 +249,17 @@ def test_localisation_windows_show_a_stretch_in_a_file_judged_bona_fide():
     starts = [s / 4 for s in range(0, 61)]
     win = {s: float(m(torch.from_numpy(x[int(s * SR) : int(s * SR) + SR])[None])[0][0, 1])
            for s in starts}  # fmt: skip
-    for st in r.timeline[::7]:
-        over = [v for s, v in win.items() if s < st["end_s"] and s + 1 > st["start_s"]]
-        assert st["score"] == pytest.approx(np.mean(over), abs=1e-4)
+    means = [
+        np.mean([v for s, v in win.items() if s < st["end_s"] and s + 1 > st["start_s"]])
+        for st in r.timeline
+    ]
+    # anchored: moved so that the median step is the median verdict window's score
+    shift = np.median([w["score"] for w in r.windows]) - np.median(means)
+    for st, m in zip(r.timeline, means, strict=True):
+        assert st["score"] == pytest.approx(m + shift, abs=1e-4)
     spoof = [g for g in r.segments if g["label"] == "spoof"]
-    assert len(spoof) == 1 and r.spoofed_s == pytest.approx(1.5, abs=0.3)
-    assert spoof[0]["start_s"] == pytest.approx(8.0, abs=0.3)
+    assert len(spoof) == 1 and 1.5 <= r.spoofed_s <= 3.0
+    assert 7.25 <= spoof[0]["start_s"] <= 8.0 and 9.5 <= spoof[0]["end_s"] <= 10.25
     assert not [g for g in p.segments if g["label"] == "spoof"]  # 4-s windows miss it
     # noise throughout: spoof, one segment
     n = det((0.1 * rng.standard_normal(10 * SR)).astype(np.float32))

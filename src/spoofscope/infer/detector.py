@@ -35,7 +35,7 @@ from .calibration import Calibration, calibration_path_beside, sigmoid
 from .engines import make_engine
 from .fusion import Fusion
 from .policy import Decision, Limits, WindowPolicy
-from .timeline import MIN_SEGMENT_S, build_segments, build_timeline, frame_timeline
+from .timeline import MIN_SEGMENT_S, anchor, build_segments, build_timeline, frame_timeline
 from .windows import WindowCutter, aggregate, grid_windows, official_window
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,10 @@ class Detector:
             )
         self.hop = max(1, int(round(self.windows.hop_s * self.sample_rate)))
         # the localisation grid (samples, hop): windows judged for the timeline only
+        # (none for a model that scores its frames: their timeline is finer already)
         self.where = None
-        if self.windows.where_s is not None and self.windows.kind == "sliding":
+        frames = bool(getattr(self.engine, "gives_frames", False))
+        if self.windows.where_s is not None and self.windows.kind == "sliding" and not frames:
             n = int(round(self.windows.where_s * self.sample_rate))
             _check_window(n, self.card)
             self.where = (n, max(1, int(round(self.windows.where_hop_s * self.sample_rate))))
@@ -470,7 +472,7 @@ class Detector:
             return res
         v = self._verdict(st)
         res.score, res.p_bonafide, res.threshold, res.label = v.score, v.p, v.thr, v.label
-        self._where(res, st, v.thr, v.p_thr)
+        self._where(res, st, v)
         res.confidence_note, res.confident = v.note, v.confident
         return res
 
@@ -514,9 +516,10 @@ class Detector:
             if frames:
                 st.frames[k] = (fl[i, :, bona], fl[i, :, bona] - fl[i, :, 1 - bona])
 
-    def _where(self, res: DetectionResult, st: _FileState, thr, p_thr: float) -> None:
-        """The timeline and segments of a judged file (see :mod:`.timeline`)."""
-        sr = self.sample_rate
+    def _where(self, res: DetectionResult, st: _FileState, v: _Verdict) -> None:
+        """The timeline and segments of a judged file (see :mod:`.timeline`); ``v``: the
+        file's verdict."""
+        sr, thr, p_thr = self.sample_rate, v.thr, v.p_thr
         mask, frame_s = st.meter.mask, st.meter.frame / sr
         if st.frames:  # the model scores every encoder frame: a timeline at that resolution
             hop = int(getattr(self.model, "frame_hop", 320))
@@ -532,6 +535,12 @@ class Detector:
                 p = None if sc is None else float(self._p(sc, on.diffs[k], thr))
                 wins.append((s / sr, e / sr, sc, p))
             steps = build_timeline(wins, res.duration_s, self.step_s, mask, frame_s)
+            if st.where:  # the localisation steps, read against the verdict's typical window
+                ks = sorted(st.scores)
+                sc = np.array([st.scores[k] for k in ks])
+                p = np.clip(self._p(sc, np.array([st.diffs[k] for k in ks]), thr), 1e-9, 1 - 1e-9)
+                typ = float(np.median(np.log(p / (1 - p))))  # the median window's log-odds
+                steps = anchor(steps, float(np.median(sc)), float(1 / (1 + np.exp(-typ))))
         res.segments = build_segments(steps, mask, p_thr, self.band, frame_s=frame_s)
         res.timeline = [{k: t[k] for k in ("start_s", "end_s", "score")} for t in steps]
         spoofed = sum(g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof")
@@ -653,7 +662,7 @@ class DetectorStream:
         res = DetectionResult(path="", model="")
         res.duration_s = end / sr
         v = det._verdict(st)
-        det._where(res, part, v.thr, v.p_thr)
+        det._where(res, part, v)
         segs, out = res.segments, []
         k = self._segments_sent
         while k + 1 < len(segs):
