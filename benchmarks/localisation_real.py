@@ -412,10 +412,45 @@ def main() -> None:
     study(ds, windows, grids)
     if a.check:
         check(det, ds, windows, grids, a.check)
+    stream_delay(det, ds)
     if a.demo:
         demo(Path(a.demo))
     if a.frame_model:
         frame_level(ds, a.frame_model)
+
+
+def stream_delay(det, ds) -> None:
+    """Live streams (the service's hop of 1 s) with and without the localisation windows:
+    the set's files one after another as one stream in 100-ms pieces; how long after a
+    segment's end (in seconds of stream audio) its event comes, and the compute per second
+    of audio."""
+    from spoofscope.audio import load_audio
+    from spoofscope.infer import WindowPolicy
+
+    x = np.concatenate([load_audio(f["path"], SR) for f in ds["files"][::3]])
+    print(f"\nA {x.size / SR:.0f}-s stream (every third file of the set), 100-ms pieces:\n")
+    print("| stream setting | segment events | delay after the segment's end (s of audio): "
+          "median / max | compute RTF |\n|---|---:|---|---:|")  # fmt: skip
+    for name, w in (
+        ("old: 4-s windows every 1 s", WindowPolicy(hop_s=1.0)),
+        ("new: + 1-s windows every 0.25 s, anchored", WindowPolicy(hop_s=1.0).localising()),
+    ):
+        s = det.replace(windows=w).stream()
+        delays, fed = [], 0
+        t0 = time.perf_counter()
+        for piece in np.array_split(x, x.size // 1600):
+            fed += piece.size
+            for e in s.feed(piece):
+                if e["type"] == "segment":
+                    delays.append(fed / SR - e["end_s"])
+        wall = time.perf_counter() - t0
+        s.close()
+        print(
+            f"| {name} | {len(delays)} + "
+            f"{sum(e['type'] == 'segment' for e in s.last_events)} at close | "
+            f"{np.median(delays):.2f} / {np.max(delays):.2f} | {wall / (x.size / SR):.3f} |",
+            flush=True,
+        )
 
 
 def check(det, ds, windows, grids, every: int) -> None:
