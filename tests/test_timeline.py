@@ -291,3 +291,37 @@ def test_stream_with_localisation_windows_gives_the_file_result():
     assert [(g["start_s"], g["end_s"], g["label"]) for g in segs] == [
         (g["start_s"], g["end_s"], g["label"]) for g in want.segments
     ]
+
+
+def test_anchor_moves_steps_to_the_typical_verdict_window():
+    from spoofscope.infer.timeline import ANCHOR_DROP, anchor
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    lo = [2.0, 2.5, 1.5, -3.0, -2.0, 2.0, None, 2.2]
+    steps = [
+        {"start_s": k * 0.25, "end_s": (k + 1) * 0.25, "score": None if v is None else v - 1,
+         "p": None if v is None else sig(v)}
+        for k, v in enumerate(lo)
+    ]  # fmt: skip
+    out = anchor(steps, score=4.0, p=sig(6.0))
+    med_s, med_lo = (
+        np.median([v - 1 for v in lo if v is not None]),
+        np.median([v for v in lo if v is not None]),
+    )
+    for st, v in zip(out, lo, strict=True):
+        if v is None:
+            assert st["score"] is None and st["p"] is None
+            continue
+        assert st["score"] == pytest.approx(v - 1 + 4.0 - med_s)
+        assert st["p"] == pytest.approx(sig(v + 6.0 - ANCHOR_DROP - med_lo))
+    # a typically bona fide file shows its dip; a typically spoof one stays one spoof segment
+    segs = build_segments(anchor(steps * 3, 4.0, sig(6.0)), None, min_duration_s=0.0)
+    assert "spoof" in [g["label"] for g in segs] and segs[0]["label"] == "bonafide"
+    spoof = [
+        t if t["p"] is None else {**t, "p": sig(-4.0 + (0.5 if k % 3 else 0))}
+        for k, t in enumerate(steps * 3)
+    ]
+    segs = build_segments(anchor(spoof, -4.0, sig(-4.0)), None)
+    assert {g["label"] for g in segs} == {"spoof", "no_speech"}  # never bona fide
