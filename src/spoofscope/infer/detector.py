@@ -155,8 +155,8 @@ class Detector:
         self.where = None
         frames = bool(getattr(self.engine, "gives_frames", False))
         if self.windows.where_s is not None and self.windows.kind == "sliding" and not frames:
-            n = int(round(self.windows.where_s * self.sample_rate))
-            _check_window(n, self.card)
+            # (never shorter than the model takes)
+            n = max(int(round(self.windows.where_s * self.sample_rate)), self.card.min_length)
             self.where = (n, max(1, int(round(self.windows.where_hop_s * self.sample_rate))))
         # the engine for each window length (an ONNX graph exported at a fixed length is
         # exported again for the localisation grid's)
@@ -595,7 +595,7 @@ class DetectorStream:
         self.cutters = det.cutters()
         self.closed = False
         self.last_events: list[dict] = []
-        self._segments_sent = 0  # segments already given as events
+        self._sent: list[dict] = []  # segments already given as events
 
     def feed(self, samples) -> list[dict]:
         """Mono samples (float in [-1, 1]) at the stream's rate -> one event per window
@@ -639,10 +639,26 @@ class DetectorStream:
         if st.n_samples == 0:
             st.error, st.error_kind = f"{st.source}: zero samples", "empty"
         res = self.det._finish(st)
-        rest = (res.segments or [])[self._segments_sent :]
-        self._segments_sent += len(rest)
+        if res.segments:  # the segments sent stay; the rest of the stream's follow them
+            rest = self._after_sent(res.segments)
+            res.segments = self._sent + rest
+            spoof = sum(g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof")
+            res.spoofed_s = round(spoof, 3)
+            self._sent = list(res.segments)
+        else:
+            rest = []
         self.last_events = events + [{"type": "segment", **g} for g in rest]
         return res
+
+    def _after_sent(self, segs: list[dict]) -> list[dict]:
+        """``segs`` from the end of the last segment sent on (the first one cut there). With
+        localisation windows the anchor moves as audio arrives, so a segment computed now may
+        start before that end; without them it starts exactly there."""
+        cut = self._sent[-1]["end_s"] if self._sent else 0.0
+        out = [dict(g) for g in segs if g["end_s"] > cut]
+        if out and out[0]["start_s"] < cut:
+            out[0]["start_s"] = cut
+        return out
 
     def _settled(self) -> list[dict]:
         """Segment events for the segments of the audio judged so far that later audio cannot
@@ -663,9 +679,8 @@ class DetectorStream:
         res.duration_s = end / sr
         v = det._verdict(st)
         det._where(res, part, v)
-        segs, out = res.segments, []
-        k = self._segments_sent
-        while k + 1 < len(segs):
+        segs, out = self._after_sent(res.segments), []
+        for k in range(len(segs) - 1):
             after = segs[k + 1]
             stable = after["label"] == "no_speech" or (
                 after["end_s"] - after["start_s"] >= MIN_SEGMENT_S
@@ -673,8 +688,7 @@ class DetectorStream:
             if not (stable and after["end_s"] <= horizon):
                 break
             out.append({"type": "segment", **segs[k]})
-            k += 1
-        self._segments_sent = k
+            self._sent.append(segs[k])
         return out
 
     def _judge(self, windows) -> list[dict]:
