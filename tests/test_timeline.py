@@ -325,3 +325,32 @@ def test_anchor_moves_steps_to_the_typical_verdict_window():
     ]
     segs = build_segments(anchor(spoof, -4.0, sig(-4.0)), None)
     assert {g["label"] for g in segs} == {"spoof", "no_speech"}  # never bona fide
+
+
+def test_detect_cli_localises_with_segments_and_says_partially_spoofed(
+    tmp_path, capsys, monkeypatch
+):
+    """--segments / --rttm / --stream take the localisation windows (plain detect does not);
+    a file judged bona fide with a stretch judged spoof is printed 'partially spoofed'."""
+    import spoofscope
+    from spoofscope.cli import build_parser
+    from spoofscope.cli._common import load_detector
+    from spoofscope.infer.policy import WHERE
+    from spoofscope.models import save_checkpoint
+
+    ckpt = tmp_path / "m.ckpt"
+    save_checkpoint(spoofscope.create_model("aasist"), ckpt)
+    for extra, want in (([], None), (["--segments"], WHERE), (["--rttm", "x.rttm"], WHERE)):
+        a = build_parser().parse_args(["detect", "x.wav", "--model", str(ckpt), *extra])
+        d = load_detector(a)
+        assert (d.windows.where_s, d.windows.where_hop_s) == (want or (None, None))
+        assert d.where == (None if want is None else (16000, 4000))
+        assert d.windows.hop_s == 2.0 and d.step_s == (0.25 if want else 0.5)
+    rng = np.random.default_rng(1)
+    x = (0.3 * np.sin(2 * np.pi * 200 * np.arange(16 * SR) / SR)).astype(np.float32)
+    x[8 * SR : int(9.5 * SR)] = 0.1 * rng.standard_normal(int(1.5 * SR))
+    sf.write(tmp_path / "call.wav", x, SR)
+    monkeypatch.setattr("spoofscope.cli._build_detector", lambda a, **k: _where_detector())
+    assert main(["detect", str(tmp_path / "call.wav"), "--segments", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert " bonafide " in out and "partially spoofed: spoofed " in out
