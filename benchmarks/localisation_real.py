@@ -110,7 +110,8 @@ def build_set(
     n_spoof=8,
 ):
     """The development set (see the module docstring) -> ``{"files" [{id, path, kind,
-    carrier, stretches [{from, system, start_s, end_s}]}], "spoof" {id: [(a, b)]},
+    carrier, stretches [{from, system, offset_s (in its clip), start_s, end_s}]}], "spoof"
+    {id: [(a, b)]},
     "durations" {id: s}}``; writes ``out/*.flac``, ``out/reference.rttm``, ``out/set.json``."""
     from spoofscope.audio import load_audio
 
@@ -136,7 +137,7 @@ def build_set(
         runs, used = [], []
         if k < n_partial:
             n = 1 + int(rng.random() < 0.4)
-            picks, cuts = [], []
+            picks, cuts, offs = [], [], []
             while len(picks) < n:
                 s = spoof[int(rng.integers(len(spoof)))]
                 if s["group"] == c["group"]:
@@ -146,10 +147,11 @@ def build_set(
                 off = int(rng.integers(0, y.size - length + 1))
                 picks.append(s)
                 cuts.append(y[off : off + length])
+                offs.append(off / SR)
             x, runs = splice(x, cuts, rng)
             used = [
-                {"from": s["path"], "system": s["system"], "start_s": a, "end_s": b}
-                for s, (a, b) in zip(picks, runs, strict=True)
+                {"from": s["path"], "system": s["system"], "offset_s": o, "start_s": a, "end_s": b}
+                for s, o, (a, b) in zip(picks, offs, runs, strict=True)
             ]
         info["stretches"] = used
         files.append((uid, x, runs, info))

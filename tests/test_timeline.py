@@ -354,3 +354,43 @@ def test_detect_cli_localises_with_segments_and_says_partially_spoofed(
     assert main(["detect", str(tmp_path / "call.wav"), "--segments", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert " bonafide " in out and "partially spoofed: spoofed " in out
+
+
+def test_real_partial_spoof_set_small_subset(shared_dir, tmp_path):
+    """benchmarks/localisation_real.py's set builder on a small realdev subset: every
+    stretch is the spoofed clip's samples, level-matched, at the reference RTTM's place, from
+    another source than its carrier; whole files are written as they are."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import localisation_real as L
+
+    from spoofscope.audio import load_audio
+
+    root = shared_dir / "realdev"
+    rows = list(csv.DictReader(open(root / "labels.csv")))
+    systems, groups = {"Matcha-TTS", "Mega-TTS"}, {"ditto-tts-demo"}
+    ds = L.build_set(rows, root, systems, groups, tmp_path, n_partial=3, n_bona=1, n_spoof=1)
+    ref = spoof_stretches(read_rttm(tmp_path / "reference.rttm"))
+    by_path = {r["path"]: r for r in rows}
+    for f in ds["files"]:
+        x = load_audio(f["path"], SR)
+        got = [v for r in ref.get(f["id"], []) for v in r]
+        assert got == pytest.approx([v for r in ds["spoof"][f["id"]] for v in r], abs=1e-3)
+        if f["kind"] != "partial":
+            src = load_audio(root / f["carrier"], SR)
+            np.testing.assert_allclose(x, src, atol=1 / 32768)
+            continue
+        carrier = by_path[f["carrier"]]
+        assert carrier["label"] == "bonafide" and carrier["group"] in groups
+        level = L._active_rms(load_audio(root / f["carrier"], SR))
+        for s in f["stretches"]:
+            assert s["system"] in systems and by_path[s["from"]]["group"] != carrier["group"]
+            a, b = round(s["start_s"] * SR), round(s["end_s"] * SR)
+            assert 0.5 * SR - 1 <= b - a <= 4 * SR
+            piece = x[a + 160 : b - 160]  # inside the fades
+            o = round(s["offset_s"] * SR)
+            y = load_audio(root / s["from"], SR)[o : o + (b - a)]
+            want = y[160:-160] * level / L._active_rms(y)
+            np.testing.assert_allclose(piece, want, atol=2 / 32768 + 1e-6)
