@@ -665,8 +665,8 @@ class DetectorStream:
         change. Timeline steps before the next window's start are final; the hysteresis runs
         forwards; a run shorter than the minimum takes a neighbour's label, and an edge snaps
         to a pause within one step. So a segment is settled once the one after it is itself
-        stable (a minimum duration long, or no speech) and ends a minimum duration and a step
-        before the next window's start."""
+        stable (a minimum duration long, no speech, or a short run between two pauses) and
+        ends a minimum duration and a step before the next window's start."""
         det, st, sr = self.det, self.state, self.det.sample_rate
         if not st.scores:
             return []
@@ -682,8 +682,18 @@ class DetectorStream:
         segs, out = self._after_sent(res.segments), []
         for k in range(len(segs) - 1):
             after = segs[k + 1]
-            stable = after["label"] == "no_speech" or (
-                after["end_s"] - after["start_s"] >= MIN_SEGMENT_S
+            # (a short run between two pauses keeps its label: it has no speech neighbour)
+            nxt = segs[k + 2] if k + 2 < len(segs) else None
+            between_pauses = (
+                segs[k]["label"] == "no_speech"
+                and nxt is not None
+                and nxt["label"] == "no_speech"
+                and nxt["end_s"] <= horizon
+            )
+            stable = (
+                after["label"] == "no_speech"
+                or after["end_s"] - after["start_s"] >= MIN_SEGMENT_S
+                or between_pauses
             )
             if not (stable and after["end_s"] <= horizon):
                 break
