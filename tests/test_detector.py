@@ -106,7 +106,7 @@ def test_aggregation_and_silence(tmp_path):
     assert results["min"].score == pytest.approx(np.min(voiced))
     assert results["quantile"].score == pytest.approx(np.quantile(voiced, 0.1))
     # windows end at the end of the file
-    assert r.windows[-1]["end"] == pytest.approx(16.0)
+    assert r.windows[-1]["end_s"] == pytest.approx(16.0)
     # an all-silent file is not judged: no score, no verdict, and the reason
     sf.write(tmp_path / "silence.wav", np.zeros(sr * 3, np.float32), sr)
     s = Detector(EnergyModel())(tmp_path / "silence.wav")
@@ -760,16 +760,16 @@ def test_detect_uses_the_window_of_the_model_card(tmp_path, capsys):
     det = Detector.from_checkpoint(tmp_path / "m.ckpt")
     r = det(tmp_path / "a.wav")
     assert r.window_samples == 24000
-    assert all(w["end"] - w["start"] == pytest.approx(1.5) for w in r.windows)
+    assert all(w["end_s"] - w["start_s"] == pytest.approx(1.5) for w in r.windows)
     # the last window ends at the end of the file; hop 2 s: starts 0, 2, 4 and 5 - 1.5 s
-    assert [w["start"] for w in r.windows] == pytest.approx([0.0, 2.0, 3.5])
+    assert [w["start_s"] for w in r.windows] == pytest.approx([0.0, 2.0, 3.5])
     args = ["detect", str(tmp_path / "a.wav"), "--model", str(tmp_path / "m.ckpt"), "--json"]
     assert main(args) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["window_samples"] == 24000 and len(d["windows"]) == 3
     assert main(args + ["--window-samples", "32000"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["window_samples"] == 32000 and d["windows"][0]["end"] == pytest.approx(2.0)
+    assert d["window_samples"] == 32000 and d["windows"][0]["end_s"] == pytest.approx(2.0)
     # a window shorter than the model's minimum is refused with the reason
     assert main(args + ["--window-samples", "100"]) == 2
     assert "shorter than the 2400 samples" in capsys.readouterr().err

@@ -424,7 +424,7 @@ def test_web_page_in_headless_chromium(ckpt, tmp_path):
             page.wait_for_selector("#where button.seg", timeout=30000)
             drawn = page.eval_on_selector_all(
                 "#where button.seg",
-                "bs => bs.map(b => [+b.dataset.start, +b.dataset.end, b.dataset.label])",
+                "bs => bs.map(b => [+b.dataset.start_s, +b.dataset.end_s, b.dataset.label])",
             )
             shaded = json.loads(page.get_attribute("#wave", "data-spoof"))
             rttm_href = page.get_attribute("#dl-rttm", "href")

@@ -254,7 +254,7 @@ def test_detector_scores_a_zoo_model_with_its_window(tmp_path):
     r = Detector(m, limits=Limits(batch_size=4))(tmp_path / "a.flac")
     assert r.error is None and r.window_samples == 66800
     # starts 0, 2, ..., 14 s (14 + 4.175 <= 20) and a last window ending at 20 s
-    assert [w["start"] for w in r.windows] == pytest.approx([*range(0, 16, 2), 20 - 4.175])
+    assert [w["start_s"] for w in r.windows] == pytest.approx([*range(0, 16, 2), 20 - 4.175])
     with torch.no_grad():
         first = m(torch.from_numpy(x[:66800])[None])[0][0, 1].item()
     assert r.windows[0]["score"] == pytest.approx(first, abs=1e-4)

@@ -46,7 +46,7 @@ def test_random_chunks_give_detects_windows_and_result(det, seed):
     events += s.last_events
     events = [e for e in events if e["type"] == "window"]
     assert [(e["start_s"], e["end_s"]) for e in events] == [
-        (w["start"], w["end"]) for w in want.windows
+        (w["start_s"], w["end_s"]) for w in want.windows
     ]
     for e, w in zip(events, want.windows, strict=True):
         assert (e["score"] is None) == (w["score"] is None)

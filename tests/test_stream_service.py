@@ -131,7 +131,7 @@ def test_stream_gives_offline_windows_segments_audit_and_metrics(ckpt, tmp_path)
     want = _offline(ckpt, np.frombuffer(data, "<i2").astype(np.float32) / 32768, 0.5)
     wins = [e for e in events if e["type"] == "window"]
     assert [(e["start_s"], e["end_s"]) for e in wins] == [
-        (w["start"], w["end"]) for w in want.windows
+        (w["start_s"], w["end_s"]) for w in want.windows
     ]
     for e, w in zip(wins, want.windows, strict=True):
         assert (e["score"] is None) == (w["score"] is None)

@@ -66,7 +66,9 @@ def test_segments_find_the_spliced_stretch_at_its_pauses():
     # each step's score is the mean of the windows that overlap it (computed here)
     step = r.timeline[20]  # 5.0-5.25 s
     over = [
-        w["score"] for w in r.windows if w["start"] < step["end_s"] and w["end"] > step["start_s"]
+        w["score"]
+        for w in r.windows
+        if w["start_s"] < step["end_s"] and w["end_s"] > step["start_s"]
     ]
     assert step["score"] == pytest.approx(np.mean(over))
     labels = [(g["label"], g["start_s"], g["end_s"]) for g in r.segments]
@@ -209,7 +211,7 @@ def test_frame_level_timeline_of_a_frame_scoring_model():
     assert len(r.timeline) == n and r.timeline[1]["start_s"] == pytest.approx(0.02)
     tot, cnt = np.zeros(n), np.zeros(n)
     for w in r.windows:
-        a = round(w["start"] * SR)
+        a = round(w["start_s"] * SR)
         with torch.no_grad():
             f = m.frame_logits(torch.from_numpy(x[a : a + SR])[None])[0, :, 1].numpy()
             win = m(torch.from_numpy(x[a : a + SR])[None])[0][0, 1].item()
@@ -226,3 +228,185 @@ def test_frame_level_timeline_of_a_frame_scoring_model():
     from spoofscope.infer import make_engine
 
     assert make_engine(m, "auto").name == "torch"
+
+
+def _where_detector(where=(1.0, 0.25)):
+    """The stand-in with 4-s verdict windows every 2 s, and (``where``) localisation windows."""
+    import dataclasses
+
+    from spoofscope.models import get_card
+
+    m = ZCRModel()
+    m.card = dataclasses.replace(
+        get_card("aasist"), name="zcr", min_length=1, window_samples=4 * SR
+    )
+    w = WindowPolicy(hop_s=2.0)
+    if where:
+        w = dataclasses.replace(w, where_s=where[0], where_hop_s=where[1])
+    return Detector(m, windows=w, decision=Decision(threshold=0.0, vad="energy"))
+
+
+def test_localisation_windows_show_a_stretch_in_a_file_judged_bona_fide():
+    """Verdict on the 4-s windows (as without the localisation grid); timeline and segments
+    on 1-s windows every 0.25 s: the 1.5-s noise stretch of a 16-s tone shows, a recording
+    of noise throughout is one spoof segment."""
+    rng = np.random.default_rng(1)
+    t = np.arange(16 * SR) / SR
+    x = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    x[8 * SR : int(9.5 * SR)] = 0.1 * rng.standard_normal(int(1.5 * SR))
+    plain, det = _where_detector(None), _where_detector()
+    p, r = plain(x), det(x)
+    assert r.label == p.label == "bonafide" and r.score == pytest.approx(p.score, abs=1e-5)
+    assert [(w["start_s"], w["end_s"]) for w in r.windows] == [
+        (w["start_s"], w["end_s"]) for w in p.windows
+    ]
+    # each step: the mean score of the 1-s windows over it (computed here from the model)
+    m = det.model
+    starts = [s / 4 for s in range(0, 61)]
+    win = {s: float(m(torch.from_numpy(x[int(s * SR) : int(s * SR) + SR])[None])[0][0, 1])
+           for s in starts}  # fmt: skip
+    means = [
+        np.mean([v for s, v in win.items() if s < st["end_s"] and s + 1 > st["start_s"]])
+        for st in r.timeline
+    ]
+    # anchored: moved so that the median step is the median verdict window's score
+    shift = np.median([w["score"] for w in r.windows]) - np.median(means)
+    for st, m in zip(r.timeline, means, strict=True):
+        assert st["score"] == pytest.approx(m + shift, abs=1e-4)
+    spoof = [g for g in r.segments if g["label"] == "spoof"]
+    assert len(spoof) == 1 and 1.5 <= r.spoofed_s <= 3.0
+    assert 7.25 <= spoof[0]["start_s"] <= 8.0 and 9.5 <= spoof[0]["end_s"] <= 10.25
+    assert not [g for g in p.segments if g["label"] == "spoof"]  # 4-s windows miss it
+    # noise throughout: spoof, one segment
+    n = det((0.1 * rng.standard_normal(10 * SR)).astype(np.float32))
+    assert n.label == "spoof" and [g["label"] for g in n.segments] == ["spoof"]
+
+
+def test_stream_with_localisation_windows_gives_the_file_result():
+    rng = np.random.default_rng(2)
+    t = np.arange(11 * SR) / SR
+    x = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    x[5 * SR : int(6.5 * SR)] = 0.1 * rng.standard_normal(int(1.5 * SR))
+    det = _where_detector()
+    want = det(x)
+    s, events = det.stream(), []
+    for piece in np.array_split(x, 23):
+        events += s.feed(piece)
+    got = s.close()
+    events += s.last_events
+    assert [(e["start_s"], e["end_s"]) for e in events if e["type"] == "window"] == [
+        (w["start_s"], w["end_s"]) for w in want.windows
+    ]
+    for a, b in zip(got.timeline, want.timeline, strict=True):
+        assert (a["start_s"], a["end_s"]) == (b["start_s"], b["end_s"])
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+    assert [(g["start_s"], g["end_s"], g["label"]) for g in got.segments] == [
+        (g["start_s"], g["end_s"], g["label"]) for g in want.segments
+    ]
+    segs = [{k: v for k, v in e.items() if k != "type"} for e in events if e["type"] == "segment"]
+    assert [(g["start_s"], g["end_s"], g["label"]) for g in segs] == [
+        (g["start_s"], g["end_s"], g["label"]) for g in want.segments
+    ]
+
+
+def test_anchor_moves_steps_to_the_typical_verdict_window():
+    from spoofscope.infer.timeline import ANCHOR_DROP, anchor
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    lo = [2.0, 2.5, 1.5, -3.0, -2.0, 2.0, None, 2.2]
+    steps = [
+        {"start_s": k * 0.25, "end_s": (k + 1) * 0.25, "score": None if v is None else v - 1,
+         "p": None if v is None else sig(v)}
+        for k, v in enumerate(lo)
+    ]  # fmt: skip
+    out = anchor(steps, score=4.0, p=sig(6.0))
+    med_s, med_lo = (
+        np.median([v - 1 for v in lo if v is not None]),
+        np.median([v for v in lo if v is not None]),
+    )
+    for st, v in zip(out, lo, strict=True):
+        if v is None:
+            assert st["score"] is None and st["p"] is None
+            continue
+        assert st["score"] == pytest.approx(v - 1 + 4.0 - med_s)
+        assert st["p"] == pytest.approx(sig(v + 6.0 - ANCHOR_DROP - med_lo))
+    # a typically bona fide file shows its dip; a typically spoof one stays one spoof segment
+    segs = build_segments(anchor(steps * 3, 4.0, sig(6.0)), None, min_duration_s=0.0)
+    assert "spoof" in [g["label"] for g in segs] and segs[0]["label"] == "bonafide"
+    spoof = [
+        t if t["p"] is None else {**t, "p": sig(-4.0 + (0.5 if k % 3 else 0))}
+        for k, t in enumerate(steps * 3)
+    ]
+    segs = build_segments(anchor(spoof, -4.0, sig(-4.0)), None)
+    assert {g["label"] for g in segs} == {"spoof", "no_speech"}  # never bona fide
+
+
+def test_detect_cli_localises_with_segments_and_says_partially_spoofed(
+    tmp_path, capsys, monkeypatch
+):
+    """--segments / --rttm / --stream take the localisation windows (plain detect does not);
+    a file judged bona fide with a stretch judged spoof is printed 'partially spoofed'."""
+    import spoofscope
+    from spoofscope.cli import build_parser
+    from spoofscope.cli._common import load_detector
+    from spoofscope.infer.policy import WHERE
+    from spoofscope.models import save_checkpoint
+
+    ckpt = tmp_path / "m.ckpt"
+    save_checkpoint(spoofscope.create_model("aasist"), ckpt)
+    for extra, want in (([], None), (["--segments"], WHERE), (["--rttm", "x.rttm"], WHERE)):
+        a = build_parser().parse_args(["detect", "x.wav", "--model", str(ckpt), *extra])
+        d = load_detector(a)
+        assert (d.windows.where_s, d.windows.where_hop_s) == (want or (None, None))
+        assert d.where == (None if want is None else (16000, 4000))
+        assert d.windows.hop_s == 2.0 and d.step_s == (0.25 if want else 0.5)
+    rng = np.random.default_rng(1)
+    x = (0.3 * np.sin(2 * np.pi * 200 * np.arange(16 * SR) / SR)).astype(np.float32)
+    x[8 * SR : int(9.5 * SR)] = 0.1 * rng.standard_normal(int(1.5 * SR))
+    sf.write(tmp_path / "call.wav", x, SR)
+    monkeypatch.setattr("spoofscope.cli._build_detector", lambda a, **k: _where_detector())
+    assert main(["detect", str(tmp_path / "call.wav"), "--segments", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert " bonafide " in out and "partially spoofed: spoofed " in out
+
+
+def test_real_partial_spoof_set_small_subset(shared_dir, tmp_path):
+    """benchmarks/localisation_real.py's set builder on a small realdev subset: every
+    stretch is the spoofed clip's samples, level-matched, at the reference RTTM's place, from
+    another source than its carrier; whole files are written as they are."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import localisation_real as L
+
+    from spoofscope.audio import load_audio
+
+    root = shared_dir / "realdev"
+    rows = list(csv.DictReader(open(root / "labels.csv")))
+    systems, groups = {"Matcha-TTS", "Mega-TTS"}, {"ditto-tts-demo"}
+    ds = L.build_set(rows, root, systems, groups, tmp_path, n_partial=3, n_bona=1, n_spoof=1)
+    ref = spoof_stretches(read_rttm(tmp_path / "reference.rttm"))
+    by_path = {r["path"]: r for r in rows}
+    for f in ds["files"]:
+        x = load_audio(f["path"], SR)
+        got = [v for r in ref.get(f["id"], []) for v in r]
+        assert got == pytest.approx([v for r in ds["spoof"][f["id"]] for v in r], abs=1e-3)
+        if f["kind"] != "partial":
+            src = load_audio(root / f["carrier"], SR)
+            np.testing.assert_allclose(x, src, atol=1 / 32768)
+            continue
+        carrier = by_path[f["carrier"]]
+        assert carrier["label"] == "bonafide" and carrier["group"] in groups
+        level = L._active_rms(load_audio(root / f["carrier"], SR))
+        for s in f["stretches"]:
+            assert s["system"] in systems and by_path[s["from"]]["group"] != carrier["group"]
+            a, b = round(s["start_s"] * SR), round(s["end_s"] * SR)
+            assert 0.5 * SR - 1 <= b - a <= 4 * SR
+            piece = x[a + 160 : b - 160]  # inside the fades
+            o = round(s["offset_s"] * SR)
+            y = load_audio(root / s["from"], SR)[o : o + (b - a)]
+            want = y[160:-160] * level / L._active_rms(y)
+            np.testing.assert_allclose(piece, want, atol=2 / 32768 + 1e-6)

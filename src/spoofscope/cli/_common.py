@@ -45,6 +45,11 @@ def _model_notices(det) -> list[str]:
 def load_detector(a, max_duration_s: float | None = None):
     from ..infer import Decision, Detector, Limits, WindowPolicy
 
+    windows = WindowPolicy(
+        kind=a.window, samples=a.window_samples, hop_s=a.hop or 2.0, aggregate=a.aggregate
+    )
+    if any(getattr(a, k, None) for k in ("segments", "rttm", "stream")):
+        windows = windows.localising()  # the measured localisation windows (README)
     return Detector.load(
         a.model,
         weights=a.weights,
@@ -53,13 +58,7 @@ def load_detector(a, max_duration_s: float | None = None):
         engine=a.engine,
         precision=a.precision,
         calibration=a.calibration,
-        windows=WindowPolicy(
-            kind=a.window,
-            samples=a.window_samples,
-            hop_s=a.hop
-            or (0.5 if getattr(a, "segments", False) or getattr(a, "rttm", None) else 2.0),
-            aggregate=a.aggregate,
-        ),
+        windows=windows,
         decision=Decision(
             threshold=a.threshold,
             min_speech_s=a.min_speech,
@@ -204,7 +203,7 @@ def detector_args(sp) -> None:
         type=POSITIVE,
         default=None,
         metavar="SECONDS",
-        help="hop between sliding windows (default 2; 0.5 with --segments or --rttm)",
+        help="hop between sliding windows (default 2)",
     )
     sp.add_argument(
         "--aggregate", choices=AGGREGATES, default="mean", help="how window scores combine"

@@ -121,7 +121,8 @@ def _cmd_detect(a) -> int:
                     f"{conf:>5} {r.duration_s:7.2f} {r.speech_s:8.2f}"
                 )
                 if a.segments:
-                    print(f"{'':<{w}}  spoofed {r.spoofed_s:.2f} s of {r.duration_s:.2f} s:")
+                    part = "partially spoofed: " if r.label == "bonafide" and r.spoofed_s else ""
+                    print(f"{'':<{w}}  {part}spoofed {r.spoofed_s:.2f} s of {r.duration_s:.2f} s:")
                     for g in r.segments:
                         sc = "-" if g["score"] is None else f"{g['score']:.4f}"
                         print(

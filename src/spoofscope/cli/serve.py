@@ -26,6 +26,8 @@ def _cmd_serve(a) -> int:
 
     try:
         det = detector_for(a, max_duration_s=a.max_duration)
+        # the page and streams show where: the measured localisation windows (README)
+        det = det.replace(windows=det.windows.localising())
     except (SpoofscopeError, OSError) as e:  # fail fast, with the reason, before serving
         raise CLIError(f"cannot load the model: {e}") from None
     settings = ServiceSettings(

@@ -37,8 +37,8 @@ from .calibration import Calibration, calibration_path_beside, sigmoid
 from .engines import make_engine
 from .fusion import Fusion
 from .policy import Decision, Limits, WindowPolicy
-from .timeline import MIN_SEGMENT_S, build_segments, build_timeline, frame_timeline
-from .windows import WindowCutter, aggregate, official_window, sliding_windows
+from .timeline import MIN_SEGMENT_S, anchor, build_segments, build_timeline, frame_timeline
+from .windows import WindowCutter, aggregate, grid_windows, official_window
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,10 @@ class _Verdict(NamedTuple):
 
 
 class _FileState:
-    def __init__(self, index, source):
+    def __init__(self, index, source, parent: _FileState | None = None):
         self.index, self.source = index, source
+        self.parent = parent  # the file's state, for the windows of the localisation grid
+        self.where: _FileState | None = None  # the localisation grid's windows, when it has one
         self.windows: list[tuple[int, int, bool]] = []  # (start, end, silent)
         self.scores: dict[int, float] = {}
         self.diffs: dict[int, float] = {}
@@ -168,7 +170,22 @@ class Detector:
                 f"{self.sample_rate} Hz: use --vad energy (Decision(vad='energy'))"
             )
         self.hop = max(1, int(round(self.windows.hop_s * self.sample_rate)))
-        self.step_s = min(0.5, self.windows.hop_s)  # the timeline's resolution
+        # the localisation grid (samples, hop): windows judged for the timeline only
+        # (none for a model that scores its frames: their timeline is finer already)
+        self.where = None
+        frames = bool(getattr(self.engine, "gives_frames", False))
+        if self.windows.where_s is not None and self.windows.kind == "sliding" and not frames:
+            # (never shorter than the model takes)
+            n = max(int(round(self.windows.where_s * self.sample_rate)), self.card.min_length)
+            self.where = (n, max(1, int(round(self.windows.where_hop_s * self.sample_rate))))
+        # the engine for each window length (an ONNX graph exported at a fixed length is
+        # exported again for the localisation grid's)
+        at = getattr(self.engine, "at_length", None)
+        self._engines = {self.window_samples: self.engine}
+        if self.where and at is not None:
+            self._engines[self.where[0]] = at(self.where[0])
+        # the timeline's resolution
+        self.step_s = min(0.5, self.windows.where_hop_s if self.where else self.windows.hop_s)
         self.band = self.decision.band
         if self.band is None:
             self.band = calibration.band if calibration else 0.1
@@ -301,7 +318,13 @@ class Detector:
             return self.calibration.threshold
         return None
 
+    def cutters(self) -> list[WindowCutter]:
+        """The window grids of a file: the verdict's, then the localisation grid's if any."""
+        grids = [(self.window_samples, self.hop)] + ([self.where] if self.where else [])
+        return [WindowCutter(n, h) for n, h in grids]
+
     def _windows(self, source, sample_rate, meter: SpeechMeter):
+        """``(grid, window)`` of a source: grid 0 the verdict's, 1 the localisation grid's."""
         if isinstance(source, np.ndarray):
             x = np.asarray(source, dtype=np.float32)
             if x.ndim == 2:  # (channels, samples) or (samples, channels): average the short axis
@@ -318,8 +341,8 @@ class Detector:
             chunks = stream_audio(source, self.sample_rate, self.limits.max_duration_s)
         chunks = meter.wrap(chunks)
         if self.windows.kind == "official":
-            return official_window(chunks, self.window_samples)
-        return sliding_windows(chunks, self.window_samples, self.hop)
+            return ((0, w) for w in official_window(chunks, self.window_samples))
+        return grid_windows(chunks, self.cutters())
 
     def _check_stop(self, deadline, started: bool) -> None:
         """Raise :class:`_Stopped` when the owner cancelled or the deadline passed.
@@ -346,20 +369,23 @@ class Detector:
             st.meter = make_meter(
                 self.decision.vad, self.sample_rate, self.windows.silence_db, limit
             )
+            if self.where:
+                st.where = _FileState(i, src, parent=st)
             states.append(st)
             try:
-                for w in self._windows(src, sample_rate, st.meter):
+                for g, w in self._windows(src, sample_rate, st.meter):
                     self._check_stop(deadline, started=bool(st.windows))
                     silent = self._silent(w)
-                    k = len(st.windows)
-                    st.windows.append((w.start, w.end, silent))
+                    on = st.where if g else st
+                    k = len(on.windows)
+                    on.windows.append((w.start, w.end, silent))
                     st.n_samples = w.total if w.total is not None else max(st.n_samples, w.end)
-                    if progress is not None:  # silent windows are read too
+                    if progress is not None and not g:  # silent windows are read too
                         progress(i, min(w.end, w.total or w.end) / self.sample_rate)
                     if silent:  # nothing to judge here: not scored
                         continue
                     st.pending += 1
-                    yield st, k, w.samples
+                    yield on, k, w.samples
             except _Stopped as e:
                 st.error, st.error_kind = f"{_name(src)}: {e}", e.kind
             except AudioError as e:
@@ -378,14 +404,14 @@ class Detector:
         (in input order). ``progress(file_index, seconds_reached)`` is called as each file's
         windows are read (the CLI's progress bar counts audio seconds with it)."""
         states: list[_FileState] = []
-        batch: list[tuple[_FileState, int, np.ndarray]] = []
+        batches: dict[int, list[tuple[_FileState, int, np.ndarray]]] = {}  # by window length
         emitted = 0
 
-        def run():
+        def run(n):
+            batch = batches.pop(n)
             self._score(batch)
             for st, _, _ in batch:
-                st.pending -= 1
-            batch.clear()
+                (st.parent or st).pending -= 1
 
         def ready():
             nonlocal emitted
@@ -401,12 +427,12 @@ class Detector:
             deadline = time.monotonic() + self.limits.timeout_s
         for st, k, samples in self._jobs(sources, states, sample_rate, deadline, progress):
             if k is not None:
-                batch.append((st, k, samples))
-                if len(batch) >= self.limits.batch_size:
-                    run()
+                batches.setdefault(samples.size, []).append((st, k, samples))
+                if len(batches[samples.size]) >= self.limits.batch_size:
+                    run(samples.size)
             yield from ready()
-        if batch:
-            run()
+        for n in list(batches):
+            run(n)
         yield from ready()
 
     def detect_many(
@@ -456,8 +482,8 @@ class Detector:
         res.speech_s = min(round(st.meter.active_s, 3), res.duration_s)
         res.windows = [
             {
-                "start": s / sr,
-                "end": e / sr,
+                "start_s": s / sr,
+                "end_s": e / sr,
                 "score": st.scores.get(k),
                 "silent": silent,
             }
@@ -477,7 +503,7 @@ class Detector:
             return res
         v = self._verdict(st)
         res.score, res.p_bonafide, res.threshold, res.label = v.score, v.p, v.thr, v.label
-        self._where(res, st, v.thr, v.p_thr)
+        self._where(res, st, v)
         res.confidence_note, res.confident = v.note, v.confident
         return res
 
@@ -514,12 +540,13 @@ class Detector:
             fl = self.engine.frame_logits(x)
             logits = fl.mean(axis=1)
         else:
-            logits = self.engine(x)
+            logits = self._engines.get(x.shape[1], self.engine)(x)
         finite = np.all(np.isfinite(logits), axis=1)
         for i, ((st, k, _), lg) in enumerate(zip(batch, logits, strict=True)):
             if not finite[i]:  # no NaN or infinity ever reaches a score: the file fails
+                at = st.windows[k][0] / self.sample_rate
+                st = st.parent or st  # a localisation window fails its file too
                 if st.error is None:
-                    at = st.windows[k][0] / self.sample_rate
                     st.error = (
                         f"{_name(st.source)}: the model gave a non-finite score (NaN or "
                         f"infinity) on the window at {at:g} s; the model or its weights are "
@@ -532,9 +559,10 @@ class Detector:
             if frames:
                 st.frames[k] = (fl[i, :, bona], fl[i, :, bona] - fl[i, :, 1 - bona])
 
-    def _where(self, res: DetectionResult, st: _FileState, thr, p_thr: float) -> None:
-        """The timeline and segments of a judged file (see :mod:`.timeline`)."""
-        sr = self.sample_rate
+    def _where(self, res: DetectionResult, st: _FileState, v: _Verdict) -> None:
+        """The timeline and segments of a judged file (see :mod:`.timeline`); ``v``: the
+        file's verdict."""
+        sr, thr, p_thr = self.sample_rate, v.thr, v.p_thr
         mask, frame_s = st.meter.mask, st.meter.frame / sr
         if st.frames:  # the model scores every encoder frame: a timeline at that resolution
             hop = int(getattr(self.model, "frame_hop", 320))
@@ -542,13 +570,20 @@ class Detector:
             scores = [(st.windows[k][0], st.frames[k][0]) for k in ks]
             probs = [self._p(st.frames[k][0], st.frames[k][1], thr) for k in ks]
             steps = frame_timeline(scores, probs, st.n_samples, hop, sr, mask, frame_s)
-        else:
+        else:  # the localisation grid's windows where there is one, else the verdict's
+            on = st.where or st
             wins = []
-            for k, (s, e, _) in enumerate(st.windows):
-                sc = st.scores.get(k)
-                p = None if sc is None else float(self._p(sc, st.diffs[k], thr))
+            for k, (s, e, _) in enumerate(on.windows):
+                sc = on.scores.get(k)
+                p = None if sc is None else float(self._p(sc, on.diffs[k], thr))
                 wins.append((s / sr, e / sr, sc, p))
             steps = build_timeline(wins, res.duration_s, self.step_s, mask, frame_s)
+            if st.where:  # the localisation steps, read against the verdict's typical window
+                ks = sorted(st.scores)
+                sc = np.array([st.scores[k] for k in ks])
+                p = np.clip(self._p(sc, np.array([st.diffs[k] for k in ks]), thr), 1e-9, 1 - 1e-9)
+                typ = float(np.median(np.log(p / (1 - p))))  # the median window's log-odds
+                steps = anchor(steps, float(np.median(sc)), float(1 / (1 + np.exp(-typ))))
         res.segments = build_segments(steps, mask, p_thr, self.band, frame_s=frame_s)
         res.timeline = [{k: t[k] for k in ("start_s", "end_s", "score")} for t in steps]
         spoofed = sum(g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof")
@@ -598,10 +633,12 @@ class DetectorStream:
         self.state.meter = make_meter(
             det.decision.vad, det.sample_rate, det.windows.silence_db, None
         )
-        self.cutter = WindowCutter(det.window_samples, det.hop)
+        if det.where:
+            self.state.where = _FileState(0, name, parent=self.state)
+        self.cutters = det.cutters()
         self.closed = False
         self.last_events: list[dict] = []
-        self._segments_sent = 0  # segments already given as events
+        self._sent: list[dict] = []  # segments already given as events
         self._peak = 0.0  # the loudest sample seen, when over full scale
 
     def _clip(self, x: np.ndarray) -> np.ndarray:
@@ -631,8 +668,17 @@ class DetectorStream:
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x)
         x = self._clip(x)
-        events = self._judge([w for c in self.state.meter.wrap([x]) for w in self.cutter.push(c)])
+        events = self._judge(list(self._cut(self.state.meter.wrap([x]))))
         return events + self._settled() if events else events
+
+    def _cut(self, chunks, last: bool = False):
+        """``(grid, window)`` of the pieces, in the order files get them (grid_windows)."""
+        for c in chunks:
+            for g, cut in enumerate(self.cutters):
+                yield from ((g, w) for w in cut.push(c))
+        if last:
+            for g, cut in enumerate(self.cutters):
+                yield from ((g, w) for w in cut.finish())
 
     def close(self) -> DetectionResult:
         """The result of the whole stream, as ``detect`` gives it on the recording."""
@@ -643,65 +689,93 @@ class DetectorStream:
                 tail = self._clip(
                     self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
                 )
-            ws = [w for c in self.state.meter.wrap([tail]) for w in self.cutter.push(c)]
-            events = self._judge(ws + self.cutter.finish())
+            events = self._judge(list(self._cut(self.state.meter.wrap([tail]), last=True)))
             self.closed = True
             if self._peak > 1.0:
                 _report_clipping(str(self.state.source), self._peak)
         st = self.state
-        st.n_samples, st.done = self.cutter.total, True
+        st.n_samples, st.done = self.cutters[0].total, True
         if st.n_samples == 0:
             st.error, st.error_kind = f"{st.source}: zero samples", "empty"
         res = self.det._finish(st)
-        rest = (res.segments or [])[self._segments_sent :]
-        self._segments_sent += len(rest)
+        if res.segments:  # the segments sent stay; the rest of the stream's follow them
+            rest = self._after_sent(res.segments)
+            res.segments = self._sent + rest
+            spoof = sum(g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof")
+            res.spoofed_s = round(spoof, 3)
+            self._sent = list(res.segments)
+        else:
+            rest = []
         self.last_events = events + [{"type": "segment", **g} for g in rest]
         return res
+
+    def _after_sent(self, segs: list[dict]) -> list[dict]:
+        """``segs`` from the end of the last segment sent on (the first one cut there). With
+        localisation windows the anchor moves as audio arrives, so a segment computed now may
+        start before that end; without them it starts exactly there."""
+        cut = self._sent[-1]["end_s"] if self._sent else 0.0
+        out = [dict(g) for g in segs if g["end_s"] > cut]
+        if out and out[0]["start_s"] < cut:
+            out[0]["start_s"] = cut
+        return out
 
     def _settled(self) -> list[dict]:
         """Segment events for the segments of the audio judged so far that later audio cannot
         change. Timeline steps before the next window's start are final; the hysteresis runs
         forwards; a run shorter than the minimum takes a neighbour's label, and an edge snaps
         to a pause within one step. So a segment is settled once the one after it is itself
-        stable (a minimum duration long, or no speech) and ends a minimum duration and a step
-        before the next window's start."""
+        stable (a minimum duration long, no speech, or a short run between two pauses) and
+        ends a minimum duration and a step before the next window's start."""
         det, st, sr = self.det, self.state, self.det.sample_rate
         if not st.scores:
             return []
         end = st.windows[-1][1]
-        horizon = (st.windows[-1][0] + det.hop) / sr - MIN_SEGMENT_S - det.step_s
+        on, hop = (st.where, det.where[1]) if det.where else (st, det.hop)
+        horizon = (on.windows[-1][0] + hop) / sr - MIN_SEGMENT_S - det.step_s
         part = copy.copy(st)
         part.n_samples = end
         res = DetectionResult(path="", model="")
         res.duration_s = end / sr
         v = det._verdict(st)
-        det._where(res, part, v.thr, v.p_thr)
-        segs, out = res.segments, []
-        k = self._segments_sent
-        while k + 1 < len(segs):
+        det._where(res, part, v)
+        segs, out = self._after_sent(res.segments), []
+        for k in range(len(segs) - 1):
             after = segs[k + 1]
-            stable = after["label"] == "no_speech" or (
-                after["end_s"] - after["start_s"] >= MIN_SEGMENT_S
+            # (a short run between two pauses keeps its label: it has no speech neighbour)
+            nxt = segs[k + 2] if k + 2 < len(segs) else None
+            between_pauses = (
+                segs[k]["label"] == "no_speech"
+                and nxt is not None
+                and nxt["label"] == "no_speech"
+                and nxt["end_s"] <= horizon
+            )
+            stable = (
+                after["label"] == "no_speech"
+                or after["end_s"] - after["start_s"] >= MIN_SEGMENT_S
+                or between_pauses
             )
             if not (stable and after["end_s"] <= horizon):
                 break
             out.append({"type": "segment", **segs[k]})
-            k += 1
-        self._segments_sent = k
+            self._sent.append(segs[k])
         return out
 
     def _judge(self, windows) -> list[dict]:
+        """Score ``(grid, window)`` pairs; an event for each of the verdict's windows."""
         det, st, sr = self.det, self.state, self.det.sample_rate
-        todo = []
-        for w in windows:
+        todo: dict[int, list] = {0: [], 1: []}
+        for g, w in windows:
+            on = st.where if g else st
             silent = det._silent(w)
-            st.windows.append((w.start, w.end, silent))
+            on.windows.append((w.start, w.end, silent))
             if not silent:
-                todo.append((st, len(st.windows) - 1, w.samples))
-        for i in range(0, len(todo), det.limits.batch_size):
-            det._score(todo[i : i + det.limits.batch_size])
+                todo[g].append((on, len(on.windows) - 1, w.samples))
+        for batch in todo.values():
+            for i in range(0, len(batch), det.limits.batch_size):
+                det._score(batch[i : i + det.limits.batch_size])
         events = []
-        for k in range(len(st.windows) - len(windows), len(st.windows)):
+        n = sum(1 for g, _ in windows if not g)
+        for k in range(len(st.windows) - n, len(st.windows)):
             s, e, _ = st.windows[k]
             ev = {"type": "window", "start_s": s / sr, "end_s": e / sr, "score": st.scores.get(k)}
             ev.update(self._running())

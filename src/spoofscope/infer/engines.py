@@ -94,6 +94,7 @@ class OnnxEngine:
     ):
         self.model = model.eval()
         self.card = card_of(model)
+        self.threads, self.cache = threads, cache
         if onnx_path is None:
             onnx_path = cached_onnx(model, cache, length=length)
         self.path = Path(onnx_path)
@@ -106,6 +107,13 @@ class OnnxEngine:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._run(batch, ["logits"])[0]
+
+    def at_length(self, n: int) -> OnnxEngine:
+        """This engine for windows of ``n`` samples (another export where the graph's length
+        is fixed and differs)."""
+        if self.fixed_length in (None, n):
+            return self
+        return OnnxEngine(self.model, threads=self.threads, cache=self.cache, length=n)
 
     def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits (B, 2), embedding (B, D)) of a window batch (B, W)."""

@@ -10,7 +10,7 @@ Each checks its values when built and raises :class:`~spoofscope.errors.ConfigEr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import ConfigError, choices_error
 from .activity import VADS, default_vad
@@ -21,6 +21,9 @@ AGGREGATES = ("mean", "quantile", "min")
 #: import PyTorch)
 ENGINES = ("auto", "onnx", "torch")
 PRECISIONS = ("fp32", "int8")
+#: the localisation windows (length, hop in seconds) chosen on real partial fakes
+#: (benchmarks/localisation_real.py; README "Where in the recording")
+WHERE = (1.0, 0.25)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,10 @@ class WindowPolicy:
     aggregate: ``"mean"``, ``"quantile"`` (at ``quantile``) or ``"min"`` of window scores.
     quantile: the quantile for ``aggregate="quantile"``.
     silence_db: windows quieter than this RMS (dBFS) are skipped when the file has speech.
+    where_s, where_hop_s: windows of this length (seconds) every ``where_hop_s`` judged for
+        the timeline and segments only (the verdict stays on the windows above); None: the
+        timeline is read off the verdict's windows. :data:`WHERE` is the measured default of
+        ``--segments``, ``--rttm``, the service and streams.
     """
 
     kind: str = "sliding"
@@ -41,6 +48,8 @@ class WindowPolicy:
     aggregate: str = "mean"
     quantile: float = 0.1
     silence_db: float = -50.0
+    where_s: float | None = None
+    where_hop_s: float | None = None
 
     def __post_init__(self):
         if self.kind not in WINDOW_KINDS:
@@ -55,6 +64,16 @@ class WindowPolicy:
             raise ConfigError(f"quantile must lie in [0, 1], got {self.quantile}")
         if not math.isfinite(self.silence_db):
             raise ConfigError(f"silence_db must be finite, got {self.silence_db}")
+        if (self.where_s is None) != (self.where_hop_s is None):
+            raise ConfigError("where_s and where_hop_s go together (both set, or neither)")
+        for name in ("where_s", "where_hop_s"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name} must be a positive number of seconds, got {v}")
+
+    def localising(self) -> WindowPolicy:
+        """This policy with the measured localisation windows (:data:`WHERE`) added."""
+        return replace(self, where_s=WHERE[0], where_hop_s=WHERE[1])
 
 
 @dataclass(frozen=True)

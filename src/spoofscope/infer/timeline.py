@@ -104,6 +104,38 @@ def frame_timeline(
     return out
 
 
+#: a localisation step is read as spoof where its log-odds falls this far below the file's
+#: typical verdict window (measured: benchmarks/localisation_real.py)
+ANCHOR_DROP = 3.0
+
+
+def anchor(
+    steps: list[dict], score: float, p: float, drop: float = ANCHOR_DROP, scores: bool = True
+) -> list[dict]:
+    """Localisation steps read relative to the file's typical one: each step's score moved
+    so that the median step's is ``score`` (the median verdict window's), and its
+    probability moved in log-odds so that the median step's is ``drop`` below the log-odds
+    of ``p`` (the median verdict window's). Localisation windows shorter than the verdict's
+    score lower (or higher) throughout; anchored, a recording whose windows are typically
+    bona fide keeps its typical steps bona fide and turns spoof where a step falls ``drop``
+    below them, and one typically spoof stays spoof where it is typical (not split)."""
+    judged = [t for t in steps if t["p"] is not None]
+    if not judged:
+        return steps
+    ds = score - float(np.median([t["score"] for t in judged])) if scores else 0.0
+    dl = _logit(p) - drop - float(np.median([_logit(t["p"]) for t in judged]))
+    return [
+        t if t["p"] is None
+        else {**t, "score": t["score"] + ds, "p": float(1 / (1 + np.exp(-(_logit(t["p"]) + dl))))}
+        for t in steps
+    ]  # fmt: skip
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), 1e-9), 1 - 1e-9)
+    return float(np.log(p / (1 - p)))
+
+
 def _runs(labels: list[str]) -> list[list]:
     runs: list[list] = []
     for k, lab in enumerate(labels):

@@ -90,10 +90,22 @@ class WindowCutter:
 def sliding_windows(chunks: Iterable[np.ndarray], size: int, hop: int) -> Iterator[Window]:
     """Windows of ``size`` samples every ``hop`` samples covering the whole stream (see
     :class:`WindowCutter`)."""
-    cutter = WindowCutter(size, hop)
+    for _, w in grid_windows(chunks, [WindowCutter(size, hop)]):
+        yield w
+
+
+def grid_windows(
+    chunks: Iterable[np.ndarray], cutters: list[WindowCutter]
+) -> Iterator[tuple[int, Window]]:
+    """The windows of several cutters (grids of other lengths or hops) over one pass of the
+    stream, each as ``(index of its cutter, window)``."""
     for c in chunks:
-        yield from cutter.push(c)
-    yield from cutter.finish()
+        for i, cut in enumerate(cutters):
+            for w in cut.push(c):
+                yield i, w
+    for i, cut in enumerate(cutters):
+        for w in cut.finish():
+            yield i, w
 
 
 def aggregate(scores: np.ndarray, how: str = "mean", quantile: float = 0.1) -> float:

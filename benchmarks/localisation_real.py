@@ -1,0 +1,651 @@
+"""Where, on real partial fakes: localisation settings measured on genuine recordings with a
+stretch of real spoofed speech spliced in.
+
+    OMP_NUM_THREADS=1 python benchmarks/localisation_real.py \\
+        --weights ../shared/reference/official_AASIST.pth [--realdev ../shared/realdev]
+        [--cache /tmp/spoofscope-locreal] [--demo spoofscope-demo] [--frame-model NAME]
+
+1. **File-level detection per system**: every realdev clip is scored once (the official 4-s
+   crop) and each spoof system's EER against all bona fide clips is printed; the systems the
+   model detects (EER at most ``--max-system-eer``, at least 3 clips) give the stretches.
+2. **The development set** (seeded): genuine carriers (bona fide clips of at least 4 s, from
+   the sources whose every bona fide clip the model scores above every clip of those systems:
+   where detection works, localisation can be measured; ``--carriers all``: every source) with
+   one or two 0.5-4 s stretches of those systems' speech inserted at pauses of the carrier
+   (the carrier's quietest 20-ms frames in its middle 80 %, a 10-ms fade either side, the
+   stretch scaled to the carrier's active-speech level), each stretch from another source
+   (group) than its carrier; plus genuine clips left whole and whole clips of those systems.
+   Written with ``reference.rttm`` under ``CACHE/set``.
+3. **Window scores**, once per window length at its finest hop (cached in ``CACHE/scores``);
+   coarser hops are read off the finest (every k-th window plus the end-aligned last one),
+   so every setting is compared on the same scores. Timelines and segments are built by the
+   package's own code (:mod:`spoofscope.infer.timeline`).
+4. **The table**: per setting, the range-based EER of the timeline, the segment EER at 20,
+   160 and 640 ms, the utterance EER, the segments' own false-alarm / miss rates, how many
+   partially spoofed files get a spoof segment on their stretch, how many wholly spoofed files
+   are split, and the cost as real-time factor (measured while scoring, one thread).
+
+``--demo DIR`` adds the same metrics on the demo's partial set (``DIR/partial``, the demo's
+model ``DIR/final.ckpt``). ``--frame-model`` runs the frame-level path (an AntiDeepfake model
+with random weights: the code path only, its accuracy is not measured here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_name  # noqa: E402
+
+SR = 16000
+FRAME = SR // 50  # 20 ms
+
+
+# ---- 1. the set ---------------------------------------------------------------------------
+def _active_rms(x: np.ndarray) -> float:
+    """RMS over the 20-ms frames within 40 dB of the loudest (the speech, not the pauses)."""
+    n = x.size // FRAME
+    e = np.mean(np.square(x[: n * FRAME].reshape(n, FRAME), dtype=np.float64), axis=1)
+    act = e > e.max() * 1e-4
+    return float(np.sqrt(e[act].mean())) if act.any() else 0.0
+
+
+def _pauses(x: np.ndarray, k: int, rng) -> list[int]:
+    """``k`` insertion points (samples) at the quietest 20-ms frames of the middle 80 %, at
+    least 1 s apart."""
+    n = x.size // FRAME
+    e = np.mean(np.square(x[: n * FRAME].reshape(n, FRAME), dtype=np.float64), axis=1)
+    lo, hi = int(0.1 * n), int(0.9 * n)
+    order = lo + np.argsort(e[lo:hi] + 1e-12 * rng.random(hi - lo), kind="stable")
+    picks: list[int] = []
+    for f in order:
+        if all(abs(int(f) - p) >= 50 for p in picks):
+            picks.append(int(f))
+        if len(picks) == k:
+            break
+    return sorted(p * FRAME + FRAME // 2 for p in picks)
+
+
+def _fade(s: np.ndarray, n: int = 160) -> np.ndarray:
+    s = s.copy()
+    ramp = np.linspace(0, 1, min(n, s.size // 2), dtype=np.float32)
+    s[: ramp.size] *= ramp
+    s[s.size - ramp.size :] *= ramp[::-1]
+    return s
+
+
+def splice(carrier: np.ndarray, stretches: list[np.ndarray], rng) -> tuple[np.ndarray, list]:
+    """``stretches`` inserted into ``carrier`` at its pauses, each scaled to the carrier's
+    active level with a 10-ms fade; returns the new signal and the stretches' (start_s, end_s)."""
+    level = _active_rms(carrier)
+    at = _pauses(carrier, len(stretches), rng)
+    out, runs, prev, shift = [], [], 0, 0
+    for a, s in zip(at, stretches, strict=True):
+        s = _fade(s * (level / max(_active_rms(s), 1e-9))).astype(np.float32)
+        out += [carrier[prev:a], s]
+        runs.append(((a + shift) / SR, (a + shift + s.size) / SR))
+        shift += s.size
+        prev = a
+    out.append(carrier[prev:])
+    return np.concatenate(out), runs
+
+
+def build_set(
+    rows,
+    root: Path,
+    systems: set,
+    groups: set,
+    out: Path,
+    seed=0,
+    n_partial=24,
+    n_bona=6,
+    n_spoof=8,
+):
+    """The development set (see the module docstring) -> ``{"files" [{id, path, kind,
+    carrier, stretches [{from, system, offset_s (in its clip), start_s, end_s}]}], "spoof"
+    {id: [(a, b)]},
+    "durations" {id: s}}``; writes ``out/*.flac``, ``out/reference.rttm``, ``out/set.json``."""
+    from spoofscope.audio import load_audio
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    bona = [r for r in rows if r["label"] == "bonafide"]
+    spoof = [r for r in rows if r["label"] == "spoof" and r["system"] in systems]
+    audio = {}
+
+    def get(r):
+        if r["path"] not in audio:
+            audio[r["path"]] = load_audio(root / r["path"], SR)
+        return audio[r["path"]]
+
+    carriers = [r for r in bona if r["group"] in groups and get(r).size >= 4 * SR]
+    order = rng.permutation(len(carriers))
+    files, lines = [], []
+    for k in range(n_partial + n_bona):
+        c = carriers[order[k % len(order)]]
+        x = get(c)
+        uid = f"partial_{k:03d}" if k < n_partial else f"genuine_{k - n_partial:03d}"
+        info = {"id": uid, "kind": "partial" if k < n_partial else "genuine", "carrier": c["path"]}
+        runs, used = [], []
+        if k < n_partial:
+            n = 1 + int(rng.random() < 0.4)
+            picks, cuts, offs = [], [], []
+            while len(picks) < n:
+                s = spoof[int(rng.integers(len(spoof)))]
+                if s["group"] == c["group"]:
+                    continue
+                y = get(s)
+                length = min(int(rng.uniform(0.5, 4.0) * SR), y.size)
+                off = int(rng.integers(0, y.size - length + 1))
+                picks.append(s)
+                cuts.append(y[off : off + length])
+                offs.append(off / SR)
+            x, runs = splice(x, cuts, rng)
+            used = [
+                {"from": s["path"], "system": s["system"], "offset_s": o, "start_s": a, "end_s": b}
+                for s, o, (a, b) in zip(picks, offs, runs, strict=True)
+            ]
+        info["stretches"] = used
+        files.append((uid, x, runs, info))
+    wholes = rng.permutation(len(spoof))[:n_spoof]
+    for j, i in enumerate(wholes):
+        x = get(spoof[i])
+        uid = f"spoof_{j:03d}"
+        info = {"id": uid, "kind": "spoof", "carrier": spoof[i]["path"], "stretches": []}
+        files.append((uid, x, [(0.0, x.size / SR)], info))
+    spoof_runs, durations, meta = {}, {}, []
+    for uid, x, runs, info in files:
+        p = out / f"{uid}.flac"
+        sf.write(p, x, SR, subtype="PCM_16")
+        d = x.size / SR
+        spoof_runs[uid], durations[uid] = runs, d
+        info["path"], info["duration_s"] = str(p), d
+        meta.append(info)
+        edges = [0.0] + [v for r in runs for v in r] + [d]
+        for j, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            if b - a > 1e-9:
+                lab = "spoof" if j % 2 else "bonafide"
+                lines.append(f"SPEAKER {uid} 1 {a:.3f} {b - a:.3f} <NA> <NA> {lab} <NA> <NA>\n")
+    (out / "reference.rttm").write_text("".join(lines))
+    ds = {"files": meta, "spoof": spoof_runs, "durations": durations}
+    (out / "set.json").write_text(json.dumps(ds, indent=1))
+    return ds
+
+
+# ---- 2. scores ----------------------------------------------------------------------------
+def score_files(det, paths) -> tuple[dict, float]:
+    """Every window of every file (start, end, score, diff), the activity mask and the
+    duration, as the detector judges them; and the wall time."""
+    from spoofscope.infer import detector as D
+
+    got = {}
+    orig = D.Detector._where
+
+    def keep(self, res, st, *args):
+        got[Path(str(st.source)).stem] = {
+            "windows": [
+                (s, e, st.scores.get(k), st.diffs.get(k)) for k, (s, e, _) in enumerate(st.windows)
+            ],
+            "mask": st.meter.mask.copy(),
+            "frame_s": st.meter.frame / self.sample_rate,
+            "n": st.n_samples,
+            "frames": {k: v for k, v in st.frames.items()},
+        }
+        return orig(self, res, st, *args)
+
+    D.Detector._where = keep
+    try:
+        t0 = time.perf_counter()
+        res = det.detect_many([str(p) for p in paths])
+        wall = time.perf_counter() - t0
+    finally:
+        D.Detector._where = orig
+    for r in res:
+        assert r.error is None, r.error
+    return got, wall
+
+
+def file_level(det, rows, root: Path, cache: Path) -> dict:
+    """Each realdev clip's score under the official 4-s crop (cached): ``{path: score}``."""
+    f = cache / "file_level.json"
+    if f.is_file():
+        return json.loads(f.read_text())
+    from spoofscope.infer import WindowPolicy
+
+    d = det.replace(windows=WindowPolicy(kind="official"))
+    res = d.detect_many([str(root / r["path"]) for r in rows])
+    out = {r["path"]: g.score for r, g in zip(rows, res, strict=True)}
+    f.write_text(json.dumps(out))
+    return out
+
+
+def carrier_groups(rows, scores, systems) -> set:
+    """Sources whose every bona fide clip scores above every clip of ``systems`` at the file
+    level (where the model tells the two apart, localisation can be measured)."""
+    top = max(scores[r["path"]] for r in rows if r["system"] in systems)
+    out = set()
+    for g in {r["group"] for r in rows}:
+        b = [scores[r["path"]] for r in rows if r["group"] == g and r["label"] == "bonafide"]
+        if b and all(v is not None and v > top for v in b):
+            out.add(g)
+    return out
+
+
+def system_eers(rows, scores) -> list[tuple[str, float, int]]:
+    """(system, EER against every bona fide clip, clips) for each spoof system."""
+    from spoofscope.metrics import compute_eer
+
+    bona = np.array([scores[r["path"]] for r in rows if r["label"] == "bonafide"], float)
+    bona = bona[np.isfinite(bona)]
+    out = []
+    for s in sorted({r["system"] for r in rows if r["label"] == "spoof"}):
+        sp = [scores[r["path"]] for r in rows if r["system"] == s]
+        sp = np.array([v for v in sp if v is not None], float)
+        if sp.size:
+            out.append((s, float(compute_eer(bona, sp)[0]), int(sp.size)))
+    return out
+
+
+def cached_scores(det, paths, samples: int, hop: float, cache: Path) -> dict:
+    """Window scores of every file at one window length and hop (cached in ``cache``)."""
+    import pickle
+
+    from spoofscope.infer import Detector, WindowPolicy
+
+    f = cache / f"scores_{samples}_{hop:g}.pkl"
+    if f.is_file():
+        return pickle.loads(f.read_bytes())
+    d = Detector(
+        det.engine.at_length(samples),
+        windows=WindowPolicy(samples=samples, hop_s=hop),
+        decision=det.decision,
+        name=det.name,
+    )
+    got, wall = score_files(d, paths)
+    audio = sum(v["n"] for v in got.values()) / SR
+    out = {"files": got, "wall_s": wall, "audio_s": audio}
+    f.write_bytes(pickle.dumps(out))
+    print(f"scored {samples}-sample windows every {hop:g} s: {wall:.0f} s for {audio:.0f} s")
+    return out
+
+
+# ---- 3. settings --------------------------------------------------------------------------
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, float)))
+
+
+def _thin(wins, hop_fine: float, hop: float):
+    """The windows of a coarser hop: every k-th start of the finest, plus the last window."""
+    k = max(1, int(round(hop / hop_fine)))
+    keep = [w for i, w in enumerate(wins[:-1]) if i % k == 0] + wins[-1:]
+    return keep
+
+
+def steps_of(f: dict, hop_fine: float, hop: float, step: float) -> list[dict]:
+    """The timeline of one file from its cached windows, by the package's build_timeline."""
+    from spoofscope.infer.timeline import build_timeline
+
+    wins = [
+        (s / SR, e / SR, sc, None if sc is None else float(_sigmoid(d)))
+        for s, e, sc, d in _thin(f["windows"], hop_fine, hop)
+    ]
+    return build_timeline(wins, f["n"] / SR, step, f["mask"], f["frame_s"])
+
+
+def combine(parts: list[list[dict]]) -> list[dict]:
+    """Timelines of several window lengths on the same grid: the mean score and p per step."""
+    out = []
+    for sts in zip(*parts, strict=True):
+        sc = [t["score"] for t in sts if t["score"] is not None]
+        ps = [t["p"] for t in sts if t["p"] is not None]
+        out.append({
+            "start_s": sts[0]["start_s"], "end_s": sts[0]["end_s"],
+            "score": float(np.mean(sc)) if sc else None, "p": float(np.mean(ps)) if ps else None,
+        })  # fmt: skip
+    return out
+
+
+def metrics(ds: dict, timelines: dict, segments: dict) -> dict:
+    from spoofscope.metrics import range_eer, segment_eer, utterance_eer
+    from spoofscope.metrics.localisation import _pieces
+
+    ref, durs = ds["spoof"], ds["durations"]
+    hyp = {u: [(t["start_s"], t["end_s"], t["score"]) for t in tl] for u, tl in timelines.items()}
+    seg = {
+        u: [(g["start_s"], g["end_s"], -1.0 if g["label"] == "spoof" else 1.0) for g in gs
+            if g["label"] != "no_speech"]
+        for u, gs in segments.items()
+    }  # fmt: skip
+    kinds = {f["id"]: f["kind"] for f in ds["files"]}
+    found = split = false_alarm = 0
+    for u, gs in segments.items():
+        sp = [(g["start_s"], g["end_s"]) for g in gs if g["label"] == "spoof"]
+        bo = [g for g in gs if g["label"] == "bonafide"]
+        if kinds[u] == "partial":
+            found += any(min(b, e) > max(a, s) for a, b in sp for s, e in ref[u])
+        elif kinds[u] == "spoof":
+            split += bool(sp and bo) or not sp
+        else:
+            false_alarm += bool(sp)
+    fa = miss = bona_s = spoof_s = 0.0
+    for u in durs:  # the segments' own decisions: spoof called where a segment says so
+        d, s, y = _pieces(ref.get(u, []), durs[u], seg.get(u, []))
+        called = s < 0
+        fa, miss = fa + d[called & ~y].sum(), miss + d[~called & y].sum()
+        bona_s, spoof_s = bona_s + d[~y].sum(), spoof_s + d[y].sum()
+    return {
+        "range": 100 * range_eer(ref, durs, hyp)["eer"],
+        **{f"seg{int(r * 1000)}": 100 * segment_eer(ref, durs, hyp, r)["eer"]
+           for r in (0.02, 0.16, 0.64)},
+        "utt": 100 * utterance_eer(ref, durs, hyp)["eer"],
+        "seg_fa": 100 * fa / bona_s, "seg_miss": 100 * miss / spoof_s,
+        "found": found, "split": split, "genuine_fa": false_alarm,
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", required=True, help="the official AASIST weights")
+    ap.add_argument(
+        "--realdev", default=str(Path(__file__).resolve().parents[2] / "shared/realdev")
+    )
+    ap.add_argument("--cache", default="/tmp/spoofscope-locreal")
+    ap.add_argument("--max-system-eer", type=float, default=0.10)
+    ap.add_argument(
+        "--carriers",
+        choices=("detected", "all"),
+        default="detected",
+        help="genuine carriers from the sources the model separates from the stretches' "
+        "systems at the file level (default), or from every source",
+    )
+    ap.add_argument("--demo", default="", help="a spoofscope demo folder (its partial set)")
+    ap.add_argument("--frame-model", default="", help="e.g. antideepfake-w2v-small")
+    ap.add_argument(
+        "--check",
+        type=int,
+        default=5,
+        help="run the package's default (Detector, WindowPolicy().localising()) on every "
+        "N-th file and compare its timeline with the table's row (0: skip)",
+    )
+    a = ap.parse_args()
+    import torch
+
+    from spoofscope.infer import Detector
+
+    torch.set_num_threads(1)
+    cache = Path(a.cache)
+    (cache / "set").mkdir(parents=True, exist_ok=True)
+    root = Path(a.realdev)
+    rows = list(csv.DictReader(open(root / "labels.csv")))
+    det = Detector.load("aasist", weights=a.weights, threads=1)
+    print(f"Machine: {cpu_name()}, 1 thread; torch {torch.__version__}; official AASIST, "
+          f"engine {det.engine.name}, Silero VAD\n")  # fmt: skip
+    scores = file_level(det, rows, root, cache)
+    eers = system_eers(rows, scores)
+    chosen = {s for s, e, n in eers if e <= a.max_system_eer and n >= 3}
+    print("File-level EER (official 4-s crop) of the systems the stretches come from, against")
+    print(f"all {sum(r['label'] == 'bonafide' for r in rows)} bona fide realdev clips:\n")
+    print("| system | clips | file-level EER % |\n|---|---:|---:|")
+    for s, e, n in eers:
+        if s in chosen:
+            print(f"| {s} | {n} | {100 * e:.1f} |")
+    groups = carrier_groups(rows, scores, chosen) if a.carriers == "detected" else None
+    groups = groups or {r["group"] for r in rows}
+    print(f"\nCarriers: bona fide clips of at least 4 s from {', '.join(sorted(groups))}")
+    ds = build_set(rows, root, chosen, groups, cache / "set")
+    kinds = [f["kind"] for f in ds["files"]]
+    print(
+        f"\nSet: {kinds.count('partial')} genuine recordings with 1-2 spliced stretches, "
+        f"{kinds.count('genuine')} whole genuine, {kinds.count('spoof')} whole spoof; "
+        f"{sum(ds['durations'].values()):.0f} s, of it "
+        f"{sum(b - a for v in ds['spoof'].values() for a, b in v):.0f} s spoof\n"
+    )
+    paths = [f["path"] for f in ds["files"]]
+    grids = {64600: 0.5, 32000: 0.25, 16000: 0.25}
+    windows = {n: cached_scores(det, paths, n, h, cache) for n, h in grids.items()}
+    study(ds, windows, grids)
+    if a.check:
+        check(det, ds, windows, grids, a.check)
+    stream_delay(det, ds)
+    if a.demo:
+        demo(Path(a.demo))
+    if a.frame_model:
+        frame_level(ds, a.frame_model)
+
+
+def stream_delay(det, ds) -> None:
+    """Live streams (the service's hop of 1 s) with and without the localisation windows:
+    the set's files one after another as one stream in 100-ms pieces; how long after a
+    segment's end (in seconds of stream audio) its event comes, and the compute per second
+    of audio."""
+    from spoofscope.audio import load_audio
+    from spoofscope.infer import WindowPolicy
+
+    x = np.concatenate([load_audio(f["path"], SR) for f in ds["files"][::3]])
+    print(f"\nA {x.size / SR:.0f}-s stream (every third file of the set), 100-ms pieces:\n")
+    print("| stream setting | segment events | delay after the segment's end (s of audio): "
+          "median / max | compute RTF |\n|---|---:|---|---:|")  # fmt: skip
+    for name, w in (
+        ("old: 4-s windows every 1 s", WindowPolicy(hop_s=1.0)),
+        ("new: + 1-s windows every 0.25 s, anchored", WindowPolicy(hop_s=1.0).localising()),
+    ):
+        s = det.replace(windows=w).stream()
+        delays, fed = [], 0
+        t0 = time.perf_counter()
+        for piece in np.array_split(x, x.size // 1600):
+            fed += piece.size
+            for e in s.feed(piece):
+                if e["type"] == "segment":
+                    delays.append(fed / SR - e["end_s"])
+        wall = time.perf_counter() - t0
+        s.close()
+        print(
+            f"| {name} | {len(delays)} + "
+            f"{sum(e['type'] == 'segment' for e in s.last_events)} at close | "
+            f"{np.median(delays):.2f} / {np.max(delays):.2f} | {wall / (x.size / SR):.3f} |",
+            flush=True,
+        )
+
+
+def check(det, ds, windows, grids, every: int) -> None:
+    """The package's default on some files against the table's emulation of it."""
+    from spoofscope.infer import WindowPolicy
+
+    files = ds["files"][::every]
+    d = det.replace(windows=WindowPolicy().localising())
+    res = d.detect_many([f["path"] for f in files])
+    worst = 0.0
+    for f, r in zip(files, res, strict=True):
+        u, n = f["id"], d.where[0]
+        st = relative(
+            steps_of(windows[n]["files"][u], grids[n], d.windows.where_hop_s, d.step_s),
+            "anchor",
+            verdict(windows[max(grids)]["files"][u]),
+        )
+        for a, b in zip(st, r.timeline, strict=True):
+            assert (a["score"] is None) == (b["score"] is None)
+            if a["score"] is not None:
+                worst = max(worst, abs(a["score"] - b["score"]))
+    print(
+        f"\nThe package's default (Detector with WindowPolicy().localising()) on {len(files)} "
+        f"of the files: timeline scores within {worst:.1e} of the table's row"
+    )
+
+
+def demo(folder: Path) -> None:
+    """The demo's partial set (``spoofscope demo``: D03 stretches in its synthetic bona fide
+    eval recordings) judged by the demo's model, under the old and the new default."""
+    from spoofscope.infer import Decision, Detector, WindowPolicy
+    from spoofscope.metrics.localisation import read_rttm, spoof_stretches
+
+    part = folder / "partial"
+    paths = sorted(part.glob("*.flac"))
+    ref = spoof_stretches(read_rttm(part / "reference.rttm"))
+    ds = {
+        "spoof": {p.stem: ref.get(p.stem, []) for p in paths},
+        "durations": {p.stem: sf.info(p).duration for p in paths},
+        "files": [
+            {"id": p.stem, "kind": "partial" if ref.get(p.stem) else "genuine"} for p in paths
+        ],
+    }
+    print(f"\nThe demo's partial set ({folder}): {len(paths)} files, its trained model:\n")
+    print(
+        "| setting | range EER % | seg EER 20 ms | 160 ms | 640 ms | utt EER % "
+        "| segments FA % / miss % | stretches found |\n|---|---:|---:|---:|---:|---:|---|---:|"
+    )
+    energy = Decision(vad="energy")
+    for name, w in (
+        ("old default (hop 0.5)", WindowPolicy(hop_s=0.5)),
+        ("new default", WindowPolicy().localising()),
+    ):
+        det = Detector.load(folder / "final.ckpt", windows=w, decision=energy, threads=1)
+        res = det.detect_many([str(p) for p in paths])
+        m = metrics(
+            ds,
+            {Path(r.path).stem: r.timeline for r in res},
+            {Path(r.path).stem: r.segments for r in res},
+        )
+        n_p = sum(f["kind"] == "partial" for f in ds["files"])
+        print(
+            f"| {name} | {m['range']:.1f} | {m['seg20']:.1f} | {m['seg160']:.1f} | "
+            f"{m['seg640']:.1f} | {m['utt']:.1f} | {m['seg_fa']:.0f} / {m['seg_miss']:.0f} | "
+            f"{m['found']}/{n_p} |"
+        )
+
+
+#: a tiny wav2vec 2.0 encoder: the frame-level code path only (random weights)
+TINY_ENCODER = dict(
+    model_type="wav2vec2", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    intermediate_size=64, conv_dim=[16] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2],
+    conv_stride=[5, 2, 2, 2, 2, 2, 2], num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2, hidden_act="gelu", feat_extract_activation="gelu",
+    layer_norm_eps=1e-5, feat_extract_norm="group", conv_bias=False, do_stable_layer_norm=False,
+)  # fmt: skip
+
+
+def frame_level(ds: dict, name: str) -> None:
+    """The frame-scoring path (one step per 20-ms encoder frame) on the same set, through
+    ``Detector`` as ``detect --segments`` runs it: a tiny random-weight model of ``name``'s
+    architecture, so the figures say the code runs, not how well such a model localises."""
+    import torch
+
+    import spoofscope
+    from spoofscope.infer import Detector, TorchEngine, WindowPolicy
+
+    torch.manual_seed(0)
+    m = spoofscope.create_model(name, encoder_config=TINY_ENCODER).eval()
+    det = Detector(TorchEngine(m, 1), windows=WindowPolicy().localising())
+    t0 = time.perf_counter()
+    res = det.detect_many([f["path"] for f in ds["files"]])
+    wall = time.perf_counter() - t0
+    tls = {Path(r.path).stem: r.timeline for r in res}
+    segs = {Path(r.path).stem: r.segments for r in res}
+    mt = metrics(ds, tls, segs)
+    step = res[0].timeline[1]["end_s"] - res[0].timeline[1]["start_s"]
+    print(
+        f"\n{name} architecture, tiny encoder, random weights (the frame-level code path; "
+        f"accuracy not measured): {step * 1000:.0f}-ms steps, range EER {mt['range']:.1f} %, "
+        f"segment EER at 20 ms {mt['seg20']:.1f} %, RTF {wall / sum(ds['durations'].values()):.3f}"
+    )
+
+
+def verdict(f: dict) -> tuple[float, float]:
+    """Plain detection's typical window on a file (the card's windows every 2 s: the median
+    score and the softmax of the median logit difference) from its cached 4-s windows."""
+    w = [x for x in _thin(f["windows"], 0.5, 2.0) if x[2] is not None]
+    return float(np.median([x[2] for x in w])), float(_sigmoid(np.median([x[3] for x in w])))
+
+
+def relative(steps: list[dict], how: str | None, file_verdict) -> list[dict]:
+    """None: the steps as they are; ``anchor``: the package's rule (the median step moved to
+    the file's typical verdict window, spoof ``ANCHOR_DROP`` below it in log-odds);
+    ``anchor D``: the same with a drop of D; ``median``: the median step moved to score 0
+    and p 0.5 (relative only: a file spoofed throughout looks like a genuine one)."""
+    from spoofscope.infer.timeline import ANCHOR_DROP, anchor
+
+    if how is None:
+        return steps
+    if how == "median":
+        return anchor(steps, 0.0, 0.5, drop=0.0)
+    return anchor(steps, *file_verdict, drop=float(how.split()[1]) if " " in how else ANCHOR_DROP)
+
+
+def evaluate(ds, scores, grids, lengths, hop, how, hyst, min_s, step=None):
+    from spoofscope.infer.timeline import build_segments
+
+    step = step or min(0.5, hop)
+    card = max(grids)
+    tls, segs = {}, {}
+    for u in ds["durations"]:
+        parts = [steps_of(scores[n]["files"][u], grids[n], hop, step) for n in lengths]
+        st = combine(parts) if len(parts) > 1 else parts[0]
+        st = relative(st, how, verdict(scores[card]["files"][u]))
+        f = scores[lengths[0]]["files"][u]
+        tls[u] = st
+        segs[u] = build_segments(st, f["mask"], 0.5, hyst, min_s, frame_s=f["frame_s"])
+    return metrics(ds, tls, segs)
+
+
+def cost(scores, grids, lengths, hop) -> float:
+    """Seconds of computing per second of audio: the windows a setting judges, each at the
+    time per window measured for its length while scoring."""
+    card, total = max(grids), 0.0
+    for n in lengths:
+        s = scores[n]
+        n_fine = sum(len(f["windows"]) for f in s["files"].values())
+        n_set = sum(len(_thin(f["windows"], grids[n], hop)) for f in s["files"].values())
+        total += s["wall_s"] / n_fine * n_set
+    if lengths != [card]:  # the verdict's windows (the card's, every 2 s) are judged too
+        total += cost(scores, grids, [card], 2.0) * scores[card]["audio_s"]
+    return total / scores[lengths[0]]["audio_s"]
+
+
+def study(ds, scores, grids) -> None:
+    card = max(grids)
+    plain = cost(scores, grids, [card], 2.0)
+    rows: list = [  # (name, lengths, hop, relative, hysteresis, min duration)
+        ("old default: 4-s windows, hop 0.5", [card], 0.5, None, 0.1, 1.0),
+        ("4-s, hop 2 (plain detect)", [card], 2.0, None, 0.1, 1.0),
+        ("4-s, hop 0.5, anchored", [card], 0.5, "anchor", 0.1, 1.0),
+    ]
+    for n, lens in (("2-s", [32000]), ("1-s", [16000]), ("1+2-s", [16000, 32000]),
+                    ("1+2+4-s", [16000, 32000, card])):  # fmt: skip
+        for hop in (0.5, 0.25):
+            for how in (None, "median", "anchor"):
+                name = f"{n}, hop {hop:g}" + (f", {how}" if how else "")
+                rows.append((name, lens, hop, how, 0.1, 1.0))
+    # segment rules on the chosen windows: the drop, the hysteresis band, the minimum duration
+    for how, hyst, min_s in (("anchor 0", 0.1, 1.0), ("anchor 2", 0.1, 1.0),
+                             ("anchor 4", 0.1, 1.0), ("anchor", 0.0, 1.0), ("anchor", 0.2, 1.0),
+                             ("anchor", 0.1, 0.5), ("anchor", 0.1, 2.0)):  # fmt: skip
+        rows.append((f"1-s, hop 0.25, {how}, band {hyst:g}, min {min_s:g} s", [16000], 0.25,
+                     how, hyst, min_s))  # fmt: skip
+    print("| setting | range EER % | seg EER 20 ms | 160 ms | 640 ms | utt EER % "
+          "| segments FA % / miss % | stretches found | spoof files split | genuine with spoof "
+          "| cost (x plain) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    n_p = sum(f["kind"] == "partial" for f in ds["files"])
+    n_s = sum(f["kind"] == "spoof" for f in ds["files"])
+    n_g = sum(f["kind"] == "genuine" for f in ds["files"])
+    for name, lens, hop, how, hyst, min_s in rows:
+        m = evaluate(ds, scores, grids, lens, hop, how, hyst, min_s)
+        c = cost(scores, grids, lens, hop)
+        print(
+            f"| {name} | {m['range']:.1f} | {m['seg20']:.1f} | {m['seg160']:.1f} | "
+            f"{m['seg640']:.1f} | {m['utt']:.1f} | {m['seg_fa']:.0f} / {m['seg_miss']:.0f} | "
+            f"{m['found']}/{n_p} | {m['split']}/{n_s} | {m['genuine_fa']}/{n_g} | "
+            f"{c / plain:.1f}x (RTF {c:.3f}) |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
