@@ -362,7 +362,7 @@ def test_result_json_is_strict_at_the_boundary():
     from spoofscope.infer.detector import DetectionResult, to_json
 
     r = DetectionResult(path="x", score=float("nan"), p_bonafide=float("inf"))
-    r.windows = [{"start": 0.0, "end": 4.0, "score": float("-inf")}]
+    r.windows = [{"start_s": 0.0, "end_s": 4.0, "score": float("-inf")}]
     d = _strict(to_json(r.to_dict()))
     assert d["score"] is None and d["p_bonafide"] is None and d["windows"][0]["score"] is None
 
