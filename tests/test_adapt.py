@@ -263,7 +263,7 @@ def test_adapt_gives_the_same_result_wherever_the_data_lie(labelled, start_ckpt,
 def test_head_weight_decay_pulls_towards_the_starting_layer():
     """L2-SP: with a strong decay the adapted head stays the published one; without it the
     head follows the data (here labels the start gets backwards)."""
-    from spoofscope.train.adapt import _Head
+    from spoofscope.train.candidates import HeadTrainer
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(8, 2)
@@ -274,7 +274,7 @@ def test_head_weight_decay_pulls_towards_the_starting_layer():
     moved = {}
     for decay in (0.0, 1e3):
         cfg = _recipe(optimizer={"name": "adam", "lr": 1e-2, "weight_decay": decay})
-        fitted, _ = _Head(layer, cfg, 1).fit(x, y, 20)
+        fitted, _ = HeadTrainer(layer, cfg, 1).fit(x, y, 20)
         with torch.no_grad():
             moved[decay] = float((fitted(torch.from_numpy(x)) - start).abs().mean())
     assert moved[1e3] < 0.05 < 1.0 < moved[0.0]
@@ -374,14 +374,14 @@ def _newton_logreg(x, y, c):
 
 
 def test_probe_is_the_class_balanced_l2_logistic_regression():
-    from spoofscope.train.adapt import _fit_logreg
+    from spoofscope.train.candidates import fit_logreg
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((80, 5)) * [1, 2, 3, 0.5, 1] + 3
     y = (x[:, 0] + 0.5 * x[:, 1] + rng.standard_normal(80) > 5).astype(int)
     assert 10 < y.sum() < 40  # unbalanced: the class weights matter
     for c in (0.01, 1.0, 100.0):
-        w, b = _fit_logreg(x, y, c)
+        w, b = fit_logreg(x, y, c)
         w_ref, b_ref = _newton_logreg(x, y, c)
         np.testing.assert_allclose(w, w_ref, rtol=1e-3, atol=1e-4)
         assert b == pytest.approx(b_ref, rel=1e-3, abs=1e-4)
@@ -461,3 +461,56 @@ def test_adapt_on_real_recordings_is_not_worse_on_new_sources(shared_dir, tmp_pa
     folds = [f["eer_after_percent"] for f in r["per_fold"] if f["eer_after_percent"] is not None]
     assert adapted <= start + 1e-9
     assert min(folds) <= adapted <= max(folds), (folds, adapted)
+
+
+# Recorded with the single-function adapt() before it was split into stages (commit aea05f9):
+# the final model's weights and every file's fold and scores (scores.csv without the paths)
+RESHAPE_GOLDEN = {
+    ("list.csv", "auto"): (
+        "591dc7225a8d415128c192086b275ef0d9578d20b3fdccbb964e41630b860a84",
+        "4a309ad905366fb6bd2c478a3ef7814212e83d1a2ad69091279a20bbb02f45d7",
+        ["recipe", "probe", "probe"],
+    ),
+    ("", "recipe"): (
+        "c70ef990b352412741f52aba191d60bae933ddbf94fbcbc002cba0ed87702149",
+        "137e0c81fe01c404861a81d7f1b3da4e152c5e6f6f0654c59a4fe1c7a8aead02",
+        ["recipe", "recipe", "recipe"],
+    ),
+    ("", "auto"): (
+        "c70ef990b352412741f52aba191d60bae933ddbf94fbcbc002cba0ed87702149",
+        "31e6be7338777ef91acdc41e4822a3f96376334e6b4bf45859c03f6bd8fd7f23",
+        ["none", "recipe", "probe"],
+    ),
+}
+
+
+@pytest.mark.parametrize("spec,procedure", list(RESHAPE_GOLDEN))
+def test_staged_adapt_gives_the_bytes_of_the_single_function(
+    spec, procedure, labelled, start_ckpt, tmp_path
+):
+    """A seeded run (the 24 labelled files, 3 folds) writes the same final layer and the
+    same folds and scores, to the last printed digit, as adapt() did before its stages."""
+    import hashlib
+
+    from spoofscope.train.adapt import adapt, se_margin_rule
+
+    out = tmp_path / "out"
+    r = adapt(
+        start_ckpt,
+        labelled / spec,
+        out,
+        _recipe(),
+        folds=3,
+        procedure=procedure,
+        rule=se_margin_rule,
+        progress=False,
+    )
+    weights, scores, chosen = RESHAPE_GOLDEN[(spec, procedure)]
+    sd = load_checkpoint(out / "model.ckpt")[0].state_dict()
+    got = hashlib.sha256(b"".join(sd[k].numpy().tobytes() for k in sorted(sd))).hexdigest()
+    assert got == weights
+    rows = sorted(csv.DictReader(open(out / "scores.csv")), key=lambda r: Path(r["path"]).name)
+    cols = ("fold", "score_before", "score_probe_cv", "score_recipe_cv", "score_after_cv")
+    text = "\n".join(",".join([Path(r["path"]).name] + [r[c] for c in cols]) for r in rows)
+    assert hashlib.sha256(text.encode()).hexdigest() == scores
+    assert [f["chosen"] for f in r["per_fold"]] == chosen
