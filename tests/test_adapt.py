@@ -514,3 +514,91 @@ def test_staged_adapt_gives_the_bytes_of_the_single_function(
     text = "\n".join(",".join([Path(r["path"]).name] + [r[c] for c in cols]) for r in rows)
     assert hashlib.sha256(text.encode()).hexdigest() == scores
     assert [f["chosen"] for f in r["per_fold"]] == chosen
+
+
+def _synthetic(shift: float, seed: int = 0, n: int = 60, groups: int = 6):
+    """AdaptData of ``n`` files (half bona fide) in ``groups`` groups (0: none): 16-d
+    embeddings whose class means lie ``shift`` apart along every axis (0: no signal), one
+    window and one crop per file, and a published layer whose scores are noise."""
+    from spoofscope.train.candidates import AdaptData
+
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = (rng.standard_normal((n, 16)) + shift * y[:, None] / 2).astype(np.float32)
+    head = torch.nn.Linear(16, 2)
+    torch.nn.init.zeros_(head.weight)
+    return AdaptData(
+        labels=y,
+        groups=[f"g{i % groups}" if groups else "-" for i in range(n)],
+        keys=[f"{i:064x}" for i in range(n)],
+        files=x,
+        before=rng.standard_normal(n),
+        windows=x,
+        window_file=np.arange(n),
+        crops=x,
+        crop_file=np.arange(n),
+        head=head,
+        bona=1,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_rule_takes_the_probe_where_the_domain_is_separable(seed):
+    from spoofscope.train.adapt import Selector, default_rule
+    from spoofscope.train.candidates import Keep, Probe
+
+    data = _synthetic(shift=1.5, seed=seed)
+    sel = Selector({"none": Keep(), "probe": Probe(1)}, "auto", 1, default_rule())
+    assert sel.choose(data, np.arange(60)).name == "probe"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_rule_keeps_the_published_layer_where_there_is_no_signal(seed):
+    from spoofscope.train.adapt import Selector, default_rule
+    from spoofscope.train.candidates import Keep, Probe
+
+    data = _synthetic(shift=0.0, seed=seed)
+    data.before = data.before + 3.0 * (data.labels - 0.5)  # the published layer separates
+    sel = Selector({"none": Keep(), "probe": Probe(1)}, "auto", 1, default_rule())
+    assert sel.choose(data, np.arange(60)).name == "none"
+
+
+def test_the_outer_folds_never_reach_the_choice():
+    """Every set of files a candidate is fitted on, or a choice is made from, inside the
+    nested cross-validation lies outside the fold then being scored: each such set misses
+    exactly one fold, and the folds come in order (fold 1's calls, then fold 2's, ...)."""
+    from spoofscope.train.adapt import Selector, default_rule, folds_of, nested_cv
+    from spoofscope.train.candidates import Keep, Probe
+
+    seen = []
+
+    class Spy:
+        def __init__(self, inner):
+            self.inner, self.name = inner, inner.name
+
+        def fit(self, data, files, seed=0):
+            seen.append(set(np.asarray(files).tolist()))
+            return self.inner.fit(data, files, seed)
+
+        def score(self, fitted, data, files):
+            return self.inner.score(fitted, data, files)
+
+    class SpySelector(Selector):
+        def choose(self, data, files, seed=0):
+            seen.append(set(np.asarray(files).tolist()))
+            return super().choose(data, files, seed)
+
+    data = _synthetic(shift=1.0, groups=0)  # stratified folds: every inner part mixes the rest
+    probe = Spy(Probe(1))
+    sel = SpySelector({"none": Keep(), "probe": probe}, "auto", 1, default_rule())
+    fold_of = folds_of(data, 3, 1)
+    cv = nested_cv(data, fold_of, {"probe": probe}, sel)
+    tests = [set(np.flatnonzero(fold_of == k).tolist()) for k in range(3)]
+    assert len(seen) > 3 * 2  # each fold: the probe, the choice and its inner fits
+    order = []
+    for s in seen:
+        missed = [k for k in range(3) if not (s & tests[k])]
+        assert len(missed) == 1, "a fit or a choice saw files of the fold being scored"
+        order.append(missed[0])
+    assert order == sorted(order) and set(order) == {0, 1, 2}
+    assert {r["fold"] for r in cv.rows} == {1, 2, 3}

@@ -168,6 +168,18 @@ def _fingerprint(*parts) -> str:
     return h.hexdigest()[:16]
 
 
+def cache_dir(out, model_source, weights, card, win: int, hop_s: float, cfg, vad: str) -> Path:
+    """Where :func:`embed` keeps each file's embeddings for this model, windowing, recipe
+    augmentation and activity meter (``out/cache/<fingerprint>``)."""
+    hop = max(1, int(round(hop_s * card.sample_rate)))
+    return Path(out) / "cache" / _fingerprint(
+        str(model_source), str(weights), card.to_dict(), win, hop, cfg.augment,
+        cfg.windows_per_file, cfg.seed,
+        "judged-windows-v2",  # windows as detect judges them; abstentions recorded
+        vad,
+    )  # fmt: skip
+
+
 def read_request(data, folds: int, procedure: str, cfg: TrainConfig) -> list:
     """Stage 0: the labelled list of ``data``, refused before any audio is read when the run
     cannot be done (too few folds, an unknown procedure, a recipe that trains more than the
@@ -369,32 +381,99 @@ def se_margin_rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
     return Choice(best if eers[best] < eers["none"] - margin else "none", eers)
 
 
+def calibrated_losses(s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(N,) each file's log loss (bits) under an affine calibration of the scores ``s``
+    fitted on them at prior 0.5: the balanced mean of these (each class weighted one half)
+    is the Cllr of the calibrated scores, the expected loss of the verdicts they give."""
+    from ..infer._logreg import fit_llr_map
+
+    pos = np.asarray(y) == BONAFIDE
+    s = np.asarray(s, np.float64)
+    w, b = fit_llr_map(s[pos, None], s[~pos, None], prior=0.5)
+    llr = s * float(w[0]) + b
+    return np.where(pos, np.logaddexp(0, -llr), np.logaddexp(0, llr)) / np.log(2)
+
+
+def _balanced_mean(v: np.ndarray, pos: np.ndarray) -> float:
+    return float(0.5 * v[pos].mean() + 0.5 * v[~pos].mean())
+
+
+def loss_rule(margin_se: float = 0.0):
+    """A rule that picks the learner with the lowest Cllr of its calibrated inner scores, and
+    replaces the published layer with it only when that Cllr is lower than the published
+    layer's by more than ``margin_se`` standard errors of the paired difference (0: whichever
+    is lower). The pooled EERs are recorded beside."""
+
+    def rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
+        pos = np.asarray(y) == BONAFIDE
+        loss = {n: calibrated_losses(o, y) for n, o in oof.items()}
+        cllr = {n: _balanced_mean(v, pos) for n, v in loss.items()}
+        best = min((n for n in oof if n != "none"), key=lambda n: cllr[n])
+        d = loss["none"] - loss[best]
+        se = float(np.sqrt(0.25 * d[pos].var() / pos.sum() + 0.25 * d[~pos].var() / (~pos).sum()))
+        gain = cllr["none"] - cllr[best]
+        inner = {
+            "cllr": cllr,
+            "eer_percent": {n: eer(o, y) for n, o in oof.items()},
+            "gain_cllr": gain,
+            "gain_se": se,
+            "margin_se": margin_se,
+        }
+        return Choice(best if gain > margin_se * se else "none", inner)
+
+    rule.__name__ = f"loss_rule({margin_se:g})"
+    return rule
+
+
+#: the default rule's margin, in standard errors of the Cllr gain over the published layer,
+#: and what it does when the adapt set holds one source: measured by
+#: ``benchmarks/adapt_real.py`` (README, "Adapt a detector")
+DEFAULT_MARGIN_SE = 0.0
+DEFAULT_ONE_GROUP = "stratified"
+
+
+def default_rule():
+    """The rule ``adapt`` chooses by (see :data:`DEFAULT_MARGIN_SE`)."""
+    return loss_rule(DEFAULT_MARGIN_SE)
+
+
 class Selector:
     """The choice of a final layer for some files, made by a cross-validation inside them
     only: 3 folds, by group when there are groups (2 groups: 2 folds; 1: nothing to judge new
-    groups on, so ``none``). Every learner is fitted on the inner training part and scores the
-    inner held-out part; ``rule`` turns these out-of-fold scores into the choice. With a fixed
-    ``procedure`` (not ``auto``) that procedure is the choice."""
+    groups on, so ``none``, or with ``one_group="stratified"`` 3 folds stratified by class).
+    Every learner is fitted on the inner training part and scores the inner held-out part;
+    ``rule`` turns these out-of-fold scores into the choice. With a fixed ``procedure`` (not
+    ``auto``) that procedure is the choice."""
 
-    def __init__(self, candidates: dict[str, Candidate], procedure: str, seed: int, rule=None):
+    def __init__(
+        self,
+        candidates: dict[str, Candidate],
+        procedure: str,
+        seed: int,
+        rule=None,
+        one_group: str = DEFAULT_ONE_GROUP,
+    ):
         self.candidates, self.procedure, self.seed = candidates, procedure, seed
-        self.rule = rule or se_margin_rule
+        self.rule = rule or default_rule()
+        self.one_group = one_group
 
-    def choose(self, data: AdaptData, files: np.ndarray, seed: int = 0) -> Choice:
-        """Sees the labels and embeddings of ``files`` and nothing else."""
-        if self.procedure != "auto":
-            return Choice(self.procedure, {})
+    def inner_scores(self, data: AdaptData, files: np.ndarray, seed: int = 0):
+        """``(oof, y)``: each candidate's scores of ``files`` from an inner cross-validation
+        inside them (``None`` when the files cannot fill one). Sees the labels and
+        embeddings of ``files`` and nothing else."""
         files = np.asarray(files)
         y = data.labels[files]
         if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) < 3:
-            return Choice("none", {})
+            return None
         sub = [data.groups[i] for i in files] if data.grouped else ["-"] * len(files)
         k = min(3, len(set(sub))) if data.grouped else 3
+        if k < 2 and self.one_group == "stratified":
+            sub, k = ["-"] * len(files), 3
         if k < 2:
-            return Choice("none", {})
+            return None
         inner = folds(y, sub, k, self.seed + 201 + seed, [data.keys[i] for i in files])
         if any(len(set(y[inner != j].tolist())) < 2 for j in range(k)):  # a one-class part
-            return Choice("none", {})
+            return None
         oof = {n: np.zeros(len(files)) for n in self.candidates}
         for j in range(k):
             tr, te = files[inner != j], files[inner == j]
@@ -403,7 +482,14 @@ class Selector:
                     oof[name][inner == j] = cand.score(None, data, te)
                 else:
                     oof[name][inner == j] = cand.score(cand.fit(data, tr, seed + j), data, te)
-        return self.rule(oof, y)
+        return oof, y
+
+    def choose(self, data: AdaptData, files: np.ndarray, seed: int = 0) -> Choice:
+        """Sees the labels and embeddings of ``files`` and nothing else."""
+        if self.procedure != "auto":
+            return Choice(self.procedure, {})
+        got = self.inner_scores(data, files, seed)
+        return Choice("none", {}) if got is None else self.rule(*got)
 
 
 def nested_cv(
@@ -482,13 +568,7 @@ def adapt(
             "cannot be trained on cached embeddings; use spoofscope train --init"
         )
     vad = vad or default_vad()  # the activity meter detect uses
-    hop = max(1, int(round(hop_s * card.sample_rate)))
-    cache = out / "cache" / _fingerprint(
-        str(model_source), str(weights), card.to_dict(), win, hop, cfg.augment,
-        cfg.windows_per_file, cfg.seed,
-        "judged-windows-v2",  # windows as detect judges them; abstentions recorded
-        vad,
-    )  # fmt: skip
+    cache = cache_dir(out, model_source, weights, card, win, hop_s, cfg, vad)
     # 1-2. one pass of the network: the starting model's scores (before) and the embeddings
     labelled, emb = embed(
         trials, model, head, cfg, cache, win=win, hop_s=hop_s, engine=engine, vad=vad,
@@ -562,6 +642,7 @@ def _report(
         "eer_probe_percent": eer(cv.oof["probe"], labels),
         "eer_recipe_percent": eer(cv.oof["recipe"], labels),
         "eer_after_percent": eer(after, labels),
+        "expected_unseen": expected_eer(after, labels, emb.groups, cfg.seed),
         "eer_stratified_percent": stratified,
         "per_fold": cv.rows,
         "procedure": procedure,
@@ -576,6 +657,33 @@ def _report(
         "warnings": labelled.warnings,
         "calibration": cal.report,
         "recipe": cfg.to_dict(),
+    }
+
+
+def expected_eer(scores, labels, groups, seed: int, n_boot: int = 1000) -> dict:
+    """The EER of the nested out-of-fold ``scores`` with a 95 % bootstrap interval: whole
+    groups (sources) resampled when there are at least 3 of them, else files; and the files
+    that would halve the interval (its width shrinks about as one over the square root of
+    the number of files)."""
+    labels = np.asarray(labels)
+    g = np.asarray(groups)
+    names = sorted(set(groups) - {"-"})
+    rng = np.random.default_rng(seed)
+    units = [np.flatnonzero(g == n) for n in names] if len(names) >= 3 else None
+    boot = []
+    for _ in range(n_boot):
+        if units is None:
+            idx = rng.integers(0, len(labels), len(labels))
+        else:
+            idx = np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
+        if len(set(labels[idx].tolist())) == 2:
+            boot.append(eer(scores[idx], labels[idx]))
+    lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+    return {
+        "eer_percent": eer(scores, labels),
+        "interval_95_percent": [lo, hi],
+        "resampled": "sources" if units is not None else "files",
+        "files_to_halve_interval": 4 * len(labels),
     }
 
 
@@ -725,5 +833,41 @@ def _markdown(r: dict) -> str:
             f"{pct(f['eer_after_percent'])} |"
         )
     lines += ["", f"The final model (model.ckpt): {r['final']['how']}."]
+    x = r.get("expected_unseen")
+    if x:
+        lo, hi = x["interval_95_percent"]
+        lines += [
+            "",
+            "**What to expect.** On recordings like these sources"
+            + (" (sources other than those trained on)" if r["grouped"] else "")
+            + f", an EER near {x['eer_percent']:.1f} % (95 % interval {lo:.1f} - {hi:.1f} %, "
+            f"from the nested cross-validation, {x['resampled']} resampled); about "
+            f"{x['files_to_halve_interval']} labelled files would halve that interval.",
+        ]
+    lines += _split_table_lines(r["model"], r["n_bonafide"] + r["n_spoof"])
     lines += [f"\n**Warning:** {w}" for w in r["warnings"]]
     return "\n".join(lines) + "\n"
+
+
+#: ``benchmarks/adapt_real.py``'s table for the official AASIST (see the README)
+SPLIT_TABLE = Path(__file__).parents[1] / "recipes" / "adapt_realdev.json"
+
+
+def _split_table_lines(model: str, n: int) -> list[str]:
+    """The row of the repeated-split table (real recordings, official AASIST) for the size
+    nearest to ``n`` files; nothing for other models."""
+    if str(model).split(":")[0] != "aasist" or not SPLIT_TABLE.is_file():
+        return []
+    t = json.loads(SPLIT_TABLE.read_text())
+    size = min(t["sizes"], key=lambda s: abs(int(s) - n))
+    row = t["sizes"][size]
+    cells = " | ".join(f"{row[k][0]:.1f} +- {row[k][1]:.1f}" for k in t["columns"])
+    return [
+        "",
+        f"For comparison, {t['what']} at {size} files (mean +- standard deviation of the EER "
+        f"on unseen sources over {t['splits']} splits, %):",
+        "",
+        "| adapt-set size | " + " | ".join(t["columns"].values()) + " |",
+        "|---|" + "---|" * len(t["columns"]),
+        f"| {size} | {cells} |",
+    ]

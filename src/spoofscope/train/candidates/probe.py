@@ -48,24 +48,24 @@ class Probe:
 
     name = "probe"
 
-    def __init__(self, seed: int):
-        self.seed = seed
+    def __init__(self, seed: int, grid: tuple[float, ...] = PROBE_C, inner_folds: int = 3):
+        self.seed, self.grid, self.k = seed, tuple(grid), inner_folds
 
     def fit(self, data: AdaptData, files: np.ndarray, seed: int = 0) -> Fitted:
         files = np.asarray(files)
         x, y = data.files, data.labels[files]
         c = 1.0
-        if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) >= 3:
+        if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) >= self.k:
             keys = [data.keys[i] for i in files]
-            inner = folds(y, ["-"] * len(files), 3, self.seed + 101 + seed, keys)
+            inner = folds(y, ["-"] * len(files), self.k, self.seed + 101 + seed, keys)
             losses = []
-            for cc in PROBE_C:
+            for cc in self.grid:
                 oof = np.zeros(len(files))
-                for j in range(3):
+                for j in range(self.k):
                     w, b = fit_logreg(x[files[inner != j]], y[inner != j], cc)
                     oof[inner == j] = x[files[inner == j]].astype(np.float64) @ w + b
                 losses.append(balanced_log_loss(oof, y))
-            c = PROBE_C[int(np.argmin(losses))]
+            c = self.grid[int(np.argmin(losses))]
         w, b = fit_logreg(x[files], y, c)
         return Fitted(as_head(data.head, w, b, data.bona), {"probe_c": c})
 
