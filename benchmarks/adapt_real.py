@@ -118,12 +118,21 @@ def embeddings(realdev: Path, weights: str, work: Path):
     return embeddings(realdev, weights, work)
 
 
-def draw(rng, groups: list[str], labels: np.ndarray, n: int):
-    """Adapt-set and unseen indices: whole sources in random order until they hold ``n``
-    files, ``n`` of those files; the unseen files are every file of the other sources."""
+def draw(rng, groups: list[str], labels: np.ndarray, n: int, split: str = "sources"):
+    """Adapt-set and unseen indices. ``sources``: whole sources in random order until they
+    hold ``n`` files, ``n`` of those files; the unseen files are every file of the other
+    sources. ``files``: ``n`` files of any source; the unseen files are the others."""
     names = sorted(set(groups))
     g = np.array(groups)
     for _ in range(1000):
+        if split == "files":
+            adapt = np.sort(rng.choice(len(labels), n, replace=False))
+            unseen = np.setdiff1d(np.arange(len(labels)), adapt)
+            if all(
+                min(np.sum(labels[p] == 1), np.sum(labels[p] == 0)) >= 5 for p in (adapt, unseen)
+            ):
+                return adapt, unseen
+            continue
         taken, total = [], 0
         for s in rng.permutation(names):
             taken.append(s)
@@ -157,14 +166,22 @@ def main():
         "--weights",
         default=str(HERE.parent.parent / "shared" / "reference" / "official_AASIST.pth"),
     )
-    ap.add_argument("--work", default=str(HERE.parent / ".adapt_real"))
+    ap.add_argument("--work", default=str(Path.home() / ".cache" / "spoofscope-adapt-real"))
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--recipe-reps", type=int, default=None, help="default: --reps")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--split",
+        choices=("sources", "files"),
+        default="sources",
+        help="unseen files from other sources (default), or other files of any source, the "
+        "adapt set then given without its sources (as a list without a group column)",
+    )
+    ap.add_argument("--json", default=None, help="write every split's numbers here")
+    ap.add_argument("--from-json", default=None, help="print the tables of an earlier --json")
+    ap.add_argument("--table", default=None, help="write the rows adapt's report quotes here")
     a = ap.parse_args()
     import torch
-    from _machine import cpu_name
 
     from spoofscope.train import load_config
     from spoofscope.train.adapt import Selector, loss_rule, se_margin_rule
@@ -175,6 +192,9 @@ def main():
         sys.exit(f"{realdev}/labels.csv not found (give --realdev DIR)")
     work.mkdir(parents=True, exist_ok=True)
     data, first, _ = embeddings(realdev, str(Path(a.weights).resolve()), work)
+    sources = data.groups
+    if a.split == "files":  # the user's list names no sources: folds stratified by class
+        data = dataclasses.replace(data, groups=["-"] * len(data.labels))
     cfg = load_config(Path(HERE.parent / "src/spoofscope/recipes/adapt.yaml"))
     y = data.labels
     sizes = [int(s) for s in a.sizes.split(",")]
@@ -202,12 +222,14 @@ def main():
     rules = {
         "EER, 1 SE margin (before)": (se_margin_rule, "none"),
         "EER, no margin": (min_eer_rule, "none"),
-        "Cllr, no margin": (loss_rule(0.0), "none"),
-        "Cllr, 1 SE margin": (loss_rule(1.0), "none"),
-        "Cllr, 2 SE margin": (loss_rule(2.0), "none"),
-        "Cllr, no margin; one source: stratified": (loss_rule(0.0), "stratified"),
-        "Cllr, 1 SE margin; one source: stratified": (loss_rule(1.0), "stratified"),
     }
+    for one_group, margins in (("none", (0.0, 1.0, 2.0)), ("stratified", (0.0, 1.0))):
+        rules.update({rule_key(m, one_group): (loss_rule(m), one_group) for m in margins})
+    if a.from_json:
+        res = {int(n): v for n, v in json.loads(Path(a.from_json).read_text()).items()}
+        sizes = sorted(res)
+        report(res, sizes, rules, variants, a, data, sources, realdev, None, None)
+        return
     res = {n: {} for n in sizes}
     t0 = time.perf_counter()
     fit_time = {"probe": 0.0, "recipe": 0.0}
@@ -215,9 +237,9 @@ def main():
         rows = []
         for r in range(a.reps):
             rng = np.random.default_rng([cfg.seed, n, r])
-            S, U = draw(rng, data.groups, y, n)
+            S, U = draw(rng, data.groups, y, n, a.split)
             with_recipe = r < recipe_reps
-            row = {"n_sources": len({data.groups[i] for i in S}), "keep": eer(data.before[U], y[U])}
+            row = {"n_sources": len({sources[i] for i in S}), "keep": eer(data.before[U], y[U])}
             fitted = {"none": None}
             for name, (d, p) in variants.items():
                 t = time.perf_counter()
@@ -250,6 +272,29 @@ def main():
             rows.append(row)
         res[n] = rows
         print(f"size {n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if a.json:
+        Path(a.json).write_text(json.dumps({str(n): res[n] for n in sizes}, indent=1))
+    report(
+        res, sizes, rules, variants, a, data, sources, realdev, time.perf_counter() - t0, fit_time
+    )
+
+
+def rule_key(margin: float, one_group: str) -> str:
+    """The table's name of a Cllr rule."""
+    m = "no margin" if margin == 0 else f"{margin:g} SE margin"
+    return f"Cllr, {m}" + ("; one source: stratified" if one_group == "stratified" else "")
+
+
+def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_time):
+    """Prints the tables (and writes ``--table``: the rows ``adapt``'s report quotes)."""
+    import torch
+    from _machine import cpu_name
+
+    from spoofscope.train import adapt as A
+
+    y = data.labels
+    recipe_reps = max(sum(r.get("recipe") is not None for r in res[n]) for n in sizes)
+    reps = max(len(res[n]) for n in sizes)
 
     def stat(n, key):
         v = np.array([r[key] for r in res[n] if r.get(key) is not None], float)
@@ -259,9 +304,16 @@ def main():
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads; "
         f"torch {torch.__version__}; official AASIST on {realdev.name} ({len(y)} files judged: "
         f"{int(np.sum(y == 1))} bona fide, {int(np.sum(y == 0))} spoof, "
-        f"{len(set(data.groups))} sources); {a.reps} source-grouped splits per size "
-        f"(the recipe on the first {recipe_reps}); study {time.perf_counter() - t0:.0f} s "
-        f"(probe fits {fit_time['probe']:.0f} s, recipe fits {fit_time['recipe']:.0f} s)\n"
+        f"{len(set(sources))} sources); {reps} "
+        + ("source-grouped splits" if a.split == "sources" else "splits by file (sources mixed)")
+        + f" per size (the recipe on the first {recipe_reps})"
+        + (
+            ""
+            if spent is None
+            else f"; study {spent:.0f} s (probe fits {fit_time['probe']:.0f} s, recipe fits "
+            f"{fit_time['recipe']:.0f} s)"
+        )
+        + "\n"
     )
     head = "| | " + " | ".join(f"{n} files" for n in sizes) + " |"
     line = "|---|" + "---|" * len(sizes)
@@ -273,7 +325,7 @@ def main():
         cells = []
         for n in sizes:
             m, s, cnt = stat(n, k)
-            cells.append(f"{m:.1f} +- {s:.1f}" + (f" ({cnt})" if cnt != a.reps else ""))
+            cells.append(f"{m:.1f} +- {s:.1f}" + (f" ({cnt})" if cnt != reps else ""))
         print(f"| {k.removeprefix('rule:')} | " + " | ".join(cells) + " |")
     print("\nPicks (keep / probe / recipe) of each rule:\n")
     print(head.replace("| |", "| rule |", 1))
@@ -308,8 +360,27 @@ def main():
             + " | ".join("{:.1f} +- {:.1f}".format(*stat(n, "probe:" + k)[:2]) for n in sizes)
             + " |"
         )
-    if a.json:
-        Path(a.json).write_text(json.dumps({str(n): res[n] for n in sizes}, indent=1))
+    if a.table:
+        default = rule_key(A.DEFAULT_MARGIN_SE, A.DEFAULT_ONE_GROUP)
+        cols = {
+            "keep": "published layer kept",
+            "probe": "probe",
+            "recipe": "recipe",
+            "rule:" + default: "adapt's choice",
+        }
+        Path(a.table).write_text(
+            json.dumps(
+                {
+                    "what": "the official AASIST adapted on real recordings of other sources "
+                    "(benchmarks/adapt_real.py)",
+                    "splits": reps,
+                    "columns": cols,
+                    "sizes": {str(n): {k: list(stat(n, k)[:2]) for k in cols} for n in sizes},
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

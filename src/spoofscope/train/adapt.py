@@ -14,14 +14,17 @@
    layer from the other folds: the *probe*, a class-balanced L2 logistic regression on the
    files' embeddings (penalty by an inner 3-fold cross-validation), and the *recipe*, the final
    layer retrained from the published one on every window and augmented crops (early stopping
-   on an inner held-out fifth). A 3-fold cross-validation inside the training folds chooses
-   among them and keeping the published layer (``none``); the fold's files, which none of
-   these saw, are scored by the chosen one;
+   on an inner held-out fifth). A 3-fold cross-validation inside the training folds (by
+   group; stratified when they hold one group) chooses among them and keeping the published
+   layer (``none``) by the Cllr of each one's calibrated inner scores (:func:`loss_rule`;
+   the margin it asks for was measured on real recordings, :data:`DEFAULT_MARGIN_SE`); the
+   fold's files, which none of these saw, are scored by the chosen one;
 4. trains the final model by exactly that procedure on all files (the choice by a 3-fold
    cross-validation over all files, then the chosen procedure with its own stopping rule),
    calibrates it on the nested out-of-fold scores, and writes ``model.ckpt`` (self-describing,
    usable by ``detect`` and ``serve``), ``report.json`` (before, probe, recipe and after, per
-   fold, and which procedure the final model used), ``report.md``, ``det.png`` and
+   fold, and which procedure the final model used; the expected EER on recordings like these
+   with a bootstrap interval), ``report.md``, ``det.png`` and
    ``scores.csv`` (each file's fold and its scores).
 
 The adaptation recipes (``configs/adapt-*.yaml``) train the final bona fide/spoof layer on the
@@ -520,7 +523,7 @@ def nested_cv(
             {
                 "chosen": choice.name,
                 "eer_after_percent": fold_eer(oof["after"]),
-                "inner_eer_percent": choice.inner,
+                "inner": choice.inner,
             }
         )
         for f in fitted.values():
@@ -648,7 +651,7 @@ def _report(
         "procedure": procedure,
         "final": {
             "procedure": choice.name,
-            "inner_eer_percent": choice.inner,
+            "inner": choice.inner,
             "probe_c": fitted.info.get("probe_c"),
             "recipe_best_epoch": fitted.info.get("recipe_best_epoch"),
             "how": how,
