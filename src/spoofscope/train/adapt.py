@@ -455,10 +455,11 @@ class Selector:
         seed: int,
         rule=None,
         one_group: str = DEFAULT_ONE_GROUP,
+        inner_folds: int = 3,
     ):
         self.candidates, self.procedure, self.seed = candidates, procedure, seed
         self.rule = rule or default_rule()
-        self.one_group = one_group
+        self.one_group, self.k = one_group, inner_folds
 
     def inner_scores(self, data: AdaptData, files: np.ndarray, seed: int = 0):
         """``(oof, y)``: each candidate's scores of ``files`` from an inner cross-validation
@@ -469,9 +470,9 @@ class Selector:
         if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) < 3:
             return None
         sub = [data.groups[i] for i in files] if data.grouped else ["-"] * len(files)
-        k = min(3, len(set(sub))) if data.grouped else 3
+        k = min(self.k, len(set(sub))) if data.grouped else self.k
         if k < 2 and self.one_group == "stratified":
-            sub, k = ["-"] * len(files), 3
+            sub, k = ["-"] * len(files), self.k
         if k < 2:
             return None
         inner = folds(y, sub, k, self.seed + 201 + seed, [data.keys[i] for i in files])
@@ -847,7 +848,7 @@ def _markdown(r: dict) -> str:
             f"from the nested cross-validation, {x['resampled']} resampled); about "
             f"{x['files_to_halve_interval']} labelled files would halve that interval.",
         ]
-    lines += _split_table_lines(r["model"], r["n_bonafide"] + r["n_spoof"])
+    lines += _split_table_lines(r["model"], r["n_bonafide"] + r["n_spoof"], r["grouped"])
     lines += [f"\n**Warning:** {w}" for w in r["warnings"]]
     return "\n".join(lines) + "\n"
 
@@ -856,19 +857,22 @@ def _markdown(r: dict) -> str:
 SPLIT_TABLE = Path(__file__).parents[1] / "recipes" / "adapt_realdev.json"
 
 
-def _split_table_lines(model: str, n: int) -> list[str]:
+def _split_table_lines(model: str, n: int, grouped: bool) -> list[str]:
     """The row of the repeated-split table (real recordings, official AASIST) for the size
-    nearest to ``n`` files; nothing for other models."""
+    nearest to ``n`` files, unseen files from other sources when the data are grouped, else
+    from the same sources; nothing for other models."""
     if str(model).split(":")[0] != "aasist" or not SPLIT_TABLE.is_file():
         return []
-    t = json.loads(SPLIT_TABLE.read_text())
+    t = json.loads(SPLIT_TABLE.read_text()).get("sources" if grouped else "files")
+    if t is None:
+        return []
     size = min(t["sizes"], key=lambda s: abs(int(s) - n))
     row = t["sizes"][size]
     cells = " | ".join(f"{row[k][0]:.1f} +- {row[k][1]:.1f}" for k in t["columns"])
     return [
         "",
-        f"For comparison, {t['what']} at {size} files (mean +- standard deviation of the EER "
-        f"on unseen sources over {t['splits']} splits, %):",
+        f"For comparison, {t['what']}: the EER on unseen files, mean +- standard deviation "
+        f"over {t['splits']} splits (%), at the size nearest to yours:",
         "",
         "| adapt-set size | " + " | ".join(t["columns"].values()) + " |",
         "|---|" + "---|" * len(t["columns"]),
