@@ -150,15 +150,6 @@ def draw(rng, groups: list[str], labels: np.ndarray, n: int, split: str = "sourc
     raise RuntimeError(f"no split of {n} files with both classes on both sides")
 
 
-def min_eer_rule(oof, y):
-    """The lowest pooled inner EER, the published layer included (ties: the published)."""
-    from spoofscope.train.adapt import Choice
-    from spoofscope.train.candidates import eer
-
-    e = {n: eer(o, y) for n, o in oof.items()}
-    return Choice(min(e, key=lambda n: (e[n], n != "none")), e)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--realdev", default=str(HERE.parent.parent / "shared" / "realdev"))
@@ -191,7 +182,7 @@ def main():
     import torch
 
     from spoofscope.train import load_config
-    from spoofscope.train.adapt import Selector, loss_rule, se_margin_rule
+    from spoofscope.train.adapt import Selector, loss_rule, min_eer_rule, se_margin_rule
     from spoofscope.train.candidates import Keep, Probe, Recipe, eer
 
     realdev, work = Path(a.realdev), Path(a.work)
@@ -372,11 +363,12 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
             + " |"
         )
     if a.table:
-        default = rule_key(A.DEFAULT_MARGIN_SE, A.DEFAULT_ONE_GROUP)
+        if a.inner_folds != A.DEFAULT_INNER_FOLDS:
+            sys.exit(f"--table needs --inner-folds {A.DEFAULT_INNER_FOLDS} (adapt's choice)")
+        default = "EER, no margin"  # A.default_rule() on A.AUTO_CANDIDATES
         cols = {
             "keep": "published layer kept",
             "probe": "probe",
-            "recipe": "recipe",
             "rule:" + default: "adapt's choice",
         }
         table = json.loads(Path(a.table).read_text()) if Path(a.table).is_file() else {}

@@ -492,7 +492,13 @@ def test_staged_adapt_gives_the_bytes_of_the_single_function(
     same folds and scores, to the last printed digit, as adapt() did before its stages."""
     import hashlib
 
-    from spoofscope.train.adapt import adapt, se_margin_rule
+    from spoofscope.train.adapt import Selector, adapt, se_margin_rule
+    from spoofscope.train.candidates import Keep
+
+    def before(learners):  # the choice as it was: among all three, 3 inner folds, 1 SE
+        return Selector(
+            {"none": Keep(), **learners}, procedure, 1, se_margin_rule, "none", inner_folds=3
+        )
 
     out = tmp_path / "out"
     r = adapt(
@@ -502,7 +508,7 @@ def test_staged_adapt_gives_the_bytes_of_the_single_function(
         _recipe(),
         folds=3,
         procedure=procedure,
-        rule=se_margin_rule,
+        selector=before,
         progress=False,
     )
     weights, scores, chosen = RESHAPE_GOLDEN[(spec, procedure)]

@@ -428,22 +428,33 @@ def loss_rule(margin_se: float = 0.0):
     return rule
 
 
-#: the default rule's margin, in standard errors of the Cllr gain over the published layer,
-#: and what it does when the adapt set holds one source: measured by
-#: ``benchmarks/adapt_real.py`` (README, "Adapt a detector")
-DEFAULT_MARGIN_SE = 0.0
-DEFAULT_ONE_GROUP = "stratified"
+def min_eer_rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
+    """The candidate with the lowest pooled inner EER, the published layer included (ties go
+    to the published layer, then to the first learner)."""
+    e = {n: eer(o, y) for n, o in oof.items()}
+    return Choice(min(e, key=lambda n: (e[n], n != "none")), {"eer_percent": e})
+
+
+#: how ``auto`` chooses, measured by ``benchmarks/adapt_real.py`` on real recordings (README,
+#: "Which final layer"): the published layer or the probe (the recipe lost to both at every
+#: size), by the lowest pooled EER of a 10-fold inner cross-validation (with groups, by group;
+#: one group: nothing to judge new sources on, so the published layer, which measured better
+#: than stratified inner folds there)
+AUTO_CANDIDATES = ("none", "probe")
+DEFAULT_INNER_FOLDS = 10
+DEFAULT_ONE_GROUP = "none"
 
 
 def default_rule():
-    """The rule ``adapt`` chooses by (see :data:`DEFAULT_MARGIN_SE`)."""
-    return loss_rule(DEFAULT_MARGIN_SE)
+    """The rule ``adapt`` chooses by: :func:`min_eer_rule`."""
+    return min_eer_rule
 
 
 class Selector:
     """The choice of a final layer for some files, made by a cross-validation inside them
-    only: 3 folds, by group when there are groups (2 groups: 2 folds; 1: nothing to judge new
-    groups on, so ``none``, or with ``one_group="stratified"`` 3 folds stratified by class).
+    only: ``inner_folds`` folds, by group when there are groups (no more folds than groups;
+    1 group: nothing to judge new groups on, so ``none``, or with ``one_group="stratified"``
+    folds stratified by class).
     Every learner is fitted on the inner training part and scores the inner held-out part;
     ``rule`` turns these out-of-fold scores into the choice. With a fixed ``procedure`` (not
     ``auto``) that procedure is the choice."""
@@ -455,7 +466,7 @@ class Selector:
         seed: int,
         rule=None,
         one_group: str = DEFAULT_ONE_GROUP,
-        inner_folds: int = 3,
+        inner_folds: int = DEFAULT_INNER_FOLDS,
     ):
         self.candidates, self.procedure, self.seed = candidates, procedure, seed
         self.rule = rule or default_rule()
@@ -547,15 +558,15 @@ def adapt(
     progress: bool = True,
     bonafide_label: str | None = None,
     vad: str | None = None,
-    rule=None,
+    selector=None,
 ) -> dict:
     """Adapt ``model_source`` (``name[:tag]``, a checkpoint or ``hf:...``; ``bonafide_label``
     as in :func:`~spoofscope.models.load_model`) to the labelled files ``data``, leaving out
     the files ``detect`` would not judge under the activity meter ``vad`` (default as detect's);
     see the module docstring. ``procedure``: ``auto`` (probe or recipe, chosen by the inner
-    cross-validation), or ``probe`` / ``recipe`` to use that one throughout; ``rule`` turns the
-    inner cross-validation's scores into the choice (default :func:`se_margin_rule`). Returns
-    the report (also written to ``out/report.json``)."""
+    cross-validation), or ``probe`` / ``recipe`` to use that one throughout. ``selector``
+    (learners -> :class:`Selector`) replaces the default choice (:data:`AUTO_CANDIDATES`,
+    :func:`default_rule`). Returns the report (also written to ``out/report.json``)."""
     from ..infer.activity import default_vad
     from ..models import load_model
 
@@ -582,7 +593,12 @@ def adapt(
 
     # 3. nested cross-validation: each fold scored by models that never saw it
     learners = {"probe": Probe(cfg.seed), "recipe": Recipe(cfg, head, emb.bona)}
-    selector = Selector({"none": Keep(), **learners}, procedure, cfg.seed, rule)
+    candidates = {"none": Keep(), **learners}
+    if selector is None:
+        auto = {n: candidates[n] for n in AUTO_CANDIDATES}
+        selector = Selector(auto if procedure == "auto" else candidates, procedure, cfg.seed)
+    else:
+        selector = selector(learners)
     cv = nested_cv(emb, folds_of(emb, folds, cfg.seed), learners, selector)
     stratified = None
     if emb.grouped:  # the estimate for files of sources seen in training, beside unseen ones
@@ -594,7 +610,7 @@ def adapt(
     # scores of the nested cross-validation
     everything = np.arange(len(emb.labels))
     choice = selector.choose(emb, everything, seed=folds)
-    cand = selector.candidates[choice.name]
+    cand = candidates[choice.name]
     fitted = cand.fit(emb, everything, seed=folds)
     cal = calibrate(emb, cv, labelled, data)
     report = _report(
