@@ -14,12 +14,12 @@
    layer from the other folds: the *probe*, a class-balanced L2 logistic regression on the
    files' embeddings (penalty by an inner 3-fold cross-validation), and the *recipe*, the final
    layer retrained from the published one on every window and augmented crops (early stopping
-   on an inner held-out fifth). A 3-fold cross-validation inside the training folds (by
-   group; stratified when they hold one group) chooses among them and keeping the published
-   layer (``none``) by the Cllr of each one's calibrated inner scores (:func:`loss_rule`;
-   the margin it asks for was measured on real recordings, :data:`DEFAULT_MARGIN_SE`); the
+   on an inner held-out fifth). A 10-fold cross-validation inside the training folds (by
+   group; one group: the published layer kept) chooses between the probe and keeping the
+   published layer (``none``) by the lowest pooled inner EER (:data:`AUTO_CANDIDATES`,
+   :func:`default_rule`, measured on real recordings by ``benchmarks/adapt_real.py``); the
    fold's files, which none of these saw, are scored by the chosen one;
-4. trains the final model by exactly that procedure on all files (the choice by a 3-fold
+4. trains the final model by exactly that procedure on all files (the choice by the same
    cross-validation over all files, then the chosen procedure with its own stopping rule),
    calibrates it on the nested out-of-fold scores, and writes ``model.ckpt`` (self-describing,
    usable by ``detect`` and ``serve``), ``report.json`` (before, probe, recipe and after, per

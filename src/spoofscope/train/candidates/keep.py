@@ -22,6 +22,6 @@ class Keep:
 
     def describe(self, fitted: Fitted) -> str:
         return (
-            "none: the published final layer kept (neither the probe nor the recipe beat it in "
-            "a 3-fold cross-validation on all files); only the calibration is new"
+            "none: the published final layer kept (no new layer beat it in the inner "
+            "cross-validation on all files); only the calibration is new"
         )
