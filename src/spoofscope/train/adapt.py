@@ -840,8 +840,8 @@ def _markdown(r: dict) -> str:
         f"| after: the one chosen inside each fold's training files | "
         f"{pct(r['eer_after_percent'])} |" + (f" {pct(strat['after'])} |" if strat else ""),
         "",
-        "Every file is scored by models that never saw it; the choice (the published layer, "
-        "probe or recipe) is made inside the training folds only.",
+        "Every file is scored by models that never saw it; the choice of a final layer is "
+        "made inside the training folds only.",
         "",
         "| fold | files | before (%) | probe (%) | recipe (%) | chosen | after (%) |",
         "|---|---|---|---|---|---|---|",
