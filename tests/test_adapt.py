@@ -608,3 +608,20 @@ def test_the_outer_folds_never_reach_the_choice():
         order.append(missed[0])
     assert order == sorted(order) and set(order) == {0, 1, 2}
     assert {r["fold"] for r in cv.rows} == {1, 2, 3}
+
+
+def test_expected_eer_interval_resamples_sources_and_brackets_the_estimate():
+    from spoofscope.train.adapt import expected_eer
+
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 2
+    groups = [f"g{i % 8}" for i in range(120)]
+    sep = expected_eer(y * 10.0, y, groups, seed=0)
+    assert sep["eer_percent"] == 0 and sep["interval_95_percent"] == [0.0, 0.0]
+    s = y + rng.standard_normal(120)
+    x = expected_eer(s, y, groups, seed=0)
+    e = compute_eer(s[y == 1], s[y == 0])[0] * 100
+    lo, hi = x["interval_95_percent"]
+    assert x["eer_percent"] == pytest.approx(e) and lo < e < hi and hi - lo > 5
+    assert x["resampled"] == "sources" and x["files_to_halve_interval"] == 480
+    assert expected_eer(s, y, ["-"] * 120, seed=0)["resampled"] == "files"
