@@ -263,7 +263,7 @@ def test_adapt_gives_the_same_result_wherever_the_data_lie(labelled, start_ckpt,
 def test_head_weight_decay_pulls_towards_the_starting_layer():
     """L2-SP: with a strong decay the adapted head stays the published one; without it the
     head follows the data (here labels the start gets backwards)."""
-    from spoofscope.train.adapt import _Head
+    from spoofscope.train.candidates import HeadTrainer
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(8, 2)
@@ -274,7 +274,7 @@ def test_head_weight_decay_pulls_towards_the_starting_layer():
     moved = {}
     for decay in (0.0, 1e3):
         cfg = _recipe(optimizer={"name": "adam", "lr": 1e-2, "weight_decay": decay})
-        fitted, _ = _Head(layer, cfg, 1).fit(x, y, 20)
+        fitted, _ = HeadTrainer(layer, cfg, 1).fit(x, y, 20)
         with torch.no_grad():
             moved[decay] = float((fitted(torch.from_numpy(x)) - start).abs().mean())
     assert moved[1e3] < 0.05 < 1.0 < moved[0.0]
@@ -374,14 +374,14 @@ def _newton_logreg(x, y, c):
 
 
 def test_probe_is_the_class_balanced_l2_logistic_regression():
-    from spoofscope.train.adapt import _fit_logreg
+    from spoofscope.train.candidates import fit_logreg
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((80, 5)) * [1, 2, 3, 0.5, 1] + 3
     y = (x[:, 0] + 0.5 * x[:, 1] + rng.standard_normal(80) > 5).astype(int)
     assert 10 < y.sum() < 40  # unbalanced: the class weights matter
     for c in (0.01, 1.0, 100.0):
-        w, b = _fit_logreg(x, y, c)
+        w, b = fit_logreg(x, y, c)
         w_ref, b_ref = _newton_logreg(x, y, c)
         np.testing.assert_allclose(w, w_ref, rtol=1e-3, atol=1e-4)
         assert b == pytest.approx(b_ref, rel=1e-3, abs=1e-4)
@@ -461,3 +461,167 @@ def test_adapt_on_real_recordings_is_not_worse_on_new_sources(shared_dir, tmp_pa
     folds = [f["eer_after_percent"] for f in r["per_fold"] if f["eer_after_percent"] is not None]
     assert adapted <= start + 1e-9
     assert min(folds) <= adapted <= max(folds), (folds, adapted)
+
+
+# Recorded with the single-function adapt() before it was split into stages (commit aea05f9):
+# the final model's weights and every file's fold and scores (scores.csv without the paths)
+RESHAPE_GOLDEN = {
+    ("list.csv", "auto"): (
+        "591dc7225a8d415128c192086b275ef0d9578d20b3fdccbb964e41630b860a84",
+        "4a309ad905366fb6bd2c478a3ef7814212e83d1a2ad69091279a20bbb02f45d7",
+        ["recipe", "probe", "probe"],
+    ),
+    ("", "recipe"): (
+        "c70ef990b352412741f52aba191d60bae933ddbf94fbcbc002cba0ed87702149",
+        "137e0c81fe01c404861a81d7f1b3da4e152c5e6f6f0654c59a4fe1c7a8aead02",
+        ["recipe", "recipe", "recipe"],
+    ),
+    ("", "auto"): (
+        "c70ef990b352412741f52aba191d60bae933ddbf94fbcbc002cba0ed87702149",
+        "31e6be7338777ef91acdc41e4822a3f96376334e6b4bf45859c03f6bd8fd7f23",
+        ["none", "recipe", "probe"],
+    ),
+}
+
+
+@pytest.mark.parametrize("spec,procedure", list(RESHAPE_GOLDEN))
+def test_staged_adapt_gives_the_bytes_of_the_single_function(
+    spec, procedure, labelled, start_ckpt, tmp_path
+):
+    """A seeded run (the 24 labelled files, 3 folds) writes the same final layer and the
+    same folds and scores, to the last printed digit, as adapt() did before its stages."""
+    import hashlib
+
+    from spoofscope.train.adapt import Selector, adapt, se_margin_rule
+    from spoofscope.train.candidates import Keep
+
+    def before(learners):  # the choice as it was: among all three, 3 inner folds, 1 SE
+        return Selector(
+            {"none": Keep(), **learners}, procedure, 1, se_margin_rule, "none", inner_folds=3
+        )
+
+    out = tmp_path / "out"
+    r = adapt(
+        start_ckpt,
+        labelled / spec,
+        out,
+        _recipe(),
+        folds=3,
+        procedure=procedure,
+        selector=before,
+        progress=False,
+    )
+    weights, scores, chosen = RESHAPE_GOLDEN[(spec, procedure)]
+    sd = load_checkpoint(out / "model.ckpt")[0].state_dict()
+    got = hashlib.sha256(b"".join(sd[k].numpy().tobytes() for k in sorted(sd))).hexdigest()
+    assert got == weights
+    rows = sorted(csv.DictReader(open(out / "scores.csv")), key=lambda r: Path(r["path"]).name)
+    cols = ("fold", "score_before", "score_probe_cv", "score_recipe_cv", "score_after_cv")
+    text = "\n".join(",".join([Path(r["path"]).name] + [r[c] for c in cols]) for r in rows)
+    assert hashlib.sha256(text.encode()).hexdigest() == scores
+    assert [f["chosen"] for f in r["per_fold"]] == chosen
+
+
+def _synthetic(shift: float, seed: int = 0, n: int = 60, groups: int = 6):
+    """AdaptData of ``n`` files (half bona fide) in ``groups`` groups (0: none): 16-d
+    embeddings whose class means lie ``shift`` apart along every axis (0: no signal), one
+    window and one crop per file, and a published layer whose scores are noise."""
+    from spoofscope.train.candidates import AdaptData
+
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = (rng.standard_normal((n, 16)) + shift * y[:, None] / 2).astype(np.float32)
+    head = torch.nn.Linear(16, 2)
+    torch.nn.init.zeros_(head.weight)
+    return AdaptData(
+        labels=y,
+        groups=[f"g{i % groups}" if groups else "-" for i in range(n)],
+        keys=[f"{i:064x}" for i in range(n)],
+        files=x,
+        before=rng.standard_normal(n),
+        windows=x,
+        window_file=np.arange(n),
+        crops=x,
+        crop_file=np.arange(n),
+        head=head,
+        bona=1,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_rule_takes_the_probe_where_the_domain_is_separable(seed):
+    from spoofscope.train.adapt import Selector, default_rule
+    from spoofscope.train.candidates import Keep, Probe
+
+    data = _synthetic(shift=1.5, seed=seed)
+    sel = Selector({"none": Keep(), "probe": Probe(1)}, "auto", 1, default_rule())
+    assert sel.choose(data, np.arange(60)).name == "probe"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_rule_keeps_the_published_layer_where_there_is_no_signal(seed):
+    from spoofscope.train.adapt import Selector, default_rule
+    from spoofscope.train.candidates import Keep, Probe
+
+    data = _synthetic(shift=0.0, seed=seed)
+    data.before = data.before + 3.0 * (data.labels - 0.5)  # the published layer separates
+    sel = Selector({"none": Keep(), "probe": Probe(1)}, "auto", 1, default_rule())
+    assert sel.choose(data, np.arange(60)).name == "none"
+
+
+def test_the_outer_folds_never_reach_the_choice():
+    """Every set of files a candidate is fitted on, or a choice is made from, inside the
+    nested cross-validation lies outside the fold then being scored: each such set misses
+    exactly one fold, and the folds come in order (fold 1's calls, then fold 2's, ...)."""
+    from spoofscope.train.adapt import Selector, default_rule, folds_of, nested_cv
+    from spoofscope.train.candidates import Keep, Probe
+
+    seen = []
+
+    class Spy:
+        def __init__(self, inner):
+            self.inner, self.name = inner, inner.name
+
+        def fit(self, data, files, seed=0):
+            seen.append(set(np.asarray(files).tolist()))
+            return self.inner.fit(data, files, seed)
+
+        def score(self, fitted, data, files):
+            return self.inner.score(fitted, data, files)
+
+    class SpySelector(Selector):
+        def choose(self, data, files, seed=0):
+            seen.append(set(np.asarray(files).tolist()))
+            return super().choose(data, files, seed)
+
+    data = _synthetic(shift=1.0, groups=0)  # stratified folds: every inner part mixes the rest
+    probe = Spy(Probe(1))
+    sel = SpySelector({"none": Keep(), "probe": probe}, "auto", 1, default_rule())
+    fold_of = folds_of(data, 3, 1)
+    cv = nested_cv(data, fold_of, {"probe": probe}, sel)
+    tests = [set(np.flatnonzero(fold_of == k).tolist()) for k in range(3)]
+    assert len(seen) > 3 * 2  # each fold: the probe, the choice and its inner fits
+    order = []
+    for s in seen:
+        missed = [k for k in range(3) if not (s & tests[k])]
+        assert len(missed) == 1, "a fit or a choice saw files of the fold being scored"
+        order.append(missed[0])
+    assert order == sorted(order) and set(order) == {0, 1, 2}
+    assert {r["fold"] for r in cv.rows} == {1, 2, 3}
+
+
+def test_expected_eer_interval_resamples_sources_and_brackets_the_estimate():
+    from spoofscope.train.adapt import expected_eer
+
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 2
+    groups = [f"g{i % 8}" for i in range(120)]
+    sep = expected_eer(y * 10.0, y, groups, seed=0)
+    assert sep["eer_percent"] == 0 and sep["interval_95_percent"] == [0.0, 0.0]
+    s = y + rng.standard_normal(120)
+    x = expected_eer(s, y, groups, seed=0)
+    e = compute_eer(s[y == 1], s[y == 0])[0] * 100
+    lo, hi = x["interval_95_percent"]
+    assert x["eer_percent"] == pytest.approx(e) and lo < e < hi and hi - lo > 5
+    assert x["resampled"] == "sources" and x["files_to_halve_interval"] == 480
+    assert expected_eer(s, y, ["-"] * 120, seed=0)["resampled"] == "files"

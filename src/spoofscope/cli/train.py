@@ -63,6 +63,12 @@ def _cmd_adapt(a) -> int:
         )
     )
     print(f"  final model: {r['final']['how']}")
+    x = r["expected_unseen"]
+    print(
+        f"  expected EER on recordings like these: {x['eer_percent']:.1f} % (95 % interval "
+        f"{x['interval_95_percent'][0]:.1f} - {x['interval_95_percent'][1]:.1f} %; about "
+        f"{x['files_to_halve_interval']} files would halve it)"
+    )
     # r["warnings"] were logged as they were found (stderr): not printed a second time
     print(
         f"adapted model: {Path(a.out) / 'model.ckpt'} (spoofscope detect --model ...); report: "

@@ -14,14 +14,17 @@
    layer from the other folds: the *probe*, a class-balanced L2 logistic regression on the
    files' embeddings (penalty by an inner 3-fold cross-validation), and the *recipe*, the final
    layer retrained from the published one on every window and augmented crops (early stopping
-   on an inner held-out fifth). A 3-fold cross-validation inside the training folds chooses
-   among them and keeping the published layer (``none``); the fold's files, which none of
-   these saw, are scored by the chosen one;
-4. trains the final model by exactly that procedure on all files (the choice by a 3-fold
+   on an inner held-out fifth). A 10-fold cross-validation inside the training folds (by
+   group; one group: the published layer kept) chooses between the probe and keeping the
+   published layer (``none``) by the lowest pooled inner EER (:data:`AUTO_CANDIDATES`,
+   :func:`default_rule`, measured on real recordings by ``benchmarks/adapt_real.py``); the
+   fold's files, which none of these saw, are scored by the chosen one;
+4. trains the final model by exactly that procedure on all files (the choice by the same
    cross-validation over all files, then the chosen procedure with its own stopping rule),
    calibrates it on the nested out-of-fold scores, and writes ``model.ckpt`` (self-describing,
    usable by ``detect`` and ``serve``), ``report.json`` (before, probe, recipe and after, per
-   fold, and which procedure the final model used), ``report.md``, ``det.png`` and
+   fold, and which procedure the final model used; the expected EER on recordings like these
+   with a bootstrap interval), ``report.md``, ``det.png`` and
    ``scores.csv`` (each file's fold and its scores).
 
 The adaptation recipes (``configs/adapt-*.yaml``) train the final bona fide/spoof layer on the
@@ -32,6 +35,15 @@ the run is dominated by one pass of the network over the data. Deeper fine-tunin
 encoder) is ``spoofscope train --init``.
 
 An interrupted run resumes: per-file embeddings are kept under ``out/cache/``.
+
+The stages, with plain data between them: :func:`read_request` (the list, refused before any
+audio is read when it cannot fill the folds) -> :func:`embed` (:class:`Labelled`, and the
+arrays of :class:`~spoofscope.train.candidates.AdaptData`) -> :func:`folds_of` ->
+:func:`nested_cv` (each learner and the :class:`Selector`'s choice made inside the training
+folds) -> the final fit (the same choice on all files) -> :func:`calibrate` ->
+:func:`write_outputs`. The candidates (the published layer, the probe, the recipe) are classes
+that follow :class:`~spoofscope.train.candidates.Candidate`, one per file in
+``train/candidates/``; a new one is one more class there.
 """
 
 from __future__ import annotations
@@ -45,14 +57,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..audio import load_audio, random_crop
 from ..data.protocols import BONAFIDE
 from ..errors import ConfigError, InputError
-from ..metrics import compute_eer
+from .candidates import AdaptData, Candidate, Keep, Probe, Recipe, eer, folds
 from .config import TrainConfig
-from .finetune import head_logits, head_matches_embedding
+from .finetune import head_matches_embedding
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +71,9 @@ log = logging.getLogger(__name__)
 FEW_PER_CLASS = 20
 #: above this ratio between the classes the estimate leans on the small class
 UNBALANCED = 10.0
+#: how the new final layer is learnt: chosen by cross-validation among keeping the published
+#: one, the probe and the recipe; or one of the two
+PROCEDURES = ("auto", "probe", "recipe")
 
 
 @dataclass
@@ -68,7 +82,45 @@ class Clip:
     label: int
     group: str
     key: str = ""  # sha256 of the file's bytes: its seeds and its place in the folds
-    windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+
+@dataclass
+class Labelled:
+    """The files the run uses (``clips``, judged by ``detect``), those it left out
+    (``skipped``: unreadable; ``no_speech``: nothing for ``detect`` to judge) and the warnings
+    about what remains."""
+
+    clips: list[Clip]
+    skipped: list[dict]
+    no_speech: list[dict]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_bona(self) -> int:
+        return sum(c.label == BONAFIDE for c in self.clips)
+
+    @property
+    def n_spoof(self) -> int:
+        return len(self.clips) - self.n_bona
+
+
+@dataclass
+class Choice:
+    """What the inner cross-validation chose for some files (``none``, ``probe``, ...), with
+    what it measured (``inner``: per candidate, e.g. its pooled EER)."""
+
+    name: str
+    inner: dict
+
+
+@dataclass
+class CrossValidated:
+    """The nested cross-validation: each file's fold, its out-of-fold scores under each
+    learner and under the choice (``after``), and one row per fold."""
+
+    fold_of: np.ndarray
+    oof: dict[str, np.ndarray]
+    rows: list[dict]
 
 
 def read_labelled(spec) -> list:
@@ -104,156 +156,6 @@ def _check_folds(labels, groups: list[str], k: int, what) -> None:
         )
 
 
-def _folds(labels: np.ndarray, groups: list[str], k: int, seed: int, keys=None) -> np.ndarray:
-    """Fold index of each file: whole groups per fold (largest first, to the emptiest fold)
-    when groups are given, else stratified by class. ``keys`` (one string per file, e.g. its
-    content's sha256) fix the order before the shuffle, so the folds depend on the files and
-    not on the order or spelling of the list."""
-    rng = np.random.default_rng(seed)
-    fold = np.zeros(len(labels), int)
-    if any(g != "-" for g in groups):
-        names = sorted(set(groups))
-        if len(names) < k:
-            raise ConfigError(
-                f"{len(names)} groups cannot fill {k} folds: use --folds {len(names)}"
-            )
-        rng.shuffle(names)
-        sizes = {g: groups.count(g) for g in names}
-        load = np.zeros(k)
-        where = {}
-        for g in sorted(names, key=lambda g: -sizes[g]):
-            where[g] = int(np.argmin(load))
-            load[where[g]] += sizes[g]
-        return np.array([where[g] for g in groups])
-    for c in (0, 1):
-        idx = np.flatnonzero(labels == c)
-        if keys is not None:
-            idx = idx[np.argsort([keys[i] for i in idx], kind="stable")]
-        rng.shuffle(idx)
-        fold[idx] = np.arange(len(idx)) % k
-    return fold
-
-
-def _eer(scores, labels) -> float:
-    scores, labels = np.asarray(scores), np.asarray(labels)
-    return float(compute_eer(scores[labels == BONAFIDE], scores[labels != BONAFIDE])[0] * 100)
-
-
-class _Head:
-    """Training the final layer on cached embeddings, from the pretrained layer's weights."""
-
-    def __init__(self, layer: torch.nn.Linear, cfg: TrainConfig, bona: int):
-        self.init = copy.deepcopy(layer).float()
-        self.cfg, self.bona = cfg, bona
-
-    def fit(self, x, y, epochs, x_val=None, y_val=None, seed=0):
-        """Returns (layer, best_epoch). With validation data, the layer of the epoch with the
-        lowest class-balanced validation loss (continuous, unlike the EER of a few files).
-
-        The layer is trained on standardised embeddings (the training windows' mean and
-        deviation), starting from the pretrained layer rewritten for them, and rewritten back
-        at the end: the same function of the embedding, better conditioned for Adam."""
-        cfg = self.cfg
-        torch.manual_seed(seed)
-        mu = torch.from_numpy(x.mean(0))
-        sd = torch.from_numpy(x.std(0)).clamp_min(1e-6)
-        layer = copy.deepcopy(self.init)
-        with torch.no_grad():  # W z + c with z = (e - mu) / sd equals W0 e + b0
-            layer.bias.add_(layer.weight @ mu)
-            layer.weight.mul_(sd)
-        opt = torch.optim.Adam(layer.parameters(), lr=cfg.optimizer.lr)
-        # weight decay pulls towards the starting layer (L2-SP), not towards zero: what the
-        # published layer knew about other attacks is kept unless the data say otherwise
-        start = [p.detach().clone() for p in layer.parameters()]
-        decay = cfg.optimizer.weight_decay
-
-        def z(a):
-            return (torch.from_numpy(a) - mu) / sd
-
-        xt, yt = z(x), torch.from_numpy(y.astype(np.int64))
-        loss_fn = torch.nn.CrossEntropyLoss(weight=_balanced(y))
-        if x_val is not None:
-            xv, yv = z(x_val), torch.from_numpy(y_val.astype(np.int64))
-            val_loss = torch.nn.CrossEntropyLoss(weight=_balanced(y_val))
-        g = torch.Generator().manual_seed(seed)
-        best, best_epoch, best_state, stale = np.inf, 0, copy.deepcopy(layer.state_dict()), 0
-        for epoch in range(epochs):
-            order = torch.randperm(len(yt), generator=g)
-            for i in range(0, len(order), cfg.batch_size):
-                b = order[i : i + cfg.batch_size]
-                opt.zero_grad()
-                loss = loss_fn(head_logits(layer, xt[b]), yt[b])
-                if decay:
-                    loss = loss + decay * sum(
-                        ((p - p0) ** 2).sum()
-                        for p, p0 in zip(layer.parameters(), start, strict=True)
-                    )
-                loss.backward()
-                opt.step()
-            if x_val is None:
-                continue
-            with torch.no_grad():
-                v = float(val_loss(head_logits(layer, xv), yv))
-            if v < best - 1e-6:
-                best, best_epoch, stale = v, epoch + 1, 0
-                best_state = copy.deepcopy(layer.state_dict())
-            else:
-                stale += 1
-                if cfg.early_stopping.patience and stale >= cfg.early_stopping.patience:
-                    break
-        if x_val is not None:
-            layer.load_state_dict(best_state)
-        with torch.no_grad():  # back to the embedding's own scale
-            layer.weight.div_(sd)
-            layer.bias.sub_(layer.weight @ mu)
-        return layer, (max(best_epoch, 1) if x_val is not None else epochs)
-
-
-#: how the new final layer is learnt: chosen by cross-validation among keeping the published
-#: one, the probe and the recipe; or one of the two
-PROCEDURES = ("auto", "probe", "recipe")
-#: the probe's inverse penalties, chosen among by an inner cross-validation
-PROBE_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-
-
-def _fit_logreg(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
-    """Class-balanced logistic regression with an L2 penalty ``|w|^2 / (2 c n)`` on
-    standardised features: ``(w, b)`` of the log-odds (bona fide vs spoof) in the features'
-    own scale. It is the calibration's prior-weighted regression at prior 0.5."""
-    from ..infer._logreg import fit_llr_map
-
-    x = np.asarray(x, np.float64)
-    pos = np.asarray(y) == BONAFIDE
-    w, b = fit_llr_map(x[pos], x[~pos], prior=0.5, l2=0.5 / (c * len(pos)))
-    return w, b
-
-
-def _balanced_log_loss(s: np.ndarray, y: np.ndarray) -> float:
-    pos = np.asarray(y) == BONAFIDE
-    return float(0.5 * np.mean(np.logaddexp(0, -s[pos])) + 0.5 * np.mean(np.logaddexp(0, s[~pos])))
-
-
-def _as_head(template: torch.nn.Linear, w: np.ndarray, b: float, bona: int) -> torch.nn.Linear:
-    """A copy of the head that scores the log-odds ``w.e + b``: the bona fide logit minus the
-    spoof logit (a two-output head gets half on each, so its bona fide logit, the score, is
-    half the log-odds), or the single output of a one-output head."""
-    layer = copy.deepcopy(template).float()
-    wt = torch.from_numpy(np.asarray(w, np.float32))
-    with torch.no_grad():
-        if layer.out_features == 1:
-            layer.weight[0], layer.bias[0] = wt, float(b)
-        else:
-            layer.weight[bona], layer.bias[bona] = wt / 2, float(b) / 2
-            layer.weight[1 - bona], layer.bias[1 - bona] = -wt / 2, -float(b) / 2
-    return layer
-
-
-def _balanced(y) -> torch.Tensor:
-    """CE class weights that give both classes the same total weight."""
-    counts = np.bincount(np.asarray(y), minlength=2).astype(np.float64)
-    return torch.tensor(len(y) / (2 * np.maximum(counts, 1)), dtype=torch.float32)
-
-
 def _content_key(path) -> str:
     """The sha256 of a file's bytes: its random windows, augmentation and fold follow from
     it, so the same files give the same result wherever they and the list naming them lie."""
@@ -269,40 +171,22 @@ def _fingerprint(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-def adapt(
-    model_source,
-    data,
-    out,
-    cfg: TrainConfig,
-    *,
-    weights=None,
-    folds: int = 5,
-    hop_s: float = 2.0,
-    engine: str = "auto",
-    procedure: str = "auto",
-    progress: bool = True,
-    bonafide_label: str | None = None,
-    vad: str | None = None,
-) -> dict:
-    """Adapt ``model_source`` (``name[:tag]``, a checkpoint or ``hf:...``; ``bonafide_label``
-    as in :func:`~spoofscope.models.load_model`) to the labelled files ``data``, leaving out
-    the files ``detect`` would not judge under the activity meter ``vad`` (default as detect's);
-    see the module docstring. ``procedure``: ``auto`` (probe or recipe, chosen by the inner
-    cross-validation), or ``probe`` / ``recipe`` to use that one throughout. Returns the report
-    (also written to ``out/report.json``)."""
-    from tqdm.auto import tqdm
+def cache_dir(out, model_source, weights, card, win: int, hop_s: float, cfg, vad: str) -> Path:
+    """Where :func:`embed` keeps each file's embeddings for this model, windowing, recipe
+    augmentation and activity meter (``out/cache/<fingerprint>``)."""
+    hop = max(1, int(round(hop_s * card.sample_rate)))
+    return Path(out) / "cache" / _fingerprint(
+        str(model_source), str(weights), card.to_dict(), win, hop, cfg.augment,
+        cfg.windows_per_file, cfg.seed,
+        "judged-windows-v2",  # windows as detect judges them; abstentions recorded
+        vad,
+    )  # fmt: skip
 
-    from ..augment import build_augmentation
-    from ..infer import Decision, WindowPolicy, make_engine
-    from ..infer.activity import default_vad, make_meter
-    from ..infer.calibration import Calibration
-    from ..infer.windows import sliding_windows
-    from ..metrics.det_plot import plot_dets
-    from ..models import load_model, save_checkpoint
-    from ..models._card import replace
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def read_request(data, folds: int, procedure: str, cfg: TrainConfig) -> list:
+    """Stage 0: the labelled list of ``data``, refused before any audio is read when the run
+    cannot be done (too few folds, an unknown procedure, a recipe that trains more than the
+    final layer, one class only, fewer files or groups than folds)."""
     if folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {folds}")
     if procedure not in PROCEDURES:
@@ -320,41 +204,42 @@ def adapt(
         only = "bona fide" if labels_all[0] == BONAFIDE else "spoof"
         raise InputError(f"{data}: every file is {only}; adaptation needs both classes")
     _check_folds(labels_all, [t.speaker for t in trials], folds, data)
+    return trials
 
-    model = load_model(model_source, weights=weights, bonafide_label=bonafide_label)
+
+def embed(
+    trials,
+    model,
+    head,
+    cfg: TrainConfig,
+    cache: Path,
+    *,
+    win: int,
+    hop_s: float,
+    engine: str,
+    vad: str,
+    progress: bool,
+) -> tuple[Labelled, AdaptData]:
+    """Stage 1-2: one pass of the network over every file. The windows ``detect`` judges are
+    embedded and scored (the starting model's score: the mean of their bona fide logits), and
+    ``cfg.windows_per_file`` random crops through the recipe's augmentation are embedded for
+    training; the crops and their augmentation follow from ``cfg.seed`` and the file's bytes.
+    Unreadable files and files ``detect`` would not judge are listed and left out. Each
+    file's result is kept under ``cache`` (an interrupted run resumes)."""
+    from tqdm.auto import tqdm
+
+    from ..augment import build_augmentation
+    from ..infer import Decision, WindowPolicy, make_engine
+    from ..infer.activity import make_meter
+    from ..infer.windows import sliding_windows
+
     card = model.card
-    win = int(cfg.crop_samples or card.window_samples)
-    head = head_matches_embedding(model, win)
-    if head is None:
-        raise ConfigError(
-            f"{card.name}: its logits are not one Linear layer of its embedding, so the head "
-            "cannot be trained on cached embeddings; use spoofscope train --init"
-        )
     eng = make_engine(model, engine, length=win)
     augment = build_augmentation(cfg.augment)
     hop = max(1, int(round(hop_s * card.sample_rate)))
-    vad = vad or default_vad()  # the activity meter detect uses
-    cache = (
-        out
-        / "cache"
-        / _fingerprint(
-            str(model_source),
-            str(weights),
-            card.to_dict(),
-            win,
-            hop,
-            cfg.augment,
-            cfg.windows_per_file,
-            cfg.seed,
-            "judged-windows-v2",  # windows as detect judges them; abstentions recorded
-            vad,
-        )
-    )
     cache.mkdir(parents=True, exist_ok=True)
     silence_db, need = WindowPolicy().silence_db, Decision().min_speech_s
 
-    # 1-2. every file: the windows detect judges (scored: before) and augmented random crops
-    # (training); a file detect would not judge (no_speech) is listed and left out
     clips, skipped, no_speech = [], [], []
     emb_eval, idx_eval, emb_aug, idx_aug, before = [], [], [], [], []
     bar = tqdm(trials, desc="embedding", disable=not progress, leave=False)
@@ -423,246 +308,450 @@ def adapt(
         emb_aug.append(aug)
         idx_aug.append(np.full(len(aug), k))
         before.append(float(ev_logits[:, card.bonafide_index].mean()))
-    if no_speech:
+    labelled = Labelled(clips, skipped, no_speech)
+    if not clips:
+        return labelled, None
+    E = np.concatenate(emb_eval).astype(np.float32)
+    I_e = np.concatenate(idx_eval)
+    # each file's embedding as the detector judges it: the mean of its judged windows (its
+    # score is the mean of their logits, i.e. the linear head of this mean)
+    F = np.stack([E[I_e == i].mean(0) for i in range(len(clips))]).astype(np.float32)
+    data = AdaptData(
+        labels=np.array([c.label for c in clips]),
+        groups=[c.group for c in clips],
+        keys=[c.key for c in clips],
+        files=F,
+        before=np.array(before),
+        windows=E,
+        window_file=I_e,
+        crops=np.concatenate(emb_aug).astype(np.float32),
+        crop_file=np.concatenate(idx_aug),
+        head=head,
+        bona=card.bonafide_index,
+    )
+    return labelled, data
+
+
+def check_labelled(labelled: Labelled, data, n_folds: int) -> None:
+    """Refuse a run the readable files cannot fill; warn (``labelled.warnings``) when the
+    estimate will be coarse."""
+    if labelled.no_speech:
         log.warning(
             "%d of %d files left out: detect would not judge them (no_speech; listed in "
             "report.json); first: %s",
-            len(no_speech),
-            len(trials),
-            no_speech[0]["path"],
+            len(labelled.no_speech),
+            len(labelled.clips) + len(labelled.no_speech) + len(labelled.skipped),
+            labelled.no_speech[0]["path"],
         )
-    if skipped:
+    if labelled.skipped:
         log.warning(
             "%d of %d files unreadable, skipped (listed in report.json); first: %s (%s)",
-            len(skipped),
-            len(trials),
-            skipped[0]["path"],
-            skipped[0]["why"],
+            len(labelled.skipped),
+            len(labelled.clips) + len(labelled.no_speech) + len(labelled.skipped),
+            labelled.skipped[0]["path"],
+            labelled.skipped[0]["why"],
         )
-    labels = np.array([c.label for c in clips])
-    n_bona, n_spoof = int(np.sum(labels == BONAFIDE)), int(np.sum(labels != BONAFIDE))
-    if min(n_bona, n_spoof) < folds:
+    n_bona, n_spoof = labelled.n_bona, labelled.n_spoof
+    if min(n_bona, n_spoof) < n_folds:
         raise InputError(
-            f"{data}: {n_bona} bona fide and {n_spoof} spoof files readable; {folds}-fold "
-            f"cross-validation needs at least {folds} of each"
+            f"{data}: {n_bona} bona fide and {n_spoof} spoof files readable; {n_folds}-fold "
+            f"cross-validation needs at least {n_folds} of each"
         )
-    warnings = []
     if min(n_bona, n_spoof) < FEW_PER_CLASS:
-        warnings.append(
+        labelled.warnings.append(
             f"only {min(n_bona, n_spoof)} files of the smaller class: the EER estimates move by "
             f"{100 / min(n_bona, n_spoof):.0f} points per file; collect more before trusting them"
         )
     if max(n_bona, n_spoof) / min(n_bona, n_spoof) > UNBALANCED:
-        warnings.append(
+        labelled.warnings.append(
             f"unbalanced data ({n_bona} bona fide, {n_spoof} spoof): the estimate rests on the "
             "smaller class"
         )
-    for w in warnings:
+    for w in labelled.warnings:
         log.warning(w)
 
-    E = np.concatenate(emb_eval).astype(np.float32)
-    I_e = np.concatenate(idx_eval)
-    A = np.concatenate(emb_aug).astype(np.float32)
-    I_a = np.concatenate(idx_aug)
-    y_e, y_a = labels[I_e], labels[I_a]
-    before = np.array(before)
-    groups = [c.group for c in clips]
-    keys = [c.key for c in clips]
-    trainer = _Head(head, cfg, card.bonafide_index)
-    bona = card.bonafide_index
-    grouped = any(g != "-" for g in groups)
-    # each file's embedding as the detector judges it: the mean of its judged windows (its
-    # score is the mean of their logits, i.e. the linear head of this mean)
-    F = np.stack([E[I_e == i].mean(0) for i in range(len(clips))]).astype(np.float32)
 
-    def score(layer, files) -> np.ndarray:
-        with torch.no_grad():
-            return head_logits(layer, torch.from_numpy(F[files]))[:, bona].double().numpy()
+def se_margin_rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
+    """The better learner (lowest pooled inner EER) replaces the published layer only when
+    its EER is lower by more than one standard error, sqrt(e (1 - e) / n) for the published
+    layer's EER e and the smaller class's n files; ties go to ``none``, then the first
+    learner."""
+    eers = {n: eer(o, y) for n, o in oof.items()}
+    best = min((n for n in oof if n != "none"), key=lambda n: eers[n])
+    e, n = eers["none"] / 100, min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE))
+    margin = 100 * float(np.sqrt(e * (1 - e) / n))
+    eers["margin"] = margin
+    return Choice(best if eers[best] < eers["none"] - margin else "none", eers)
 
-    def fit_recipe(files, seed=0):
-        """The recipe on ``files``: early stopping on an inner held-out fifth (grouped when
-        there are groups enough), as in every fold and for the final model."""
+
+def calibrated_losses(s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(N,) each file's log loss (bits) under an affine calibration of the scores ``s``
+    fitted on them at prior 0.5: the balanced mean of these (each class weighted one half)
+    is the Cllr of the calibrated scores, the expected loss of the verdicts they give."""
+    from ..infer._logreg import fit_llr_map
+
+    pos = np.asarray(y) == BONAFIDE
+    s = np.asarray(s, np.float64)
+    w, b = fit_llr_map(s[pos, None], s[~pos, None], prior=0.5)
+    llr = s * float(w[0]) + b
+    return np.where(pos, np.logaddexp(0, -llr), np.logaddexp(0, llr)) / np.log(2)
+
+
+def _balanced_mean(v: np.ndarray, pos: np.ndarray) -> float:
+    return float(0.5 * v[pos].mean() + 0.5 * v[~pos].mean())
+
+
+def loss_rule(margin_se: float = 0.0):
+    """A rule that picks the learner with the lowest Cllr of its calibrated inner scores, and
+    replaces the published layer with it only when that Cllr is lower than the published
+    layer's by more than ``margin_se`` standard errors of the paired difference (0: whichever
+    is lower). The pooled EERs are recorded beside."""
+
+    def rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
+        pos = np.asarray(y) == BONAFIDE
+        loss = {n: calibrated_losses(o, y) for n, o in oof.items()}
+        cllr = {n: _balanced_mean(v, pos) for n, v in loss.items()}
+        best = min((n for n in oof if n != "none"), key=lambda n: cllr[n])
+        d = loss["none"] - loss[best]
+        se = float(np.sqrt(0.25 * d[pos].var() / pos.sum() + 0.25 * d[~pos].var() / (~pos).sum()))
+        gain = cllr["none"] - cllr[best]
+        inner = {
+            "cllr": cllr,
+            "eer_percent": {n: eer(o, y) for n, o in oof.items()},
+            "gain_cllr": gain,
+            "gain_se": se,
+            "margin_se": margin_se,
+        }
+        return Choice(best if gain > margin_se * se else "none", inner)
+
+    rule.__name__ = f"loss_rule({margin_se:g})"
+    return rule
+
+
+def min_eer_rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
+    """The candidate with the lowest pooled inner EER, the published layer included (ties go
+    to the published layer, then to the first learner)."""
+    e = {n: eer(o, y) for n, o in oof.items()}
+    return Choice(min(e, key=lambda n: (e[n], n != "none")), {"eer_percent": e})
+
+
+#: how ``auto`` chooses, measured by ``benchmarks/adapt_real.py`` on real recordings (README,
+#: "Which final layer"): the published layer or the probe (the recipe lost to both at every
+#: size), by the lowest pooled EER of a 10-fold inner cross-validation (with groups, by group;
+#: one group: nothing to judge new sources on, so the published layer, which measured better
+#: than stratified inner folds there)
+AUTO_CANDIDATES = ("none", "probe")
+DEFAULT_INNER_FOLDS = 10
+DEFAULT_ONE_GROUP = "none"
+
+
+def default_rule():
+    """The rule ``adapt`` chooses by: :func:`min_eer_rule`."""
+    return min_eer_rule
+
+
+class Selector:
+    """The choice of a final layer for some files, made by a cross-validation inside them
+    only: ``inner_folds`` folds, by group when there are groups (no more folds than groups;
+    1 group: nothing to judge new groups on, so ``none``, or with ``one_group="stratified"``
+    folds stratified by class).
+    Every learner is fitted on the inner training part and scores the inner held-out part;
+    ``rule`` turns these out-of-fold scores into the choice. With a fixed ``procedure`` (not
+    ``auto``) that procedure is the choice."""
+
+    def __init__(
+        self,
+        candidates: dict[str, Candidate],
+        procedure: str,
+        seed: int,
+        rule=None,
+        one_group: str = DEFAULT_ONE_GROUP,
+        inner_folds: int = DEFAULT_INNER_FOLDS,
+    ):
+        self.candidates, self.procedure, self.seed = candidates, procedure, seed
+        self.rule = rule or default_rule()
+        self.one_group, self.k = one_group, inner_folds
+
+    def inner_scores(self, data: AdaptData, files: np.ndarray, seed: int = 0):
+        """``(oof, y)``: each candidate's scores of ``files`` from an inner cross-validation
+        inside them (``None`` when the files cannot fill one). Sees the labels and
+        embeddings of ``files`` and nothing else."""
         files = np.asarray(files)
-        sub = [groups[i] for i in files]
-        if len(set(sub)) < 5:
-            sub = ["-"] * len(files)  # too few groups for an inner grouped split
-        inner = _folds(labels[files], sub, 5, cfg.seed + 1 + seed, [keys[i] for i in files])
-        val, tr = files[inner == 0], files[inner != 0]
-        if len(set(labels[val].tolist())) < 2 or len(set(labels[tr].tolist())) < 2:
-            tr, val = files, None  # too few files to hold any out: the recipe's epochs
-        sel_e, sel_a = np.isin(I_e, tr), np.isin(I_a, tr)
-        x = np.concatenate([E[sel_e], A[sel_a]])
-        y = np.concatenate([y_e[sel_e], y_a[sel_a]])
-        if val is None:
-            return trainer.fit(x, y, cfg.epochs, seed=seed)
-        sel_v = np.isin(I_e, val)
-        return trainer.fit(x, y, cfg.epochs, E[sel_v], y_e[sel_v], seed=seed)
-
-    def fit_probe(files, seed=0):
-        """Class-balanced L2 logistic regression on the file embeddings, its penalty chosen
-        by a 3-fold cross-validation inside ``files`` (balanced log loss)."""
-        files = np.asarray(files)
-        y = labels[files]
-        c = 1.0
-        if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) >= 3:
-            inner = _folds(
-                y, ["-"] * len(files), 3, cfg.seed + 101 + seed, [keys[i] for i in files]
-            )
-            losses = []
-            for cc in PROBE_C:
-                oof = np.zeros(len(files))
-                for j in range(3):
-                    w, b = _fit_logreg(F[files[inner != j]], y[inner != j], cc)
-                    oof[inner == j] = F[files[inner == j]].astype(np.float64) @ w + b
-                losses.append(_balanced_log_loss(oof, y))
-            c = PROBE_C[int(np.argmin(losses))]
-        w, b = _fit_logreg(F[files], y, c)
-        return _as_head(head, w, b, bona), c
-
-    def select(files, seed=0):
-        """Keep the published layer (``none``), the probe or the recipe for ``files``, by a
-        cross-validation inside them: 3 folds, by group when there are groups (2 groups: 2
-        folds; 1: nothing to judge new groups on, so ``none``), pooled EER. The better of
-        probe and recipe replaces the published layer only when its EER is lower by more than
-        one standard error, sqrt(e (1 - e) / n) for the published layer's EER e and the
-        smaller class's n files. ``(name, {name: inner EER %, "margin": points})``."""
-        if procedure != "auto":
-            return procedure, {}
-        files = np.asarray(files)
-        y = labels[files]
+        y = data.labels[files]
         if min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE)) < 3:
-            return "none", {}
-        sub = [groups[i] for i in files] if grouped else ["-"] * len(files)
-        k = min(3, len(set(sub))) if grouped else 3
+            return None
+        sub = [data.groups[i] for i in files] if data.grouped else ["-"] * len(files)
+        k = min(self.k, len(set(sub))) if data.grouped else self.k
+        if k < 2 and self.one_group == "stratified":
+            sub, k = ["-"] * len(files), self.k
         if k < 2:
-            return "none", {}
-        inner = _folds(y, sub, k, cfg.seed + 201 + seed, [keys[i] for i in files])
+            return None
+        inner = folds(y, sub, k, self.seed + 201 + seed, [data.keys[i] for i in files])
         if any(len(set(y[inner != j].tolist())) < 2 for j in range(k)):  # a one-class part
-            return "none", {}
-        oof = {"none": before[files], "probe": np.zeros(len(files)), "recipe": np.zeros(len(files))}
+            return None
+        oof = {n: np.zeros(len(files)) for n in self.candidates}
         for j in range(k):
             tr, te = files[inner != j], files[inner == j]
-            oof["probe"][inner == j] = score(fit_probe(tr, seed + j)[0], te)
-            oof["recipe"][inner == j] = score(fit_recipe(tr, seed + j)[0], te)
-        eers = {n: _eer(o, y) for n, o in oof.items()}
-        best = min(("probe", "recipe"), key=lambda n: eers[n])
-        # a new layer must beat the published one by more than the noise of the estimate: one
-        # standard error of an error rate e over the smaller class's n files
-        e, n = eers["none"] / 100, min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE))
-        margin = 100 * float(np.sqrt(e * (1 - e) / n))
-        eers["margin"] = margin
-        return (best if eers[best] < eers["none"] - margin else "none"), eers
+            for name, cand in self.candidates.items():
+                if name == "none":
+                    oof[name][inner == j] = cand.score(None, data, te)
+                else:
+                    oof[name][inner == j] = cand.score(cand.fit(data, tr, seed + j), data, te)
+        return oof, y
 
-    def cross_validate(fold_of):
-        """Nested: in each outer fold, both procedures and the choice between them (made
-        inside the training folds only) score the fold's files, which none of them saw."""
-        oof = {n: np.zeros(len(clips)) for n in ("probe", "recipe", "after")}
-        rows = []
-        for k in range(folds):
-            test, train = np.flatnonzero(fold_of == k), np.flatnonzero(fold_of != k)
-            probe_layer, c = fit_probe(train, seed=k)
-            recipe_layer, ep = fit_recipe(train, seed=k)
-            choice, inner = select(train, seed=k)
-            oof["probe"][test] = score(probe_layer, test)
-            oof["recipe"][test] = score(recipe_layer, test)
-            oof["after"][test] = before[test] if choice == "none" else oof[choice][test]
-            both = len(set(labels[test].tolist())) == 2
+    def choose(self, data: AdaptData, files: np.ndarray, seed: int = 0) -> Choice:
+        """Sees the labels and embeddings of ``files`` and nothing else."""
+        if self.procedure != "auto":
+            return Choice(self.procedure, {})
+        got = self.inner_scores(data, files, seed)
+        return Choice("none", {}) if got is None else self.rule(*got)
 
-            def fold_eer(s, test=test, both=both):
-                return _eer(s[test], labels[test]) if both else None
 
-            rows.append(
-                {
-                    "fold": k + 1,
-                    "files": int(len(test)),
-                    "eer_before_percent": fold_eer(before),
-                    "eer_probe_percent": fold_eer(oof["probe"]),
-                    "eer_recipe_percent": fold_eer(oof["recipe"]),
-                    "chosen": choice,
-                    "eer_after_percent": fold_eer(oof["after"]),
-                    "inner_eer_percent": inner,
-                    "probe_c": c,
-                    "recipe_best_epoch": ep,
-                }
-            )
-        return oof, rows
+def nested_cv(
+    data: AdaptData, fold_of: np.ndarray, learners: dict[str, Candidate], selector: Selector
+) -> CrossValidated:
+    """Nested cross-validation: in each outer fold every learner, and the choice between
+    them and the published layer, are made from the other folds only; the fold's files,
+    which none of them saw, are then scored. The outer folds never see the choice."""
+    labels, before = data.labels, data.before
+    n_folds = int(fold_of.max()) + 1
+    oof = {n: np.zeros(len(labels)) for n in (*learners, "after")}
+    rows = []
+    for k in range(n_folds):
+        test, train = np.flatnonzero(fold_of == k), np.flatnonzero(fold_of != k)
+        fitted = {n: c.fit(data, train, seed=k) for n, c in learners.items()}
+        choice = selector.choose(data, train, seed=k)
+        for n, c in learners.items():
+            oof[n][test] = c.score(fitted[n], data, test)
+        oof["after"][test] = before[test] if choice.name == "none" else oof[choice.name][test]
+        both = len(set(labels[test].tolist())) == 2
+
+        def fold_eer(s, test=test, both=both):
+            return eer(s[test], labels[test]) if both else None
+
+        row = {"fold": k + 1, "files": int(len(test)), "eer_before_percent": fold_eer(before)}
+        row.update({f"eer_{n}_percent": fold_eer(oof[n]) for n in learners})
+        row.update(
+            {
+                "chosen": choice.name,
+                "eer_after_percent": fold_eer(oof["after"]),
+                "inner": choice.inner,
+            }
+        )
+        for f in fitted.values():
+            row.update(f.info)
+        rows.append(row)
+    return CrossValidated(fold_of, oof, rows)
+
+
+def adapt(
+    model_source,
+    data,
+    out,
+    cfg: TrainConfig,
+    *,
+    weights=None,
+    folds: int = 5,
+    hop_s: float = 2.0,
+    engine: str = "auto",
+    procedure: str = "auto",
+    progress: bool = True,
+    bonafide_label: str | None = None,
+    vad: str | None = None,
+    selector=None,
+) -> dict:
+    """Adapt ``model_source`` (``name[:tag]``, a checkpoint or ``hf:...``; ``bonafide_label``
+    as in :func:`~spoofscope.models.load_model`) to the labelled files ``data``, leaving out
+    the files ``detect`` would not judge under the activity meter ``vad`` (default as detect's);
+    see the module docstring. ``procedure``: ``auto`` (probe or recipe, chosen by the inner
+    cross-validation), or ``probe`` / ``recipe`` to use that one throughout. ``selector``
+    (learners -> :class:`Selector`) replaces the default choice (:data:`AUTO_CANDIDATES`,
+    :func:`default_rule`). Returns the report (also written to ``out/report.json``)."""
+    from ..infer.activity import default_vad
+    from ..models import load_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    trials = read_request(data, folds, procedure, cfg)
+    model = load_model(model_source, weights=weights, bonafide_label=bonafide_label)
+    card = model.card
+    win = int(cfg.crop_samples or card.window_samples)
+    head = head_matches_embedding(model, win)
+    if head is None:
+        raise ConfigError(
+            f"{card.name}: its logits are not one Linear layer of its embedding, so the head "
+            "cannot be trained on cached embeddings; use spoofscope train --init"
+        )
+    vad = vad or default_vad()  # the activity meter detect uses
+    cache = cache_dir(out, model_source, weights, card, win, hop_s, cfg, vad)
+    # 1-2. one pass of the network: the starting model's scores (before) and the embeddings
+    labelled, emb = embed(
+        trials, model, head, cfg, cache, win=win, hop_s=hop_s, engine=engine, vad=vad,
+        progress=progress,
+    )  # fmt: skip
+    check_labelled(labelled, data, folds)
 
     # 3. nested cross-validation: each fold scored by models that never saw it
-    fold_of = _folds(labels, groups, folds, cfg.seed, keys)
-    oof, per_fold = cross_validate(fold_of)
-    after = oof["after"]
-    eer_before, eer_after = _eer(before, labels), _eer(after, labels)
+    learners = {"probe": Probe(cfg.seed), "recipe": Recipe(cfg, head, emb.bona)}
+    candidates = {"none": Keep(), **learners}
+    if selector is None:
+        auto = {n: candidates[n] for n in AUTO_CANDIDATES}
+        selector = Selector(auto if procedure == "auto" else candidates, procedure, cfg.seed)
+    else:
+        selector = selector(learners)
+    cv = nested_cv(emb, folds_of(emb, folds, cfg.seed), learners, selector)
     stratified = None
-    if grouped:  # the estimate for files of sources seen in training, beside unseen ones
-        s_oof, _ = cross_validate(_folds(labels, ["-"] * len(clips), folds, cfg.seed, keys))
-        stratified = {n: _eer(v, labels) for n, v in s_oof.items()}
+    if emb.grouped:  # the estimate for files of sources seen in training, beside unseen ones
+        s_fold = folds_of(emb, folds, cfg.seed, stratified=True)
+        stratified = {n: eer(v, emb.labels) for n, v in nested_cv(
+            emb, s_fold, learners, selector).oof.items()}  # fmt: skip
 
     # 4. the final model: the same procedure on all files, calibrated on the out-of-fold
     # scores of the nested cross-validation
-    choice, inner = select(np.arange(len(clips)), seed=folds)
-    c_final = ep = None
-    if choice == "none":
-        layer = copy.deepcopy(head)
-        how = (
-            "none: the published final layer kept (neither the probe nor the recipe beat it in "
-            "a 3-fold cross-validation on all files); only the calibration is new"
-        )
-    elif choice == "probe":
-        layer, c_final = fit_probe(np.arange(len(clips)), seed=folds)
-        how = (
-            f"probe: class-balanced logistic regression on the file embeddings, C = {c_final:g} "
-            "chosen by a 3-fold cross-validation on all files"
-        )
-    else:
-        layer, ep = fit_recipe(np.arange(len(clips)), seed=folds)
-        how = (
-            "recipe: the final layer trained from the published one, early stopping on a "
-            f"held-out fifth of the files (best epoch {ep}), as in every fold"
-        )
-    final = copy.deepcopy(model).eval()
-    head_matches_embedding(final, win).load_state_dict(layer.state_dict())
-    cal = Calibration.fit(
-        after[labels == BONAFIDE],
-        after[labels != BONAFIDE],
-        fitted_on=f"{data}: {n_bona} bona fide and {n_spoof} spoof files (cross-validated scores)",
-        domain="deployment",
-    )
-    final.card = replace(
-        card,
-        window_samples=win,
-        training_data=f"adapted from {model_source} ({card.training_data}) on {data}: "
-        f"{n_bona} bona fide and {n_spoof} spoof files, "
-        + ("final layer kept, calibration new" if choice == "none" else f"final layer: {choice}"),
-    )
-    report = {
+    everything = np.arange(len(emb.labels))
+    choice = selector.choose(emb, everything, seed=folds)
+    cand = candidates[choice.name]
+    fitted = cand.fit(emb, everything, seed=folds)
+    cal = calibrate(emb, cv, labelled, data)
+    report = _report(
+        model_source, weights, data, labelled, emb, cv, stratified, choice, fitted,
+        cand.describe(fitted), cal, folds, procedure, win, hop_s, cfg,
+    )  # fmt: skip
+    write_outputs(out, model, win, fitted.layer, labelled, emb, cv, cal, report, cfg, model_source)
+    return report
+
+
+def folds_of(data: AdaptData, k: int, seed: int, stratified: bool = False) -> np.ndarray:
+    """The outer folds: by group when the data have groups (unless ``stratified``), else
+    stratified by class; they follow from ``seed`` and the files' bytes."""
+    groups = ["-"] * len(data.labels) if stratified else data.groups
+    return folds(data.labels, groups, k, seed, data.keys)
+
+
+def _report(
+    model_source,
+    weights,
+    data,
+    labelled: Labelled,
+    emb: AdaptData,
+    cv: CrossValidated,
+    stratified,
+    choice: Choice,
+    fitted,
+    how: str,
+    cal,
+    n_folds,
+    procedure,
+    win,
+    hop_s,
+    cfg,
+) -> dict:
+    """The report (``report.json``): what the run measured and what the final model is."""
+    labels, after = emb.labels, cv.oof["after"]
+    return {
         "model": str(model_source),
         "weights": str(weights) if weights else None,
         "data": str(data),
-        "n_bonafide": n_bona,
-        "n_spoof": n_spoof,
-        "skipped": skipped,
-        "no_speech": no_speech,
-        "folds": folds,
-        "grouped": grouped,
-        "eer_before_percent": eer_before,
-        "eer_probe_percent": _eer(oof["probe"], labels),
-        "eer_recipe_percent": _eer(oof["recipe"], labels),
-        "eer_after_percent": eer_after,
+        "n_bonafide": labelled.n_bona,
+        "n_spoof": labelled.n_spoof,
+        "skipped": labelled.skipped,
+        "no_speech": labelled.no_speech,
+        "folds": n_folds,
+        "grouped": emb.grouped,
+        "eer_before_percent": eer(emb.before, labels),
+        "eer_probe_percent": eer(cv.oof["probe"], labels),
+        "eer_recipe_percent": eer(cv.oof["recipe"], labels),
+        "eer_after_percent": eer(after, labels),
+        "expected_unseen": expected_eer(after, labels, emb.groups, cfg.seed),
         "eer_stratified_percent": stratified,
-        "per_fold": per_fold,
+        "per_fold": cv.rows,
         "procedure": procedure,
         "final": {
-            "procedure": choice,
-            "inner_eer_percent": inner,
-            "probe_c": c_final,
-            "recipe_best_epoch": ep,
+            "procedure": choice.name,
+            "inner": choice.inner,
+            "probe_c": fitted.info.get("probe_c"),
+            "recipe_best_epoch": fitted.info.get("recipe_best_epoch"),
             "how": how,
         },
         "windows": {"samples": win, "hop_s": hop_s, "aggregate": "mean"},
-        "warnings": warnings,
+        "warnings": labelled.warnings,
         "calibration": cal.report,
         "recipe": cfg.to_dict(),
     }
+
+
+def expected_eer(scores, labels, groups, seed: int, n_boot: int = 1000) -> dict:
+    """The EER of the nested out-of-fold ``scores`` with a 95 % bootstrap interval: whole
+    groups (sources) resampled when there are at least 3 of them, else files; and the files
+    that would halve the interval (its width shrinks about as one over the square root of
+    the number of files)."""
+    labels = np.asarray(labels)
+    g = np.asarray(groups)
+    names = sorted(set(groups) - {"-"})
+    rng = np.random.default_rng(seed)
+    units = [np.flatnonzero(g == n) for n in names] if len(names) >= 3 else None
+    boot = []
+    for _ in range(n_boot):
+        if units is None:
+            idx = rng.integers(0, len(labels), len(labels))
+        else:
+            idx = np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
+        if len(set(labels[idx].tolist())) == 2:
+            boot.append(eer(scores[idx], labels[idx]))
+    lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+    return {
+        "eer_percent": eer(scores, labels),
+        "interval_95_percent": [lo, hi],
+        "resampled": "sources" if units is not None else "files",
+        "files_to_halve_interval": 4 * len(labels),
+    }
+
+
+def calibrate(emb: AdaptData, cv: CrossValidated, labelled: Labelled, data):
+    """Stage 5: the final model's calibration, fitted on the nested out-of-fold scores
+    (``after``) of the procedure the final model followed."""
+    from ..infer.calibration import Calibration
+
+    after, labels = cv.oof["after"], emb.labels
+    return Calibration.fit(
+        after[labels == BONAFIDE],
+        after[labels != BONAFIDE],
+        fitted_on=f"{data}: {labelled.n_bona} bona fide and {labelled.n_spoof} spoof files "
+        "(cross-validated scores)",
+        domain="deployment",
+    )
+
+
+def write_outputs(
+    out: Path,
+    model,
+    win,
+    layer,
+    labelled: Labelled,
+    emb: AdaptData,
+    cv: CrossValidated,
+    cal,
+    report: dict,
+    cfg: TrainConfig,
+    model_source,
+) -> None:
+    """Writes ``model.ckpt`` (the starting model with ``layer`` as its final layer, and the
+    calibration), ``report.json``, ``report.md``, ``scores.csv`` and ``det.png``."""
+    from ..metrics.det_plot import plot_dets
+    from ..models import save_checkpoint
+    from ..models._card import replace
+
+    card, labels, oof, before = model.card, emb.labels, cv.oof, emb.before
+    final = copy.deepcopy(model).eval()
+    head_matches_embedding(final, win).load_state_dict(layer.state_dict())
+    choice = report["final"]["procedure"]
+    final.card = replace(
+        card,
+        window_samples=win,
+        training_data=f"adapted from {model_source} ({card.training_data}) on "
+        f"{report['data']}: {labelled.n_bona} bona fide and {labelled.n_spoof} spoof files, "
+        + ("final layer kept, calibration new" if choice == "none" else f"final layer: {choice}"),
+    )
     save_checkpoint(
         final,
         out / "model.ckpt",
@@ -697,10 +786,10 @@ def adapt(
                 "score_after_cv",
             ]
         )
-        for i, c in enumerate(clips):
+        for i, c in enumerate(labelled.clips):
             lab = "bonafide" if c.label == BONAFIDE else "spoof"
             w.writerow(
-                [c.path, lab, c.group, int(fold_of[i]) + 1, f"{before[i]:.6f}"]
+                [c.path, lab, c.group, int(cv.fold_of[i]) + 1, f"{before[i]:.6f}"]
                 + [f"{oof[n][i]:.6f}" for n in ("probe", "recipe", "after")]
             )
     (out / "report.md").write_text(_markdown(report))
@@ -719,7 +808,6 @@ def adapt(
         out / "det.png",
         title=f"{card.name}: before and after adaptation",
     )
-    return report
 
 
 def _markdown(r: dict) -> str:
@@ -752,8 +840,8 @@ def _markdown(r: dict) -> str:
         f"| after: the one chosen inside each fold's training files | "
         f"{pct(r['eer_after_percent'])} |" + (f" {pct(strat['after'])} |" if strat else ""),
         "",
-        "Every file is scored by models that never saw it; the choice (the published layer, "
-        "probe or recipe) is made inside the training folds only.",
+        "Every file is scored by models that never saw it; the choice of a final layer is "
+        "made inside the training folds only.",
         "",
         "| fold | files | before (%) | probe (%) | recipe (%) | chosen | after (%) |",
         "|---|---|---|---|---|---|---|",
@@ -765,5 +853,44 @@ def _markdown(r: dict) -> str:
             f"{pct(f['eer_after_percent'])} |"
         )
     lines += ["", f"The final model (model.ckpt): {r['final']['how']}."]
+    x = r.get("expected_unseen")
+    if x:
+        lo, hi = x["interval_95_percent"]
+        lines += [
+            "",
+            "**What to expect.** On recordings like these sources"
+            + (" (sources other than those trained on)" if r["grouped"] else "")
+            + f", an EER near {x['eer_percent']:.1f} % (95 % interval {lo:.1f} - {hi:.1f} %, "
+            f"from the nested cross-validation, {x['resampled']} resampled); about "
+            f"{x['files_to_halve_interval']} labelled files would halve that interval.",
+        ]
+    lines += _split_table_lines(r["model"], r["n_bonafide"] + r["n_spoof"], r["grouped"])
     lines += [f"\n**Warning:** {w}" for w in r["warnings"]]
     return "\n".join(lines) + "\n"
+
+
+#: ``benchmarks/adapt_real.py``'s table for the official AASIST (see the README)
+SPLIT_TABLE = Path(__file__).parents[1] / "recipes" / "adapt_realdev.json"
+
+
+def _split_table_lines(model: str, n: int, grouped: bool) -> list[str]:
+    """The row of the repeated-split table (real recordings, official AASIST) for the size
+    nearest to ``n`` files, unseen files from other sources when the data are grouped, else
+    from the same sources; nothing for other models."""
+    if str(model).split(":")[0] != "aasist" or not SPLIT_TABLE.is_file():
+        return []
+    t = json.loads(SPLIT_TABLE.read_text()).get("sources" if grouped else "files")
+    if t is None:
+        return []
+    size = min(t["sizes"], key=lambda s: abs(int(s) - n))
+    row = t["sizes"][size]
+    cells = " | ".join(f"{row[k][0]:.1f} +- {row[k][1]:.1f}" for k in t["columns"])
+    return [
+        "",
+        f"For comparison, {t['what']}: the EER on unseen files, mean +- standard deviation "
+        f"over {t['splits']} splits (%), at the size nearest to yours:",
+        "",
+        "| adapt-set size | " + " | ".join(t["columns"].values()) + " |",
+        "|---|" + "---|" * len(t["columns"]),
+        f"| {size} | {cells} |",
+    ]
