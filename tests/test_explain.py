@@ -187,3 +187,120 @@ def test_the_deadline_and_the_owners_cancel_stop_an_explanation():
     with pytest.raises(ExplainStopped, match="shutting down") as e:
         det.explain(x, method="integrated-gradients")
     assert e.value.kind == "shutting_down"
+
+
+# ---- added by the break review (tests/breaks.md, section explain) ---------------------------
+def _windows_through_the_network(det, fn):
+    """Windows that went through ``det``'s network (forward) while ``fn`` ran, counted by a
+    hook on the model itself (not the explanation's own count)."""
+    seen = []
+    h = det.model.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    try:
+        out = fn()
+    finally:
+        h.remove()
+    return out, sum(seen)
+
+
+def test_integrated_gradients_follows_the_path_on_a_model_that_is_not_quadratic():
+    """On a saturating read-out the midpoint rule needs its steps: with 32 the relevances sum
+    to score(audio) - score(silence) within 0.2 %; a single midpoint would be off by about 65 %.
+    The steps taken are those the budget allows (at most 32)."""
+    import torch
+    from _bandspan import BandSpan
+
+    from spoofscope.infer import Decision, Detector, WindowPolicy, make_engine
+
+    class Saturating(BandSpan):
+        def forward(self, x):
+            _, s = super().forward(x)
+            s = -torch.tanh(-s)  # the full signal's -s is about 2.1
+            return torch.cat([-s, s], 1), s
+
+    inside, others = two_seconds()
+    x = (sum(inside) + sum(others)).astype(np.float32)
+    det = Detector(
+        make_engine(Saturating().eval(), "torch"),
+        windows=WindowPolicy(kind="official"),
+        decision=Decision(vad="energy", min_speech_s=0.1),
+    )
+    full = float(det.engine(x[None])[0, 1])
+    silent = float(det.engine(np.zeros((1, x.size), np.float32))[0, 1])
+    assert abs(full - silent) > 0.95  # saturated: tanh(2.1) = 0.97
+    e = det.explain(x, method="integrated-gradients", tile_s=0.25, n_bands=8)
+    assert sum(t["relevance"] for t in e.tiles) == pytest.approx(-(full - silent), rel=2e-3)
+    # one window: the verdict's pass, then a forward and a backward pass per step
+    assert e.passes == 1 + 2 * 32
+    e = det.explain(x, method="integrated-gradients", budget=20)
+    assert e.passes == 1 + 2 * ((20 - 1) // 2)
+
+
+def test_integrated_gradients_reads_the_window_a_min_aggregate_reads():
+    """Four seconds in 2-s windows every 1 s, aggregate min: the score is the most spoof
+    window's (the one starting at 1 s), so the relevance is that window's analytic
+    contribution of its burst, and nothing elsewhere."""
+    n = 4 * SR
+    mine = burst(n, 2500, 1.8, 0.3)  # in the span of the window at 1 s only
+    others = [burst(n, 2500, 0.8, 0.1), burst(n, 2500, 2.9, 0.05)]  # windows at 0 s, 2 s
+    x = (mine + sum(others)).astype(np.float32)
+    det = detector(hop_s=1.0, aggregate="min")
+    e = det.explain(x, method="integrated-gradients", tile_s=0.25, n_bands=8)
+    assert e.label == "spoof"
+    r = e.grid()
+    want = analytic([mine], [SR])[0]
+    assert r[2, 7] == pytest.approx(want, rel=0.05)  # 2-3 kHz, 1.75-2.0 s
+    rest = np.abs(r).copy()
+    rest[2, 7] = 0
+    assert rest.max() < 0.02 * want
+
+
+def test_occlusion_spends_no_more_windows_than_the_budget():
+    """Over sliding windows a tile reaches up to three windows: the budget counts them all
+    (counted by a hook on the network), the tiles coarsen to fit."""
+    n = 4 * SR
+    x = sum(burst(n, 2500, 0.25 * k + 0.05, 0.05 + 0.01 * k) for k in range(16))
+    x = x.astype(np.float32)
+    det = detector(hop_s=1.0)
+    _, verdict = _windows_through_the_network(det, lambda: det(x))
+    for budget in (100, 200):
+        e, seen = _windows_through_the_network(
+            det, lambda b=budget: det.explain(x, method="occlusion", budget=b)
+        )
+        assert seen - verdict <= budget and e.passes <= budget
+        assert e.tile_s > 0.25
+
+
+def test_insertion_curve_of_the_default_method_rises_faster_than_random():
+    """From silence (score 0 towards the verdict on this model) to the whole signal."""
+    inside, others = two_seconds()
+    x = (sum(inside) + sum(others)).astype(np.float32)
+    det = detector(kind="official")
+    e = det.explain(x, tile_s=0.25, n_bands=8)
+    scorer = Scorer(det, x)
+    grid = TileGrid(x, SR, 0.25, 8)
+    order = np.argsort(-e.grid().reshape(-1))
+    fr, ours = curve(scorer, grid, order, -1.0, "insertion")
+    full = float(det.engine(x[None])[0, 1])
+    assert ours[0] == pytest.approx(0, abs=1e-6) and ours[-1] == pytest.approx(-full, rel=1e-4)
+    rng = np.random.default_rng(0)
+    rand = [area(*curve(scorer, grid, rng.permutation(64), -1.0, "insertion")) for _ in range(20)]
+    assert area(fr, ours) > max(rand)
+
+
+def test_summary_names_the_band_the_time_and_the_share():
+    """The top tile (2-3 kHz, 1.25-1.5 s) holds over half the relevance towards spoof (its
+    analytic share 0.04 / 0.075), so the summary names it alone, with its share of the
+    positive relevance."""
+    inside, others = two_seconds()
+    x = (sum(inside) + sum(others)).astype(np.float32)
+    want = analytic(inside, [0])
+    assert want[3] > 0.5 * want.sum()
+    for method in ("occlusion", "integrated-gradients"):
+        e = detector(kind="official").explain(x, method=method, tile_s=0.25, n_bands=8)
+        pos = sum(t["relevance"] for t in e.tiles if t["relevance"] > 0)
+        share = 100 * max(t["relevance"] for t in e.tiles) / pos
+        assert share == pytest.approx(100 * want[3] / want.sum(), abs=3)
+        assert (
+            f"the spoof verdict rests mostly on 2-3 kHz between 1.25 and 1.50 s "
+            f"({share:.0f} % of the relevance towards it)"
+        ) in e.summary, e.summary

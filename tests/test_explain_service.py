@@ -134,3 +134,24 @@ def test_web_page_draws_the_apis_tiles(tmp_path):
     assert seg_tiles and all(
         seg[0] <= t["start_s"] < t["end_s"] <= seg[1] + 1e-3 for t in seg_tiles
     )
+
+
+def test_explain_api_spends_at_most_the_asked_budget():
+    """The request's budget reaches the computation: the windows through the network (counted
+    by a hook on the model) stay within it, and the answer is the library's at that budget."""
+    x = _signal()
+    det = detector(kind="official")
+    want = det.explain(x, budget=20)
+    seen = []
+    det.model.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    with TestClient(create_app(det, ServiceSettings())) as c:
+        n0 = sum(seen)
+        r = c.post("/v1/explain?budget=20", files={"file": ("a.wav", _wav(x), "audio/wav")})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    # the verdict's own window, then the explanation's passes: within the budget
+    assert sum(seen) - n0 == 1 + d["passes"] and d["passes"] <= 20
+    assert d["tile_s"] == want.tile_s == 1.0
+    assert [t["relevance"] for t in d["tiles"]] == pytest.approx(
+        [t["relevance"] for t in want.tiles], abs=1e-6
+    )
