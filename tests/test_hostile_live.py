@@ -233,6 +233,21 @@ def test_random_paths_add_no_metric_series_and_no_long_rows(ckpt, tmp_path):
     assert con.execute("SELECT MAX(LENGTH(endpoint)) FROM rejections").fetchone()[0] <= 200
 
 
+def test_the_audit_keeps_a_bounded_prefix_of_any_endpoint(tmp_path):
+    """The audit's own cap, whatever a caller gives it (the service gives route templates
+    today): a 100 KB endpoint is stored as its first characters, at most 200."""
+    from spoofscope.serve.audit import AuditLog
+
+    long = "/v1/streams/" + "x" * 100_000
+    AuditLog(tmp_path / "audit.sqlite").record_rejection("r1", long, 404, "unknown_stream", None)
+    (stored,) = (
+        sqlite3.connect(tmp_path / "audit.sqlite")
+        .execute("SELECT endpoint FROM rejections")
+        .fetchone()
+    )
+    assert 0 < len(stored) <= 200 and long.startswith(stored), len(stored)
+
+
 # ---- 3. A stream's verdict is not final without its row; its end reaches the shared table ---
 
 
