@@ -170,6 +170,33 @@ def test_bad_twilio_starts_are_refused_and_every_slot_comes_back(ckpt, tmp_path)
     assert con.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 2
 
 
+def test_a_stream_whose_ending_fails_still_frees_its_slot(ckpt, monkeypatch):
+    """The exception path of a stream's end: closing the detector's stream raises; the
+    client gets 1011, and with --max-streams 1 the next stream still starts."""
+    from spoofscope.infer.detector import DetectorStream
+
+    def broken(self):
+        raise RuntimeError("the stream's end failed")
+
+    with _local(ckpt, max_streams=1, stream_idle_s=5.0) as srv:
+        with monkeypatch.context() as m:
+            m.setattr(DetectorStream, "close", broken)
+            c = ws_client.connect(_ws(srv.url, "/v1/stream"))
+            c.send(json.dumps({"type": "start", "sample_rate": SR}))
+            assert json.loads(c.recv(timeout=30))["type"] == "started"
+            c.send(_pcm(_tone(2.0)))
+            c.send(json.dumps({"type": "stop"}))
+            ev = _events(c)
+            assert c.close_code == 1011 and not any(e["type"] == "summary" for e in ev)
+        assert "spoofscope_streams_active 0.0" in httpx.get(srv.url + "/metrics").text
+        c = ws_client.connect(_ws(srv.url, "/v1/stream"))
+        c.send(json.dumps({"type": "start", "sample_rate": SR}))
+        assert json.loads(c.recv(timeout=30))["type"] == "started"
+        c.send(_pcm(_tone(2.0)))
+        c.send(json.dumps({"type": "stop"}))
+        assert _events(c)[-1]["type"] == "summary"
+
+
 # ---- 2. Metric labels and audit rows are bounded whatever paths clients ask for ---------------
 
 
@@ -204,6 +231,21 @@ def test_random_paths_add_no_metric_series_and_no_long_rows(ckpt, tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("SELECT COUNT(*) FROM rejections").fetchone()[0] == 1002
     assert con.execute("SELECT MAX(LENGTH(endpoint)) FROM rejections").fetchone()[0] <= 200
+
+
+def test_the_audit_keeps_a_bounded_prefix_of_any_endpoint(tmp_path):
+    """The audit's own cap, whatever a caller gives it (the service gives route templates
+    today): a 100 KB endpoint is stored as its first characters, at most 200."""
+    from spoofscope.serve.audit import AuditLog
+
+    long = "/v1/streams/" + "x" * 100_000
+    AuditLog(tmp_path / "audit.sqlite").record_rejection("r1", long, 404, "unknown_stream", None)
+    (stored,) = (
+        sqlite3.connect(tmp_path / "audit.sqlite")
+        .execute("SELECT endpoint FROM rejections")
+        .fetchone()
+    )
+    assert 0 < len(stored) <= 200 and long.startswith(stored), len(stored)
 
 
 # ---- 3. A stream's verdict is not final without its row; its end reaches the shared table ---
@@ -363,8 +405,50 @@ def test_result_json_is_strict_at_the_boundary():
 
     r = DetectionResult(path="x", score=float("nan"), p_bonafide=float("inf"))
     r.windows = [{"start_s": 0.0, "end_s": 4.0, "score": float("-inf")}]
-    d = _strict(to_json(r.to_dict()))
-    assert d["score"] is None and d["p_bonafide"] is None and d["windows"][0]["score"] is None
+    for line in (to_json(r.to_dict()), json.dumps(r.to_dict())):  # to_dict itself is strict
+        d = _strict(line)
+        assert d["score"] is None and d["p_bonafide"] is None and d["windows"][0]["score"] is None
+
+
+def test_stream_events_are_strict_json_whatever_the_numbers(ckpt, monkeypatch):
+    """The stream's serialisation boundary on its own: a running verdict made of NaN and
+    infinities still goes out as standard JSON (null)."""
+    from spoofscope.infer.detector import DetectorStream
+
+    bad = {"label": "spoof", "score_so_far": float("nan"), "p_bonafide": float("inf"),
+           "confident": None}  # fmt: skip
+    monkeypatch.setattr(DetectorStream, "_running", lambda self: dict(bad))
+    with _local(ckpt) as srv, ws_client.connect(_ws(srv.url, "/v1/stream")) as c:
+        c.send(json.dumps({"type": "start", "sample_rate": SR}))
+        c.send(_pcm(_tone(6.0)))
+        c.send(json.dumps({"type": "stop"}))
+        raw = []
+        try:
+            while True:
+                raw.append(c.recv(timeout=60))
+        except (ConnectionClosed, TimeoutError):
+            pass
+    wins = [e for e in map(_strict, raw) if e["type"] == "window"]
+    assert wins and all(e["score_so_far"] is None and e["p_bonafide"] is None for e in wins)
+
+
+def test_a_model_giving_nan_fails_the_file_in_strict_json(tmp_path):
+    """A model whose output is NaN: the file is an error naming the non-finite score (exit
+    1), never a verdict drawn from NaN."""
+    import soundfile as sf
+
+    torch.manual_seed(0)
+    model = spoofscope.create_model("lfcc-lcnn")
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias.fill_(float("nan"))
+    ck = save_checkpoint(model, tmp_path / "nan.ckpt")
+    wav = tmp_path / "a.wav"
+    sf.write(wav, _tone(3.0), SR)
+    p = _cli("detect", "--model", ck, "--json", "--quiet", wav)
+    d = _strict(p.stdout.decode().strip())
+    assert p.returncode == 1 and "non-finite score" in (d["error"] or ""), (p.returncode, d)
+    assert d["label"] is None and d["score"] is None
 
 
 # ---- 6. Loud input: streams clip as files do, with the same warning -------------------------
@@ -480,6 +564,29 @@ def test_stdin_refuses_a_truncated_wav_and_impossible_rates(ckpt, tmp_path):
         assert "--input-rate" in _one_line(p) and str(rate) in p.stderr.decode()
     w = _cli("detect", "--model", ckpt, "--stream", "-", "--input-rate", 8000, stdin=full)
     assert w.returncode == 0 and "--input-rate 8000 is ignored" in w.stderr.decode()
+
+
+def test_input_rate_accepts_exactly_the_rates_files_may_have(ckpt, tmp_path):
+    """The reference: file detect on WAV files at each edge of the range (7999 and 768001 Hz
+    refused, 8000 and 768000 Hz read); --input-rate with raw samples on stdin agrees."""
+    import soundfile as sf
+
+    rates = (7999, 8000, 768000, 768001)
+    wavs = []
+    for rate in rates:
+        wavs.append(tmp_path / f"r{rate}.wav")
+        sf.write(wavs[-1], _tone(1.0, rate), rate, subtype="PCM_16")
+    f = _cli("detect", "--model", ckpt, "--json", "--quiet", *wavs)
+    by_file = [json.loads(ln) for ln in f.stdout.decode().splitlines()]
+    file_ok = [d["error"] is None for d in by_file]
+    assert file_ok == [False, True, True, False], by_file
+    for rate, ok in zip(rates, file_ok, strict=True):
+        p = _cli("detect", "--model", ckpt, "--json", "--stream", "-", "--input-format", "s16le",
+                 "--input-rate", rate, stdin=_pcm(_tone(1.0, rate)))  # fmt: skip
+        if ok:
+            assert p.returncode == 0, (rate, p.stderr.decode()[-500:])
+        else:
+            assert "--input-rate" in _one_line(p) and str(rate) in p.stderr.decode()
 
 
 # ---- 8. evaluate --reference/--hypothesis: one line naming the problem ----------------------
@@ -661,6 +768,36 @@ def test_stream_state_is_scoped_to_the_key_that_opened_it(ckpt, tmp_path):
         assert r.status_code == (200 if k == "key-a" else 404), (port, i, k, r.text)
         if k == "key-a":
             assert r.json()["state"] == "ended" and "owner" not in r.json()
+
+
+def test_a_stale_stream_stays_scoped_to_its_key(ckpt, tmp_path):
+    """A stream left live by a replica that died (its row copied under another id, last
+    updated an hour ago) is answered stale to the key that opened it only."""
+    from datetime import UTC, datetime, timedelta
+
+    db = tmp_path / "audit.sqlite"
+    keys = frozenset({"key-a", "key-b"})
+    with _local(ckpt, api_keys=keys, audit_db=str(db), stream_idle_s=5.0) as a:
+        c = ws_client.connect(_ws(a.url, "/v1/stream"), additional_headers={"X-API-Key": "key-a"})
+        c.send(json.dumps({"type": "start", "sample_rate": SR}))
+        sid = json.loads(c.recv(timeout=30))["stream_id"]
+        c.send(_pcm(_tone(2.0)))
+        time.sleep(1.5)
+        con = sqlite3.connect(db)
+        (state,) = con.execute("SELECT state FROM streams WHERE id = ?", (sid,)).fetchone()
+        assert json.loads(state)["state"] == "live"
+        old = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="milliseconds")
+        con.execute("INSERT INTO streams VALUES (?,?,?)", ("dead" + sid, old, state))
+        con.commit()
+        c.send(json.dumps({"type": "stop"}))
+        _events(c)
+        answers = []
+        for key in ("key-b", "key-a", "key-b", "key-a"):  # before and after it is marked
+            r = httpx.get(a.url + f"/v1/streams/dead{sid}", headers={"X-API-Key": key})
+            answers.append((key, r.status_code, r.json().get("state")))
+    assert answers == [
+        ("key-b", 404, None), ("key-a", 200, "stale"), ("key-b", 404, None), ("key-a", 200, "stale")
+    ], answers  # fmt: skip
 
 
 # ---- 12. Smaller ones ----------------------------------------------------------------------------
