@@ -205,3 +205,30 @@ def test_explain_api_answers_422_for_a_too_short_upload_or_segment(tmp_path):
         assert r.json()["error"]["message"].startswith(what)
     rows = sqlite3.connect(db).execute("SELECT endpoint, status FROM rejections").fetchall()
     assert rows == [("/v1/explain", 422)] * 2
+
+
+class _Detached(torch.nn.Module):
+    """A front end without a gradient (features computed under ``no_grad``), then a read-out."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([[-1.0, 1.0]]))
+        self.card = ModelCard(name="detached", family="test", window_samples=16000)
+
+    def forward(self, x):
+        with torch.no_grad():
+            e = x.pow(2).mean(1, keepdim=True) * 100
+        logits = e * self.w.detach()
+        return logits, e
+
+
+def test_gradients_of_a_model_without_gradient_are_one_line(tmp_path, monkeypatch, capsys):
+    import spoofscope.cli as cli
+
+    det = Detector(make_engine(_Detached().eval(), "torch"), decision=Decision(vad="energy"))
+    monkeypatch.setattr(cli, "_build_detector", lambda a, **kw: det)
+    sf.write(tmp_path / "a.wav", _signal(), SR)
+    err = _one_line_error(
+        capsys, tmp_path / "a.wav", "--method", "integrated-gradients", "--out", tmp_path / "o"
+    )
+    assert "differentiable in the waveform" in err and "--method occlusion" in err

@@ -400,6 +400,12 @@ class IntegratedGradients:
                 for a in range(0, len(wins), bs):
                     batch = torch.stack(wins[a : a + bs])
                     logits = model(batch)[0][:, bona]
+                    if not logits.requires_grad:
+                        raise ExplainError(
+                            "integrated-gradients needs a score that is differentiable in the "
+                            "waveform, and this model's is not (its front end has no "
+                            "gradient); use --method occlusion, which works with every model"
+                        )
                     wt = torch.as_tensor(wts[a : a + bs], dtype=logits.dtype)
                     (grad,) = torch.autograd.grad(
                         sign * (logits * wt).sum(), g, retain_graph=a + bs < len(wins)
