@@ -232,3 +232,32 @@ def test_gradients_of_a_model_without_gradient_are_one_line(tmp_path, monkeypatc
         capsys, tmp_path / "a.wav", "--method", "integrated-gradients", "--out", tmp_path / "o"
     )
     assert "differentiable in the waveform" in err and "--method occlusion" in err
+
+
+def test_an_unexpected_failure_is_answered_counted_and_audited(tmp_path, monkeypatch):
+    """An engine that fails mid-explanation: a 500 with its request id, one rejection row,
+    and a count in /metrics (the error no longer escapes the middleware that records them)."""
+    pytest.importorskip("fastapi")
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from spoofscope.infer.explain import Scorer
+    from spoofscope.serve import ServiceSettings, create_app
+
+    def broken(self, windows):
+        raise RuntimeError("engine lost its device")
+
+    monkeypatch.setattr(Scorer, "window_scores", broken)
+    buf = io.BytesIO()
+    sf.write(buf, _signal(), SR, format="WAV")
+    db = tmp_path / "audit.sqlite"
+    app = create_app(detector(kind="official"), ServiceSettings(audit_db=str(db)))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/v1/explain", files={"file": ("a.wav", buf.getvalue(), "x")})
+        metrics = c.get("/metrics").text
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert "engine lost its device" in r.json()["error"]["message"]
+    rows = sqlite3.connect(db).execute("SELECT request_id, status, reason FROM rejections")
+    assert rows.fetchall() == [(r.headers["X-Request-ID"], 500, "internal_error")]
+    assert 'endpoint="/v1/explain",outcome="internal_error"} 1.0' in metrics
