@@ -11,6 +11,7 @@ from ._common import (
     NON_NEGATIVE,
     POSITIVE,
     POSITIVE_INT,
+    CLIError,
     _model_notices,
     _out_folder,
     detector_args,
@@ -21,6 +22,12 @@ from ._common import (
 def _cmd_explain(a) -> int:
     from ..infer.explain import load_segment, save_png
 
+    out = _out_folder(a.out)
+    try:  # before the work, so that an unwritable --out costs no explanation
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        msg = f"--out {out}: cannot create the folder ({e.strerror}); give a writable one"
+        raise CLIError(msg) from None
     det = detector_for(a)
     for line in _model_notices(det):
         print(f"note: {line}", file=sys.stderr)
@@ -34,12 +41,14 @@ def _cmd_explain(a) -> int:
         n_bands=a.bands,
         name=a.path,
     )
-    out = _out_folder(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = out / Path(a.path).stem
-    Path(f"{stem}.explain.json").write_text(json.dumps(e.to_dict(), indent=1) + "\n")
     audio, _, _ = load_segment(det, a.path, a.start, a.end)
-    save_png(e, audio, det.sample_rate, f"{stem}.explain.png")
+    try:
+        Path(f"{stem}.explain.json").write_text(json.dumps(e.to_dict(), indent=1) + "\n")
+        save_png(e, audio, det.sample_rate, f"{stem}.explain.png")
+    except OSError as err:
+        msg = f"--out {out}: cannot write {err.filename or stem} ({err.strerror})"
+        raise CLIError(msg) from None
     if e.label == "no_speech":
         print(f"{a.path}: no_speech: {e.reason}")
     else:

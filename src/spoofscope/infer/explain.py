@@ -103,7 +103,8 @@ class TileGrid:
     Args:
         x: (L,) float32 waveform.
         sample_rate: its rate.
-        tile_s: tile length in seconds (the last tile may be shorter).
+        tile_s: tile length in seconds (the last tile may be shorter, or up to one STFT hop
+            longer: every tile holds at least one frame).
         n_bands: equal-width bands from 0 to Nyquist.
     """
 
@@ -113,8 +114,22 @@ class TileGrid:
         if n_bands < 1 or not (tile_s > 0):
             raise ConfigError(f"tiles need n_bands >= 1 and tile_s > 0 (got {n_bands}, {tile_s})")
         self.sr, self.n = sample_rate, len(x)
-        self.n_fft = max(16, int(round(N_FFT * sample_rate / 16000)))
+        self.n_fft = frame_samples(sample_rate)
         self.hop = self.n_fft // 4
+        # finer tiles than the STFT resolves would hold no coefficient: a relevance of exactly
+        # 0 that nothing measured
+        if tile_s < self.hop / sample_rate - 1e-12:
+            raise ExplainError(
+                f"--tile-s {tile_s:g} is shorter than the STFT's hop of "
+                f"{self.hop / sample_rate:g} s, so some tiles would hold no frame; give "
+                f"--tile-s >= {self.hop / sample_rate:g}"
+            )
+        if n_bands > self.n_fft // 2:
+            raise ExplainError(
+                f"--bands {n_bands} is more than the STFT's {self.n_fft // 2} frequency steps "
+                f"of {sample_rate / self.n_fft:g} Hz, so some bands would hold no bin; give "
+                f"--bands <= {self.n_fft // 2}"
+            )
         self.window = torch.hann_window(self.n_fft)
         self.X = torch.stft(
             torch.from_numpy(np.ascontiguousarray(x, np.float32)),
@@ -126,17 +141,19 @@ class TileGrid:
         n_bins, n_frames = self.X.shape
         dur = self.n / sample_rate
         self.n_time = max(1, math.ceil(dur / tile_s - 1e-9))
+        # each frame to the tile its centre falls in (a centre on an edge: the later tile)
+        tile_of = np.floor(np.arange(n_frames) * self.hop / sample_rate / tile_s + 1e-6)
+        if self.n_time > 1 and tile_of.max() < self.n_time - 1:
+            self.n_time -= 1  # a last sliver shorter than a hop holds no frame: the one before
         self.tile_s, self.n_bands = float(tile_s), int(n_bands)
         self.t_edges = np.minimum(np.arange(self.n_time + 1) * tile_s, dur)
+        self.t_edges[-1] = dur
         self.f_edges = np.linspace(0, sample_rate / 2, n_bands + 1)
         freqs = np.arange(n_bins) * sample_rate / self.n_fft
         self.bin_band = torch.from_numpy(
             np.minimum((freqs / (sample_rate / 2) * n_bands).astype(int), n_bands - 1)
         )
-        centres = np.arange(n_frames) * self.hop / sample_rate
-        self.frame_tile = torch.from_numpy(
-            np.minimum((centres / tile_s).astype(int), self.n_time - 1)
-        )
+        self.frame_tile = torch.from_numpy(np.minimum(tile_of.astype(int), self.n_time - 1))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -350,6 +367,13 @@ class IntegratedGradients:
                 "integrated-gradients needs the PyTorch model behind the detector (this "
                 "engine has none); use --method occlusion, which works with every engine"
             )
+        precision = getattr(det.engine, "precision", "fp32")
+        if precision != "fp32":  # int8 layers have no gradient, and fp32 is another model
+            raise ExplainError(
+                f"integrated-gradients needs the fp32 model; this detector runs {precision}, "
+                "which has no gradient; use --method occlusion (it explains the model as run) "
+                "or --precision fp32"
+            )
         self.steps(scorer, budget)
         return TileGrid(x, det.sample_rate, tile_s, n_bands)
 
@@ -376,6 +400,12 @@ class IntegratedGradients:
                 for a in range(0, len(wins), bs):
                     batch = torch.stack(wins[a : a + bs])
                     logits = model(batch)[0][:, bona]
+                    if not logits.requires_grad:
+                        raise ExplainError(
+                            "integrated-gradients needs a score that is differentiable in the "
+                            "waveform, and this model's is not (its front end has no "
+                            "gradient); use --method occlusion, which works with every model"
+                        )
                     wt = torch.as_tensor(wts[a : a + bs], dtype=logits.dtype)
                     (grad,) = torch.autograd.grad(
                         sign * (logits * wt).sum(), g, retain_graph=a + bs < len(wins)
@@ -411,18 +441,36 @@ def load_segment(det, source, start_s=None, end_s=None, sample_rate=None):
     dur = len(x) / sr
     a = 0.0 if start_s is None else float(start_s)
     b = dur if end_s is None else min(float(end_s), dur)
-    if not (0 <= a < b) or a >= dur:
+    if not 0 <= a < dur:
         raise ExplainError(
-            f"segment {a:g}-{b:g} s is not within the recording (0-{dur:.3f} s); give "
-            "--start < --end inside it"
+            f"segment start {a:g} s is not within the recording (0-{dur:.3f} s); give a start "
+            "inside it"
         )
-    return x[int(round(a * sr)) : int(round(b * sr))], a, b
+    if not a < b:
+        raise ExplainError(
+            f"segment {a:g}-{b:g} s is not within the recording: its end is not after its "
+            "start; give a start before the end"
+        )
+    seg = x[int(round(a * sr)) : int(round(b * sr))]
+    n = frame_samples(sr)
+    if len(seg) < n:
+        what = "the recording" if start_s is None and end_s is None else "the segment"
+        raise ExplainError(
+            f"{what} is {len(seg) / sr:.3f} s long, shorter than one {n / sr:.3f}-s STFT frame "
+            f"that tiles are cut from; explain at least {n / sr:.3f} s"
+        )
+    return seg, a, b
+
+
+def frame_samples(sample_rate: int) -> int:
+    """The STFT frame of the tiles at ``sample_rate`` (512 samples at 16 kHz)."""
+    return max(16, int(round(N_FFT * sample_rate / 16000)))
 
 
 def summarise(tiles: list[dict], label: str) -> str:
     """One line: the band span and time span around the most relevant tile that hold at
     least half the positive relevance of their marginals, and the share of the positive
-    relevance that box holds."""
+    relevance that box holds ("mostly" only where that share is at least half)."""
     pos = [t for t in tiles if t["relevance"] > 0]
     what = "bona fide" if label == "bonafide" else "spoof"
     if not pos:
@@ -454,11 +502,16 @@ def summarise(tiles: list[dict], label: str) -> str:
         for t in pos
         if f0 <= t["f_lo_hz"] and t["f_hi_hz"] <= f1 and t0 <= t["start_s"] and t["end_s"] <= t1
     )
-    return (
-        f"the {what} verdict rests mostly on {f0 / 1000:g}-{f1 / 1000:g} kHz between "
-        f"{t0:.2f} and {t1:.2f} s ({100 * inside / total:.0f} % of the relevance towards it). "
-        f"{NOTE[0].upper()}{NOTE[1:]}."
-    )
+    share = 100 * inside / total
+    where = f"{f0 / 1000:.4g}-{f1 / 1000:.4g} kHz between {t0:.2f} and {t1:.2f} s"
+    if share >= 50:
+        head = f"the {what} verdict rests mostly on {where} ({share:.0f} % of the relevance"
+    else:  # the two spans each hold half, but their box less: the relevance is spread out
+        head = (
+            f"the {what} verdict rests on no one place: its largest share lies in {where} "
+            f"(only {share:.0f} % of the relevance"
+        )
+    return f"{head} towards it). {NOTE[0].upper()}{NOTE[1:]}."
 
 
 def explain(

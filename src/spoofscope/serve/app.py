@@ -156,7 +156,12 @@ def _log_and_count(app: FastAPI) -> None:
         request.state.score = None
         request.state.endpoint = None
         t0 = time.perf_counter()
-        resp = await call_next(request)
+        try:
+            resp = await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - answered here, so it is counted and audited
+            log.exception("unexpected error")
+            request.state.outcome = "internal_error"
+            resp = error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
         ms = (time.perf_counter() - t0) * 1000
         outcome = request.state.outcome or (
             "ok" if resp.status_code < 400 else f"http_{resp.status_code}"
