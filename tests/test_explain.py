@@ -304,3 +304,32 @@ def test_summary_names_the_band_the_time_and_the_share():
             f"the spoof verdict rests mostly on 2-3 kHz between 1.25 and 1.50 s "
             f"({share:.0f} % of the relevance towards it)"
         ) in e.summary, e.summary
+
+
+def test_cli_json_is_strict_whatever_the_numbers(tmp_path, monkeypatch, capsys):
+    """No NaN or Infinity in the written JSON: a non-finite relevance (a broken model) is
+    written as null, and the file parses as standard JSON."""
+    from spoofscope.infer.explain import Explanation
+
+    inside, others = two_seconds()
+    sf.write(tmp_path / "a.wav", (sum(inside) + sum(others)).astype(np.float32), SR)
+    _cli_detector(monkeypatch)
+    plain = Explanation.to_dict
+
+    def broken(self):
+        d = plain(self)
+        d["tiles"][0]["relevance"] = float("nan")
+        d["score"] = float("inf")
+        return d
+
+    monkeypatch.setattr(Explanation, "to_dict", broken)
+    rc = main(["explain", str(tmp_path / "a.wav"), "--out", str(tmp_path / "o"),
+               "--tile-s", "0.5", "--bands", "4"])  # fmt: skip
+    capsys.readouterr()
+    text = (tmp_path / "o" / "a.explain.json").read_text()
+
+    def refuse(c):
+        raise ValueError(c)
+
+    d = json.loads(text, parse_constant=refuse)
+    assert rc == 0 and d["tiles"][0]["relevance"] is None and d["score"] is None

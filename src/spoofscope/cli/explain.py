@@ -41,10 +41,14 @@ def _cmd_explain(a) -> int:
         n_bands=a.bands,
         name=a.path,
     )
+    from ..infer.detector import finite  # here: --help must not load PyTorch
+
     stem = out / Path(a.path).stem
     audio, _, _ = load_segment(det, a.path, a.start, a.end)
     try:
-        Path(f"{stem}.explain.json").write_text(json.dumps(e.to_dict(), indent=1) + "\n")
+        Path(f"{stem}.explain.json").write_text(
+            json.dumps(finite(e.to_dict()), indent=1, allow_nan=False) + "\n"
+        )
         save_png(e, audio, det.sample_rate, f"{stem}.explain.png")
     except OSError as err:
         msg = f"--out {out}: cannot write {err.filename or stem} ({err.strerror})"

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from ..audio import AudioError
 from ..errors import ConfigError
+from ..infer.detector import finite
 from ..infer.explain import DEFAULT_BUDGET, DEFAULT_METHOD, METHODS, ExplainError, ExplainStopped
 from .errors import STATUS_OF_KIND, ServiceError
 from .routes import _check_durations, _multipart_schema, api_key, audited
@@ -91,4 +92,4 @@ async def explain(
     request.state.score = e.score
     if e.label == "no_speech":
         request.state.outcome = "no_speech"
-    return JSONResponse(d)
+    return JSONResponse(finite(d))  # strict JSON: no NaN or Infinity ever leaves
