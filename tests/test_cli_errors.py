@@ -190,6 +190,13 @@ def test_models_lists_the_registry_with_cards(tmp_path):
     assert a["weights"] == {"official": "AASIST.pth"} and a["weights_status"] == "packaged"
     assert "NAVER Corp." in open(a["notice_file"]).read()
     assert rows["rawnet2"]["weights_status"] == "none"
+    # an empty cache: only what ships in the package is "packaged"; the rest must be fetched
+    assert {n for n, d in rows.items() if d["weights_status"] == "packaged"} == {
+        "aasist",
+        "aasist-l",
+    }
+    assert rows["antideepfake-w2v-small"]["weights_status"] == "available"  # Hub download
+    assert rows["xlsr-sls"]["weights_status"] == "manual"  # a Google Drive page
     assert rows["cqcc-xvector"]["export"] == "none"
 
 

@@ -126,6 +126,32 @@ def test_download_fails_within_3_s_when_the_name_lookup_hangs(tmp_path, monkeypa
     assert str(tmp_path / "AASIST.pth") in msg and msg.count("by hand") == 1
 
 
+def test_hub_download_fails_within_3_s_when_the_name_lookup_hangs(tmp_path, monkeypatch):
+    """The same bound for weights on the Hugging Face Hub: the reachability check stops at 3 s
+    (a hang of 10 s here: a longer bound would end on the resolver's own error instead)."""
+    constants = pytest.importorskip("huggingface_hub.constants")
+    import socket
+    import threading
+
+    release = threading.Event()
+
+    def hang(*a, **k):
+        release.wait(10)
+        raise OSError("released")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
+    try:
+        with pytest.raises(WeightsError) as e:
+            resolve_weights("antideepfake-w2v-small", cache=tmp_path)
+    finally:
+        release.set()
+    msg = str(e.value)
+    assert "no connection to hub.invalid within 3 s; offline?" in msg
+    assert "wav2vec-small-anti-deepfake" in msg and msg.count("by hand") == 1
+
+
 def test_checksum_applies_to_the_cache_not_to_a_named_file(tmp_path, monkeypatch, reference_dir):
     monkeypatch.setenv("SPOOFSCOPE_CACHE", str(tmp_path))
     _with_url(monkeypatch, "aasist", get_card("aasist").weights["official"].url)
