@@ -108,11 +108,13 @@ def _native_start(msg: dict) -> _Start:
             f'the first message must be {{"type": "start", ...}}, got type {msg.get("type")!r}'
         )
     enc = msg.get("encoding", "pcm_s16le")
-    if enc not in ENCODINGS:
-        raise _bad(f"unknown encoding {enc!r}; one of pcm_s16le, f32le, mulaw, alaw")
+    if not isinstance(enc, str) or enc not in ENCODINGS:
+        raise _bad(f"unknown encoding {enc!r:.60}; one of pcm_s16le, f32le, mulaw, alaw")
     rate, ch = _format(msg.get("sample_rate"), msg.get("channels", 1), "sample_rate", "channels")
     hop = msg.get("hop_s")
-    if hop is not None and not (isinstance(hop, int | float) and hop > 0):
+    if hop is not None and not (
+        isinstance(hop, int | float) and not isinstance(hop, bool) and hop > 0
+    ):
         raise _bad(f"hop_s must be a positive number of seconds, got {hop!r}")
     key = msg.get("api_key")
     return _Start(rate, ENCODINGS[enc], ch, hop, key if isinstance(key, str) else None)
@@ -145,11 +147,13 @@ def _twilio_start(msg: dict) -> _Start:
     key = params.get("api_key") or params.get("apiKey")
     hop = params.get("hop_s")
     try:
+        if isinstance(hop, bool):
+            raise TypeError
         hop = float(hop) if hop is not None else None
     except (TypeError, ValueError):
         raise _bad(f"start.customParameters.hop_s must be a number, got {hop!r:.60}") from None
     tracks = start.get("tracks", ["inbound"])
-    if not isinstance(tracks, list) or not tracks or not set(tracks) <= set(TRACKS):
+    if not isinstance(tracks, list) or not tracks or not all(t in TRACKS for t in tracks):
         raise _bad(f"start.tracks must be a list of {' and '.join(TRACKS)}, got {tracks!r:.60}")
     track = params.get("track") or ("inbound" if "inbound" in tracks else tracks[0])
     if track not in tracks:
@@ -421,6 +425,8 @@ def _audio(msg: dict, twilio: bool, track: str | None) -> bytes | str | None:
         ev = m.get("event")
         if ev == "stop":
             return "stop"
+        if ev == "start":  # the format of the audio already judged cannot change midway
+            raise _bad("a second start message; a Twilio stream has one")
         if ev != "media":
             return None  # mark, dtmf, ...
         media = _object(m, "media", "a media message's ")

