@@ -94,3 +94,73 @@ def test_start_values_of_the_wrong_type_are_refused_by_name(ckpt, tmp_path):
         assert code == 1007 and words in reason, (code, reason, words)
     assert "internal_error" not in metrics
     assert "spoofscope_streams_active 0.0" in metrics
+
+
+# ---- evaluate --reference/--hypothesis: empty, BOM-prefixed and inconsistent files ----------
+
+REF = (
+    "SPEAKER a 1 0.000 1.000 <NA> <NA> bonafide <NA> <NA>\n"
+    "SPEAKER a 1 1.000 1.000 <NA> <NA> spoof <NA> <NA>\n"
+    "SPEAKER b 1 0.000 2.000 <NA> <NA> bonafide <NA> <NA>\n"
+)
+
+
+def _hyp_line(path, scores, duration=2.0, step=0.5):
+    steps = [
+        {"start_s": k * step, "end_s": (k + 1) * step, "score": s} for k, s in enumerate(scores)
+    ]
+    return json.dumps({"path": path, "duration_s": duration, "timeline": steps})
+
+
+HYP = (
+    _hyp_line("x/a.wav", [0.8, 0.6, -0.7, -0.9]) + "\n" + _hyp_line("x/b.wav", [0.9, 0.5, 0.4, 0.7])
+)
+
+
+def _evaluate(capsys, tmp_path: Path, ref: str, hyp: str, encoding="utf-8"):
+    from spoofscope.cli import main
+
+    (tmp_path / "ref.rttm").write_text(ref, encoding=encoding)
+    (tmp_path / "hyp.jsonl").write_text(hyp, encoding=encoding)
+    args = [
+        "evaluate",
+        "--reference",
+        tmp_path / "ref.rttm",
+        "--hypothesis",
+        tmp_path / "hyp.jsonl",
+    ]
+    try:
+        code = main([str(x) for x in [*args, "--json"]])
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err.strip()
+
+
+def test_evaluate_names_empty_bom_and_inconsistent_files(tmp_path, capsys):
+    code, out, _ = _evaluate(capsys, tmp_path, REF, HYP)
+    assert code == 0 and json.loads(out)["range_eer"]["eer"] == 0.0
+    # a byte order mark (Windows editors write one) changes nothing
+    code, out_bom, err = _evaluate(capsys, tmp_path, REF, HYP, encoding="utf-8-sig")
+    assert code == 0 and json.loads(out_bom) == json.loads(out), err
+    cases = [  # (reference, hypothesis, words the one error line must hold)
+        ("", HYP, ["ref.rttm holds no RTTM lines"]),
+        ("# only a comment\n", HYP, ["ref.rttm holds no RTTM lines"]),
+        (REF, "", ["hyp.jsonl is empty"]),
+        (REF, "\n  \n", ["hyp.jsonl is empty"]),
+        (
+            REF,
+            HYP.replace('"duration_s": 2.0', '"duration_s": -2.0', 1),
+            ["hyp.jsonl:1", "duration_s is -2.0, not a positive number"],
+        ),
+        (
+            REF,
+            HYP.replace('"start_s": 1.0, "end_s": 1.5', '"start_s": 1.5, "end_s": 1.0', 1),
+            ["hyp.jsonl:1", "timeline step 2 runs from 1.5 s to 1.0 s"],
+        ),
+    ]
+    for ref, hyp, words in cases:
+        code, _, err = _evaluate(capsys, tmp_path, ref, hyp)
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert err.startswith("spoofscope evaluate: error: "), err
+        assert all(w in err for w in words), (words, err)
