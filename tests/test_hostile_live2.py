@@ -164,3 +164,35 @@ def test_evaluate_names_empty_bom_and_inconsistent_files(tmp_path, capsys):
         assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert err.startswith("spoofscope evaluate: error: "), err
         assert all(w in err for w in words), (words, err)
+
+
+# ---- --audit-db: every libpq form is PostgreSQL (never a SQLite file named after it) --------
+
+
+def test_audit_targets_in_other_libpq_forms_leak_nothing_and_make_no_file(tmp_path, monkeypatch):
+    """A key=value string starting with any keyword, an upper-case scheme, another scheme and
+    an unencoded @ in a URL password: each refused in one error without the password, and no
+    SQLite file made in the working folder (as a key=value string starting with keepalives=
+    used to be: the password in the new file's name, the audit trail silently local)."""
+    pytest.importorskip("psycopg_pool")
+    from _server import free_port
+
+    from spoofscope.errors import ConfigError
+    from spoofscope.serve.audit import AuditLog
+
+    monkeypatch.chdir(tmp_path)
+    port = free_port()  # nothing listens there
+    targets = {  # target -> the words its error holds
+        f"keepalives=1 password=SECRET1 host=127.0.0.1 port={port}": "cannot connect",
+        f"sslrootcert=/x password=SECRET1 host=127.0.0.1 port={port}": "cannot connect",
+        f"Host=127.0.0.1 port={port} password=SECRET1": "cannot connect",
+        f"POSTGRESQL://u:SECRET1@127.0.0.1:{port}/db": "cannot connect",
+        f"mysql://u:SECRET1@127.0.0.1:{port}/db": "a mysql:// URL",
+        f"postgresql://u:p@SECRET1@127.0.0.1:{port}/db": "percent-encoded (%40)",
+    }
+    for target, words in targets.items():
+        with pytest.raises(ConfigError) as e:
+            AuditLog(target)
+        msg = str(e.value)
+        assert "SECRET1" not in msg and "***" in msg and words in msg, msg
+    assert list(tmp_path.iterdir()) == []
