@@ -196,3 +196,38 @@ def test_audit_targets_in_other_libpq_forms_leak_nothing_and_make_no_file(tmp_pa
         msg = str(e.value)
         assert "SECRET1" not in msg and "***" in msg and words in msg, msg
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- a calibration file cannot put NaN, a string or an impossible prior into verdicts --------
+
+
+def test_a_calibration_file_with_invalid_values_is_refused(ckpt, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from spoofscope.cli import main
+
+    wav = tmp_path / "a.wav"
+    t = np.arange(2 * 16000) / 16000
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 16000)
+    cal = tmp_path / "cal.json"
+    cases = {  # calibration JSON -> the words of its one error line
+        '{"a": NaN, "b": 0, "domain": "deployment"}': "calibration a must be a number",
+        '{"a": 1, "b": Infinity}': "calibration b must be a number",
+        '{"a": "2", "b": 0}': "calibration a must be a number (finite), not '2'",
+        '{"a": true, "b": 0}': "calibration a must be a number (finite), not True",
+        '{"a": 1, "b": 0, "prior": 1.5}': "calibration prior must be a number (0-1)",
+        '{"a": 1, "b": 0, "prior": 0}': "calibration prior must be a number (0-1)",
+        '{"a": 1, "b": 0, "band": -1}': "calibration band must be a number (0-0.5)",
+        '{"a": 1, "b": 0, "threshold": NaN}': "calibration threshold must be a number",
+        "[1, 2]": "a calibration is a JSON object, not a list",
+    }
+    for text, words in cases.items():
+        cal.write_text(text)
+        try:
+            code = main(["detect", "--model", str(ckpt), "--calibration", str(cal), str(wav)])
+        except SystemExit as e:
+            code = e.code
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, (text, err)
+        assert err.startswith(f"spoofscope detect: error: {cal}: ") and words in err, err
