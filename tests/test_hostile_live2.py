@@ -231,3 +231,57 @@ def test_a_calibration_file_with_invalid_values_is_refused(ckpt, tmp_path, capsy
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1, (text, err)
         assert err.startswith(f"spoofscope detect: error: {cal}: ") and words in err, err
+
+
+# ---- calibrate and fuse: scores near the float range never give NaN files or tracebacks ------
+
+
+def test_huge_scores_are_refused_by_calibrate_and_fuse(tmp_path, capsys):
+    import numpy as np
+
+    from spoofscope.cli import main
+
+    rng = np.random.default_rng(0)
+    utts = [f"U{i:03d}" for i in range(40)]
+    bona = [i % 2 == 1 for i in range(40)]
+    (tmp_path / "proto.txt").write_text(
+        "".join(
+            f"LA_0001 {u} - {'-' if b else 'A01'} {'bonafide' if b else 'spoof'}\n"
+            for u, b in zip(utts, bona, strict=True)
+        )
+    )
+    normal = rng.normal(size=40) + np.where(bona, 1.0, -1.0)
+    huge = np.where(bona, 1e308, -1e308)  # finite, but their spread overflows a float
+    one_huge = normal.copy()
+    one_huge[5] = 1e308
+
+    def scores(name, values):
+        path = tmp_path / name
+        path.write_text("".join(f"{u} {float(v)!r}\n" for u, v in zip(utts, values, strict=True)))
+        return path
+
+    a, b, c = scores("a.txt", normal), scores("b.txt", huge), scores("c.txt", one_huge)
+    proto = tmp_path / "proto.txt"
+
+    def run(*args):
+        try:
+            code = main([str(x) for x in args])
+        except SystemExit as e:
+            code = e.code
+        return code, capsys.readouterr().err.strip()
+
+    fused, cal = tmp_path / "fusion.json", tmp_path / "cal.json"
+    for args in (
+        ["calibrate", "--scores", b, "--protocol", proto, "--out", cal],
+        ["fuse", "--scores", a, b, "--protocol", proto, "--out", fused],
+    ):
+        code, err = run(*args)
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert "too large for a logistic fit" in err and "1e+308" in err, err
+    assert not fused.exists() and not cal.exists()  # no file with "bias": NaN
+    # a fusion learnt on ordinary scores, applied to an eval file with one score near the
+    # float range: that trial is named, and no score file with inf in it is written
+    out = tmp_path / "fused.txt"
+    code, err = run("fuse", "--scores", a, a, "--protocol", proto, "--out", fused,
+                    "--apply", c, c, "--eval-protocol", proto, "--eval-out", out)  # fmt: skip
+    assert code == 2 and "the fused score of U005 overflows" in err and not out.exists(), err

@@ -272,7 +272,14 @@ def _cmd_fuse(a) -> int:
         for f in a.apply:
             s, elabels, eattacks = join_scores(read_score_file(f), etrials, f, a.eval_protocol)
             ecols.append(s)
-        fused = fusion.apply(np.stack(ecols, 1))
+        with np.errstate(over="ignore", invalid="ignore"):
+            fused = fusion.apply(np.stack(ecols, 1))
+        if not np.all(np.isfinite(fused)):
+            k = int(np.argmin(np.isfinite(fused)))
+            raise CLIError(
+                f"the fused score of {etrials[k].utt_id} overflows (its scores: "
+                f"{', '.join(f'{c[k]:.3g}' for c in ecols)}); nothing written to {a.eval_out}"
+            )
         write_score_file(
             a.eval_out,
             [t.utt_id for t in etrials],
