@@ -285,3 +285,57 @@ def test_huge_scores_are_refused_by_calibrate_and_fuse(tmp_path, capsys):
     code, err = run("fuse", "--scores", a, a, "--protocol", proto, "--out", fused,
                     "--apply", c, c, "--eval-protocol", proto, "--eval-out", out)  # fmt: skip
     assert code == 2 and "the fused score of U005 overflows" in err and not out.exists(), err
+
+
+# ---- a Twilio callSid chosen by another key does not shadow one's own stream ----------------
+
+
+def test_another_key_s_stream_with_the_same_call_sid_does_not_shadow_mine(ckpt, tmp_path):
+    """Key B opens a Twilio stream with the callSid of key A's live stream: on this replica
+    and on another (the shared table), A still reads its own stream by that callSid, and B
+    its own; neither sees the other's."""
+    import time
+
+    from _server import LocalServer
+
+    from spoofscope.infer import Detector
+    from spoofscope.serve import ServiceSettings, create_app
+
+    det = Detector.from_checkpoint(ckpt)
+    keys = frozenset({"key-a", "key-b"})
+    db = str(tmp_path / "audit.sqlite")
+
+    def server():
+        return LocalServer(create_app(det, ServiceSettings(api_keys=keys, audit_db=db)))
+
+    def open_call(srv, key):
+        c = ws_client.connect(srv.url.replace("http", "ws") + "/v1/stream/twilio")
+        c.send(json.dumps(_twilio_start(customParameters={"api_key": key})))
+        c.send(json.dumps(MEDIA))
+        return c
+
+    def ids(srv):
+        out = {}
+        for key in ("key-a", "key-b"):
+            r = httpx.get(srv.url + "/v1/streams/CAh2", headers={"X-API-Key": key})
+            out[key] = r.json().get("stream_id") if r.status_code == 200 else r.status_code
+        return out
+
+    with server() as a, server() as b:
+        mine = open_call(a, "key-a")
+        time.sleep(1.0)
+        sid_a = ids(a)["key-a"]
+        theirs = open_call(a, "key-b")
+        time.sleep(1.5)  # both live states reach the shared table
+        here, there = ids(a), ids(b)
+        for c in (mine, theirs):
+            c.send(json.dumps({"event": "stop"}))
+            try:
+                while True:
+                    c.recv(timeout=30)
+            except (ConnectionClosed, TimeoutError):
+                pass
+    assert isinstance(sid_a, str), sid_a
+    assert here["key-a"] == sid_a and there["key-a"] == sid_a, (here, there)
+    assert isinstance(here["key-b"], str) and here["key-b"] != sid_a, here
+    assert there["key-b"] == here["key-b"], there

@@ -348,14 +348,16 @@ class AuditLog:
                 (a, sid),
             )
 
-    def get_stream(self, key: str, stale_after_s: float | None = None) -> dict | None:
-        """A stream's latest state by its id or an alias. A ``live`` state not updated for
-        ``stale_after_s`` is a stream whose replica ended without recording its end: it is
-        marked ``stale`` in the table and answered so."""
+    def get_stream(
+        self, key: str, stale_after_s: float | None = None, alias: str | None = None
+    ) -> dict | None:
+        """A stream's latest state by its id or an alias (``alias``, default ``key``). A
+        ``live`` state not updated for ``stale_after_s`` is a stream whose replica ended
+        without recording its end: it is marked ``stale`` in the table and answered so."""
         rows = self.db.query(
             "SELECT s.id, s.updated, s.state FROM streams s WHERE s.id = ? OR s.id = "
             "(SELECT id FROM stream_aliases WHERE alias = ?)",
-            (key, key),
+            (key, key if alias is None else alias),
         )
         if not rows:
             return None
