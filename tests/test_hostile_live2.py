@@ -339,3 +339,36 @@ def test_another_key_s_stream_with_the_same_call_sid_does_not_shadow_mine(ckpt, 
     assert here["key-a"] == sid_a and there["key-a"] == sid_a, (here, there)
     assert isinstance(here["key-b"], str) and here["key-b"] != sid_a, here
     assert there["key-b"] == here["key-b"], there
+
+
+# ---- detect --stream -: raw input that ends inside a sample frame is said ------------------
+
+
+def test_stdin_ending_inside_a_sample_frame_is_warned(ckpt):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    t = np.arange(16000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 200 * t)).astype("<f4").tobytes()
+
+    def run(data, *opts):
+        return subprocess.run(
+            [sys.executable, "-m", "spoofscope", "detect", "--model", str(ckpt), "--stream",
+             "-", "--input-rate", "16000", *opts],
+            input=data, capture_output=True, timeout=300,
+        )  # fmt: skip
+
+    whole = run(x, "--input-format", "f32le")
+    cut = run(x + b"\x01\x02", "--input-format", "f32le")
+    stereo = run(x + b"\x01\x02\x03\x04\x05\x06", "--input-format", "s16le", "--channels", "2")
+    assert whole.returncode == 0 and b"sample frame" not in whole.stderr, whole.stderr
+    assert cut.returncode == 0 and cut.stdout == whole.stdout  # the same samples judged
+    assert (
+        "standard input ended 2 byte(s) into a sample frame (4 bytes: f32le, 1 channel(s))"
+        in cut.stderr.decode()
+    ), cut.stderr
+    assert "ended 2 byte(s) into a sample frame (4 bytes: s16le, 2 channel(s))" in (
+        stereo.stderr.decode()
+    ), stereo.stderr
