@@ -443,6 +443,11 @@ class RawDecoder:
         self.frame = RAW_FORMATS[fmt] * self.channels
         self._rest = b""
 
+    @property
+    def leftover(self) -> int:
+        """Bytes waiting for the rest of their sample frame (at the end: a cut frame)."""
+        return len(self._rest)
+
     def __call__(self, data: bytes) -> np.ndarray:
         data = self._rest + bytes(data)
         n = len(data) // self.frame * self.frame

@@ -329,6 +329,13 @@ def _detect_stream(a) -> int:
     except AudioError as e:  # what was judged before the damage still gets its result
         broken = e
         print(f"error: {e}; the result below covers the audio before it", file=sys.stderr)
+    if fmt != "container" and not broken and decode.leftover:
+        print(
+            f"warning: standard input ended {decode.leftover} byte(s) into a sample frame "
+            f"({decode.frame} bytes: {fmt}, {a.channels} channel(s)); they are not judged: "
+            "is --input-format or --channels right?",
+            file=sys.stderr,
+        )
     r = stream.close()
     show(stream.last_events)
     if a.json:

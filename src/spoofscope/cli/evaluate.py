@@ -43,8 +43,8 @@ def _timeline_of(o, where: str) -> tuple[str, float, list]:
         raise bad(f"a {type(o).__name__}, not an object")
     if not isinstance(o.get("path"), str):
         raise bad("no path")
-    if not _number(o.get("duration_s")):
-        raise bad(f"duration_s is {o.get('duration_s')!r}")
+    if not _number(o.get("duration_s")) or o["duration_s"] <= 0:
+        raise bad(f"duration_s is {o.get('duration_s')!r}, not a positive number")
     steps = o.get("timeline")
     if not isinstance(steps, list):
         raise bad(f"timeline is {steps!r:.40}")
@@ -52,6 +52,8 @@ def _timeline_of(o, where: str) -> tuple[str, float, list]:
     for k, t in enumerate(steps):
         if not isinstance(t, dict) or not all(_number(t.get(x)) for x in ("start_s", "end_s")):
             raise bad(f"timeline step {k} has no start_s/end_s numbers")
+        if not 0 <= t["start_s"] <= t["end_s"]:
+            raise bad(f"timeline step {k} runs from {t['start_s']!r} s to {t['end_s']!r} s")
         if "score" not in t or not (t["score"] is None or _number(t["score"])):
             raise bad(f"timeline step {k} has no score (a number, or null where not judged)")
         out.append((float(t["start_s"]), float(t["end_s"]), t["score"]))
@@ -65,7 +67,9 @@ def _read_hypothesis(path) -> tuple[dict, dict, bool]:
     segment))``."""
     from ..metrics.localisation import read_rttm
 
-    text = Path(path).read_text()
+    text = Path(path).read_text(encoding="utf-8-sig")  # a byte order mark is not content
+    if not text.strip():
+        raise CLIError(f"{path} is empty; give detect --json output (or an RTTM)")
     if text.lstrip().startswith(("{", "[")):
         try:
             if text.lstrip().startswith("["):
@@ -104,6 +108,8 @@ def _cmd_evaluate_localisation(a) -> int:
             rows = read_rttm(a.reference, labels=RTTM_LABELS, disjoint=True)
         except ValueError as e:
             raise CLIError(str(e)) from None
+        if not rows:
+            raise CLIError(f"{a.reference} holds no RTTM lines; nothing to evaluate against")
         ref = spoof_stretches(rows)
         ref_durs = _rttm_durations(rows)
     hyp, hyp_durs, exact = _read_hypothesis(a.hypothesis)
@@ -266,7 +272,14 @@ def _cmd_fuse(a) -> int:
         for f in a.apply:
             s, elabels, eattacks = join_scores(read_score_file(f), etrials, f, a.eval_protocol)
             ecols.append(s)
-        fused = fusion.apply(np.stack(ecols, 1))
+        with np.errstate(over="ignore", invalid="ignore"):
+            fused = fusion.apply(np.stack(ecols, 1))
+        if not np.all(np.isfinite(fused)):
+            k = int(np.argmin(np.isfinite(fused)))
+            raise CLIError(
+                f"the fused score of {etrials[k].utt_id} overflows (its scores: "
+                f"{', '.join(f'{c[k]:.3g}' for c in ecols)}); nothing written to {a.eval_out}"
+            )
         write_score_file(
             a.eval_out,
             [t.utt_id for t in etrials],

@@ -27,7 +27,10 @@ def fit_llr_map(bona: np.ndarray, spoof: np.ndarray, prior: float = 0.5, l2: flo
     offset = np.log(prior / (1 - prior))
     # standardise for a well-conditioned optimisation, then map back
     allx = np.vstack([bona, spoof])
-    mu, sd = allx.mean(0), allx.std(0) + 1e-12
+    with np.errstate(all="ignore"):  # scores near the float range: refused here
+        mu, sd = allx.mean(0), allx.std(0) + 1e-12
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sd))):
+        raise _too_large(allx)
     zb, zs = (bona - mu) / sd, (spoof - mu) / sd
 
     def obj(theta):
@@ -45,6 +48,17 @@ def fit_llr_map(bona: np.ndarray, spoof: np.ndarray, prior: float = 0.5, l2: flo
 
     res = minimize(obj, np.zeros(k + 1), jac=True, method="L-BFGS-B")
     w_z, b_z = res.x[:k], res.x[k]
-    w = w_z / sd
-    b = b_z - float(np.sum(w_z * mu / sd))
+    with np.errstate(all="ignore"):
+        w = w_z / sd
+        b = b_z - float(np.sum(w_z * mu / sd))
+    if not (np.all(np.isfinite(w)) and np.isfinite(b)):
+        raise _too_large(allx)
     return w, float(b)
+
+
+def _too_large(x: np.ndarray) -> ConfigError:
+    return ConfigError(
+        f"the scores are too large for a logistic fit (largest |score| "
+        f"{float(np.max(np.abs(x))):.3g}): their spread overflows; divide them by a constant "
+        "first"
+    )

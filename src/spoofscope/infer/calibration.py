@@ -59,6 +59,23 @@ class Calibration:
     def __post_init__(self):
         if self.domain not in DOMAINS:
             raise ConfigError(f"calibration domain must be one of {DOMAINS}, not {self.domain!r}")
+        # a NaN, a string or a prior of 0 would give every verdict a wrong or invalid p_bonafide
+        ranges = {  # field -> (low, high, whether the ends are allowed)
+            "a": (-np.inf, np.inf, False),
+            "b": (-np.inf, np.inf, False),
+            "eer_threshold": (-np.inf, np.inf, False),
+            "far_threshold": (-np.inf, np.inf, False),
+            "threshold": (-np.inf, np.inf, False),
+            "prior": (0.0, 1.0, False),
+            "target_far": (0.0, 1.0, False),
+            "band": (0.0, 0.5, True),
+        }
+        for name, (lo, hi, ends) in ranges.items():
+            v = getattr(self, name)
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+            if not ok or not (lo <= v <= hi if ends else lo < v < hi):
+                span = f"{lo:g}-{hi:g}" if np.isfinite(lo) else "finite"
+                raise ConfigError(f"calibration {name} must be a number ({span}), not {v!r:.40}")
 
     @classmethod
     def fit(
@@ -131,6 +148,8 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict) -> Calibration:
+        if not isinstance(d, dict):
+            raise ConfigError(f"a calibration is a JSON object, not a {type(d).__name__}")
         d = {k: v for k, v in d.items() if k != "type"}
         return cls(**d)
 
@@ -143,6 +162,8 @@ class Calibration:
     def load(cls, path) -> Calibration:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
         except (OSError, ValueError, TypeError) as e:
             raise ConfigError(f"{path}: not a spoofscope calibration file ({e})") from None
 

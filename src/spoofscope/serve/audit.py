@@ -82,24 +82,31 @@ async def write_off_loop(write, *args, failing: str) -> bool:
         return False
 
 
-#: a libpq key=value connection string starts with one of these keywords
-_CONNINFO = re.compile(
-    r"^\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode|options|"
-    r"connect_timeout|application_name|target_session_attrs)\s*=",
-    re.IGNORECASE,
+#: a libpq key=value connection string: ``keyword=value`` words (any keyword first, such as
+#: keepalives= or sslrootcert=), at least one of them naming the server, the user or the password
+_CONNINFO = re.compile(r"^\s*[a-z_]+\s*=", re.IGNORECASE)
+_CONNINFO_KEY = re.compile(
+    r"(^|\s)(host|hostaddr|port|dbname|user|password|passfile|service)\s*=", re.IGNORECASE
 )
+#: a URL of any scheme (postgresql:// in any case is PostgreSQL; others are refused)
+_URL = re.compile(r"^\s*([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 
 
 def is_postgres(target) -> bool:
-    """A ``postgresql://`` URL or a libpq ``key=value`` connection string."""
+    """A ``postgresql://`` URL (the scheme in any case) or a libpq ``key=value`` connection
+    string."""
     t = str(target)
-    return t.startswith(("postgresql://", "postgres://")) or bool(_CONNINFO.match(t))
+    url = _URL.match(t)
+    if url:
+        return url.group(1).lower() in ("postgresql", "postgres")
+    return bool(_CONNINFO.match(t) and _CONNINFO_KEY.search(t))
 
 
-# the password in every form libpq takes: URL userinfo, a password= query parameter, and a
+# the password in every form libpq takes: URL userinfo (up to the last @ of the authority, so
+# that a password with an unencoded @ is masked whole), a password= query parameter, and a
 # password= keyword of a key=value string (bare, or single-quoted with \' and \\ escapes)
 _PASSWORDS = (
-    re.compile(r"(?<=://)[^:/@?#\s]*:([^@/?#]*)@"),
+    re.compile(r"(?<=://)[^:/@?#\s]*:([^/?#\s]*)@"),
     re.compile(r"[?&]password=([^&#]*)", re.IGNORECASE),
     re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE),
 )
@@ -254,8 +261,22 @@ class _Postgres:
 
 def open_database(target, readonly: bool = False):
     """The backend for a SQLite path or a ``postgresql://`` URL."""
-    if is_postgres(target):
-        return _Postgres(str(target), readonly=readonly)
+    t = str(target)
+    url = _URL.match(t)
+    if url and not is_postgres(t):
+        raise ConfigError(
+            f"audit database {redact(t)}: a {url.group(1)}:// URL; give a SQLite file or a "
+            "postgresql:// URL"
+        )
+    if url:
+        t = "postgresql://" + t[url.end() :]  # libpq reads the scheme in lower case only
+        if t.split("/", 3)[2].count("@") > 1:  # libpq would take the rest for the host name
+            raise ConfigError(
+                f"audit database {redact(t)}: the user name or password holds an '@'; "
+                "write it percent-encoded (%40)"
+            )
+    if is_postgres(t):
+        return _Postgres(t, readonly=readonly)
     return _SQLite(target, readonly=readonly)
 
 
@@ -327,14 +348,16 @@ class AuditLog:
                 (a, sid),
             )
 
-    def get_stream(self, key: str, stale_after_s: float | None = None) -> dict | None:
-        """A stream's latest state by its id or an alias. A ``live`` state not updated for
-        ``stale_after_s`` is a stream whose replica ended without recording its end: it is
-        marked ``stale`` in the table and answered so."""
+    def get_stream(
+        self, key: str, stale_after_s: float | None = None, alias: str | None = None
+    ) -> dict | None:
+        """A stream's latest state by its id or an alias (``alias``, default ``key``). A
+        ``live`` state not updated for ``stale_after_s`` is a stream whose replica ended
+        without recording its end: it is marked ``stale`` in the table and answered so."""
         rows = self.db.query(
             "SELECT s.id, s.updated, s.state FROM streams s WHERE s.id = ? OR s.id = "
             "(SELECT id FROM stream_aliases WHERE alias = ?)",
-            (key, key),
+            (key, key if alias is None else alias),
         )
         if not rows:
             return None

@@ -108,11 +108,13 @@ def _native_start(msg: dict) -> _Start:
             f'the first message must be {{"type": "start", ...}}, got type {msg.get("type")!r}'
         )
     enc = msg.get("encoding", "pcm_s16le")
-    if enc not in ENCODINGS:
-        raise _bad(f"unknown encoding {enc!r}; one of pcm_s16le, f32le, mulaw, alaw")
+    if not isinstance(enc, str) or enc not in ENCODINGS:
+        raise _bad(f"unknown encoding {enc!r:.60}; one of pcm_s16le, f32le, mulaw, alaw")
     rate, ch = _format(msg.get("sample_rate"), msg.get("channels", 1), "sample_rate", "channels")
     hop = msg.get("hop_s")
-    if hop is not None and not (isinstance(hop, int | float) and hop > 0):
+    if hop is not None and not (
+        isinstance(hop, int | float) and not isinstance(hop, bool) and hop > 0
+    ):
         raise _bad(f"hop_s must be a positive number of seconds, got {hop!r}")
     key = msg.get("api_key")
     return _Start(rate, ENCODINGS[enc], ch, hop, key if isinstance(key, str) else None)
@@ -145,11 +147,13 @@ def _twilio_start(msg: dict) -> _Start:
     key = params.get("api_key") or params.get("apiKey")
     hop = params.get("hop_s")
     try:
+        if isinstance(hop, bool):
+            raise TypeError
         hop = float(hop) if hop is not None else None
     except (TypeError, ValueError):
         raise _bad(f"start.customParameters.hop_s must be a number, got {hop!r:.60}") from None
     tracks = start.get("tracks", ["inbound"])
-    if not isinstance(tracks, list) or not tracks or not set(tracks) <= set(TRACKS):
+    if not isinstance(tracks, list) or not tracks or not all(t in TRACKS for t in tracks):
         raise _bad(f"start.tracks must be a list of {' and '.join(TRACKS)}, got {tracks!r:.60}")
     track = params.get("track") or ("inbound" if "inbound" in tracks else tracks[0])
     if track not in tracks:
@@ -190,6 +194,12 @@ def _owner_of(app, key: str | None) -> str | None:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _scoped(owner: str | None, alias: str) -> str:
+    """A Twilio alias (client-chosen: a ``callSid`` can be guessed) as the key that opened
+    its stream sees it: another key's stream with the same ``callSid`` does not shadow it."""
+    return f"{owner}:{alias}" if owner else alias
+
+
 def _owned(state: dict, owner: str | None) -> dict:
     """``state`` with its owner, as kept in memory and in the shared table."""
     return {**state, "owner": owner}
@@ -209,9 +219,10 @@ class StreamHub:
             self.closing = asyncio.Event()
         return self.closing
 
-    def state(self, sid: str) -> dict | None:
-        """A stream's state, with its ``owner`` (see :func:`_owned`)."""
-        sid = self.alias.get(sid, sid)
+    def state(self, sid: str, owner: str | None = None) -> dict | None:
+        """A stream's state (by its id, or an alias as ``owner`` sees it), with its ``owner``
+        (see :func:`_owned`)."""
+        sid = self.alias.get(_scoped(owner, sid), sid)
         if sid in self.active:
             live = self.active[sid]
             return _owned(live.status(), live.owner)
@@ -264,8 +275,8 @@ class _Live:
         self.sent_ok = True
         self.finishing = False  # no more audio: the scorer judges the backlog and returns
         self.max_lag_s = s.stream_max_lag_s
-        self.aliases = start.aliases
         self.owner = owner
+        self.aliases = tuple(_scoped(owner, a) for a in start.aliases)
         self._put_at = 0.0  # when the shared state was last written
         self._putting = False
 
@@ -421,6 +432,8 @@ def _audio(msg: dict, twilio: bool, track: str | None) -> bytes | str | None:
         ev = m.get("event")
         if ev == "stop":
             return "stop"
+        if ev == "start":  # the format of the audio already judged cannot change midway
+            raise _bad("a second start message; a Twilio stream has one")
         if ev != "media":
             return None  # mark, dtmf, ...
         media = _object(m, "media", "a media message's ")
@@ -496,7 +509,7 @@ async def serve_stream(ws: WebSocket, twilio: bool) -> None:
         await refuse(StreamStop("internal_error", "the stream could not start", 1011))
         return
     hub.active[sid] = live
-    for a in start.aliases:
+    for a in live.aliases:
         hub.alias[a] = sid
     st.metrics.streams_active.inc()
     await live.send(
@@ -664,15 +677,15 @@ async def stream_twilio(ws: WebSocket):
 async def stream_state(request: Request, sid: str):
     """By the stream's id, or Twilio's ``streamSid`` or ``callSid``."""
     st = request.app.state
-    out = st.streams.state(sid)
     owner = _owner_of(request.app, presented_key(request))
+    out = st.streams.state(sid, owner)
     if out is None and st.audit is not None:  # another replica's stream
         s = st.settings
         # a live stream's state is written at least once per message gap (under
         # stream_idle_s) or per batch of backlog: older than this, its replica is gone
         stale_s = s.stream_idle_s + s.stream_max_lag_s + 5.0
         try:
-            out = await asyncio.to_thread(st.audit.get_stream, sid, stale_s)
+            out = await asyncio.to_thread(st.audit.get_stream, sid, stale_s, _scoped(owner, sid))
         except AuditUnavailable as e:
             log.error("audit trail unavailable, answering 503: %s", e)
             raise ServiceError(
