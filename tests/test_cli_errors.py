@@ -276,3 +276,20 @@ def test_audit_summary_of_a_sqlite_trail_needs_no_serve_extra(tmp_path):
     # the service itself still names its extra
     r = _without("serve", "from spoofscope.cli import main\nsys.exit(main(['serve']))")
     _one_line_error(r, "pip install 'spoofscope[serve]'")
+
+
+def test_unwritable_cache_still_gives_the_verdict_and_names_the_setting(audio, tmp_path):
+    # SPOOFSCOPE_CACHE below a regular file: no ONNX export can be cached there; detect says
+    # why in one warning naming the setting, and answers from PyTorch with the same score
+    (tmp_path / "file").write_text("")
+    args = ["detect", str(audio), "--json", "--vad", "energy"]  # the noise is judged
+    bad = _run(args, {"SPOOFSCOPE_CACHE": str(tmp_path / "file/c")})
+    ok = _run(args, {"SPOOFSCOPE_CACHE": str(tmp_path / "c")})
+    assert bad.returncode == 0 and ok.returncode == 0, bad.stderr + ok.stderr
+    warned = [ln for ln in bad.stderr.splitlines() if ln.startswith("WARNING")]
+    assert len(warned) == 1 and "set SPOOFSCOPE_CACHE to a writable folder" in warned[0], warned
+    assert str(tmp_path / "file/c") in warned[0]
+    got, want = json.loads(bad.stdout), json.loads(ok.stdout)
+    assert got["label"] == want["label"] and want["label"] in ("bonafide", "spoof")
+    assert got["score"] == pytest.approx(want["score"], abs=1e-4)
+    assert list((tmp_path / "c" / "onnx").glob("*.onnx"))  # the other run did use ONNX
