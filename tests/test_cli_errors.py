@@ -293,3 +293,15 @@ def test_unwritable_cache_still_gives_the_verdict_and_names_the_setting(audio, t
     assert got["label"] == want["label"] and want["label"] in ("bonafide", "spoof")
     assert got["score"] == pytest.approx(want["score"], abs=1e-4)
     assert list((tmp_path / "c" / "onnx").glob("*.onnx"))  # the other run did use ONNX
+
+
+def test_a_folder_without_audio_is_named(audio, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "nested" / "sub").mkdir(parents=True)
+    shutil.copy(audio, tmp_path / "nested" / "sub" / "a.flac")
+    (tmp_path / "nested" / "notes.txt").write_text("not audio")
+    r = _run(["detect", str(tmp_path / "nested")])
+    _one_line_error(r, f"{tmp_path / 'nested'}: no audio files found", "--recursive")
+    r = _run(["detect", str(tmp_path / "empty"), "--recursive"])
+    line = _one_line_error(r, f"{tmp_path / 'empty'}: no audio files found")
+    assert "use --recursive" not in line
