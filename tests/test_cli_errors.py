@@ -305,3 +305,19 @@ def test_a_folder_without_audio_is_named(audio, tmp_path):
     r = _run(["detect", str(tmp_path / "empty"), "--recursive"])
     line = _one_line_error(r, f"{tmp_path / 'empty'}: no audio files found")
     assert "use --recursive" not in line
+
+
+def test_sub_modules_are_attributes_of_their_package():
+    # the public names load on first use; the sub-modules are found as attributes too, as
+    # they were when the packages imported them eagerly
+    code = (
+        "import importlib, spoofscope, spoofscope.infer\n"
+        "card, det = spoofscope.models.get_card('aasist'), spoofscope.infer.detector\n"
+        "assert card.name == 'aasist' and card.window_samples == 64600\n"
+        "assert det is importlib.import_module('spoofscope.infer.detector')\n"
+        "assert spoofscope.metrics.compute_eer([1.0, 2.0], [0.0])[0] == 0.0\n"
+        "assert not hasattr(spoofscope, 'nosuch') and not hasattr(spoofscope.infer, 'nosuch')\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
