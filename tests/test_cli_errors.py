@@ -210,3 +210,121 @@ def test_zoo_weights_published_on_a_page_say_what_to_fetch(audio, tmp_path):
         {"SPOOFSCOPE_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"},
     )
     _one_line_error(r, "AustinXiao/XLSR-Mamba-DF", "by hand")
+
+
+# ---- an install without an extra: its modules hidden (``sys.modules[name] = None`` makes
+# ``import name`` fail as it does where the package is not installed)
+
+#: the modules each extra brings in (pyproject.toml)
+EXTRA_MODULES = {
+    "serve": ["fastapi", "fastapi_offline", "uvicorn", "prometheus_client", "websockets"],
+    "ssl": ["transformers", "huggingface_hub", "safetensors"],
+    "ray": ["ray"],
+}
+
+
+def _without(extra, code):
+    """``code`` run in a fresh interpreter where ``extra``'s modules are not installed."""
+    hide = "".join(f"sys.modules[{m!r}] = None\n" for m in EXTRA_MODULES[extra])
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys\n{hide}{code}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_ssl_model_without_the_ssl_extra_names_it(audio, tmp_path):
+    # a zoo model with the user's own weights file: the encoder needs transformers
+    torch.save({"w": torch.zeros(1)}, tmp_path / "sd.pt")
+    args = ["detect", str(audio), "--model", "xlsr-mamba", "--weights", str(tmp_path / "sd.pt")]
+    r = _without("ssl", f"from spoofscope.cli import main\nsys.exit(main({args!r}))")
+    _one_line_error(r, "transformers", "pip install 'spoofscope[ssl]'")
+    # and from Python, for the hf: classifiers as for the zoo
+    for call in ("load_model('hf:someone/classifier')", "create_model('xlsr-mamba')"):
+        r = _without("ssl", f"import spoofscope\nspoofscope.{call}")
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("ModuleNotFoundError") and "spoofscope[ssl]" in last, r.stderr
+
+
+def test_ray_from_python_without_the_ray_extra_names_it(audio, tmp_path):
+    code = (
+        "from spoofscope.infer.ray import score_files\n"
+        f"score_files([{str(audio)!r}], {str(tmp_path / 'out')!r}, detector=None)"
+    )
+    r = _without("ray", code)
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError") and "spoofscope[ray]" in last, r.stderr
+
+
+def test_audit_summary_of_a_sqlite_trail_needs_no_serve_extra(tmp_path):
+    """Reading a copied audit file is no service: the base install summarises it."""
+    from datetime import UTC, datetime
+
+    from spoofscope.serve.audit import AuditLog
+
+    db = tmp_path / "audit.sqlite"
+    log = AuditLog(db)
+    labels = ["spoof", "bonafide", "spoof", "no_speech"]
+    for i, lab in enumerate(labels):
+        score = None if lab == "no_speech" else float(i) - 1.5
+        result = {"duration_s": 2.0, "score": score, "label": lab, "p_bonafide": None}
+        log.record(
+            f"r{i}", "0" * 64, result, "aasist", "0", when=datetime(2026, 1, 1, 0, i, tzinfo=UTC)
+        )
+    log.close()
+    args = ["audit", "summary", "--db", str(db), "--json"]
+    r = _without("serve", f"from spoofscope.cli import main\nsys.exit(main({args!r}))")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["by_label"] == {"spoof": 2, "bonafide": 1, "no_speech": 1}
+    assert s["verdicts"] == 3 and s["abstained"] == 1
+    assert s["score"]["mean"] == pytest.approx(np.mean([-1.5, -0.5, 0.5]))
+    # the service itself still names its extra
+    r = _without("serve", "from spoofscope.cli import main\nsys.exit(main(['serve']))")
+    _one_line_error(r, "pip install 'spoofscope[serve]'")
+
+
+def test_unwritable_cache_still_gives_the_verdict_and_names_the_setting(audio, tmp_path):
+    # SPOOFSCOPE_CACHE below a regular file: no ONNX export can be cached there; detect says
+    # why in one warning naming the setting, and answers from PyTorch with the same score
+    (tmp_path / "file").write_text("")
+    args = ["detect", str(audio), "--json", "--vad", "energy"]  # the noise is judged
+    bad = _run(args, {"SPOOFSCOPE_CACHE": str(tmp_path / "file/c")})
+    ok = _run(args, {"SPOOFSCOPE_CACHE": str(tmp_path / "c")})
+    assert bad.returncode == 0 and ok.returncode == 0, bad.stderr + ok.stderr
+    warned = [ln for ln in bad.stderr.splitlines() if ln.startswith("WARNING")]
+    assert len(warned) == 1 and "set SPOOFSCOPE_CACHE to a writable folder" in warned[0], warned
+    assert str(tmp_path / "file/c") in warned[0]
+    got, want = json.loads(bad.stdout), json.loads(ok.stdout)
+    assert got["label"] == want["label"] and want["label"] in ("bonafide", "spoof")
+    assert got["score"] == pytest.approx(want["score"], abs=1e-4)
+    assert list((tmp_path / "c" / "onnx").glob("*.onnx"))  # the other run did use ONNX
+
+
+def test_a_folder_without_audio_is_named(audio, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "nested" / "sub").mkdir(parents=True)
+    shutil.copy(audio, tmp_path / "nested" / "sub" / "a.flac")
+    (tmp_path / "nested" / "notes.txt").write_text("not audio")
+    r = _run(["detect", str(tmp_path / "nested")])
+    _one_line_error(r, f"{tmp_path / 'nested'}: no audio files found", "--recursive")
+    r = _run(["detect", str(tmp_path / "empty"), "--recursive"])
+    line = _one_line_error(r, f"{tmp_path / 'empty'}: no audio files found")
+    assert "use --recursive" not in line
+
+
+def test_sub_modules_are_attributes_of_their_package():
+    # the public names load on first use; the sub-modules are found as attributes too, as
+    # they were when the packages imported them eagerly
+    code = (
+        "import importlib, spoofscope, spoofscope.infer\n"
+        "card, det = spoofscope.models.get_card('aasist'), spoofscope.infer.detector\n"
+        "assert card.name == 'aasist' and card.window_samples == 64600\n"
+        "assert det is importlib.import_module('spoofscope.infer.detector')\n"
+        "assert spoofscope.metrics.compute_eer([1.0, 2.0], [0.0])[0] == 0.0\n"
+        "assert not hasattr(spoofscope, 'nosuch') and not hasattr(spoofscope.infer, 'nosuch')\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
@@ -170,6 +171,23 @@ def test_wheel_metadata_and_licence_files(wheel):
     ]
     names = {re.split(r"[<>=!~\[; ]", b, maxsplit=1)[0].lower() for b in base}
     assert names and not names & EXTRA_ONLY, names & EXTRA_ONLY
+
+
+def test_sdist_is_the_package_and_its_build_files(wheel):
+    """The sdist holds the package (weights and notice included) and the files that build it;
+    not a test suite that cannot run from it (its helpers and ../shared/ stay behind)."""
+    (sdist,) = wheel.parent.glob("spoofscope-*.tar.gz")
+    with tarfile.open(sdist) as t:
+        names = {m.name.split("/", 1)[1] for m in t.getmembers() if m.isfile()}
+    package = {
+        str(p.relative_to(REPO))
+        for p in (REPO / "src/spoofscope").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert package <= names, package - names
+    build = {"LICENSE", "README.md", "pyproject.toml", "setup.py", "setup.cfg", "MANIFEST.in"}
+    others = {n for n in names - package - build if not n.startswith("src/spoofscope.egg-info/")}
+    assert others == {"PKG-INFO"}, others
 
 
 def test_base_install_runs_offline(venv, user_env, work, shared_dir, golden):

@@ -85,7 +85,9 @@ def _cmd_detect(a) -> int:
         raise CLIError("give audio files or folders (or --stream - for standard input)")
     inputs = _expand_inputs(a.paths, a.recursive)
     if not inputs:
-        raise CLIError("no audio files found (use --recursive to walk sub-folders)")
+        where = ", ".join(a.paths)
+        hint = "sub-folders included" if a.recursive else "use --recursive to walk sub-folders"
+        raise CLIError(f"{where}: no audio files found ({hint})")
     det = detector_for(a)
     for line in _model_notices(det):
         print(f"note: {line}", file=sys.stderr)

@@ -199,6 +199,15 @@ def cached_onnx(model, cache=None, length: int | None = None) -> Path:
     path = cache_dir(cache) / "onnx" / f"{card.name}-{_fingerprint(model, length)}.onnx"
     if not path.is_file():
         log.info("exporting %s to ONNX (once) at %s", card.name, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(path.parent, os.W_OK):
+                raise PermissionError(13, "not writable")
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the ONNX export into the cache {path.parent} "
+                f"({e.strerror or e}); set SPOOFSCOPE_CACHE to a writable folder"
+            ) from None
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
         try:
             export_onnx(model, tmp, length=length)

@@ -264,7 +264,12 @@ def score_files(
         ``{"files", "skipped" (already in out), "scored", "errors", "audio_hours", "shards",
         "seconds"}``.
     """
-    import ray
+    try:
+        import ray
+    except ImportError as e:
+        raise ModuleNotFoundError(
+            "scoring on Ray needs Ray: pip install 'spoofscope[ray]'", name="ray"
+        ) from e
 
     t0 = time.perf_counter()
     outdir = Path(out)

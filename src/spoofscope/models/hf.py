@@ -233,7 +233,12 @@ def _files(cfg: HFClassifierConfig) -> Path:
 
 
 def _build(cfg: HFClassifierConfig):
-    import transformers
+    try:
+        import transformers
+    except ImportError as e:
+        raise ModuleNotFoundError(
+            "hf: models need transformers: pip install 'spoofscope[ssl]'", name="transformers"
+        ) from e
 
     if cfg.encoder_config is not None:  # a random wav2vec 2.0 classifier (tests, registry)
         conf = dict(cfg.encoder_config)

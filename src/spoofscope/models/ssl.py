@@ -86,8 +86,10 @@ def build_encoder(encoder: str | None, encoder_config: dict | None) -> nn.Module
     or from a config dict (random initialisation)."""
     try:
         import transformers
-    except ImportError as e:
-        raise ImportError("SSL models need transformers: pip install 'spoofscope[ssl]'") from e
+    except ImportError as e:  # named by module, so the command line names the extra too
+        raise ModuleNotFoundError(
+            "SSL models need transformers: pip install 'spoofscope[ssl]'", name="transformers"
+        ) from e
     if encoder:
         return transformers.AutoModel.from_pretrained(encoder)
     cfg = dict(encoder_config or XLSR_300M)
