@@ -415,7 +415,7 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
     if a.table:
         if a.inner_folds != A.DEFAULT_INNER_FOLDS:
             sys.exit(f"--table needs --inner-folds {A.DEFAULT_INNER_FOLDS} (adapt's choice)")
-        default = "EER, no margin"  # A.default_rule() on A.AUTO_CANDIDATES
+        default = "EER, no margin, keep or probe"  # A.default_rule() on A.AUTO_CANDIDATES
         cols = {
             "keep": "published layer kept",
             "probe": "probe",
