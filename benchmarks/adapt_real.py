@@ -15,9 +15,11 @@ parts hold at least 5 files of each class). On each split:
 * keep: the published layer (the starting model's ``detect`` scores);
 * probe and recipe: ``adapt``'s candidates fitted on the adapt set (probe variants for the
   embedding, the penalty grid and the folds that choose it beside);
+* the anchored probe (``train/candidates/anchored.py``), fitted on the adapt set;
 * each choice rule, given the inner cross-validation's scores of the adapt set (``adapt``'s
-  :class:`~spoofscope.train.adapt.Selector`), picks keep, probe or recipe; the pick, fitted
-  on the whole adapt set, scores the unseen files.
+  :class:`~spoofscope.train.adapt.Selector`), picks keep, anchored, probe or recipe (and
+  adapt's rule among keep / probe, keep / anchored / probe and keep / anchored); the pick,
+  fitted on the whole adapt set, scores the unseen files.
 
 The tables give the mean and standard deviation over the splits of the EER on unseen files,
 how often each rule picked what, and the nested estimate (the inner cross-validation's pooled
@@ -183,7 +185,7 @@ def main():
 
     from spoofscope.train import load_config
     from spoofscope.train.adapt import Selector, loss_rule, min_eer_rule, se_margin_rule
-    from spoofscope.train.candidates import Keep, Probe, Recipe, eer
+    from spoofscope.train.candidates import Anchored, Keep, Probe, Recipe, eer
 
     realdev, work = Path(a.realdev), Path(a.work)
     if not (realdev / "labels.csv").is_file():
@@ -223,6 +225,14 @@ def main():
     }
     for one_group, margins in (("none", (0.0, 1.0, 2.0)), ("stratified", (0.0, 1.0))):
         rules.update({rule_key(m, one_group): (loss_rule(m), one_group) for m in margins})
+    anchored = Anchored(cfg.seed)
+    # the choice among subsets of the candidates (the same inner scores): keep or probe (the
+    # rule before the anchored probe), keep / anchored / probe, keep or anchored
+    subsets = {
+        "keep or probe": ("none", "probe"),
+        "keep / anchored / probe": ("none", "anchored", "probe"),
+        "keep or anchored": ("none", "anchored"),
+    }
     if a.from_json:
         res = {int(n): v for n, v in json.loads(Path(a.from_json).read_text()).items()}
         sizes = sorted(res)
@@ -230,7 +240,7 @@ def main():
         return
     res = {n: {} for n in sizes}
     t0 = time.perf_counter()
-    fit_time = {"probe": 0.0, "recipe": 0.0}
+    fit_time = {"probe": 0.0, "anchored": 0.0, "recipe": 0.0}
     for n in sizes:
         rows = []
         for r in range(a.reps):
@@ -249,16 +259,31 @@ def main():
                 if d is mean_d and p is probe:
                     fitted["probe"] = f
             row["probe"] = row["probe:window mean (adapt's)"]
-            cands = {"none": Keep(), "probe": probe}
+            cands = {"none": Keep(), "anchored": anchored, "probe": probe}
+            t = time.perf_counter()
+            fitted["anchored"] = anchored.fit(data, S, seed=r)
+            fit_time["anchored"] += time.perf_counter() - t
+            row["anchored"] = eer(anchored.score(fitted["anchored"], data, U), y[U])
+            row["anchor_c"] = fitted["anchored"].info["anchor_c"]
             if with_recipe and not a.inner_folds:
                 t = time.perf_counter()
                 fitted["recipe"] = recipe.fit(data, S, seed=r)
                 fit_time["recipe"] += time.perf_counter() - t
                 row["recipe"] = eer(recipe.score(fitted["recipe"], data, U), y[U])
                 cands["recipe"] = recipe
-            unseen = {"none": row["keep"], "probe": row["probe"], "recipe": row.get("recipe")}
+            unseen = {
+                "none": row["keep"],
+                "anchored": row["anchored"],
+                "probe": row["probe"],
+                "recipe": row.get("recipe"),
+            }
             inner = {}
             for one_group in ("none", "stratified"):
+                if one_group == "stratified" and not (
+                    data.grouped and len({data.groups[i] for i in S}) < 2
+                ):  # the same folds as without the fallback
+                    inner[one_group] = inner["none"]
+                    continue
                 sel = Selector(
                     cands, "auto", cfg.seed, one_group=one_group, inner_folds=a.inner_folds or 3
                 )
@@ -271,6 +296,15 @@ def main():
                 pick = "none" if got is None else rule(*got).name
                 row["rule:" + name] = unseen[pick]
                 row["pick:" + name] = pick
+            got = inner["none"]
+            for sub, names in subsets.items():  # adapt's rule on each subset
+                pick = (
+                    "none"
+                    if got is None
+                    else min_eer_rule({n: got[0][n] for n in names}, got[1]).name
+                )
+                row[f"rule:EER, no margin, {sub}"] = unseen[pick]
+                row[f"pick:EER, no margin, {sub}"] = pick
             rows.append(row)
         res[n] = rows
         print(f"size {n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -312,7 +346,8 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
         + (
             ""
             if spent is None
-            else f"; study {spent:.0f} s (probe fits {fit_time['probe']:.0f} s, recipe fits "
+            else f"; study {spent:.0f} s (probe fits {fit_time['probe']:.0f} s, anchored "
+            f"probe fits {fit_time.get('anchored', 0):.0f} s, recipe fits "
             f"{fit_time['recipe']:.0f} s)"
         )
         + "\n"
@@ -322,21 +357,26 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
     print("Unseen EER (%), mean +- standard deviation over the splits:\n")
     print(head.replace("| |", "| model / rule |", 1))
     print(line)
-    keys = ["keep", "probe", "recipe"] + ["rule:" + k for k in rules]
+    subs = sorted({k.removeprefix("rule:") for n in sizes for r in res[n] for k in r
+                   if k.startswith("rule:EER, no margin, ")})  # fmt: skip
+    rules = {**rules, **{k: None for k in subs}}
+    keys = ["keep", "anchored", "probe", "recipe"] + ["rule:" + k for k in rules]
     for k in keys:
         cells = []
         for n in sizes:
             m, s, cnt = stat(n, k)
             cells.append(f"{m:.1f} +- {s:.1f}" + (f" ({cnt})" if cnt != reps else ""))
         print(f"| {k.removeprefix('rule:')} | " + " | ".join(cells) + " |")
-    print("\nPicks (keep / probe / recipe) of each rule:\n")
+    print("\nPicks (keep / anchored / probe / recipe) of each rule:\n")
     print(head.replace("| |", "| rule |", 1))
     print(line)
     for k in rules:
         cells = []
         for n in sizes:
-            p = [r["pick:" + k] for r in res[n]]
-            cells.append(" / ".join(str(p.count(c)) for c in ("none", "probe", "recipe")))
+            p = [r.get("pick:" + k) for r in res[n]]
+            cells.append(
+                " / ".join(str(p.count(c)) for c in ("none", "anchored", "probe", "recipe"))
+            )
         print(f"| {k} | " + " | ".join(cells) + " |")
     print("\nThe probe's nested estimate (inner 3-fold cross-validation on the adapt set, pooled")
     print("EER) beside its EER on the unseen sources (%), and the sources in the adapt set:\n")
@@ -353,6 +393,18 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
         + " | ".join(f"{np.mean([r['n_sources'] for r in res[n]]):.1f}" for n in sizes)
         + " |"
     )
+    print("\nThe anchored probe's C (0: the published layer recalibrated), splits per value:\n")
+    print(head.replace("| |", "| |", 1))
+    print(line)
+    cs = sorted({r["anchor_c"] for n in sizes for r in res[n] if "anchor_c" in r})
+    print(
+        "| C | "
+        + " | ".join(
+            ", ".join(f"{c:g}: {sum(r.get('anchor_c') == c for r in res[n])}" for c in cs)
+            for n in sizes
+        )
+        + " |"
+    )
     print("\nProbe variants, unseen EER (%):\n")
     print(head.replace("| |", "| file embedding / penalty |", 1))
     print(line)
@@ -365,7 +417,7 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
     if a.table:
         if a.inner_folds != A.DEFAULT_INNER_FOLDS:
             sys.exit(f"--table needs --inner-folds {A.DEFAULT_INNER_FOLDS} (adapt's choice)")
-        default = "EER, no margin"  # A.default_rule() on A.AUTO_CANDIDATES
+        default = "EER, no margin, keep or probe"  # A.default_rule() on A.AUTO_CANDIDATES
         cols = {
             "keep": "published layer kept",
             "probe": "probe",

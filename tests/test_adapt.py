@@ -625,3 +625,77 @@ def test_expected_eer_interval_resamples_sources_and_brackets_the_estimate():
     assert x["eer_percent"] == pytest.approx(e) and lo < e < hi and hi - lo > 5
     assert x["resampled"] == "sources" and x["files_to_halve_interval"] == 480
     assert expected_eer(s, y, ["-"] * 120, seed=0)["resampled"] == "files"
+
+
+def _anchor_data(seed: int = 0, n: int = 300):
+    """Overlapping classes (the plain regression has a finite solution) in 6 features of
+    different scales and offsets, and a published direction that is near, not at, the truth."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 3 == 0).astype(int)  # unbalanced: the class weights matter
+    truth = np.array([1.0, -0.5, 0.3, 0.0, 0.8, -0.2])
+    x = rng.standard_normal((n, 6)) + 0.6 * y[:, None] * truth
+    x = x * [1, 3, 0.5, 2, 1, 0.2] + [2, -1, 0, 5, 1, 3]
+    w_pub = truth / [1, 3, 0.5, 2, 1, 0.2] + 0.3 * rng.standard_normal(6)
+    return x, y, w_pub
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_anchored_probe_with_an_infinite_penalty_is_the_published_layer_recalibrated(seed):
+    """C = 0 (and C -> 0): the weights are the published direction (cosine 1 within 1e-6),
+    their scale and the intercept those of the 1-d regression of the published scores."""
+    from spoofscope.train.candidates.anchored import fit_anchored
+
+    x, y, w_pub = _anchor_data(seed)
+    w, b = fit_anchored(x, y, w_pub, 0.0)
+    assert w @ w_pub / np.linalg.norm(w) / np.linalg.norm(w_pub) == pytest.approx(1, abs=1e-6)
+    s_ref, b_ref = _newton_logreg((x @ w_pub)[:, None], y, 1e9)
+    np.testing.assert_allclose(w, s_ref[0] * w_pub, rtol=1e-4)
+    assert b == pytest.approx(b_ref, rel=1e-4)
+    w, _ = fit_anchored(x, y, w_pub, 1e-9)
+    assert w @ w_pub / np.linalg.norm(w) / np.linalg.norm(w_pub) == pytest.approx(1, abs=1e-6)
+    w_free, _ = _newton_logreg(x, y, 1e9)  # the anchor matters: the free fit is elsewhere
+    assert w_free @ w_pub / np.linalg.norm(w_free) / np.linalg.norm(w_pub) < 0.99
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_anchored_probe_with_a_vanishing_penalty_is_the_plain_probe(seed):
+    from spoofscope.train.candidates import fit_logreg
+    from spoofscope.train.candidates.anchored import fit_anchored
+
+    x, y, w_pub = _anchor_data(seed)
+    w, b = fit_anchored(x, y, w_pub, 1e7)
+    w_ref, b_ref = _newton_logreg(x, y, 1e7)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-4, atol=1e-6)
+    assert b == pytest.approx(b_ref, rel=1e-4, abs=1e-6)
+    w_probe, b_probe = fit_logreg(x, y, 1e7)
+    np.testing.assert_allclose(w, w_probe, rtol=1e-3, atol=1e-5)
+    # in between: the anchor is nearer the published direction than the free fit
+    w_mid, _ = fit_anchored(x, y, w_pub, 0.01)
+
+    def cos(v):
+        return v @ w_pub / np.linalg.norm(v) / np.linalg.norm(w_pub)
+
+    assert cos(w_ref) < cos(w_mid) < 1 - 1e-6
+
+
+def test_anchored_candidate_writes_the_regression_it_chose():
+    """The layer the candidate writes scores half the log-odds of :func:`fit_anchored` at the
+    C it reports; with only C = 0 it ranks the files as the published layer does."""
+    from spoofscope.train.candidates import Anchored
+    from spoofscope.train.candidates.anchored import fit_anchored, published_logodds
+
+    data = _synthetic(shift=1.0, seed=0, groups=0)
+    torch.nn.init.normal_(data.head.weight, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # a published layer that knows something of these files
+        data.head.weight[1] += 0.5
+    files = np.arange(60)
+    fitted = Anchored(1).fit(data, files)
+    w, b = fit_anchored(data.files, data.labels, published_logodds(data.head, 1),
+                        fitted.info["anchor_c"])  # fmt: skip
+    got = Anchored(1).score(fitted, data, files)
+    np.testing.assert_allclose(got, (data.files.astype(np.float64) @ w + b) / 2, atol=1e-4)
+    only = Anchored(1, grid=(0.0,)).fit(data, files)
+    pub = data.head_scores(data.head, files)
+    ref = data.files.astype(np.float64) @ published_logodds(data.head, 1)
+    assert np.array_equal(np.argsort(Anchored(1).score(only, data, files)), np.argsort(ref))
+    assert np.array_equal(np.argsort(pub), np.argsort(ref))
