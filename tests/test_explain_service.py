@@ -108,7 +108,7 @@ def test_web_page_draws_the_apis_tiles(tmp_path):
             # a segment: click its button, then "Why this segment?"
             page.click("#where button.seg >> nth=0")
             seg = page.eval_on_selector(
-                "#where button.seg", "b => [+b.dataset.start, +b.dataset.end]"
+                "#where button.seg", "b => [+b.dataset.start_s, +b.dataset.end_s]"
             )
             page.click("#explain-seg")
             page.wait_for_function(
