@@ -229,9 +229,9 @@ def _detect_ray(a) -> int:
     except ImportError:
         raise CLIError("--ray needs Ray: pip install 'spoofscope[ray]'") from None
     if address == "auto" and not os.environ.get("RAY_ADDRESS"):
-        address = None  # no cluster named: start a local one
-    elif address == "local":
-        address = None
+        # no cluster named: start a local one. Ray's own default (None) would join whatever
+        # /tmp/ray/ray_current_cluster names, and hang on a cluster that has since stopped
+        address = "local"
     logging.getLogger("ray").setLevel(logging.WARNING)
     with _held_stderr(a.quiet):
         try:
