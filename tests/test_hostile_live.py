@@ -49,11 +49,12 @@ def _ws(url: str, path: str) -> str:
     return url.replace("http", "ws") + path
 
 
-def _events(conn, limit_s=60):
+def _events(conn, limit_s=60, parse=json.loads):
+    """Every message until the server closes (or is silent for ``limit_s``), parsed."""
     out = []
     try:
         while True:
-            out.append(json.loads(conn.recv(timeout=limit_s)))
+            out.append(parse(conn.recv(timeout=limit_s)))
     except (ConnectionClosed, TimeoutError):
         pass
     return out
@@ -388,13 +389,7 @@ def test_loud_f32_stream_gives_strict_json_events(ckpt):
         c.send(json.dumps({"type": "start", "sample_rate": SR, "encoding": "f32le"}))
         c.send(x.astype("<f4").tobytes())
         c.send(json.dumps({"type": "stop"}))
-        raw = []
-        try:
-            while True:
-                raw.append(c.recv(timeout=60))
-        except (ConnectionClosed, TimeoutError):
-            pass
-    events = [_strict(m) for m in raw]
+        events = _events(c, parse=_strict)
     wins = [e for e in events if e["type"] == "window"]
     assert wins and all(isinstance(e["score"], float) for e in wins)
     assert events[-1]["type"] == "summary" and isinstance(events[-1]["score"], float)
@@ -422,13 +417,8 @@ def test_stream_events_are_strict_json_whatever_the_numbers(ckpt, monkeypatch):
         c.send(json.dumps({"type": "start", "sample_rate": SR}))
         c.send(_pcm(_tone(6.0)))
         c.send(json.dumps({"type": "stop"}))
-        raw = []
-        try:
-            while True:
-                raw.append(c.recv(timeout=60))
-        except (ConnectionClosed, TimeoutError):
-            pass
-    wins = [e for e in map(_strict, raw) if e["type"] == "window"]
+        events = _events(c, parse=_strict)
+    wins = [e for e in events if e["type"] == "window"]
     assert wins and all(e["score_so_far"] is None and e["p_bonafide"] is None for e in wins)
 
 
