@@ -62,8 +62,6 @@ def service_errors() -> tuple[list, list, dict]:
                 isinstance(t, ast.Name) and t.id == "STATUS_OF_KIND" for t in node.targets
             ):
                 kinds = ast.literal_eval(node.value)
-            if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "STATUS_OF_KIND":
-                kinds = ast.literal_eval(node.value)
             if not isinstance(node, ast.Call):
                 if isinstance(node, ast.Dict):  # an `{"type": "error", "code": ...}` event
                     d = {
@@ -71,7 +69,9 @@ def service_errors() -> tuple[list, list, dict]:
                         for k, v in zip(node.keys, node.values, strict=True)
                         if isinstance(k, ast.Constant)
                     }
-                    if _literal(d.get("type")) == "error" and isinstance(_literal(d.get("code")), str):
+                    if _literal(d.get("type")) == "error" and isinstance(
+                        _literal(d.get("code")), str
+                    ):
                         stream.add((_literal(d["code"]), None, _text(d.get("message")), where))
                 continue
             name = getattr(node.func, "id", getattr(node.func, "attr", ""))
@@ -182,10 +182,9 @@ def render() -> str:
         "| class | module | bases | meaning |",
         "|---|---|---|---|",
     ]
-    out += [
-        f"| `{n}` | `{m}` | {', '.join(f'`{b}`' for b in bases)} | {_cell(doc.split(chr(10) * 2)[0])} |"
-        for n, m, bases, doc in exception_classes()
-    ]
+    for name, module, bases, doc in exception_classes():
+        based = ", ".join(f"`{b}`" for b in bases)
+        out.append(f"| `{name}` | `{module}` | {based} | {_cell(doc.split(chr(10) * 2)[0])} |")
     return "\n".join(out) + "\n"
 
 

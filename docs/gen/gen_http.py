@@ -69,7 +69,7 @@ def render() -> str:
         "Generated when the site is built from the service's own FastAPI app "
         "(`spoofscope.serve.create_app`): every route it serves, then each operation of its "
         "OpenAPI schema (what `GET /openapi.json` returns and `/docs` shows). Errors are "
-        "`{\"error\": {\"code\": ..., \"message\": ...}}`: see [Error codes](errors.md). "
+        '`{"error": {"code": ..., "message": ...}}`: see [Error codes](errors.md). '
         "How to run and limit the service: [The detection service](../deploy/service.md); "
         "its WebSocket streams: [Stream a call](../stream.md).",
         "",
@@ -89,7 +89,10 @@ def render() -> str:
                 out += [op["description"].strip(), ""]
             params = op.get("parameters", [])
             if params:
-                out += ["| parameter | in | type | required | description |", "|---|---|---|---|---|"]
+                out += [
+                    "| parameter | in | type | required | description |",
+                    "|---|---|---|---|---|",
+                ]
                 for p in params:
                     ps = p.get("schema", {})
                     default = f" (default `{ps['default']}`)" if "default" in ps else ""
@@ -105,7 +108,9 @@ def render() -> str:
             out += ["| status | meaning | body |", "|---|---|---|"]
             for status, r in op.get("responses", {}).items():
                 s = next(iter(r.get("content", {}).values()), {}).get("schema", {})
-                out.append(f"| {status} | {_cell(r.get('description', ''))} | {_type(s) if s else ''} |")
+                out.append(
+                    f"| {status} | {_cell(r.get('description', ''))} | {_type(s) if s else ''} |"
+                )
             out.append("")
     out += ["## Schemas", ""]
     for name, s in schema.get("components", {}).get("schemas", {}).items():
