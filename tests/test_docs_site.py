@@ -163,3 +163,38 @@ def test_readme_is_a_front_page_whose_links_resolve():
     assert len(links) >= 10, links
     for link in links:
         assert (REPO / link).exists(), link
+
+
+def _doc_commands() -> list[tuple[str, str]]:
+    """``(file, command line)`` of every ``spoofscope ...`` line in a bash block of the README
+    and the docs (continuations joined; pipes and ``&&`` split; comments dropped)."""
+    out = []
+    for md in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for block in re.findall(r"```bash\n(.*?)```", md.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                for part in re.split(r"\s(?:\||&&)\s", line.strip()):
+                    if part.strip().startswith("spoofscope "):
+                        out.append((md.name, re.sub(r"\s+#.*$", "", part.strip())))
+    return out
+
+
+def test_every_command_the_docs_show_parses():
+    """An option renamed or removed in the code fails here, not in a reader's terminal."""
+    import shlex
+
+    from spoofscope.cli import build_parser
+
+    commands = _doc_commands()
+    assert len(commands) >= 30, commands
+    for where, line in commands:
+        words = shlex.split(line)[1:]
+        try:
+            args, extra = build_parser().parse_known_args(words)
+        except SystemExit as e:
+            raise AssertionError(f"{where}: {line}") from e
+        # key=value recipe overrides may follow (train, demo, adapt)
+        assert not extra or (hasattr(args, "overrides") and all("=" in w for w in extra)), (
+            where,
+            line,
+            extra,
+        )
