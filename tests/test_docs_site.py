@@ -159,6 +159,12 @@ def test_python_reference_documents_the_public_api(site):
 def test_readme_is_a_front_page_whose_links_resolve():
     text = (REPO / "README.md").read_text()
     assert len(text.splitlines()) < 200
+    # the two set-up commands, which .ci/run runs as written
+    setup = text.split("## Set-up", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [ln.split("#", 1)[0].strip() for ln in setup.splitlines()]
+    assert commands == ["bash scripts/setup.sh", "python -m pytest -q"], commands
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "bash scripts/setup.sh" in ci and "python -m pytest -q" in ci
     links = re.findall(r"\]\(((?:docs/)[^)#]+)(?:#[^)]*)?\)", text)
     assert len(links) >= 10, links
     for link in links:
