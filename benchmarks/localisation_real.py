@@ -565,17 +565,19 @@ def verdict(f: dict) -> tuple[float, float]:
 
 
 def relative(steps: list[dict], how: str | None, file_verdict) -> list[dict]:
-    """None: the steps as they are; ``anchor``: the package's rule (the median step moved to
-    the file's typical verdict window, spoof ``ANCHOR_DROP`` below it in log-odds);
-    ``anchor D``: the same with a drop of D; ``median``: the median step moved to score 0
-    and p 0.5 (relative only: a file spoofed throughout looks like a genuine one)."""
-    from spoofscope.infer.timeline import ANCHOR_DROP, anchor
+    """None: the steps as they are; ``anchor``: the package's rule (the file's typical step
+    moved to its typical verdict window, each step's distance from it times ``ANCHOR_GAIN``,
+    spoof ``ANCHOR_DROP`` below it in log-odds); ``anchor D G``: the same with a drop of D
+    and a gain of G; ``median``: the typical step moved to score 0 and p 0.5 (relative only:
+    a file spoofed throughout looks like a genuine one)."""
+    from spoofscope.infer.timeline import ANCHOR_DROP, ANCHOR_GAIN, anchor
 
     if how is None:
         return steps
     if how == "median":
-        return anchor(steps, 0.0, 0.5, drop=0.0)
-    return anchor(steps, *file_verdict, drop=float(how.split()[1]) if " " in how else ANCHOR_DROP)
+        return anchor(steps, 0.0, 0.5, drop=0.0, gain=1.0)
+    _, drop, gain = (how.split() + [ANCHOR_DROP, ANCHOR_GAIN][len(how.split()) - 1 :])[:3]
+    return anchor(steps, *file_verdict, drop=float(drop), gain=float(gain))
 
 
 def evaluate(ds, scores, grids, lengths, hop, how, hyst, min_s, step=None):
