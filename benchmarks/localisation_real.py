@@ -409,9 +409,10 @@ def main() -> None:
         f"{sum(b - a for v in ds['spoof'].values() for a, b in v):.0f} s spoof\n"
     )
     paths = [f["path"] for f in ds["files"]]
-    grids = {64600: 0.5, 32000: 0.25, 16000: 0.25}
+    grids = {64600: 0.5, 32000: 0.25, 16000: 0.125, 8000: 0.125}
     windows = {n: cached_scores(det, paths, n, h, cache) for n, h in grids.items()}
     study(ds, windows, grids)
+    halves(ds, windows, grids)
     if a.check:
         check(det, ds, windows, grids, a.check)
     stream_delay(det, ds)
@@ -501,13 +502,21 @@ def demo(folder: Path) -> None:
         "| setting | range EER % | seg EER 20 ms | 160 ms | 640 ms | utt EER % "
         "| segments FA % / miss % | stretches found |\n|---|---:|---:|---:|---:|---:|---|---:|"
     )
+    import spoofscope.infer.timeline as T
+
     energy = Decision(vad="energy")
-    for name, w in (
-        ("old default (hop 0.5)", WindowPolicy(hop_s=0.5)),
-        ("new default", WindowPolicy().localising()),
+    gain = T.ANCHOR_GAIN
+    for name, w, g in (
+        ("old default (hop 0.5)", WindowPolicy(hop_s=0.5), gain),
+        ("1-s windows every 0.25 s, anchor gain 1", WindowPolicy().localising(), 1.0),
+        ("new default", WindowPolicy().localising(), gain),
     ):
         det = Detector.load(folder / "final.ckpt", windows=w, decision=energy, threads=1)
-        res = det.detect_many([str(p) for p in paths])
+        T.ANCHOR_GAIN = g
+        try:
+            res = det.detect_many([str(p) for p in paths])
+        finally:
+            T.ANCHOR_GAIN = gain
         m = metrics(
             ds,
             {Path(r.path).stem: r.timeline for r in res},
@@ -618,15 +627,19 @@ def study(ds, scores, grids) -> None:
         ("4-s, hop 2 (plain detect)", [card], 2.0, None, 0.1, 1.0),
         ("4-s, hop 0.5, anchored", [card], 0.5, "anchor", 0.1, 1.0),
     ]
-    for n, lens in (("2-s", [32000]), ("1-s", [16000]), ("1+2-s", [16000, 32000]),
+    for n, lens in (("2-s", [32000]), ("1-s", [16000]), ("0.5-s", [8000]),
+                    ("0.5+1-s", [8000, 16000]), ("1+2-s", [16000, 32000]),
                     ("1+2+4-s", [16000, 32000, card])):  # fmt: skip
-        for hop in (0.5, 0.25):
-            for how in (None, "median", "anchor"):
+        for hop in (0.5, 0.25, 0.125):
+            if hop < min(grids[k] for k in lens) or (hop < 0.25 and max(lens) > 16000):
+                continue
+            for how in (None, "median", "anchor 3 1", "anchor"):
                 name = f"{n}, hop {hop:g}" + (f", {how}" if how else "")
                 rows.append((name, lens, hop, how, 0.1, 1.0))
-    # segment rules on the chosen windows: the drop, the hysteresis band, the minimum duration
-    for how, hyst, min_s in (("anchor 0", 0.1, 1.0), ("anchor 2", 0.1, 1.0),
-                             ("anchor 4", 0.1, 1.0), ("anchor", 0.0, 1.0), ("anchor", 0.2, 1.0),
+    # the anchor's gain and drop, the hysteresis band, the minimum duration on 1-s windows
+    for how, hyst, min_s in (("anchor 3 1.5", 0.1, 1.0), ("anchor 3 3", 0.1, 1.0),
+                             ("anchor 2 2", 0.1, 1.0), ("anchor 4 2", 0.1, 1.0),
+                             ("anchor", 0.0, 1.0), ("anchor", 0.2, 1.0),
                              ("anchor", 0.1, 0.5), ("anchor", 0.1, 2.0)):  # fmt: skip
         rows.append((f"1-s, hop 0.25, {how}, band {hyst:g}, min {min_s:g} s", [16000], 0.25,
                      how, hyst, min_s))  # fmt: skip
@@ -647,6 +660,44 @@ def study(ds, scores, grids) -> None:
             f"{c / plain:.1f}x (RTF {c:.3f}) |",
             flush=True,
         )
+
+
+def subset(ds: dict, ids: list) -> dict:
+    return {
+        "files": [f for f in ds["files"] if f["id"] in ids],
+        "spoof": {u: ds["spoof"][u] for u in ids},
+        "durations": {u: ds["durations"][u] for u in ids},
+    }
+
+
+def halves(ds, scores, grids, gains=(1.0, 1.5, 2.0, 3.0), repeats=10) -> None:
+    """The anchor's gain chosen on half of the files (stratified by kind, seeded) and its
+    range EER on the other half, both ways round, against the fixed gains 1 and 2."""
+    rng = np.random.default_rng(0)
+    got = []
+    for _ in range(repeats):
+        a, b = [], []
+        for kind in ("partial", "genuine", "spoof"):
+            ids = [f["id"] for f in ds["files"] if f["kind"] == kind]
+            rng.shuffle(ids)
+            a, b = a + ids[: len(ids) // 2], b + ids[len(ids) // 2 :]
+        for tune, test in ((a, b), (b, a)):
+            t, h = subset(ds, tune), subset(ds, test)
+            e = {g: evaluate(t, scores, grids, [16000], 0.25, f"anchor 3 {g}", 0.1, 1.0)["range"]
+                 for g in gains}  # fmt: skip
+            best = min(gains, key=lambda g: (e[g], g))
+            held = [evaluate(h, scores, grids, [16000], 0.25, f"anchor 3 {g}", 0.1, 1.0)["range"]
+                    for g in (best, 1.0, 2.0)]  # fmt: skip
+            got.append((best, *held))
+    g = np.array(got)
+    print(
+        f"\nLeave half out (1-s windows every 0.25 s; the gain chosen among "
+        f"{', '.join(f'{x:g}' for x in gains)} on half the files, {repeats} seeded splits "
+        f"both ways): chosen {', '.join(f'{x:g} {int((g[:, 0] == x).sum())}x' for x in gains)}; "
+        f"range EER on the held-out half {g[:, 1].mean():.1f} % (sd {g[:, 1].std():.1f}), "
+        f"gain 1 {g[:, 2].mean():.1f} % (sd {g[:, 2].std():.1f}), gain 2 (the default) "
+        f"{g[:, 3].mean():.1f} % (sd {g[:, 3].std():.1f})"
+    )
 
 
 if __name__ == "__main__":
