@@ -500,7 +500,8 @@ def demo(folder: Path) -> None:
     print(f"\nThe demo's partial set ({folder}): {len(paths)} files, its trained model:\n")
     print(
         "| setting | range EER % | seg EER 20 ms | 160 ms | 640 ms | utt EER % "
-        "| segments FA % / miss % | stretches found |\n|---|---:|---:|---:|---:|---:|---|---:|"
+        "| segments FA % / miss % | stretches found | genuine with spoof |\n"
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|"
     )
     import spoofscope.infer.timeline as T
 
@@ -526,7 +527,7 @@ def demo(folder: Path) -> None:
         print(
             f"| {name} | {m['range']:.1f} | {m['seg20']:.1f} | {m['seg160']:.1f} | "
             f"{m['seg640']:.1f} | {m['utt']:.1f} | {m['seg_fa']:.0f} / {m['seg_miss']:.0f} | "
-            f"{m['found']}/{n_p} |"
+            f"{m['found']}/{n_p} | {m['genuine_fa']}/{len(paths) - n_p} |"
         )
 
 

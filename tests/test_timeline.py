@@ -123,6 +123,22 @@ def test_hysteresis_holds_spoof_as_it_holds_bona_fide():
         assert segs[-1]["end_s"] == 1.5
 
 
+def test_hysteresis_near_a_threshold_at_either_end_can_be_crossed():
+    """With the threshold's probability at 0.024 (the demo model's), a band of 0.1 below it
+    would lie under 0: the band shrinks to half the way to 0 (0.012), so a dip to 0.005 is
+    spoof and one to 0.015 is not; likewise near 1."""
+    for thr, probs, want in (
+        (0.024, [0.9, 0.005, 0.9], ["bonafide", "spoof", "bonafide"]),
+        (0.024, [0.9, 0.015, 0.9], ["bonafide"]),
+        (0.976, [0.1, 0.995, 0.1], ["spoof", "bonafide", "spoof"]),
+        (0.976, [0.1, 0.985, 0.1], ["spoof"]),
+    ):
+        tl = [{"start_s": k * 0.5, "end_s": (k + 1) * 0.5, "score": q - thr, "p": q}
+              for k, q in enumerate(probs)]  # fmt: skip
+        segs = build_segments(tl, None, p_threshold=thr, hysteresis=0.1, min_duration_s=0.0)
+        assert [g["label"] for g in segs] == want, (thr, probs)
+
+
 def test_timeline_steps_without_sound_or_windows_are_null():
     active = np.zeros(100, bool)  # 2 s of 20-ms frames
     active[10:40] = True  # 0.2-0.8 s

@@ -9,7 +9,10 @@ gaps, each ``bonafide``, ``spoof`` or ``no_speech``, by this rule:
    probability: once a run is bona fide it turns spoof only where the step's ``p_bonafide``
    falls below the probability at the threshold by more than ``hysteresis`` (the detector's
    low-confidence band, 0.1 by default), and back only where it rises above it by as much,
-   so that a score wavering at the threshold does not cut the recording into slivers;
+   so that a score wavering at the threshold does not cut the recording into slivers; the
+   band is at most half the way from the threshold's probability to 0 or to 1, so that a
+   threshold near either end (a calibrated or explicit one: 0.024 for the demo's model) can
+   still be crossed;
 2. a bona fide or spoof run shorter than ``min_duration_s`` takes the label of the longer of
    its neighbours (no_speech runs are kept: they come from the signal, not the model);
 3. boundaries are snapped to the sound: a boundary next to a no_speech run moves to the first
@@ -195,6 +198,8 @@ def build_segments(
     docstring); ``p_threshold``: the probability at the decision threshold."""
     labels: list[str] = []
     state = None
+    lo = min(hysteresis, p_threshold / 2)  # the band never reaches past 0 or 1 (rule 1)
+    hi = min(hysteresis, (1 - p_threshold) / 2)
     for st in timeline:
         m = None if st["p"] is None else st["p"] - p_threshold
         if m is None:
@@ -202,9 +207,9 @@ def build_segments(
             continue
         if state is None:
             state = "bonafide" if m >= 0 else "spoof"
-        elif state == "bonafide" and m < -hysteresis:
+        elif state == "bonafide" and m < -lo:
             state = "spoof"
-        elif state == "spoof" and m > hysteresis:
+        elif state == "spoof" and m > hi:
             state = "bonafide"
         labels.append(state)
     # 2. short bona fide / spoof runs take the longer neighbour's label (repeat until stable)
