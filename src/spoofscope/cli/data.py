@@ -111,7 +111,7 @@ def _demo_localisation(out, data, cfg) -> None:
     print(
         "  "
         + " ".join(
-            f"{t['start_s']:.1f}:" + ("-" if t["score"] is None else f"{t['score']:.2f}")
+            f"{t['start_s']:g}:" + ("-" if t["score"] is None else f"{t['score']:.2f}")
             for t in r.timeline
         )
     )
