@@ -24,6 +24,8 @@ stretch of real spoofed speech spliced in.
    160 and 640 ms, the utterance EER, the segments' own false-alarm / miss rates, how many
    partially spoofed files get a spoof segment on their stretch, how many wholly spoofed files
    are split, and the cost as real-time factor (measured while scoring, one thread).
+5. **Leave half out**: the anchor's gain chosen on half of the files and its range EER on
+   the other half (the set is development data: the defaults were tuned on it).
 
 ``--demo DIR`` adds the same metrics on the demo's partial set (``DIR/partial``, the demo's
 model ``DIR/final.ckpt``). ``--frame-model`` runs the frame-level path (an AntiDeepfake model
