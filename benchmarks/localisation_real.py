@@ -24,6 +24,8 @@ stretch of real spoofed speech spliced in.
    160 and 640 ms, the utterance EER, the segments' own false-alarm / miss rates, how many
    partially spoofed files get a spoof segment on their stretch, how many wholly spoofed files
    are split, and the cost as real-time factor (measured while scoring, one thread).
+5. **Leave half out**: the anchor's gain chosen on half of the files and its range EER on
+   the other half (the set is development data: the defaults were tuned on it).
 
 ``--demo DIR`` adds the same metrics on the demo's partial set (``DIR/partial``, the demo's
 model ``DIR/final.ckpt``). ``--frame-model`` runs the frame-level path (an AntiDeepfake model
@@ -409,9 +411,10 @@ def main() -> None:
         f"{sum(b - a for v in ds['spoof'].values() for a, b in v):.0f} s spoof\n"
     )
     paths = [f["path"] for f in ds["files"]]
-    grids = {64600: 0.5, 32000: 0.25, 16000: 0.25}
+    grids = {64600: 0.5, 32000: 0.25, 16000: 0.125, 8000: 0.125}
     windows = {n: cached_scores(det, paths, n, h, cache) for n, h in grids.items()}
     study(ds, windows, grids)
+    halves(ds, windows, grids)
     if a.check:
         check(det, ds, windows, grids, a.check)
     stream_delay(det, ds)
@@ -499,15 +502,24 @@ def demo(folder: Path) -> None:
     print(f"\nThe demo's partial set ({folder}): {len(paths)} files, its trained model:\n")
     print(
         "| setting | range EER % | seg EER 20 ms | 160 ms | 640 ms | utt EER % "
-        "| segments FA % / miss % | stretches found |\n|---|---:|---:|---:|---:|---:|---|---:|"
+        "| segments FA % / miss % | stretches found | genuine with spoof |\n"
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|"
     )
+    import spoofscope.infer.timeline as T
+
     energy = Decision(vad="energy")
-    for name, w in (
-        ("old default (hop 0.5)", WindowPolicy(hop_s=0.5)),
-        ("new default", WindowPolicy().localising()),
+    gain = T.ANCHOR_GAIN
+    for name, w, g in (
+        ("old default (hop 0.5)", WindowPolicy(hop_s=0.5), gain),
+        ("1-s windows every 0.25 s, anchor gain 1", WindowPolicy().localising(), 1.0),
+        ("new default", WindowPolicy().localising(), gain),
     ):
         det = Detector.load(folder / "final.ckpt", windows=w, decision=energy, threads=1)
-        res = det.detect_many([str(p) for p in paths])
+        T.ANCHOR_GAIN = g
+        try:
+            res = det.detect_many([str(p) for p in paths])
+        finally:
+            T.ANCHOR_GAIN = gain
         m = metrics(
             ds,
             {Path(r.path).stem: r.timeline for r in res},
@@ -517,7 +529,7 @@ def demo(folder: Path) -> None:
         print(
             f"| {name} | {m['range']:.1f} | {m['seg20']:.1f} | {m['seg160']:.1f} | "
             f"{m['seg640']:.1f} | {m['utt']:.1f} | {m['seg_fa']:.0f} / {m['seg_miss']:.0f} | "
-            f"{m['found']}/{n_p} |"
+            f"{m['found']}/{n_p} | {m['genuine_fa']}/{len(paths) - n_p} |"
         )
 
 
@@ -565,17 +577,19 @@ def verdict(f: dict) -> tuple[float, float]:
 
 
 def relative(steps: list[dict], how: str | None, file_verdict) -> list[dict]:
-    """None: the steps as they are; ``anchor``: the package's rule (the median step moved to
-    the file's typical verdict window, spoof ``ANCHOR_DROP`` below it in log-odds);
-    ``anchor D``: the same with a drop of D; ``median``: the median step moved to score 0
-    and p 0.5 (relative only: a file spoofed throughout looks like a genuine one)."""
-    from spoofscope.infer.timeline import ANCHOR_DROP, anchor
+    """None: the steps as they are; ``anchor``: the package's rule (the file's typical step
+    moved to its typical verdict window, each step's distance from it times ``ANCHOR_GAIN``,
+    spoof ``ANCHOR_DROP`` below it in log-odds); ``anchor D G``: the same with a drop of D
+    and a gain of G; ``median``: the typical step moved to score 0 and p 0.5 (relative only:
+    a file spoofed throughout looks like a genuine one)."""
+    from spoofscope.infer.timeline import ANCHOR_DROP, ANCHOR_GAIN, anchor
 
     if how is None:
         return steps
     if how == "median":
-        return anchor(steps, 0.0, 0.5, drop=0.0)
-    return anchor(steps, *file_verdict, drop=float(how.split()[1]) if " " in how else ANCHOR_DROP)
+        return anchor(steps, 0.0, 0.5, drop=0.0, gain=1.0)
+    _, drop, gain = (how.split() + [ANCHOR_DROP, ANCHOR_GAIN][len(how.split()) - 1 :])[:3]
+    return anchor(steps, *file_verdict, drop=float(drop), gain=float(gain))
 
 
 def evaluate(ds, scores, grids, lengths, hop, how, hyst, min_s, step=None):
@@ -616,15 +630,19 @@ def study(ds, scores, grids) -> None:
         ("4-s, hop 2 (plain detect)", [card], 2.0, None, 0.1, 1.0),
         ("4-s, hop 0.5, anchored", [card], 0.5, "anchor", 0.1, 1.0),
     ]
-    for n, lens in (("2-s", [32000]), ("1-s", [16000]), ("1+2-s", [16000, 32000]),
+    for n, lens in (("2-s", [32000]), ("1-s", [16000]), ("0.5-s", [8000]),
+                    ("0.5+1-s", [8000, 16000]), ("1+2-s", [16000, 32000]),
                     ("1+2+4-s", [16000, 32000, card])):  # fmt: skip
-        for hop in (0.5, 0.25):
-            for how in (None, "median", "anchor"):
+        for hop in (0.5, 0.25, 0.125):
+            if hop < min(grids[k] for k in lens) or (hop < 0.25 and max(lens) > 16000):
+                continue
+            for how in (None, "median", "anchor 3 1", "anchor"):
                 name = f"{n}, hop {hop:g}" + (f", {how}" if how else "")
                 rows.append((name, lens, hop, how, 0.1, 1.0))
-    # segment rules on the chosen windows: the drop, the hysteresis band, the minimum duration
-    for how, hyst, min_s in (("anchor 0", 0.1, 1.0), ("anchor 2", 0.1, 1.0),
-                             ("anchor 4", 0.1, 1.0), ("anchor", 0.0, 1.0), ("anchor", 0.2, 1.0),
+    # the anchor's gain and drop, the hysteresis band, the minimum duration on 1-s windows
+    for how, hyst, min_s in (("anchor 3 1.5", 0.1, 1.0), ("anchor 3 3", 0.1, 1.0),
+                             ("anchor 2 2", 0.1, 1.0), ("anchor 4 2", 0.1, 1.0),
+                             ("anchor", 0.0, 1.0), ("anchor", 0.2, 1.0),
                              ("anchor", 0.1, 0.5), ("anchor", 0.1, 2.0)):  # fmt: skip
         rows.append((f"1-s, hop 0.25, {how}, band {hyst:g}, min {min_s:g} s", [16000], 0.25,
                      how, hyst, min_s))  # fmt: skip
@@ -645,6 +663,44 @@ def study(ds, scores, grids) -> None:
             f"{c / plain:.1f}x (RTF {c:.3f}) |",
             flush=True,
         )
+
+
+def subset(ds: dict, ids: list) -> dict:
+    return {
+        "files": [f for f in ds["files"] if f["id"] in ids],
+        "spoof": {u: ds["spoof"][u] for u in ids},
+        "durations": {u: ds["durations"][u] for u in ids},
+    }
+
+
+def halves(ds, scores, grids, gains=(1.0, 1.5, 2.0, 3.0), repeats=10) -> None:
+    """The anchor's gain chosen on half of the files (stratified by kind, seeded) and its
+    range EER on the other half, both ways round, against the fixed gains 1 and 2."""
+    rng = np.random.default_rng(0)
+    got = []
+    for _ in range(repeats):
+        a, b = [], []
+        for kind in ("partial", "genuine", "spoof"):
+            ids = [f["id"] for f in ds["files"] if f["kind"] == kind]
+            rng.shuffle(ids)
+            a, b = a + ids[: len(ids) // 2], b + ids[len(ids) // 2 :]
+        for tune, test in ((a, b), (b, a)):
+            t, h = subset(ds, tune), subset(ds, test)
+            e = {g: evaluate(t, scores, grids, [16000], 0.25, f"anchor 3 {g}", 0.1, 1.0)["range"]
+                 for g in gains}  # fmt: skip
+            best = min(gains, key=lambda g: (e[g], g))
+            held = [evaluate(h, scores, grids, [16000], 0.25, f"anchor 3 {g}", 0.1, 1.0)["range"]
+                    for g in (best, 1.0, 2.0)]  # fmt: skip
+            got.append((best, *held))
+    g = np.array(got)
+    print(
+        f"\nLeave half out (1-s windows every 0.25 s; the gain chosen among "
+        f"{', '.join(f'{x:g}' for x in gains)} on half the files, {repeats} seeded splits "
+        f"both ways): chosen {', '.join(f'{x:g} {int((g[:, 0] == x).sum())}x' for x in gains)}; "
+        f"range EER on the held-out half {g[:, 1].mean():.1f} % (sd {g[:, 1].std():.1f}), "
+        f"gain 1 {g[:, 2].mean():.1f} % (sd {g[:, 2].std():.1f}), gain 2 (the default) "
+        f"{g[:, 3].mean():.1f} % (sd {g[:, 3].std():.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ case); N clients connect to /v1/stream at once (starts spread over one hop), eac
 16-kHz 16-bit audio in 100-ms frames at real time for --seconds, then stop. Latency is the
 service's own ``latency_ms`` of each scored window (the arrival of the window's last sample to
 its event). N grows through --levels until the 95th percentile passes 1 s; the table gives
-every level run, with the server's peak resident memory (/proc). What one open stream holds is
+every level run, with the server's peak resident memory (/proc). The service judges streams
+with the localisation windows (``WindowPolicy.localising``) besides the verdict's, and so does
+the measurement of one stream's state. What one open stream holds is
 measured apart, in this process with tracemalloc: the state of one stream after 10 s and after
 --held-minutes of audio (it grows with the stream: the speech mask and the window list).
 
@@ -108,7 +110,8 @@ def _held_mb(ckpt: Path, hop: float, minutes: float) -> tuple[float, float]:
 
     from spoofscope.infer import Decision, Detector, WindowPolicy
 
-    det = Detector.load(ckpt, windows=WindowPolicy(hop_s=hop), decision=Decision(vad="energy"))
+    w = WindowPolicy(hop_s=hop).localising()  # as the service judges streams
+    det = Detector.load(ckpt, windows=w, decision=Decision(vad="energy"))
     det.warm_up()
     x = np.frombuffer(_signal(10.0, 0), "<i2").astype(np.float32) / 32768
     tracemalloc.start()

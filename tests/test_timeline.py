@@ -10,7 +10,7 @@ import torch
 
 from spoofscope.cli import main
 from spoofscope.infer import Decision, Detector, WindowPolicy
-from spoofscope.infer.timeline import build_segments, build_timeline
+from spoofscope.infer.timeline import ANCHOR_GAIN, build_segments, build_timeline
 from spoofscope.metrics.localisation import read_rttm, spoof_stretches
 
 SR = 16000
@@ -121,6 +121,22 @@ def test_hysteresis_holds_spoof_as_it_holds_bona_fide():
         segs = build_segments(tl, None, p_threshold=0.5, hysteresis=0.1, min_duration_s=0.0)
         assert [g["label"] for g in segs] == want, probs
         assert segs[-1]["end_s"] == 1.5
+
+
+def test_hysteresis_near_a_threshold_at_either_end_can_be_crossed():
+    """With the threshold's probability at 0.024 (the demo model's), a band of 0.1 below it
+    would lie under 0: the band shrinks to half the way to 0 (0.012), so a dip to 0.005 is
+    spoof and one to 0.015 is not; likewise near 1."""
+    for thr, probs, want in (
+        (0.024, [0.9, 0.005, 0.9], ["bonafide", "spoof", "bonafide"]),
+        (0.024, [0.9, 0.015, 0.9], ["bonafide"]),
+        (0.976, [0.1, 0.995, 0.1], ["spoof", "bonafide", "spoof"]),
+        (0.976, [0.1, 0.985, 0.1], ["spoof"]),
+    ):
+        tl = [{"start_s": k * 0.5, "end_s": (k + 1) * 0.5, "score": q - thr, "p": q}
+              for k, q in enumerate(probs)]  # fmt: skip
+        segs = build_segments(tl, None, p_threshold=thr, hysteresis=0.1, min_duration_s=0.0)
+        assert [g["label"] for g in segs] == want, (thr, probs)
 
 
 def test_timeline_steps_without_sound_or_windows_are_null():
@@ -269,10 +285,15 @@ def test_localisation_windows_show_a_stretch_in_a_file_judged_bona_fide():
         np.mean([v for s, v in win.items() if s < st["end_s"] and s + 1 > st["start_s"]])
         for st in r.timeline
     ]
-    # anchored: moved so that the median step is the median verdict window's score
-    shift = np.median([w["score"] for w in r.windows]) - np.median(means)
+    # anchored: the median verdict window's score plus ANCHOR_GAIN times the step's distance
+    # from the mean of the middle half of the steps
+    judged = sorted(m for m, st in zip(means, r.timeline, strict=True) if st["score"] is not None)
+    n = len(judged)
+    mid = np.mean(judged[n // 4 : -(-3 * n // 4)])
     for st, m in zip(r.timeline, means, strict=True):
-        assert st["score"] == pytest.approx(m + shift, abs=1e-4)
+        if st["score"] is not None:
+            want_s = np.median([w["score"] for w in r.windows]) + ANCHOR_GAIN * (m - mid)
+            assert st["score"] == pytest.approx(want_s, abs=1e-4)
     spoof = [g for g in r.segments if g["label"] == "spoof"]
     assert len(spoof) == 1 and 1.5 <= r.spoofed_s <= 3.0
     assert 7.25 <= spoof[0]["start_s"] <= 8.0 and 9.5 <= spoof[0]["end_s"] <= 10.25
@@ -322,16 +343,15 @@ def test_anchor_moves_steps_to_the_typical_verdict_window():
         for k, v in enumerate(lo)
     ]  # fmt: skip
     out = anchor(steps, score=4.0, p=sig(6.0))
-    med_s, med_lo = (
-        np.median([v - 1 for v in lo if v is not None]),
-        np.median([v for v in lo if v is not None]),
-    )
+    # the typical step: the mean of the middle half of the 7 judged log-odds, sorted
+    # -3, -2, 1.5, 2, 2, 2.2, 2.5: elements 1..5 (floor(7/4) = 1 to ceil(21/4) = 6)
+    typ = (-2.0 + 1.5 + 2.0 + 2.0 + 2.2) / 5
     for st, v in zip(out, lo, strict=True):
         if v is None:
             assert st["score"] is None and st["p"] is None
             continue
-        assert st["score"] == pytest.approx(v - 1 + 4.0 - med_s)
-        assert st["p"] == pytest.approx(sig(v + 6.0 - ANCHOR_DROP - med_lo))
+        assert st["score"] == pytest.approx(4.0 + ANCHOR_GAIN * (v - typ))
+        assert st["p"] == pytest.approx(sig(6.0 - ANCHOR_DROP + ANCHOR_GAIN * (v - typ)))
     # a typically bona fide file shows its dip; a typically spoof one stays one spoof segment
     segs = build_segments(anchor(steps * 3, 4.0, sig(6.0)), None, min_duration_s=0.0)
     assert "spoof" in [g["label"] for g in segs] and segs[0]["label"] == "bonafide"

@@ -77,8 +77,9 @@ def _cmd_demo(a) -> int:
 
 def _demo_localisation(out, data, cfg) -> None:
     """Where in the recording: D03 stretches spliced into bona fide eval recordings at a
-    pause (seeded), judged by the trained model with a timeline every 0.5 s; range-based and
-    utterance EER, and one example."""
+    pause (seeded), judged by the trained model with the localisation default of
+    ``--segments`` (:meth:`WindowPolicy.localising`); range-based and utterance EER, and one
+    example."""
     from ..data import open_dataset
     from ..data.demo import make_partial_spoofs
     from ..infer import Decision, Detector, WindowPolicy
@@ -87,7 +88,7 @@ def _demo_localisation(out, data, cfg) -> None:
     trials = open_dataset(data, "eval", transform=None).trials
     ps = make_partial_spoofs(trials, out / "partial", attack="D03", n=24, controls=8, seed=0)
     det = Detector.load(
-        out / "final.ckpt", windows=WindowPolicy(hop_s=0.5), decision=Decision(vad="energy")
+        out / "final.ckpt", windows=WindowPolicy().localising(), decision=Decision(vad="energy")
     )
     res = det.detect_many(ps["paths"])
     hyp = {
@@ -99,7 +100,8 @@ def _demo_localisation(out, data, cfg) -> None:
     print(
         f"\nlocalisation: {n_part} bona fide eval recordings with a 1.5-3.0 s D03 stretch "
         f"spliced in at a pause, {len(res) - n_part} left whole; timeline every "
-        f"{det.step_s:g} s ({det.window_samples}-sample windows):"
+        f"{det.step_s:g} s ({det.where[0]}-sample windows every {det.where[1]} samples, "
+        f"read against the file's typical {det.window_samples}-sample window):"
     )
     print(f"range-based EER {100 * rng_['eer']:.2f} %  (threshold {rng_['threshold']:.4f})")
     print(f"utterance EER   {100 * utt['eer']:.2f} %  (a file's lowest step)")
@@ -109,7 +111,7 @@ def _demo_localisation(out, data, cfg) -> None:
     print(
         "  "
         + " ".join(
-            f"{t['start_s']:.1f}:" + ("-" if t["score"] is None else f"{t['score']:.2f}")
+            f"{t['start_s']:g}:" + ("-" if t["score"] is None else f"{t['score']:.2f}")
             for t in r.timeline
         )
     )
