@@ -22,10 +22,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def demo_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    make_demo_corpus(root, seed=0, progress=False)
-    return root
+def demo_builds(tmp_path_factory):
+    """The demo corpus from seed 0 twice, built at the same time: here, and by
+    ``spoofscope demo-data`` in another process (another hash seed), which the determinism test
+    waits for (on two cores the second build costs little wall time)."""
+    root, again = tmp_path_factory.mktemp("demo"), tmp_path_factory.mktemp("again")
+    cmd = [sys.executable, "-m", "spoofscope", "demo-data", str(again), "--seed", "0", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        make_demo_corpus(root, seed=0, progress=False)
+        yield root, again, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="session")
+def demo_root(demo_builds):
+    return demo_builds[0]
 
 
 def _tiny_cfg(**kw):
@@ -49,7 +64,8 @@ def _tiny_cfg(**kw):
     return TrainConfig.from_dict(base)
 
 
-def test_demo_corpus_layout_and_determinism(demo_root, tmp_path):
+def test_demo_corpus_layout_and_determinism(demo_builds):
+    demo_root, again, proc = demo_builds
     rep = check_dataset(demo_root)
     for split in ("train", "dev", "eval"):
         assert rep["splits"][split]["missing_files"] == 0
@@ -66,13 +82,19 @@ def test_demo_corpus_layout_and_determinism(demo_root, tmp_path):
     # the adaptation sample: D04 only, other files than the eval trials
     for label in ("bonafide", "spoof"):
         assert len(list((demo_root / "adapt" / label).glob("*.flac"))) == 40
-    # the same seed gives the same corpus, another seed another one
-    again = tmp_path / "again"
-    make_demo_corpus(again, seed=0, progress=False)
+    # the same seed gives the same corpus, in another process too: every file, byte for byte
+    out, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0 and "demo corpus written to" in out, err
     f = "LA/ASVspoof2019_LA_eval/flac/LA_E_0000003.flac"
     np.testing.assert_array_equal(sf.read(demo_root / f)[0], sf.read(again / f)[0])
-    p = "LA/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.eval.trl.txt"
-    assert (demo_root / p).read_text() == (again / p).read_text()
+
+    def files(root):
+        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    mine, theirs = files(demo_root), files(again)
+    # 120 train, 72 dev, 600 eval trials and the 80 files of adapt/
+    assert sum(k.suffix == ".flac" for k in mine) == 872 and mine.keys() == theirs.keys()
+    assert [str(k) for k in mine if mine[k] != theirs[k]] == []
     # bona fide utterances vary (pitch/formants): they are not copies of each other
     bona = [t for t in train if t.label == 1][:3]
     a = [sf.read(demo_root / "LA/ASVspoof2019_LA_train/flac" / f"{t.utt_id}.flac")[0] for t in bona]
