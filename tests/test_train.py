@@ -31,7 +31,9 @@ def demo_root(tmp_path_factory):
 # The demo corpus from seed 0, recorded from two builds that agreed byte for byte (one by
 # `spoofscope demo-data` in another process) at commit dbc3f2b: per folder, the sha256 of its
 # files' names and contents (the FLAC files' 16-bit samples and rate, the text files' bytes;
-# the folders' "ASVspoof2019_LA_" left out)
+# the folders' "ASVspoof2019_LA_" left out). A change to the corpus fails here on purpose (the
+# README's demo figures come from it); so would NumPy or SciPy moving a sample by one step:
+# then build it twice (`spoofscope demo-data`), check the two agree, and record it again
 DEMO_SEED0 = {
     "asv_scores": "0b7f4e495f0480a92562add813a6058920ee1718bf325715f93edb2b73f82c86",
     "cm_protocols": "2e1ccf05294053c70a7778cf48e55e0bac1e340f08742955bdaf581a3511f4d6",
