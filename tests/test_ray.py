@@ -153,6 +153,20 @@ def _detect_json(root, ckpt):
     return {d["path"]: d for d in map(json.loads, p.stdout.splitlines())}
 
 
+def _detect_json_meanwhile(root, ckpt):
+    """`_detect_json` in a thread, beside what the test does next: call the answer to wait."""
+    got: dict = {}
+    t = threading.Thread(target=lambda: got.update(_detect_json(root, ckpt)), daemon=True)
+    t.start()
+
+    def answer() -> dict:
+        t.join(600)
+        assert got and not t.is_alive(), "detect --json gave nothing"
+        return got
+
+    return answer
+
+
 def _same(rows, want):
     assert sorted(r["path"] for r in rows) == sorted(want)  # every file, each once
     for r in rows:
@@ -174,12 +188,13 @@ def test_ray_results_equal_detect_and_resume(cluster, archive, tmp_path):
     scored); a rerun skips all; with one shard deleted (and a broken one beside), a rerun
     scores exactly that shard's files again, once."""
     root, ckpt = archive
-    want = _detect_json(root, ckpt)
+    detected = _detect_json_meanwhile(root, ckpt)
     out = tmp_path / "results"
     opts = ["--out", str(out), "--model", str(ckpt), "--engine", "torch", "--quiet"]
     args = ["detect", "--ray", cluster, str(root), "--recursive", *opts]
     p = _spoofscope("detect", "--ray", cluster, str(root / "sub"), *opts)
     assert p.returncode == 0, p.stderr
+    want = detected()
     sub = {r["path"] for r in read_results(out)}
     assert sub == {k for k in want if "/sub/" in k} and len(sub) == 4
     p = _spoofscope(*args)
@@ -255,7 +270,6 @@ def test_a_killed_actor_loses_no_file(cluster, archive, tmp_path):
     for k in range(16):
         src = sorted(root.rglob("c[0-9]*.wav"))[k % 10]  # not corrupt.wav
         (many / f"m{k:02d}.wav").write_bytes(src.read_bytes())
-    want = _detect_json(many, slow)
     out = tmp_path / "results"
     args = ["detect", "--ray", cluster, str(many), "--out", str(out), "--model", str(slow),
             "--engine", "torch", "--actors", "2"]  # fmt: skip
@@ -280,6 +294,7 @@ def test_a_killed_actor_loses_no_file(cluster, archive, tmp_path):
         if proc.poll() is not None:
             break
         time.sleep(0.05)
+    detected = _detect_json_meanwhile(many, slow)  # what detect gives, while Ray finishes
     try:
         first = proc.stdout.read()
         assert proc.wait(600) == 0, first
@@ -290,4 +305,4 @@ def test_a_killed_actor_loses_no_file(cluster, archive, tmp_path):
     # two batches or more were left for the two actors: the one killed had one in hand
     assert killed is not None and 4 <= done <= 8, f"no actor killed mid-run ({done} of 16 done)"
     assert "16 files: 0 already" in first and "16 scored now" in first
-    _same(read_results(out), want)
+    _same(read_results(out), detected())
