@@ -189,25 +189,79 @@ def _fingerprint(model, length: int) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_onnx(model, cache=None, length: int | None = None) -> Path:
+#: what the int8 graph quantises: the matrix products with a constant weight (the
+#: transformer's projections and feed-forward layers). Convolutions (the SSL encoders' feature
+#: extractor and positional convolution) stay fp32: ONNX Runtime's ConvInteger was 2x slower
+#: than its fp32 convolution here and moved the scores more (benchmarks/precision.py --model)
+INT8_OPS = ("MatMul", "Gemm")
+
+
+def quantize_int8(src, dst, per_channel: bool = True) -> Path:
+    """ONNX Runtime dynamic int8 of ``src``'s :data:`INT8_OPS` (weights int8, per output
+    channel by default; activations quantised per call) written to ``dst``. On a CPU with
+    AVX-512 VNNI or AVX-VNNI ONNX Runtime runs them in its VNNI int8 kernels
+    (``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat`` after its graph fusions)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    class _Quiet(logging.Filter):  # its advice to pre-process: shape inference adds nothing here
+        def filter(self, record):
+            return "pre-processing before quantization" not in record.getMessage()
+
+    quiet = _Quiet()
+    logging.getLogger().addFilter(quiet)
+    try:
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            per_channel=per_channel,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(INT8_OPS),
+            extra_options={"MatMulConstBOnly": True},
+        )
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    return Path(dst)
+
+
+def _writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write the ONNX export into the cache {folder} "
+            f"({e.strerror or e}); set SPOOFSCOPE_CACHE to a writable folder"
+        ) from None
+
+
+def cached_onnx(model, cache=None, length: int | None = None, precision: str = "fp32") -> Path:
     """Export once per (architecture, traced length, weights, versions) into the cache; reuse
-    after. ``length`` defaults to the card's window."""
+    after. ``length`` defaults to the card's window. ``precision="int8"``: the fp32 export
+    quantised by :func:`quantize_int8`, also once (keyed as well by onnxruntime's version)."""
     from ..models._pretrained import cache_dir
 
     card = card_of(model)
     length = int(length or card.window_samples)
     path = cache_dir(cache) / "onnx" / f"{card.name}-{_fingerprint(model, length)}.onnx"
+    if precision == "int8":
+        import onnxruntime as ort
+
+        tag = hashlib.sha256(f"{path.stem}|{ort.__version__}|{INT8_OPS}".encode()).hexdigest()
+        qpath = path.with_name(f"{card.name}-{tag[:16]}-int8.onnx")
+        if not qpath.is_file():
+            fp32 = cached_onnx(model, cache, length)
+            log.info("quantising %s to int8 (once) at %s", card.name, qpath)
+            tmp = qpath.with_name(f"{qpath.stem}.{os.getpid()}.tmp")
+            try:
+                quantize_int8(fp32, tmp)
+                tmp.replace(qpath)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return qpath
     if not path.is_file():
         log.info("exporting %s to ONNX (once) at %s", card.name, path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not os.access(path.parent, os.W_OK):
-                raise PermissionError(13, "not writable")
-        except OSError as e:
-            raise ConfigError(
-                f"cannot write the ONNX export into the cache {path.parent} "
-                f"({e.strerror or e}); set SPOOFSCOPE_CACHE to a writable folder"
-            ) from None
+        _writable(path.parent)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
         try:
             export_onnx(model, tmp, length=length)
