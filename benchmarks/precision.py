@@ -223,7 +223,7 @@ def int8_main(a):
     from _machine import cpu_name
 
     import spoofscope
-    from spoofscope.export.onnx import INT8_OPS, export_onnx, quantize_int8
+    from spoofscope.export.onnx import INT8_OPS, INT8_SCOPE, export_onnx, quantize_int8
     from spoofscope.infer.engines import INT8_BOUND, OnnxEngine
 
     if not a.data:
@@ -282,7 +282,8 @@ def int8_main(a):
         f"Machine: {cpu_name()}, {os.cpu_count()} cores ({', '.join(vnni) or 'no VNNI'}), "
         f"{a.threads} threads; torch {torch.__version__}, onnxruntime {ort.__version__}; "
         f"{a.model}, {weights}; {len(x)} windows of {length} samples (one per file, {len(x)} of "
-        f"the {n_trials} files of {a.data}); int8: dynamic, per channel, {'/'.join(INT8_OPS)}; "
+        f"the {n_trials} files of {a.data}); int8: dynamic, per channel, "
+        f"{'/'.join(INT8_OPS)} under {INT8_SCOPE}; "
         f"int8 ops in the graph: {', '.join(kernels)}; load average {load0:.1f} -> {load1:.1f}\n"
     )
     print(

@@ -189,19 +189,32 @@ def _fingerprint(model, length: int) -> str:
     return h.hexdigest()[:16]
 
 
-#: what the int8 graph quantises: the matrix products with a constant weight (the
-#: transformer's projections and feed-forward layers). Convolutions (the SSL encoders' feature
-#: extractor and positional convolution) stay fp32: ONNX Runtime's ConvInteger was 2x slower
-#: than its fp32 convolution here and moved the scores more (benchmarks/precision.py --model)
+#: what the int8 graph quantises: the matrix products with a constant weight inside the SSL
+#: encoder's transformer layers (attention projections and feed-forward layers). The
+#: convolutions (feature extractor, positional convolution) stay fp32: ONNX Runtime's
+#: ConvInteger was 2x slower than its fp32 convolution here; so do the feature projection and
+#: the back-end, which halves the logit error of AntiDeepfake w2v-small at no measurable cost
+#: (benchmarks/precision.py --model)
 INT8_OPS = ("MatMul", "Gemm")
+INT8_SCOPE = "/encoder/layers."
 
 
 def quantize_int8(src, dst, per_channel: bool = True) -> Path:
-    """ONNX Runtime dynamic int8 of ``src``'s :data:`INT8_OPS` (weights int8, per output
-    channel by default; activations quantised per call) written to ``dst``. On a CPU with
-    AVX-512 VNNI or AVX-VNNI ONNX Runtime runs them in its VNNI int8 kernels
-    (``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat`` after its graph fusions)."""
+    """ONNX Runtime dynamic int8 of ``src``'s :data:`INT8_OPS` in the encoder's transformer
+    layers (node names containing :data:`INT8_SCOPE`): weights int8, per output channel by
+    default; activations quantised per call. Written to ``dst``. ONNX Runtime fuses them into
+    ``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat``, whose u8s8 GEMM (MLAS) picks its
+    kernel from the CPU's flags (AVX-512 VNNI, AVX-VNNI, AMX) when the session starts."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    nodes = [n.name for n in graph.node if n.op_type in INT8_OPS and INT8_SCOPE in n.name]
+    if not nodes:
+        raise ConfigError(
+            f"{src}: no MatMul/Gemm under {INT8_SCOPE!r} (no SSL transformer encoder) to "
+            "quantise; use --precision fp32"
+        )
 
     class _Quiet(logging.Filter):  # its advice to pre-process: shape inference adds nothing here
         def filter(self, record):
@@ -216,6 +229,7 @@ def quantize_int8(src, dst, per_channel: bool = True) -> Path:
             per_channel=per_channel,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=list(INT8_OPS),
+            nodes_to_quantize=nodes,
             extra_options={"MatMulConstBOnly": True},
         )
     finally:
@@ -247,7 +261,9 @@ def cached_onnx(model, cache=None, length: int | None = None, precision: str = "
     if precision == "int8":
         import onnxruntime as ort
 
-        tag = hashlib.sha256(f"{path.stem}|{ort.__version__}|{INT8_OPS}".encode()).hexdigest()
+        tag = hashlib.sha256(
+            f"{path.stem}|{ort.__version__}|{INT8_OPS}|{INT8_SCOPE}".encode()
+        ).hexdigest()
         qpath = path.with_name(f"{card.name}-{tag[:16]}-int8.onnx")
         if not qpath.is_file():
             fp32 = cached_onnx(model, cache, length)
