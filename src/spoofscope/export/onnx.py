@@ -105,7 +105,7 @@ def ort_session(path, threads: int | None = None):
     except ImportError as e:  # pragma: no cover - onnxruntime is a dependency
         raise ConfigError("the ONNX engine needs onnxruntime: pip install onnxruntime") from e
     providers = ["CPUExecutionProvider"]
-    if Path(path).stat().st_size > 256 << 20:
+    if graph_bytes(path) > 256 << 20:
         # the XLS-R models: transformer encoders, no SELU-like op between convolutions, and
         # too large to write the optimised graph out for nothing
         return ort.InferenceSession(str(path), _options(threads), providers=providers)
@@ -131,10 +131,24 @@ def ort_session(path, threads: int | None = None):
     return lean
 
 
-def export_onnx(model: torch.nn.Module, path, length: int | None = None, opset: int = 17) -> Path:
+#: models whose parameters pass this many bytes keep them in one external data file beside the
+#: graph (``<graph>.onnx.data``): a protobuf stops at 2 GB (the 1B and 2B encoders are 4-9 GB)
+EXTERNAL_BYTES = 1 << 30
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    path,
+    length: int | None = None,
+    opset: int = 17,
+    external: bool | None = None,
+    data_file: str | None = None,
+) -> Path:
     """Export ``model`` to ONNX with a dynamic batch axis (and a dynamic length where its card
     says ``export: dynamic``). Input ``waveform`` (B, L); outputs ``logits`` (B, 2),
-    ``embedding`` (B, D). ``length`` defaults to the card's window."""
+    ``embedding`` (B, D). ``length`` defaults to the card's window. ``external`` (default:
+    parameters over :data:`EXTERNAL_BYTES`): the weights go to one file ``data_file`` (default
+    ``<path name>.data``) beside the graph, which ONNX Runtime reads from there."""
     card = card_of(model)
     if card.export == "none":
         raise ConfigError(f"{card.name} cannot be exported to ONNX (its card says export: none)")
@@ -146,19 +160,44 @@ def export_onnx(model: torch.nn.Module, path, length: int | None = None, opset: 
     x = torch.randn(2, length) * 0.1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (x,),
-            str(path),
-            input_names=["waveform"],
-            output_names=["logits", "embedding"],
-            dynamic_axes=axes,
-            opset_version=opset,
-            dynamo=False,
-        )
+    if external is None:
+        external = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_BYTES
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        # over 2 GB torch writes a file per tensor beside the graph: in a folder of its own
+        out = Path(tmp) / "model.onnx" if external else path
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (x,),
+                str(out),
+                input_names=["waveform"],
+                output_names=["logits", "embedding"],
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
+        if external:
+            import onnx
+
+            data = data_file or f"{path.name}.data"
+            (path.parent / data).unlink(missing_ok=True)  # save appends to the file
+            onnx.save_model(
+                onnx.load(str(out)),
+                str(path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data,
+                size_threshold=1024,
+            )
     return path
+
+
+def graph_bytes(path) -> int:
+    """Bytes of an ONNX graph with the external data files beside it (``<name>.data``)."""
+    path = Path(path)
+    data = path.with_name(f"{path.name}.data")
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
 
 
 def check_onnx(model: torch.nn.Module, path, inputs: np.ndarray, atol: float = 1e-3) -> float:
@@ -199,7 +238,7 @@ INT8_OPS = ("MatMul", "Gemm")
 INT8_SCOPE = "/encoder/layers."
 
 
-def quantize_int8(src, dst, per_channel: bool = True) -> Path:
+def quantize_int8(src, dst, per_channel: bool = True, data_file: str | None = None) -> Path:
     """ONNX Runtime dynamic int8 of ``src``'s :data:`INT8_OPS` in the encoder's transformer
     layers (node names containing :data:`INT8_SCOPE`): weights int8, per output channel by
     default; activations quantised per call. Written to ``dst``. ONNX Runtime fuses them into
@@ -220,21 +259,39 @@ def quantize_int8(src, dst, per_channel: bool = True) -> Path:
         def filter(self, record):
             return "pre-processing before quantization" not in record.getMessage()
 
+    # the int8 graph of a model with external weights (over EXTERNAL_BYTES) keeps them external
+    # too (the 2B encoder's int8 weights pass 2 GB): written in a folder of its own, then moved
+    # into one file named after dst
+    external = graph_bytes(src) > EXTERNAL_BYTES
+    dst = Path(dst)
     quiet = _Quiet()
     logging.getLogger().addFilter(quiet)
     try:
-        quantize_dynamic(
-            str(src),
-            str(dst),
-            per_channel=per_channel,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(INT8_OPS),
-            nodes_to_quantize=nodes,
-            extra_options={"MatMulConstBOnly": True},
-        )
+        with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+            quantize_dynamic(
+                str(src),
+                str(Path(tmp) / "model.onnx") if external else str(dst),
+                per_channel=per_channel,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=list(INT8_OPS),
+                nodes_to_quantize=nodes,
+                extra_options={"MatMulConstBOnly": True},
+                use_external_data_format=external,
+            )
+            if external:
+                data = data_file or f"{dst.name}.data"
+                (dst.parent / data).unlink(missing_ok=True)
+                onnx.save_model(
+                    onnx.load(str(Path(tmp) / "model.onnx")),
+                    str(dst),
+                    save_as_external_data=True,
+                    all_tensors_to_one_file=True,
+                    location=data,
+                    size_threshold=1024,
+                )
     finally:
         logging.getLogger().removeFilter(quiet)
-    return Path(dst)
+    return dst
 
 
 def _writable(folder: Path) -> None:
@@ -270,7 +327,7 @@ def cached_onnx(model, cache=None, length: int | None = None, precision: str = "
             log.info("quantising %s to int8 (once) at %s", card.name, qpath)
             tmp = qpath.with_name(f"{qpath.stem}.{os.getpid()}.tmp")
             try:
-                quantize_int8(fp32, tmp)
+                quantize_int8(fp32, tmp, data_file=f"{qpath.name}.data")
                 tmp.replace(qpath)
             finally:
                 tmp.unlink(missing_ok=True)
@@ -280,7 +337,7 @@ def cached_onnx(model, cache=None, length: int | None = None, precision: str = "
         _writable(path.parent)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
         try:
-            export_onnx(model, tmp, length=length)
+            export_onnx(model, tmp, length=length, data_file=f"{path.name}.data")
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)

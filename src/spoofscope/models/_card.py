@@ -72,9 +72,10 @@ class ModelCard:
         licence: licence of the original code and weights.
         encoder: the self-supervised encoder the model reads, and which of its outputs.
         precisions: the numeric paths this model may run in: ``fp32`` and each reduced
-            precision that was measured to keep scores within 1e-2 of fp32 with no decision
-            changed on the reference inputs (``int8``: dynamic int8 of the encoder's
-            feed-forward layers).
+            precision measured to keep its scores within
+            :data:`~spoofscope.infer.engines.INT8_BOUND` of fp32 (``benchmarks/precision.py
+            --model``; ``int8``: ONNX Runtime dynamic int8 of the encoder's transformer
+            layers where the model exports, else PyTorch's of its feed-forward layers).
         notes: what a user must know before trusting a verdict: what the weights were trained
             on and what they are known to miss (every result carries it).
         localisation: ``frame`` where the model scores each encoder frame (a Linear over
