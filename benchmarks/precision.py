@@ -3,6 +3,7 @@
     python benchmarks/precision.py [--clips 16] [--threads 2] [--weights-dir DIR]
     python benchmarks/precision.py --model NAME [--weights FILE] --data LABELS.csv
                                    [--files 48] [--seed 0] [--repeats 5] [--threads 2]
+                                   [--per-tensor]
 
 With ``--model`` (the SSL encoders' int8 path, ``--precision int8``): the model with seeded
 random weights (``torch.manual_seed(--seed)``), or the checkpoint ``--weights``, exported to
@@ -14,9 +15,10 @@ of the fp32 score (bona fide minus spoof logit), the least and median cosine bet
 int8 and fp32 embeddings (AntiDeepfake: the mean of the encoder's last hidden states;
 SSL-AASIST: the back-end's last hidden vector), the decisions that flip at the model's
 threshold (equal logits) and at the median fp32 score (where random weights put half the
-windows on each side), whether that meets the card's bound
-(:data:`spoofscope.infer.engines.INT8_BOUND`), and the ms per window of both graphs at
-batch 1, measured alternately (``--repeats`` each, median) with the load average printed.
+windows on each side: a stress test, not the bound), whether that meets the card's bound
+(:data:`spoofscope.infer.engines.INT8_BOUND`: max within 1e-2, no flip at the threshold),
+and the ms per window of both graphs at batch 1, measured alternately (``--repeats`` each,
+median) with the load average printed.
 
 Without ``--model``, for AASIST and AASIST-L:
 
@@ -93,6 +95,9 @@ def main():
     ap.add_argument("--files", type=int, default=48, help="with --model: files used")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=5, help="with --model: timed runs each")
+    ap.add_argument(
+        "--per-tensor", action="store_true", help="with --model: one weight scale per matrix"
+    )
     a = ap.parse_args()
     if a.model:
         return int8_main(a)
@@ -240,7 +245,7 @@ def int8_main(a):
     vnni = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
     with tempfile.TemporaryDirectory() as d:
         fp = export_onnx(m, Path(d) / "fp32.onnx", length=length)
-        q = quantize_int8(fp, Path(d) / "int8.onnx")
+        q = quantize_int8(fp, Path(d) / "int8.onnx", per_channel=not a.per_tensor)
         fp32 = OnnxEngine(m, onnx_path=fp, threads=a.threads)
         int8 = OnnxEngine(m, onnx_path=q, threads=a.threads)
         kernels = sorted(
@@ -273,16 +278,15 @@ def int8_main(a):
     flips_med = int(((sr > med) != (sg > med)).sum())
     p99 = float(np.percentile(d, 99))
     share = p99 / float(sr.std())
-    ok = share <= INT8_BOUND["p99_share_of_score_sd"] and max(flips0, flips_med) <= INT8_BOUND[
-        "flips"
-    ] * len(x)
+    ok = d.max() <= INT8_BOUND["max_abs_logit_diff"] and flips0 <= INT8_BOUND["flips_at_threshold"]
     ms = {k: float(np.median(v)) for k, v in times.items()}
     weights = a.weights or f"seeded random weights (seed {a.seed})"
     print(
         f"Machine: {cpu_name()}, {os.cpu_count()} cores ({', '.join(vnni) or 'no VNNI'}), "
         f"{a.threads} threads; torch {torch.__version__}, onnxruntime {ort.__version__}; "
         f"{a.model}, {weights}; {len(x)} windows of {length} samples (one per file, {len(x)} of "
-        f"the {n_trials} files of {a.data}); int8: dynamic, per channel, "
+        f"the {n_trials} files of {a.data}); int8: dynamic, "
+        f"{'per tensor' if a.per_tensor else 'per channel'}, "
         f"{'/'.join(INT8_OPS)} under {INT8_SCOPE}; "
         f"int8 ops in the graph: {', '.join(kernels)}; load average {load0:.1f} -> {load1:.1f}\n"
     )
