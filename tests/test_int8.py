@@ -24,7 +24,7 @@ def _model(name="antideepfake-w2v-small", precisions=("fp32", "int8")):
     model lists is decided by benchmarks/precision.py, not by this tiny one)."""
     torch.manual_seed(0)
     m = spoofscope.create_model(name, encoder_config=ENCODER).eval()
-    m.card = replace(m.card, precisions=precisions)
+    m.card = replace(m.card, precisions=precisions, int8_engine="onnx")
     return m
 
 
@@ -101,14 +101,20 @@ def test_int8_refused_in_one_line_where_the_card_lacks_it():
 
 
 def test_int8_of_a_model_without_export_runs_in_pytorch():
-    """A card with export: none (xlsr-mamba): the int8 path is PyTorch's (the encoder's
-    feed-forward layers); --engine onnx says so in one line."""
+    """A card with export: none (xlsr-mamba), or whose int8 was measured in PyTorch: the
+    int8 path is PyTorch's (the encoder's feed-forward layers); --engine onnx on a model
+    without export says so in one line."""
     m = _model("ssl-aasist")
     m.card = replace(m.card, export="none")
     q = make_engine(m, "auto", precision="int8")
     assert (q.name, q.precision) == ("torch", "int8")
     with pytest.raises(ConfigError, match="cannot be exported to ONNX.*use --engine torch"):
         make_engine(m, "onnx", precision="int8")
+    # an exportable model whose int8 bound was measured in PyTorch (xlsr-tcm) stays there
+    m.card = replace(m.card, export="fixed", int8_engine="torch")
+    assert make_engine(m, "auto", precision="int8").name == "torch"
+    assert spoofscope.models.get_card("xlsr-tcm").int8_engine == "torch"
+    assert spoofscope.models.get_card("ssl-aasist").int8_engine == "onnx"
 
 
 def test_large_graphs_keep_their_weights_in_one_file_beside_the_graph(tmp_path, monkeypatch):

@@ -9,9 +9,10 @@ rate, the window and the bona fide index whatever runs the arithmetic.
 ONNX Runtime (the graph is exported once into the cache, keyed by the weights, the window and
 the versions of spoofscope and torch), else PyTorch with one log line saying why. Reduced
 precision (``precision="int8"``) is offered only where the model's card lists it, i.e. where
-it was measured to keep scores close to fp32 (:data:`INT8_BOUND`): ONNX Runtime dynamic int8
-of the graph's matrix products where the model exports (built once into the cache beside the
-fp32 graph), else PyTorch's dynamic int8 of the encoder's feed-forward layers.
+it was measured to keep scores close to fp32 (:data:`INT8_BOUND`), in the engine its card's
+``int8_engine`` names: ONNX Runtime dynamic int8 of the encoder's transformer layers (built
+once into the cache beside the fp32 graph) or PyTorch's dynamic int8 of the encoder's
+feed-forward layers.
 """
 
 from __future__ import annotations
@@ -183,30 +184,29 @@ def make_engine(
                 f"{card.name} has no {precision} path that keeps its scores close to fp32 "
                 f"(its card lists {', '.join(card.precisions)}); use --precision fp32"
             )
+        auto = engine == "auto"
+        if auto:
+            engine = card.int8_engine if card.export != "none" else "torch"
         if engine == "torch":
             return TorchEngine(_int8(model), threads)
         if card.export == "none":
-            if engine == "onnx":
-                raise ConfigError(
-                    f"{card.name} cannot be exported to ONNX (its card says export: none): "
-                    f"its {precision} path runs in PyTorch, use --engine torch (or auto)"
-                )
-            return TorchEngine(_int8(model), threads)
-        if engine == "auto" and card.localisation == "frame":
-            log.info(
-                "%s int8 runs in ONNX Runtime: window-level timeline (--engine torch: int8 "
-                "feed-forward layers in PyTorch, frame timeline)",
-                card.name,
+            raise ConfigError(
+                f"{card.name} cannot be exported to ONNX (its card says export: none): "
+                f"its {precision} path runs in PyTorch, use --engine torch (or auto)"
             )
-        if engine == "onnx":
-            return OnnxEngine(
-                model, threads=threads, cache=cache, length=length, precision=precision
+        if card.int8_engine != "onnx":
+            log.warning(
+                "%s: its card's int8 bound was measured in PyTorch (--engine torch), not for "
+                "ONNX Runtime's int8 graph (benchmarks/precision.py --model to measure it)",
+                card.name,
             )
         try:
             return OnnxEngine(
                 model, threads=threads, cache=cache, length=length, precision=precision
             )
-        except Exception as e:  # noqa: BLE001 - any export/runtime failure falls back, said once
+        except Exception as e:  # noqa: BLE001 - under auto, a failure falls back, said once
+            if not auto:
+                raise
             log.warning("%s int8 runs in PyTorch: the ONNX engine failed (%s)", card.name, e)
             return TorchEngine(_int8(model), threads)
     if engine == "torch":
