@@ -3,7 +3,7 @@
     python benchmarks/precision.py [--clips 16] [--threads 2] [--weights-dir DIR]
     python benchmarks/precision.py --model NAME [--weights FILE] --data LABELS.csv
                                    [--files 48] [--seed 0] [--repeats 5] [--threads 2]
-                                   [--per-tensor]
+                                   [--per-tensor] [--profile]
 
 With ``--model`` (the SSL encoders' int8 path, ``--precision int8``): the model with seeded
 random weights (``torch.manual_seed(--seed)``), or the checkpoint ``--weights``, exported to
@@ -97,6 +97,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=5, help="with --model: timed runs each")
     ap.add_argument(
         "--per-tensor", action="store_true", help="with --model: one weight scale per matrix"
+    )
+    ap.add_argument(
+        "--profile", action="store_true", help="with --model: time per op type, both graphs"
     )
     a = ap.parse_args()
     if a.model:
@@ -223,6 +226,29 @@ def _windows(csv_path, n_files, length):
     return np.stack(x).astype(np.float32), len(trials)
 
 
+def _profile(path, x, threads, runs=3) -> dict[str, float]:
+    """ms per op type of one window, from ONNX Runtime's profiler (mean of ``runs``, the first
+    included)."""
+    import json
+
+    import onnxruntime as ort
+
+    from spoofscope.export.onnx import _options
+
+    so = _options(threads)
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(path).with_suffix(""))
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        s.run(["logits"], {"waveform": x})
+    out: dict[str, float] = {}
+    for e in json.load(open(s.end_profiling())):
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            op = e["args"]["op_name"]
+            out[op] = out.get(op, 0.0) + e["dur"] / 1000 / runs  # the first run included
+    return out
+
+
 def int8_main(a):
     import onnxruntime as ort
     from _machine import cpu_name
@@ -267,6 +293,11 @@ def int8_main(a):
                 eng(one)
                 times[k].append((time.perf_counter() - t) * 1000)
         load1 = os.getloadavg()[0]
+        profiles = (
+            {k: _profile(p, one, a.threads) for k, p in (("fp32", fp), ("int8", q))}
+            if a.profile
+            else {}
+        )
     lr, lg = np.concatenate([r[0] for r in ref]), np.concatenate([g[0] for g in got])
     er, eg = np.concatenate([r[1] for r in ref]), np.concatenate([g[1] for g in got])
     b = card.bonafide_index
@@ -302,6 +333,16 @@ def int8_main(a):
         f"{'yes' if ok else 'no'} | {ms['fp32']:.0f} | {ms['int8']:.0f} | "
         f"{ms['fp32'] / ms['int8']:.2f}x |"
     )
+    if a.profile:
+        print("\nTime per op type, ms per window (ONNX Runtime profiler, batch 1):\n")
+        print("| op | fp32 | int8 |\n|---|---|---|")
+        ops = sorted(
+            set(profiles["fp32"]) | set(profiles["int8"]),
+            key=lambda o: -max(profiles["fp32"].get(o, 0), profiles["int8"].get(o, 0)),
+        )
+        for op in ops[:8]:
+            f, i = (profiles[k].get(op, 0.0) for k in ("fp32", "int8"))
+            print(f"| {op} | {f:.0f} | {i:.0f} |")
 
 
 if __name__ == "__main__":
