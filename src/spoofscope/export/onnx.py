@@ -162,6 +162,8 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     if external is None:
         external = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_BYTES
+    data = data_file or f"{path.name}.data"
+    (path.parent / data).unlink(missing_ok=True)  # a stale one (save would append to it)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         # over 2 GB torch writes a file per tensor beside the graph: in a folder of its own
         out = Path(tmp) / "model.onnx" if external else path
@@ -180,8 +182,6 @@ def export_onnx(
         if external:
             import onnx
 
-            data = data_file or f"{path.name}.data"
-            (path.parent / data).unlink(missing_ok=True)  # save appends to the file
             onnx.save_model(
                 onnx.load(str(out)),
                 str(path),
