@@ -7,8 +7,9 @@ random (they do not change the speed); the numbers in the table beside them are 
                                      [--onnx-max-params 600000000]
 
 Prints a Markdown table. The 1B and 2B AntiDeepfake encoders take 4 and 9 GB of memory in fp32
-and minutes to build; ONNX is skipped above --onnx-max-params (a graph over 2 GB needs ONNX's
-external-data format, which the exporter does not write).
+and minutes to build; ONNX is skipped above --onnx-max-params for time and memory (the exporter
+writes the weights of a model over 1 GB to an external data file, so it can export them:
+benchmarks/large_graph.py).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def main() -> None:
         if m.card.export == "none":
             onnx = "not exportable"
         elif n_params > a.onnx_max_params:
-            onnx = "not measured (graph > 2 GB)"
+            onnx = "not measured (--onnx-max-params)"
         else:
             with tempfile.TemporaryDirectory() as d:
                 path = Path(d) / f"{name}.onnx"

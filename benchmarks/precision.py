@@ -1,8 +1,28 @@
-"""Reduced precision for AASIST and AASIST-L: how far the scores move and what it costs.
+"""Reduced precision: how far the scores move and what it costs.
 
     python benchmarks/precision.py [--clips 16] [--threads 2] [--weights-dir DIR]
+    python benchmarks/precision.py --model NAME [--weights FILE] --data LABELS.csv
+                                   [--files 48] [--seed 0] [--repeats 5] [--threads 2]
+                                   [--per-tensor] [--profile]
 
-For each model (official weights) and each reduced-precision path, on the six golden inputs of
+With ``--model`` (the SSL encoders' int8 path, ``--precision int8``): the model with seeded
+random weights (``torch.manual_seed(--seed)``), or the checkpoint ``--weights``, exported to
+ONNX fp32 and quantised as the engine does (:func:`spoofscope.export.onnx.quantize_int8`),
+both run by ONNX Runtime on one window per file of ``--files`` files spread evenly through the
+labelled CSV (``path,label``; the first window, tiled when shorter: the official crop). It
+prints the max and 99th percentile |int8 - fp32| over the logits, that over the spread (SD)
+of the fp32 score (bona fide minus spoof logit), the least and median cosine between the
+int8 and fp32 embeddings (AntiDeepfake: the mean of the encoder's last hidden states;
+SSL-AASIST: the back-end's last hidden vector), the decisions that flip at the model's
+threshold (equal logits) and at the median fp32 score (where random weights put half the
+windows on each side: a stress test, not the bound), whether that meets the card's bound
+(:data:`spoofscope.infer.engines.INT8_BOUND`: max within 1e-2, no flip at the threshold),
+and the ms per window of both graphs at batch 1, measured alternately (``--repeats`` each,
+median) with the load average printed.
+
+Without ``--model``, for AASIST and AASIST-L:
+
+for each model (official weights) and each reduced-precision path, on the six golden inputs of
 the official implementation (``../shared/reference/golden.npz``: 32,000 to 96,000 samples) and
 on ``--clips`` 4-s demo-corpus clips (bona fide and its four vocoders):
 
@@ -69,7 +89,21 @@ def main():
     ap.add_argument("--clips", type=int, default=16, help="a multiple of 8")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights-dir", default=str(HERE.parent.parent / "shared" / "reference"))
+    ap.add_argument("--model", help="an SSL model: measure its ONNX int8 path")
+    ap.add_argument("--weights", help="with --model: a checkpoint (default seeded random)")
+    ap.add_argument("--data", help="with --model: a labelled CSV (path,label)")
+    ap.add_argument("--files", type=int, default=48, help="with --model: files used")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=5, help="with --model: timed runs each")
+    ap.add_argument(
+        "--per-tensor", action="store_true", help="with --model: one weight scale per matrix"
+    )
+    ap.add_argument(
+        "--profile", action="store_true", help="with --model: time per op type, both graphs"
+    )
     a = ap.parse_args()
+    if a.model:
+        return int8_main(a)
     import onnxruntime as ort
     from _machine import cpu_name
 
@@ -179,6 +213,136 @@ def _rows(name, m, inputs, clips, calib, tmp, threads):
         got = [onnx_run(x, kind) for x in inputs] + [got_c]
         rows.append((label, *_diff(ref_o, got), ms, fp32_ms))
     return rows
+
+
+def _windows(csv_path, n_files, length):
+    """One window (the official crop) of each of ``n_files`` files spread through the CSV."""
+    from spoofscope.audio import load_audio, official_crop
+    from spoofscope.data.protocols import parse_csv
+
+    trials = parse_csv(csv_path)
+    pick = np.unique(np.linspace(0, len(trials) - 1, min(n_files, len(trials))).astype(int))
+    x = [official_crop(load_audio(trials[i].path), length) for i in pick]
+    return np.stack(x).astype(np.float32), len(trials)
+
+
+def _profile(path, x, threads, runs=3) -> dict[str, float]:
+    """ms per op type of one window, from ONNX Runtime's profiler (mean of ``runs``, the first
+    included)."""
+    import json
+
+    import onnxruntime as ort
+
+    from spoofscope.export.onnx import _options
+
+    so = _options(threads)
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(path).with_suffix(""))
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        s.run(["logits"], {"waveform": x})
+    out: dict[str, float] = {}
+    for e in json.load(open(s.end_profiling())):
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            op = e["args"]["op_name"]
+            out[op] = out.get(op, 0.0) + e["dur"] / 1000 / runs  # the first run included
+    return out
+
+
+def int8_main(a):
+    import onnxruntime as ort
+    from _machine import cpu_name
+
+    import spoofscope
+    from spoofscope.export.onnx import INT8_OPS, INT8_SCOPE, export_onnx, quantize_int8
+    from spoofscope.infer.engines import INT8_BOUND, OnnxEngine
+
+    if not a.data:
+        raise SystemExit("--model needs --data LABELS.csv (path,label)")
+    torch.manual_seed(a.seed)
+    if a.weights:
+        m = spoofscope.load_model(a.model, weights=a.weights).eval()
+    else:
+        m = spoofscope.create_model(a.model).eval()
+    card = m.card
+    length = card.window_samples
+    x, n_trials = _windows(a.data, a.files, length)
+    flags = open("/proc/cpuinfo").read().split()
+    vnni = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    with tempfile.TemporaryDirectory() as d:
+        fp = export_onnx(m, Path(d) / "fp32.onnx", length=length)
+        q = quantize_int8(fp, Path(d) / "int8.onnx", per_channel=not a.per_tensor)
+        fp32 = OnnxEngine(m, onnx_path=fp, threads=a.threads)
+        int8 = OnnxEngine(m, onnx_path=q, threads=a.threads)
+        kernels = sorted(
+            {
+                n.op_type
+                for n in __import__("onnx").load(str(q)).graph.node
+                if "Integer" in n.op_type or "Quant" in n.op_type
+            }
+        )
+        ref = [fp32.embed(x[i : i + 1]) for i in range(len(x))]
+        got = [int8.embed(x[i : i + 1]) for i in range(len(x))]
+        times = {"fp32": [], "int8": []}
+        one = x[:1]
+        fp32(one), int8(one)  # warm-up
+        load0 = os.getloadavg()[0]
+        for _ in range(a.repeats):  # alternately, so both see the same load
+            for k, eng in (("fp32", fp32), ("int8", int8)):
+                t = time.perf_counter()
+                eng(one)
+                times[k].append((time.perf_counter() - t) * 1000)
+        load1 = os.getloadavg()[0]
+        profiles = (
+            {k: _profile(p, one, a.threads) for k, p in (("fp32", fp), ("int8", q))}
+            if a.profile
+            else {}
+        )
+    lr, lg = np.concatenate([r[0] for r in ref]), np.concatenate([g[0] for g in got])
+    er, eg = np.concatenate([r[1] for r in ref]), np.concatenate([g[1] for g in got])
+    b = card.bonafide_index
+    sr, sg = lr[:, b] - lr[:, 1 - b], lg[:, b] - lg[:, 1 - b]
+    d = np.abs(lg - lr).ravel()
+    cos = (er * eg).sum(1) / (np.linalg.norm(er, axis=1) * np.linalg.norm(eg, axis=1))
+    med = float(np.median(sr))
+    flips0 = int(((sr > 0) != (sg > 0)).sum())
+    flips_med = int(((sr > med) != (sg > med)).sum())
+    p99 = float(np.percentile(d, 99))
+    share = p99 / float(sr.std())
+    ok = d.max() <= INT8_BOUND["max_abs_logit_diff"] and flips0 <= INT8_BOUND["flips_at_threshold"]
+    ms = {k: float(np.median(v)) for k, v in times.items()}
+    weights = a.weights or f"seeded random weights (seed {a.seed})"
+    print(
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores ({', '.join(vnni) or 'no VNNI'}), "
+        f"{a.threads} threads; torch {torch.__version__}, onnxruntime {ort.__version__}; "
+        f"{a.model}, {weights}; {len(x)} windows of {length} samples (one per file, {len(x)} of "
+        f"the {n_trials} files of {a.data}); int8: dynamic, "
+        f"{'per tensor' if a.per_tensor else 'per channel'}, "
+        f"{'/'.join(INT8_OPS)} under {INT8_SCOPE}; "
+        f"int8 ops in the graph: {', '.join(kernels)}; load average {load0:.1f} -> {load1:.1f}\n"
+    )
+    print(
+        "| model | max abs logit diff | p99 abs logit diff | p99 / SD of fp32 score | "
+        "min (median) embedding cosine | flips at threshold 0 | flips at fp32 median | "
+        "meets bound | ONNX fp32 ms/window | ONNX int8 ms/window | speed-up |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {a.model} | {d.max():.2e} | {p99:.2e} | {share:.3f} | {cos.min():.5f} "
+        f"({np.median(cos):.5f}) | {flips0}/{len(x)} | {flips_med}/{len(x)} | "
+        f"{'yes' if ok else 'no'} | {ms['fp32']:.0f} | {ms['int8']:.0f} | "
+        f"{ms['fp32'] / ms['int8']:.2f}x |"
+    )
+    if a.profile:
+        print("\nTime per op type, ms per window (ONNX Runtime profiler, batch 1):\n")
+        print("| op | fp32 | int8 |\n|---|---|---|")
+        ops = sorted(
+            set(profiles["fp32"]) | set(profiles["int8"]),
+            key=lambda o: -max(profiles["fp32"].get(o, 0), profiles["int8"].get(o, 0)),
+        )
+        for op in ops[:8]:
+            f, i = (profiles[k].get(op, 0.0) for k in ("fp32", "int8"))
+            print(f"| {op} | {f:.0f} | {i:.0f} |")
 
 
 if __name__ == "__main__":

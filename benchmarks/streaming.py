@@ -13,7 +13,7 @@ measured apart, in this process with tracemalloc: the state of one stream after 
 --held-minutes of audio (it grows with the stream: the speech mask and the window list).
 
     python benchmarks/streaming.py [--models aasist,ssl-aasist] [--hop 1.0] [--seconds 20]
-                                   [--levels 1,2,4,8,12,16]
+                                   [--levels 1,2,4,8,12,16] [--precisions fp32,int8]
 
 Prints a Markdown table.
 """
@@ -126,9 +126,10 @@ def _held_mb(ckpt: Path, hop: float, minutes: float) -> tuple[float, float]:
     return short, long
 
 
-def _serve(ckpt: Path, port: int, hop: float) -> subprocess.Popen:
+def _serve(ckpt: Path, port: int, hop: float, precision: str = "fp32") -> subprocess.Popen:
     cmd = [sys.executable, "-m", "spoofscope", "serve", "--model", str(ckpt), "--port", str(port)]
     cmd += ["--max-streams", "64", "--stream-hop", str(hop), "--vad", "energy", "--quiet"]
+    cmd += ["--precision", precision]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -145,6 +146,37 @@ def _wait_ready(port: int, proc: subprocess.Popen) -> None:
     raise RuntimeError("the service did not become ready")
 
 
+def _run_levels(name, ckpt, precision, levels, a) -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = _serve(ckpt, port, a.hop, precision)
+    try:
+        _wait_ready(port, proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as r:
+            engine = json.loads(r.read())["engine"]
+        for n in levels:
+            peak = _Peak(proc.pid)
+            peak.start()
+            res = asyncio.run(_level(f"ws://127.0.0.1:{port}/v1/stream", n, a.seconds, a.hop))
+            peak.stop.set()
+            peak.join()
+            lat = np.array([v for r in res for v in r["latency_ms"]])
+            p50, p95 = np.percentile(lat, [50, 95])
+            print(
+                f"| {name} | {engine} | {precision} | {n} | {lat.size} | {p50:.0f} | {p95:.0f} | "
+                f"{lat.max():.0f} | {sum(r['lagging'] for r in res)} | "
+                f"{peak.peak:.0f} |",
+                flush=True,
+            )
+            if p95 > 1000:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="aasist,ssl-aasist")
@@ -152,6 +184,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--levels", default="1,2,4,8,12,16")
     ap.add_argument("--held-minutes", type=float, default=5.0)
+    ap.add_argument(
+        "--precisions", default="fp32", help="fp32,int8: int8 where the model's card lists it"
+    )
     a = ap.parse_args()
     import torch
 
@@ -165,45 +200,20 @@ def main() -> None:
     )
     print()
     print(
-        "| model | engine | streams | windows | latency p50 (ms) | p95 (ms) | max (ms) | "
-        "lagging events | server RSS peak (MB) |"
+        "| model | engine | precision | streams | windows | latency p50 (ms) | p95 (ms) | "
+        "max (ms) | lagging events | server RSS peak (MB) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     held = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
             torch.manual_seed(0)
             ckpt = save_checkpoint(spoofscope.create_model(name), Path(tmp) / f"{name}.ckpt")
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            s.close()
-            proc = _serve(ckpt, port, a.hop)
-            try:
-                _wait_ready(port, proc)
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as r:
-                    engine = json.loads(r.read())["engine"]
-                for n in levels:
-                    peak = _Peak(proc.pid)
-                    peak.start()
-                    res = asyncio.run(
-                        _level(f"ws://127.0.0.1:{port}/v1/stream", n, a.seconds, a.hop)
-                    )
-                    peak.stop.set()
-                    peak.join()
-                    lat = np.array([v for r in res for v in r["latency_ms"]])
-                    p50, p95 = np.percentile(lat, [50, 95])
-                    print(
-                        f"| {name} | {engine} | {n} | {lat.size} | {p50:.0f} | {p95:.0f} | "
-                        f"{lat.max():.0f} | {sum(r['lagging'] for r in res)} | "
-                        f"{peak.peak:.0f} |",
-                        flush=True,
-                    )
-                    if p95 > 1000:
-                        break
-            finally:
-                proc.terminate()
-                proc.wait(30)
+            for precision in a.precisions.split(","):
+                if precision not in spoofscope.models.get_card(name).precisions:
+                    print(f"| {name} | - | {precision} | not offered by its card |")
+                    continue
+                _run_levels(name, ckpt, precision, levels, a)
             held.append((name, _held_mb(ckpt, a.hop, a.held_minutes)))
     print()
     for name, (short, long) in held:

@@ -184,7 +184,7 @@ def detector_args(sp) -> None:
         "--precision",
         choices=PRECISIONS,
         default="fp32",
-        help="int8 only for models whose card lists it (scores within 1e-2 of fp32)",
+        help="int8 only for models whose card lists it (scores measured close to fp32)",
     )
     sp.add_argument(
         "--window",

@@ -271,9 +271,11 @@ def _cmd_export(a) -> int:
     n = model.card.window_samples
     x = (np.random.default_rng(0).standard_normal((2, n)) * 0.1).astype(np.float32)
     diff = check_onnx(model, a.out, x)
+    data = Path(f"{a.out}.data")
+    beside = f", weights in {data} (keep it beside the graph)" if data.is_file() else ""
     print(
-        f"exported {a.out} ({model.card.name}, export {model.card.export}, window {n} samples); "
-        f"onnxruntime agrees with PyTorch to {diff:.2e}"
+        f"exported {a.out} ({model.card.name}, export {model.card.export}, window {n} samples"
+        f"{beside}); onnxruntime agrees with PyTorch to {diff:.2e}"
     )
     return 0
 

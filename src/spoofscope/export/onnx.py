@@ -105,7 +105,7 @@ def ort_session(path, threads: int | None = None):
     except ImportError as e:  # pragma: no cover - onnxruntime is a dependency
         raise ConfigError("the ONNX engine needs onnxruntime: pip install onnxruntime") from e
     providers = ["CPUExecutionProvider"]
-    if Path(path).stat().st_size > 256 << 20:
+    if graph_bytes(path) > 256 << 20:
         # the XLS-R models: transformer encoders, no SELU-like op between convolutions, and
         # too large to write the optimised graph out for nothing
         return ort.InferenceSession(str(path), _options(threads), providers=providers)
@@ -131,10 +131,24 @@ def ort_session(path, threads: int | None = None):
     return lean
 
 
-def export_onnx(model: torch.nn.Module, path, length: int | None = None, opset: int = 17) -> Path:
+#: models whose parameters pass this many bytes keep them in one external data file beside the
+#: graph (``<graph>.onnx.data``): a protobuf stops at 2 GB (the 1B and 2B encoders are 4-9 GB)
+EXTERNAL_BYTES = 1 << 30
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    path,
+    length: int | None = None,
+    opset: int = 17,
+    external: bool | None = None,
+    data_file: str | None = None,
+) -> Path:
     """Export ``model`` to ONNX with a dynamic batch axis (and a dynamic length where its card
     says ``export: dynamic``). Input ``waveform`` (B, L); outputs ``logits`` (B, 2),
-    ``embedding`` (B, D). ``length`` defaults to the card's window."""
+    ``embedding`` (B, D). ``length`` defaults to the card's window. ``external`` (default:
+    parameters over :data:`EXTERNAL_BYTES`): the weights go to one file ``data_file`` (default
+    ``<path name>.data``) beside the graph, which ONNX Runtime reads from there."""
     card = card_of(model)
     if card.export == "none":
         raise ConfigError(f"{card.name} cannot be exported to ONNX (its card says export: none)")
@@ -146,19 +160,44 @@ def export_onnx(model: torch.nn.Module, path, length: int | None = None, opset: 
     x = torch.randn(2, length) * 0.1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (x,),
-            str(path),
-            input_names=["waveform"],
-            output_names=["logits", "embedding"],
-            dynamic_axes=axes,
-            opset_version=opset,
-            dynamo=False,
-        )
+    if external is None:
+        external = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_BYTES
+    data = data_file or f"{path.name}.data"
+    (path.parent / data).unlink(missing_ok=True)  # a stale one (save would append to it)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        # over 2 GB torch writes a file per tensor beside the graph: in a folder of its own
+        out = Path(tmp) / "model.onnx" if external else path
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (x,),
+                str(out),
+                input_names=["waveform"],
+                output_names=["logits", "embedding"],
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
+        if external:
+            import onnx
+
+            onnx.save_model(
+                onnx.load(str(out)),
+                str(path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data,
+                size_threshold=1024,
+            )
     return path
+
+
+def graph_bytes(path) -> int:
+    """Bytes of an ONNX graph with the external data files beside it (``<name>.data``)."""
+    path = Path(path)
+    data = path.with_name(f"{path.name}.data")
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
 
 
 def check_onnx(model: torch.nn.Module, path, inputs: np.ndarray, atol: float = 1e-3) -> float:
@@ -189,28 +228,116 @@ def _fingerprint(model, length: int) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_onnx(model, cache=None, length: int | None = None) -> Path:
+#: what the int8 graph quantises: the matrix products with a constant weight inside the SSL
+#: encoder's transformer layers (attention projections and feed-forward layers). The
+#: convolutions (feature extractor, positional convolution) stay fp32: ONNX Runtime's
+#: ConvInteger was 2x slower than its fp32 convolution here; so do the feature projection and
+#: the back-end, which halves the logit error of AntiDeepfake w2v-small at no measurable cost
+#: (benchmarks/precision.py --model)
+INT8_OPS = ("MatMul", "Gemm")
+INT8_SCOPE = "/encoder/layers."
+
+
+def quantize_int8(src, dst, per_channel: bool = True, data_file: str | None = None) -> Path:
+    """ONNX Runtime dynamic int8 of ``src``'s :data:`INT8_OPS` in the encoder's transformer
+    layers (node names containing :data:`INT8_SCOPE`): weights int8, per output channel by
+    default; activations quantised per call. Written to ``dst``. ONNX Runtime fuses them into
+    ``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat``, whose u8s8 GEMM (MLAS) picks its
+    kernel from the CPU's flags (AVX-512 VNNI, AVX-VNNI, AMX) when the session starts."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    nodes = [n.name for n in graph.node if n.op_type in INT8_OPS and INT8_SCOPE in n.name]
+    if not nodes:
+        raise ConfigError(
+            f"{src}: no MatMul/Gemm under {INT8_SCOPE!r} (no SSL transformer encoder) to "
+            "quantise; use --precision fp32"
+        )
+
+    class _Quiet(logging.Filter):  # its advice to pre-process: shape inference adds nothing here
+        def filter(self, record):
+            return "pre-processing before quantization" not in record.getMessage()
+
+    # the int8 graph of a model with external weights (over EXTERNAL_BYTES) keeps them external
+    # too (the 2B encoder's int8 weights pass 2 GB): written in a folder of its own, then moved
+    # into one file named after dst
+    external = graph_bytes(src) > EXTERNAL_BYTES
+    dst = Path(dst)
+    quiet = _Quiet()
+    logging.getLogger().addFilter(quiet)
+    try:
+        with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+            quantize_dynamic(
+                str(src),
+                str(Path(tmp) / "model.onnx") if external else str(dst),
+                per_channel=per_channel,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=list(INT8_OPS),
+                nodes_to_quantize=nodes,
+                extra_options={"MatMulConstBOnly": True},
+                use_external_data_format=external,
+            )
+            if external:
+                data = data_file or f"{dst.name}.data"
+                (dst.parent / data).unlink(missing_ok=True)
+                onnx.save_model(
+                    onnx.load(str(Path(tmp) / "model.onnx")),
+                    str(dst),
+                    save_as_external_data=True,
+                    all_tensors_to_one_file=True,
+                    location=data,
+                    size_threshold=1024,
+                )
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    return dst
+
+
+def _writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write the ONNX export into the cache {folder} "
+            f"({e.strerror or e}); set SPOOFSCOPE_CACHE to a writable folder"
+        ) from None
+
+
+def cached_onnx(model, cache=None, length: int | None = None, precision: str = "fp32") -> Path:
     """Export once per (architecture, traced length, weights, versions) into the cache; reuse
-    after. ``length`` defaults to the card's window."""
+    after. ``length`` defaults to the card's window. ``precision="int8"``: the fp32 export
+    quantised by :func:`quantize_int8`, also once (keyed as well by onnxruntime's version)."""
     from ..models._pretrained import cache_dir
 
     card = card_of(model)
     length = int(length or card.window_samples)
     path = cache_dir(cache) / "onnx" / f"{card.name}-{_fingerprint(model, length)}.onnx"
+    if precision == "int8":
+        import onnxruntime as ort
+
+        tag = hashlib.sha256(
+            f"{path.stem}|{ort.__version__}|{INT8_OPS}|{INT8_SCOPE}".encode()
+        ).hexdigest()
+        qpath = path.with_name(f"{card.name}-{tag[:16]}-int8.onnx")
+        if not qpath.is_file():
+            fp32 = cached_onnx(model, cache, length)
+            log.info("quantising %s to int8 (once) at %s", card.name, qpath)
+            tmp = qpath.with_name(f"{qpath.stem}.{os.getpid()}.tmp")
+            try:
+                quantize_int8(fp32, tmp, data_file=f"{qpath.name}.data")
+                tmp.replace(qpath)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return qpath
     if not path.is_file():
         log.info("exporting %s to ONNX (once) at %s", card.name, path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not os.access(path.parent, os.W_OK):
-                raise PermissionError(13, "not writable")
-        except OSError as e:
-            raise ConfigError(
-                f"cannot write the ONNX export into the cache {path.parent} "
-                f"({e.strerror or e}); set SPOOFSCOPE_CACHE to a writable folder"
-            ) from None
+        _writable(path.parent)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
         try:
-            export_onnx(model, tmp, length=length)
+            export_onnx(model, tmp, length=length, data_file=f"{path.name}.data")
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)

@@ -9,7 +9,10 @@ rate, the window and the bona fide index whatever runs the arithmetic.
 ONNX Runtime (the graph is exported once into the cache, keyed by the weights, the window and
 the versions of spoofscope and torch), else PyTorch with one log line saying why. Reduced
 precision (``precision="int8"``) is offered only where the model's card lists it, i.e. where
-it was measured to keep scores within 1e-2 of fp32.
+it was measured to keep scores close to fp32 (:data:`INT8_BOUND`), in the engine its card's
+``int8_engine`` names: ONNX Runtime dynamic int8 of the encoder's transformer layers (built
+once into the cache beside the fp32 graph) or PyTorch's dynamic int8 of the encoder's
+feed-forward layers.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ from ._malloc import keep_freed_memory
 from .policy import ENGINES, PRECISIONS
 
 log = logging.getLogger(__name__)
+
+#: what a card's ``int8`` promises (the project's bar for reduced precision), measured by
+#: ``benchmarks/precision.py --model`` over the windows of a labelled set: every logit within
+#: 1e-2 of fp32 and no decision changed at the model's threshold (equal logits)
+INT8_BOUND = {"max_abs_logit_diff": 1e-2, "flips_at_threshold": 0}
 
 
 def _in_calls(model, batch: np.ndarray, run) -> tuple[np.ndarray, ...]:
@@ -87,16 +95,21 @@ class OnnxEngine:
     when built from a model; at ``length`` samples when the card's export is ``fixed``)."""
 
     name = "onnx"
-    precision = "fp32"
 
     def __init__(
-        self, model: torch.nn.Module, onnx_path=None, threads=None, cache=None, length=None
+        self,
+        model: torch.nn.Module,
+        onnx_path=None,
+        threads=None,
+        cache=None,
+        length=None,
+        precision: str = "fp32",
     ):
         self.model = model.eval()
         self.card = card_of(model)
-        self.threads, self.cache = threads, cache
+        self.threads, self.cache, self.precision = threads, cache, precision
         if onnx_path is None:
-            onnx_path = cached_onnx(model, cache, length=length)
+            onnx_path = cached_onnx(model, cache, length=length, precision=precision)
         self.path = Path(onnx_path)
         self.session = ort_session(self.path, threads)
         inp = self.session.get_inputs()[0]
@@ -113,7 +126,9 @@ class OnnxEngine:
         is fixed and differs)."""
         if self.fixed_length in (None, n):
             return self
-        return OnnxEngine(self.model, threads=self.threads, cache=self.cache, length=n)
+        return OnnxEngine(
+            self.model, threads=self.threads, cache=self.cache, length=n, precision=self.precision
+        )
 
     def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits (B, 2), embedding (B, D)) of a window batch (B, W)."""
@@ -166,14 +181,34 @@ def make_engine(
     if precision != "fp32":
         if precision not in card.precisions:
             raise ConfigError(
-                f"{card.name} has no {precision} path that keeps its scores within 1e-2 of "
-                f"fp32 (its card lists {', '.join(card.precisions)}); use --precision fp32"
+                f"{card.name} has no {precision} path that keeps its scores close to fp32 "
+                f"(its card lists {', '.join(card.precisions)}); use --precision fp32"
             )
-        if engine == "onnx":
+        auto = engine == "auto"
+        if auto:
+            engine = card.int8_engine if card.export != "none" else "torch"
+        if engine == "torch":
+            return TorchEngine(_int8(model), threads)
+        if card.export == "none":
             raise ConfigError(
-                f"the {precision} path of {card.name} runs in PyTorch: use --engine torch (or auto)"
+                f"{card.name} cannot be exported to ONNX (its card says export: none): "
+                f"its {precision} path runs in PyTorch, use --engine torch (or auto)"
             )
-        return TorchEngine(_int8(model), threads)
+        if card.int8_engine != "onnx":
+            log.warning(
+                "%s: its card's int8 bound was measured in PyTorch (--engine torch), not for "
+                "ONNX Runtime's int8 graph (benchmarks/precision.py --model to measure it)",
+                card.name,
+            )
+        try:
+            return OnnxEngine(
+                model, threads=threads, cache=cache, length=length, precision=precision
+            )
+        except Exception as e:  # noqa: BLE001 - under auto, a failure falls back, said once
+            if not auto:
+                raise
+            log.warning("%s int8 runs in PyTorch: the ONNX engine failed (%s)", card.name, e)
+            return TorchEngine(_int8(model), threads)
     if engine == "torch":
         return TorchEngine(model, threads)
     if engine == "onnx":

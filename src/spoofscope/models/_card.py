@@ -72,8 +72,12 @@ class ModelCard:
         licence: licence of the original code and weights.
         encoder: the self-supervised encoder the model reads, and which of its outputs.
         precisions: the numeric paths this model may run in: ``fp32`` and each reduced
-            precision that was measured to keep scores within 1e-2 of fp32 with no decision
-            changed on the reference inputs (``int8``: dynamic int8 of the encoder's
+            precision measured to keep its scores within
+            :data:`~spoofscope.infer.engines.INT8_BOUND` of fp32 (``benchmarks/precision.py
+            --model``).
+        int8_engine: the engine whose int8 path was measured for ``int8`` (what ``--engine
+            auto`` runs): ``onnx`` (ONNX Runtime dynamic int8 of the encoder's transformer
+            layers' matrix products) or ``torch`` (PyTorch's dynamic int8 of the encoder's
             feed-forward layers).
         notes: what a user must know before trusting a verdict: what the weights were trained
             on and what they are known to miss (every result carries it).
@@ -98,12 +102,15 @@ class ModelCard:
     licence: str = ""
     encoder: str = ""
     precisions: tuple[str, ...] = ("fp32",)
+    int8_engine: str = "torch"
     notes: str = ""
     localisation: str = "window"
 
     def __post_init__(self):
         if self.export not in EXPORT_MODES:
             raise ConfigError(f"card {self.name}: export {self.export!r} not in {EXPORT_MODES}")
+        if self.int8_engine not in ("onnx", "torch"):
+            raise ConfigError(f"card {self.name}: int8_engine must be onnx or torch")
         if self.bonafide_index not in (0, 1):
             raise ConfigError(f"card {self.name}: bonafide_index must be 0 or 1")
 

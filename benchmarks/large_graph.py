@@ -1,0 +1,115 @@
+"""Large SSL graphs in ONNX: the export with external data, and what loading it costs.
+
+    python benchmarks/large_graph.py [--model antideepfake-mms-300m] [--threads 2] [--int8]
+                                     [--inline]
+
+The model (seeded random weights: the size, not the values, matters here) is exported as the
+engine's cache does it (:func:`spoofscope.export.onnx.export_onnx`: parameters over
+``EXTERNAL_BYTES`` go to one ``<graph>.onnx.data`` file beside the graph), optionally
+quantised to int8 as well; then a fresh process builds the ONNX Runtime session
+(:func:`spoofscope.export.onnx.ort_session`) and scores one 4-s window, and its peak resident
+memory (``VmHWM``) is printed beside the size of the files. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_name  # noqa: E402
+
+CHILD = """
+import sys, time, numpy as np
+from spoofscope.export.onnx import ort_session
+t = time.perf_counter()
+s = ort_session(sys.argv[1], int(sys.argv[2]))
+x = (np.random.default_rng(0).standard_normal((1, int(sys.argv[3]))) * 0.1).astype(np.float32)
+s.run(["logits"], {"waveform": x})
+load_s = time.perf_counter() - t
+t = time.perf_counter()
+s.run(["logits"], {"waveform": x})
+ms = (time.perf_counter() - t) * 1000
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's over the fork)
+hwm = next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
+print(load_s, ms, hwm)
+"""
+
+
+def _mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="antideepfake-mms-300m")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--int8", action="store_true", help="also the int8 graph")
+    ap.add_argument(
+        "--inline", action="store_true", help="also the fp32 graph in one file (under 2 GB only)"
+    )
+    a = ap.parse_args()
+    import torch
+
+    import spoofscope
+    from spoofscope.export.onnx import EXTERNAL_BYTES, export_onnx, quantize_int8
+
+    torch.manual_seed(0)
+    t = time.perf_counter()
+    m = spoofscope.create_model(a.model).eval()
+    build_s = time.perf_counter() - t
+    n = sum(p.numel() for p in m.parameters())
+    length = m.card.window_samples
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        fp = export_onnx(m, Path(d) / "fp32.onnx", length=length)
+        export_s = time.perf_counter() - t
+        graphs = [("fp32", fp, export_s)]
+        if a.inline:
+            t = time.perf_counter()
+            one = export_onnx(m, Path(d) / "inline.onnx", length=length, external=False)
+            graphs.append(("fp32, one file", one, time.perf_counter() - t))
+        parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        del m
+        if a.int8:
+            t = time.perf_counter()
+            q = quantize_int8(fp, Path(d) / "int8.onnx")
+            graphs.append(("int8", q, time.perf_counter() - t))
+        for label, path, make_s in graphs:
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(path), str(a.threads), str(length)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "OMP_NUM_THREADS": str(a.threads)},
+            ).stdout.split()
+            load_s, ms, rss_kb = float(out[0]), float(out[1]), int(out[2])
+            external = path.with_name(path.name + ".data").is_file()
+            rows.append((label, make_s, _mb(path), external, load_s, ms, rss_kb / 1024))
+    print(
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, {a.threads} threads; {a.model}, "
+        f"{n:,} parameters ({n * 4 / 2**30:.2f} GiB fp32), seeded random weights, built in "
+        f"{build_s:.0f} s; external data above {EXTERNAL_BYTES / 2**30:.0f} GiB; peak RSS of the "
+        f"exporting process {parent_mb:.0f} MB; load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print(
+        "| graph | made in (s) | files (MB) | external data | session + first window (s) | "
+        "ms per 4-s window | peak RSS of the scoring process (MB) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for label, make_s, mb, ext, load_s, ms, rss in rows:
+        print(
+            f"| {label} | {make_s:.0f} | {mb:.0f} | {'yes' if ext else 'no'} | {load_s:.1f} | "
+            f"{ms:.0f} | {rss:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The SSL encoders' int8 path: ONNX Runtime dynamic int8 of the transformer layers' matrix
+products, built once into the cache, offered only where the card lists it."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import spoofscope
+from spoofscope.errors import ConfigError
+from spoofscope.export import onnx as export
+from spoofscope.infer import make_engine
+from spoofscope.models._card import replace
+from spoofscope.models.ssl import TINY_ENCODER
+
+#: a tiny wav2vec 2.0 encoder with widths that give the int8 GEMMs real work (k = 64)
+ENCODER = {**TINY_ENCODER, "hidden_size": 64, "intermediate_size": 128}
+
+
+def _model(name="antideepfake-w2v-small", precisions=("fp32", "int8")):
+    """A tiny seeded model whose card lists ``precisions`` (what the card of the full-size
+    model lists is decided by benchmarks/precision.py, not by this tiny one)."""
+    torch.manual_seed(0)
+    m = spoofscope.create_model(name, encoder_config=ENCODER).eval()
+    m.card = replace(m.card, precisions=precisions, int8_engine="onnx")
+    return m
+
+
+def _windows(n, length, seed=0):
+    """Windows of different loudness and spectra: a spread of scores to compare against."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / 16000
+    out = []
+    for i in range(n):
+        f0 = 80 + 40 * i
+        x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))
+        x = x * (0.05 + 0.1 * i) + rng.standard_normal(length) * 0.02 * (i % 3)
+        out.append(x)
+    return np.stack(out).astype(np.float32)
+
+
+def test_int8_scores_stay_within_the_card_bound_of_fp32(tmp_path):
+    """int8 moves the logits, but by less than the card's bound and a tenth of the spread of
+    the fp32 scores over the inputs (computed here from the fp32 outputs), no decision flips,
+    the embeddings keep a cosine above 0.999, and only the transformer layers' products are
+    int8."""
+    from spoofscope.infer.engines import INT8_BOUND
+
+    m = _model()
+    x = _windows(8, 16000)
+    fp32 = make_engine(m, "onnx", cache=tmp_path)
+    int8 = make_engine(m, "auto", cache=tmp_path, precision="int8")
+    assert (int8.name, int8.precision, fp32.precision) == ("onnx", "int8", "fp32")
+    (lr, er), (lg, eg) = fp32.embed(x), int8.embed(x)
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x))[0].numpy()
+    assert np.abs(lr - ref).max() < 1e-4  # the fp32 graph is the model
+    score = lr[:, 1] - lr[:, 0]
+    # the card's bound, and a tenth of the spread of the fp32 scores where that is tighter
+    tolerance = min(INT8_BOUND["max_abs_logit_diff"], 0.1 * score.std())
+    diff = np.abs(lg - lr)
+    assert 0 < diff.max() < tolerance, (diff.max(), tolerance)
+    assert ((lg[:, 1] > lg[:, 0]) == (lr[:, 1] > lr[:, 0])).all()
+    cos = (er * eg).sum(1) / (np.linalg.norm(er, axis=1) * np.linalg.norm(eg, axis=1))
+    assert cos.min() > 0.999
+    nodes = onnx.load(str(int8.path)).graph.node
+    ints = [n for n in nodes if n.op_type == "MatMulInteger"]
+    assert ints and all("/encoder/layers." in n.name for n in ints)
+    # the head (proj_fc) and the feature extractor's convolutions stay fp32
+    assert any(n.op_type in export.INT8_OPS and "proj_fc" in n.name for n in nodes)
+    assert not any(n.op_type == "ConvInteger" for n in nodes)
+
+
+def test_int8_graph_is_built_once_into_the_cache(tmp_path, monkeypatch):
+    m = _model()
+    first = export.cached_onnx(m, tmp_path, precision="int8")
+    fp32 = export.cached_onnx(m, tmp_path)
+    assert first.is_file() and fp32.is_file() and first != fp32
+    calls = []
+    monkeypatch.setattr(export, "quantize_int8", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(export, "export_onnx", lambda *a, **k: calls.append(a))
+    again = make_engine(m, "onnx", cache=tmp_path, precision="int8")
+    assert again.path == first and calls == []  # the second load neither exports nor quantises
+    monkeypatch.undo()
+    with torch.no_grad():
+        m.proj_fc.bias.add_(0.5)  # other weights: another graph
+    changed = export.cached_onnx(m, tmp_path, precision="int8")
+    assert changed != first and changed.is_file()
+    assert not list((tmp_path / "onnx").glob("*.tmp"))
+
+
+def test_int8_refused_in_one_line_where_the_card_lacks_it():
+    """(The command line's exit 2 with that line: test_detector's
+    test_reduced_precision_only_where_the_card_lists_it.)"""
+    m = _model("ssl-linear", precisions=("fp32",))
+    with pytest.raises(ConfigError, match="ssl-linear has no int8 path") as e:
+        make_engine(m, precision="int8")
+    assert "\n" not in str(e.value) and "--precision fp32" in str(e.value)
+
+
+def test_int8_of_a_model_without_export_runs_in_pytorch():
+    """A card with export: none (xlsr-mamba), or whose int8 was measured in PyTorch: the
+    int8 path is PyTorch's (the encoder's feed-forward layers); --engine onnx on a model
+    without export says so in one line."""
+    m = _model("ssl-aasist")
+    m.card = replace(m.card, export="none")
+    q = make_engine(m, "auto", precision="int8")
+    assert (q.name, q.precision) == ("torch", "int8")
+    with pytest.raises(ConfigError, match="cannot be exported to ONNX.*use --engine torch"):
+        make_engine(m, "onnx", precision="int8")
+    # an exportable model whose int8 bound was measured in PyTorch (xlsr-tcm) stays there
+    m.card = replace(m.card, export="fixed", int8_engine="torch")
+    assert make_engine(m, "auto", precision="int8").name == "torch"
+    assert spoofscope.models.get_card("xlsr-tcm").int8_engine == "torch"
+    assert spoofscope.models.get_card("ssl-aasist").int8_engine == "onnx"
+
+
+def test_large_graphs_keep_their_weights_in_one_file_beside_the_graph(tmp_path, monkeypatch):
+    """Over EXTERNAL_BYTES (here lowered to 0 for a tiny model) the weights go to one
+    ``<graph>.onnx.data`` file named after the cached graph, fp32 and int8 alike; ONNX Runtime
+    gives the same scores from it as PyTorch (fp32) and as the one-file int8 graph."""
+    m = _model()
+    x = _windows(3, 16000)
+    inline = make_engine(m, "onnx", cache=tmp_path / "inline", precision="int8")
+    monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    cache = tmp_path / "external"
+    fp32 = make_engine(m, "onnx", cache=cache)
+    data = fp32.path.with_name(fp32.path.name + ".data")
+    n_params = sum(p.numel() for p in m.parameters())
+    assert data.stat().st_size >= 4 * n_params * 0.9 > fp32.path.stat().st_size
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x))[0].numpy()
+    assert np.abs(fp32(x) - ref).max() < 1e-4
+    int8 = make_engine(m, "onnx", cache=cache, precision="int8")
+    assert int8.path.with_name(int8.path.name + ".data").is_file()
+    assert np.abs(int8(x) - inline(x)).max() < 1e-6
+    left = sorted(p.name for p in (cache / "onnx").iterdir())
+    assert len(left) == 4, left  # two graphs, two data files: no per-tensor files, no temp
