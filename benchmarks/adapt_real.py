@@ -185,7 +185,7 @@ def main():
 
     from spoofscope.train import load_config
     from spoofscope.train.adapt import Selector, loss_rule, min_eer_rule, se_margin_rule
-    from spoofscope.train.candidates import Anchored, Keep, Probe, Recipe, eer
+    from spoofscope.train.candidates import Anchored, Fusion, Keep, Probe, Recipe, eer
 
     realdev, work = Path(a.realdev), Path(a.work)
     if not (realdev / "labels.csv").is_file():
@@ -226,12 +226,14 @@ def main():
     for one_group, margins in (("none", (0.0, 1.0, 2.0)), ("stratified", (0.0, 1.0))):
         rules.update({rule_key(m, one_group): (loss_rule(m), one_group) for m in margins})
     anchored = Anchored(cfg.seed)
+    fusion = Fusion(cfg.seed)
     # the choice among subsets of the candidates (the same inner scores): keep or probe (the
     # rule before the anchored probe), keep / anchored / probe, keep or anchored
     subsets = {
         "keep or probe": ("none", "probe"),
-        "keep / anchored / probe": ("none", "anchored", "probe"),
-        "keep or anchored": ("none", "anchored"),
+        "keep / fusion / probe": ("none", "fusion", "probe"),
+        "keep or fusion": ("none", "fusion"),
+        "fusion or probe": ("fusion", "probe"),
     }
     if a.from_json:
         res = {int(n): v for n, v in json.loads(Path(a.from_json).read_text()).items()}
@@ -240,7 +242,7 @@ def main():
         return
     res = {n: {} for n in sizes}
     t0 = time.perf_counter()
-    fit_time = {"probe": 0.0, "anchored": 0.0, "recipe": 0.0}
+    fit_time = {"probe": 0.0, "anchored": 0.0, "fusion": 0.0, "recipe": 0.0}
     for n in sizes:
         rows = []
         for r in range(a.reps):
@@ -259,12 +261,18 @@ def main():
                 if d is mean_d and p is probe:
                     fitted["probe"] = f
             row["probe"] = row["probe:window mean (adapt's)"]
-            cands = {"none": Keep(), "anchored": anchored, "probe": probe}
+            # the anchored probe is measured unseen only (not chosen among here)
+            cands = {"none": Keep(), "fusion": fusion, "probe": probe}
             t = time.perf_counter()
             fitted["anchored"] = anchored.fit(data, S, seed=r)
             fit_time["anchored"] += time.perf_counter() - t
             row["anchored"] = eer(anchored.score(fitted["anchored"], data, U), y[U])
             row["anchor_c"] = fitted["anchored"].info["anchor_c"]
+            t = time.perf_counter()
+            fitted["fusion"] = fusion.fit(data, S, seed=r)
+            fit_time["fusion"] += time.perf_counter() - t
+            row["fusion"] = eer(fusion.score(fitted["fusion"], data, U), y[U])
+            row["fusion_w"] = fitted["fusion"].info["fusion_weights"]
             if with_recipe and not a.inner_folds:
                 t = time.perf_counter()
                 fitted["recipe"] = recipe.fit(data, S, seed=r)
@@ -274,6 +282,7 @@ def main():
             unseen = {
                 "none": row["keep"],
                 "anchored": row["anchored"],
+                "fusion": row["fusion"],
                 "probe": row["probe"],
                 "recipe": row.get("recipe"),
             }
@@ -291,6 +300,8 @@ def main():
             got = inner["none"]
             if got is not None:  # the nested estimate of the probe beside its unseen EER
                 row["probe_inner"] = eer(got[0]["probe"], got[1])
+                # the inner scores themselves, for rules tried on the saved --json
+                row["inner"] = {"y": got[1].tolist(), **{k: v.tolist() for k, v in got[0].items()}}
             for name, (rule, one_group) in rules.items():
                 got = inner[one_group]
                 pick = "none" if got is None else rule(*got).name
@@ -347,7 +358,8 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
             ""
             if spent is None
             else f"; study {spent:.0f} s (probe fits {fit_time['probe']:.0f} s, anchored "
-            f"probe fits {fit_time.get('anchored', 0):.0f} s, recipe fits "
+            f"probe fits {fit_time.get('anchored', 0):.0f} s, fusion fits "
+            f"{fit_time.get('fusion', 0):.0f} s, recipe fits "
             f"{fit_time['recipe']:.0f} s)"
         )
         + "\n"
@@ -360,14 +372,14 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
     subs = sorted({k.removeprefix("rule:") for n in sizes for r in res[n] for k in r
                    if k.startswith("rule:EER, no margin, ")})  # fmt: skip
     rules = {**rules, **{k: None for k in subs}}
-    keys = ["keep", "anchored", "probe", "recipe"] + ["rule:" + k for k in rules]
+    keys = ["keep", "anchored", "fusion", "probe", "recipe"] + ["rule:" + k for k in rules]
     for k in keys:
         cells = []
         for n in sizes:
             m, s, cnt = stat(n, k)
             cells.append(f"{m:.1f} +- {s:.1f}" + (f" ({cnt})" if cnt != reps else ""))
         print(f"| {k.removeprefix('rule:')} | " + " | ".join(cells) + " |")
-    print("\nPicks (keep / anchored / probe / recipe) of each rule:\n")
+    print("\nPicks (keep / anchored / fusion / probe / recipe) of each rule:\n")
     print(head.replace("| |", "| rule |", 1))
     print(line)
     for k in rules:
@@ -375,7 +387,9 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
         for n in sizes:
             p = [r.get("pick:" + k) for r in res[n]]
             cells.append(
-                " / ".join(str(p.count(c)) for c in ("none", "anchored", "probe", "recipe"))
+                " / ".join(
+                    str(p.count(c)) for c in ("none", "anchored", "fusion", "probe", "recipe")
+                )
             )
         print(f"| {k} | " + " | ".join(cells) + " |")
     print("\nThe probe's nested estimate (inner 3-fold cross-validation on the adapt set, pooled")
