@@ -238,6 +238,9 @@ def main():
     if a.from_json:
         res = {int(n): v for n, v in json.loads(Path(a.from_json).read_text()).items()}
         sizes = sorted(res)
+        for n in sizes:  # adapt's default rule, from the inner scores the splits saved
+            for row in res[n]:
+                default_pick(row, data.grouped)
         report(res, sizes, rules, variants, a, data, sources, realdev, None, None)
         return
     res = {n: {} for n in sizes}
@@ -316,6 +319,7 @@ def main():
                 )
                 row[f"rule:EER, no margin, {sub}"] = unseen[pick]
                 row[f"pick:EER, no margin, {sub}"] = pick
+            default_pick(row, data.grouped)
             rows.append(row)
         res[n] = rows
         print(f"size {n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -324,6 +328,22 @@ def main():
     report(
         res, sizes, rules, variants, a, data, sources, realdev, time.perf_counter() - t0, fit_time
     )
+
+
+DEFAULT = "adapt's default rule"
+
+
+def default_pick(row: dict, grouped: bool) -> None:
+    """Adds to ``row`` the pick of ``adapt``'s default rule among its candidates, made on the
+    inner scores the split saved, and that pick's unseen EER."""
+    from spoofscope.train.adapt import AUTO_CANDIDATES, default_rule
+
+    inn, pick = row.get("inner"), "none"
+    if inn is not None:
+        oof = {n: np.array(inn[n]) for n in AUTO_CANDIDATES}
+        pick = default_rule(grouped)(oof, np.array(inn["y"])).name
+    row["pick:" + DEFAULT] = pick
+    row["rule:" + DEFAULT] = row["keep" if pick == "none" else pick]
 
 
 def rule_key(margin: float, one_group: str) -> str:
@@ -371,7 +391,7 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
     print(line)
     subs = sorted({k.removeprefix("rule:") for n in sizes for r in res[n] for k in r
                    if k.startswith("rule:EER, no margin, ")})  # fmt: skip
-    rules = {**rules, **{k: None for k in subs}}
+    rules = {**rules, **{k: None for k in subs}, DEFAULT: None}
     keys = ["keep", "anchored", "fusion", "probe", "recipe"] + ["rule:" + k for k in rules]
     for k in keys:
         cells = []
@@ -431,7 +451,7 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
     if a.table:
         if a.inner_folds != A.DEFAULT_INNER_FOLDS:
             sys.exit(f"--table needs --inner-folds {A.DEFAULT_INNER_FOLDS} (adapt's choice)")
-        default = "EER, no margin, keep or probe"  # A.default_rule() on A.AUTO_CANDIDATES
+        default = DEFAULT
         cols = {
             "keep": "published layer kept",
             "probe": "probe",

@@ -783,3 +783,52 @@ def test_fusion_with_too_few_files_is_the_published_layer_recalibrated():
     assert np.array_equal(
         np.argsort(got, kind="stable"), np.argsort(data.files[:, 0], kind="stable")
     )
+
+
+def _scores_with_eer(errors: int, n: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of ``n`` bona fide (label 1) and ``n`` spoof files, ``errors`` of each class
+    beyond every file of the other class: EER ``errors / n``."""
+    bona, spoof = np.arange(n) + n + 0.0, np.arange(n) + 0.0
+    bona[:errors], spoof[n - errors :] = -1.0 - np.arange(errors), 3.0 * n + np.arange(errors)
+    return np.concatenate([bona, spoof]), np.r_[np.ones(n, int), np.zeros(n, int)]
+
+
+@pytest.mark.parametrize(
+    "keep_errors,probe_errors,chosen",
+    [(4, 6, "probe"), (1, 6, "none"), (6, 3, "probe"), (6, 6, "probe")],
+)
+def test_without_groups_the_published_layer_stays_only_when_clearly_better(
+    keep_errors, probe_errors, chosen
+):
+    """The rule for files without groups: the probe unless the published layer's inner EER
+    is lower by more than one standard error, sqrt(e (1 - e) / n) of the probe's EER e
+    (6 of 30: 20 %, one SE 7.3 points): 13.3 % against 20 % keeps the probe, 3.3 % the
+    published layer."""
+    from spoofscope.metrics import compute_eer
+    from spoofscope.train.adapt import default_rule
+
+    keep, y = _scores_with_eer(keep_errors)
+    probe, _ = _scores_with_eer(probe_errors)
+    for s, k in ((keep, keep_errors), (probe, probe_errors)):
+        assert compute_eer(s[y == 1], s[y == 0])[0] == pytest.approx(k / 30)
+    got = default_rule(grouped=False)({"none": keep, "probe": probe}, y)
+    assert got.name == chosen
+    assert got.inner["margin"] == pytest.approx(
+        100 * np.sqrt(probe_errors / 30 * (1 - probe_errors / 30) / 30)
+    )
+    # with groups the lower inner EER decides (ties: the published layer)
+    lower = "none" if keep_errors <= probe_errors else "probe"
+    assert default_rule(grouped=True)({"none": keep, "probe": probe}, y).name == lower
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_without_groups_the_selector_keeps_a_published_layer_that_separates(seed):
+    from spoofscope.train.adapt import Selector
+    from spoofscope.train.candidates import Keep, Probe
+
+    data = _synthetic(shift=0.0, seed=seed, groups=0)
+    data.before = data.before + 3.0 * (data.labels - 0.5)
+    sel = Selector({"none": Keep(), "probe": Probe(1)}, "auto", 1)
+    assert sel.choose(data, np.arange(60)).name == "none"
+    separable = _synthetic(shift=1.5, seed=seed, groups=0)
+    assert sel.choose(separable, np.arange(60)).name == "probe"
