@@ -15,11 +15,14 @@ parts hold at least 5 files of each class). On each split:
 * keep: the published layer (the starting model's ``detect`` scores);
 * probe and recipe: ``adapt``'s candidates fitted on the adapt set (probe variants for the
   embedding, the penalty grid and the folds that choose it beside);
-* the anchored probe (``train/candidates/anchored.py``), fitted on the adapt set;
+* the anchored probe (``train/candidates/anchored.py``) and the fusion
+  (``train/candidates/fusion.py``), fitted on the adapt set;
 * each choice rule, given the inner cross-validation's scores of the adapt set (``adapt``'s
-  :class:`~spoofscope.train.adapt.Selector`), picks keep, anchored, probe or recipe (and
-  adapt's rule among keep / probe, keep / anchored / probe and keep / anchored); the pick,
-  fitted on the whole adapt set, scores the unseen files.
+  :class:`~spoofscope.train.adapt.Selector`), picks keep, fusion, probe or recipe (and the
+  lower inner EER among keep / probe, keep / fusion / probe, keep / fusion and fusion /
+  probe; and ``adapt``'s default rule, :func:`~spoofscope.train.adapt.default_rule`, among
+  keep / probe); the pick, fitted on the whole adapt set, scores the unseen files. The inner
+  scores are saved with ``--json`` (key ``inner``), so other rules can be tried on them.
 
 The tables give the mean and standard deviation over the splits of the EER on unseen files,
 how often each rule picked what, and the nested estimate (the inner cross-validation's pooled
