@@ -15,11 +15,14 @@ parts hold at least 5 files of each class). On each split:
 * keep: the published layer (the starting model's ``detect`` scores);
 * probe and recipe: ``adapt``'s candidates fitted on the adapt set (probe variants for the
   embedding, the penalty grid and the folds that choose it beside);
-* the anchored probe (``train/candidates/anchored.py``), fitted on the adapt set;
+* the anchored probe (``train/candidates/anchored.py``) and the fusion
+  (``train/candidates/fusion.py``), fitted on the adapt set;
 * each choice rule, given the inner cross-validation's scores of the adapt set (``adapt``'s
-  :class:`~spoofscope.train.adapt.Selector`), picks keep, anchored, probe or recipe (and
-  adapt's rule among keep / probe, keep / anchored / probe and keep / anchored); the pick,
-  fitted on the whole adapt set, scores the unseen files.
+  :class:`~spoofscope.train.adapt.Selector`), picks keep, fusion, probe or recipe (and the
+  lower inner EER among keep / probe, keep / fusion / probe, keep / fusion and fusion /
+  probe; and ``adapt``'s default rule, :func:`~spoofscope.train.adapt.default_rule`, among
+  keep / probe); the pick, fitted on the whole adapt set, scores the unseen files. The inner
+  scores are saved with ``--json`` (key ``inner``), so other rules can be tried on them.
 
 The tables give the mean and standard deviation over the splits of the EER on unseen files,
 how often each rule picked what, and the nested estimate (the inner cross-validation's pooled
@@ -185,7 +188,7 @@ def main():
 
     from spoofscope.train import load_config
     from spoofscope.train.adapt import Selector, loss_rule, min_eer_rule, se_margin_rule
-    from spoofscope.train.candidates import Anchored, Keep, Probe, Recipe, eer
+    from spoofscope.train.candidates import Anchored, Fusion, Keep, Probe, Recipe, eer
 
     realdev, work = Path(a.realdev), Path(a.work)
     if not (realdev / "labels.csv").is_file():
@@ -226,21 +229,26 @@ def main():
     for one_group, margins in (("none", (0.0, 1.0, 2.0)), ("stratified", (0.0, 1.0))):
         rules.update({rule_key(m, one_group): (loss_rule(m), one_group) for m in margins})
     anchored = Anchored(cfg.seed)
+    fusion = Fusion(cfg.seed)
     # the choice among subsets of the candidates (the same inner scores): keep or probe (the
     # rule before the anchored probe), keep / anchored / probe, keep or anchored
     subsets = {
         "keep or probe": ("none", "probe"),
-        "keep / anchored / probe": ("none", "anchored", "probe"),
-        "keep or anchored": ("none", "anchored"),
+        "keep / fusion / probe": ("none", "fusion", "probe"),
+        "keep or fusion": ("none", "fusion"),
+        "fusion or probe": ("fusion", "probe"),
     }
     if a.from_json:
         res = {int(n): v for n, v in json.loads(Path(a.from_json).read_text()).items()}
         sizes = sorted(res)
+        for n in sizes:  # adapt's default rule, from the inner scores the splits saved
+            for row in res[n]:
+                default_pick(row, data.grouped)
         report(res, sizes, rules, variants, a, data, sources, realdev, None, None)
         return
     res = {n: {} for n in sizes}
     t0 = time.perf_counter()
-    fit_time = {"probe": 0.0, "anchored": 0.0, "recipe": 0.0}
+    fit_time = {"probe": 0.0, "anchored": 0.0, "fusion": 0.0, "recipe": 0.0}
     for n in sizes:
         rows = []
         for r in range(a.reps):
@@ -259,12 +267,18 @@ def main():
                 if d is mean_d and p is probe:
                     fitted["probe"] = f
             row["probe"] = row["probe:window mean (adapt's)"]
-            cands = {"none": Keep(), "anchored": anchored, "probe": probe}
+            # the anchored probe is measured unseen only (not chosen among here)
+            cands = {"none": Keep(), "fusion": fusion, "probe": probe}
             t = time.perf_counter()
             fitted["anchored"] = anchored.fit(data, S, seed=r)
             fit_time["anchored"] += time.perf_counter() - t
             row["anchored"] = eer(anchored.score(fitted["anchored"], data, U), y[U])
             row["anchor_c"] = fitted["anchored"].info["anchor_c"]
+            t = time.perf_counter()
+            fitted["fusion"] = fusion.fit(data, S, seed=r)
+            fit_time["fusion"] += time.perf_counter() - t
+            row["fusion"] = eer(fusion.score(fitted["fusion"], data, U), y[U])
+            row["fusion_w"] = fitted["fusion"].info["fusion_weights"]
             if with_recipe and not a.inner_folds:
                 t = time.perf_counter()
                 fitted["recipe"] = recipe.fit(data, S, seed=r)
@@ -274,6 +288,7 @@ def main():
             unseen = {
                 "none": row["keep"],
                 "anchored": row["anchored"],
+                "fusion": row["fusion"],
                 "probe": row["probe"],
                 "recipe": row.get("recipe"),
             }
@@ -291,6 +306,8 @@ def main():
             got = inner["none"]
             if got is not None:  # the nested estimate of the probe beside its unseen EER
                 row["probe_inner"] = eer(got[0]["probe"], got[1])
+                # the inner scores themselves, for rules tried on the saved --json
+                row["inner"] = {"y": got[1].tolist(), **{k: v.tolist() for k, v in got[0].items()}}
             for name, (rule, one_group) in rules.items():
                 got = inner[one_group]
                 pick = "none" if got is None else rule(*got).name
@@ -305,6 +322,7 @@ def main():
                 )
                 row[f"rule:EER, no margin, {sub}"] = unseen[pick]
                 row[f"pick:EER, no margin, {sub}"] = pick
+            default_pick(row, data.grouped)
             rows.append(row)
         res[n] = rows
         print(f"size {n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -313,6 +331,22 @@ def main():
     report(
         res, sizes, rules, variants, a, data, sources, realdev, time.perf_counter() - t0, fit_time
     )
+
+
+DEFAULT = "adapt's default rule"
+
+
+def default_pick(row: dict, grouped: bool) -> None:
+    """Adds to ``row`` the pick of ``adapt``'s default rule among its candidates, made on the
+    inner scores the split saved, and that pick's unseen EER."""
+    from spoofscope.train.adapt import AUTO_CANDIDATES, default_rule
+
+    inn, pick = row.get("inner"), "none"
+    if inn is not None:
+        oof = {n: np.array(inn[n]) for n in AUTO_CANDIDATES}
+        pick = default_rule(grouped)(oof, np.array(inn["y"])).name
+    row["pick:" + DEFAULT] = pick
+    row["rule:" + DEFAULT] = row["keep" if pick == "none" else pick]
 
 
 def rule_key(margin: float, one_group: str) -> str:
@@ -347,7 +381,8 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
             ""
             if spent is None
             else f"; study {spent:.0f} s (probe fits {fit_time['probe']:.0f} s, anchored "
-            f"probe fits {fit_time.get('anchored', 0):.0f} s, recipe fits "
+            f"probe fits {fit_time.get('anchored', 0):.0f} s, fusion fits "
+            f"{fit_time.get('fusion', 0):.0f} s, recipe fits "
             f"{fit_time['recipe']:.0f} s)"
         )
         + "\n"
@@ -359,15 +394,15 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
     print(line)
     subs = sorted({k.removeprefix("rule:") for n in sizes for r in res[n] for k in r
                    if k.startswith("rule:EER, no margin, ")})  # fmt: skip
-    rules = {**rules, **{k: None for k in subs}}
-    keys = ["keep", "anchored", "probe", "recipe"] + ["rule:" + k for k in rules]
+    rules = {**rules, **{k: None for k in subs}, DEFAULT: None}
+    keys = ["keep", "anchored", "fusion", "probe", "recipe"] + ["rule:" + k for k in rules]
     for k in keys:
         cells = []
         for n in sizes:
             m, s, cnt = stat(n, k)
             cells.append(f"{m:.1f} +- {s:.1f}" + (f" ({cnt})" if cnt != reps else ""))
         print(f"| {k.removeprefix('rule:')} | " + " | ".join(cells) + " |")
-    print("\nPicks (keep / anchored / probe / recipe) of each rule:\n")
+    print("\nPicks (keep / anchored / fusion / probe / recipe) of each rule:\n")
     print(head.replace("| |", "| rule |", 1))
     print(line)
     for k in rules:
@@ -375,7 +410,9 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
         for n in sizes:
             p = [r.get("pick:" + k) for r in res[n]]
             cells.append(
-                " / ".join(str(p.count(c)) for c in ("none", "anchored", "probe", "recipe"))
+                " / ".join(
+                    str(p.count(c)) for c in ("none", "anchored", "fusion", "probe", "recipe")
+                )
             )
         print(f"| {k} | " + " | ".join(cells) + " |")
     print("\nThe probe's nested estimate (inner 3-fold cross-validation on the adapt set, pooled")
@@ -417,7 +454,7 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
     if a.table:
         if a.inner_folds != A.DEFAULT_INNER_FOLDS:
             sys.exit(f"--table needs --inner-folds {A.DEFAULT_INNER_FOLDS} (adapt's choice)")
-        default = "EER, no margin, keep or probe"  # A.default_rule() on A.AUTO_CANDIDATES
+        default = DEFAULT
         cols = {
             "keep": "published layer kept",
             "probe": "probe",

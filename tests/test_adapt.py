@@ -699,3 +699,136 @@ def test_anchored_candidate_writes_the_regression_it_chose():
     ref = data.files.astype(np.float64) @ published_logodds(data.head, 1)
     assert np.array_equal(np.argsort(Anchored(1).score(only, data, files)), np.argsort(ref))
     assert np.array_equal(np.argsort(pub), np.argsort(ref))
+
+
+def _sources(seed: int, published: float, common: float, own: float, n_groups: int = 8):
+    """AdaptData of ``n_groups`` sources of 30 files (half bona fide), 16-d embeddings: the
+    classes lie ``published`` apart along axis 0 (what the published layer, which reads axis
+    0 only, knows), ``common`` apart along axis 1 in every source (what a probe can carry to
+    new sources), and ``own`` apart along a random direction of each source's own (what it
+    cannot carry)."""
+    from spoofscope.train.candidates import AdaptData
+
+    rng = np.random.default_rng(seed)
+    n, d = n_groups * 30, 16
+    y = np.arange(n) % 2
+    g = np.repeat(np.arange(n_groups), 30)
+    v = rng.standard_normal((n_groups, d))
+    v[:, :2] = 0
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    shift = published * np.eye(d)[0] + common * np.eye(d)[1] + own * v[g]
+    x = (rng.standard_normal((n, d)) + (y[:, None] - 0.5) * shift).astype(np.float32)
+    head = torch.nn.Linear(d, 2)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[1, 0] = 1.0
+    return AdaptData(
+        labels=y, groups=[f"g{i}" for i in g], keys=[f"{i:064x}" for i in range(n)], files=x,
+        before=x[:, 0].astype(np.float64), windows=x, window_file=np.arange(n), crops=x,
+        crop_file=np.arange(n), head=head, bona=1,
+    )  # fmt: skip
+
+
+def _unseen_eers(data, candidates, n_train_groups: int = 6) -> dict:
+    """Each candidate fitted on the first sources, its EER (%) on the others."""
+    from spoofscope.train.candidates import eer
+
+    g = np.array([int(s[1:]) for s in data.groups])
+    tr, te = np.flatnonzero(g < n_train_groups), np.flatnonzero(g >= n_train_groups)
+    return {c.name: eer(c.score(c.fit(data, tr), data, te), data.labels[te]) for c in candidates}
+
+
+def test_fusion_keeps_the_published_layer_where_the_probe_does_not_carry():
+    """Each source separable in a direction of its own, the published layer's axis the only
+    one shared: the fusion's inner folds (by source) see that the probe does not carry, and
+    on new sources it does as the published layer does, far better than the probe."""
+    from spoofscope.train.candidates import Fusion, Keep, Probe
+
+    got = [
+        _unseen_eers(_sources(s, published=1.5, common=0.0, own=3.0), [Keep(), Probe(1), Fusion(1)])
+        for s in range(5)
+    ]
+    mean = {k: np.mean([r[k] for r in got]) for k in got[0]}
+    assert mean["fusion"] <= mean["none"] + 2.0
+    assert mean["fusion"] < mean["probe"] - 5.0
+
+
+def test_fusion_takes_the_probe_where_the_published_layer_knows_nothing():
+    """The published layer's axis carries nothing, another axis separates every source: the
+    fusion does on new sources as the probe does, far better than the published layer."""
+    from spoofscope.train.candidates import Fusion, Keep, Probe
+
+    got = [
+        _unseen_eers(_sources(s, published=0.0, common=2.0, own=0.0), [Keep(), Probe(1), Fusion(1)])
+        for s in range(3)
+    ]
+    mean = {k: np.mean([r[k] for r in got]) for k in got[0]}
+    assert mean["none"] > 35.0
+    assert mean["fusion"] <= mean["probe"] + 2.0
+    assert mean["fusion"] < mean["none"] - 15.0
+
+
+def test_fusion_with_too_few_files_is_the_published_layer_recalibrated():
+    """Fewer files of a class than its inner folds: nothing to weigh the probe on, so the
+    layer written ranks files as the published layer does (a positive weight on it)."""
+    from spoofscope.train.candidates import Fusion
+
+    data = _sources(0, published=1.5, common=0.0, own=0.0)
+    few = np.array([0, 1, 2, 3, 5, 7, 9, 11])  # 2 spoof (even indices), 6 bona fide
+    fitted = Fusion(1).fit(data, few)
+    assert fitted.info["fusion_weights"][1] == 0.0 and fitted.info["fusion_weights"][0] > 0
+    every = np.arange(len(data.labels))
+    got = Fusion(1).score(fitted, data, every)
+    assert np.array_equal(
+        np.argsort(got, kind="stable"), np.argsort(data.files[:, 0], kind="stable")
+    )
+
+
+def _scores_with_eer(errors: int, n: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of ``n`` bona fide (label 1) and ``n`` spoof files, ``errors`` of each class
+    beyond every file of the other class: EER ``errors / n``."""
+    bona, spoof = np.arange(n) + n + 0.0, np.arange(n) + 0.0
+    bona[:errors], spoof[n - errors :] = -1.0 - np.arange(errors), 3.0 * n + np.arange(errors)
+    return np.concatenate([bona, spoof]), np.r_[np.ones(n, int), np.zeros(n, int)]
+
+
+@pytest.mark.parametrize(
+    "keep_errors,probe_errors,chosen",
+    [(4, 6, "probe"), (1, 6, "none"), (6, 3, "probe"), (6, 6, "probe")],
+)
+def test_without_groups_the_published_layer_stays_only_when_clearly_better(
+    keep_errors, probe_errors, chosen
+):
+    """The rule for files without groups: the probe unless the published layer's inner EER
+    is lower by more than one standard error, sqrt(e (1 - e) / n) of the probe's EER e
+    (6 of 30: 20 %, one SE 7.3 points): 13.3 % against 20 % keeps the probe, 3.3 % the
+    published layer."""
+    from spoofscope.metrics import compute_eer
+    from spoofscope.train.adapt import default_rule
+
+    keep, y = _scores_with_eer(keep_errors)
+    probe, _ = _scores_with_eer(probe_errors)
+    for s, k in ((keep, keep_errors), (probe, probe_errors)):
+        assert compute_eer(s[y == 1], s[y == 0])[0] == pytest.approx(k / 30)
+    got = default_rule(grouped=False)({"none": keep, "probe": probe}, y)
+    assert got.name == chosen
+    assert got.inner["margin"] == pytest.approx(
+        100 * np.sqrt(probe_errors / 30 * (1 - probe_errors / 30) / 30)
+    )
+    # with groups the lower inner EER decides (ties: the published layer)
+    lower = "none" if keep_errors <= probe_errors else "probe"
+    assert default_rule(grouped=True)({"none": keep, "probe": probe}, y).name == lower
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_without_groups_the_selector_keeps_a_published_layer_that_separates(seed):
+    from spoofscope.train.adapt import Selector
+    from spoofscope.train.candidates import Keep, Probe
+
+    data = _synthetic(shift=0.0, seed=seed, groups=0)
+    data.before = data.before + 3.0 * (data.labels - 0.5)
+    sel = Selector({"none": Keep(), "probe": Probe(1)}, "auto", 1)
+    assert sel.choose(data, np.arange(60)).name == "none"
+    separable = _synthetic(shift=1.5, seed=seed, groups=0)
+    assert sel.choose(separable, np.arange(60)).name == "probe"

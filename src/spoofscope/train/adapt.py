@@ -14,11 +14,13 @@
    layer from the other folds: the *probe*, a class-balanced L2 logistic regression on the
    files' embeddings (penalty by an inner 3-fold cross-validation), and the *recipe*, the final
    layer retrained from the published one on every window and augmented crops (early stopping
-   on an inner held-out fifth). A 10-fold cross-validation inside the training folds (by
-   group; one group: the published layer kept) chooses between the probe and keeping the
-   published layer (``none``) by the lowest pooled inner EER (:data:`AUTO_CANDIDATES`,
-   :func:`default_rule`, measured on real recordings by ``benchmarks/adapt_real.py``); the
-   fold's files, which none of these saw, are scored by the chosen one;
+   on an inner held-out fifth). A 10-fold cross-validation inside the training folds
+   chooses between the probe and keeping the published layer (``none``): with groups, folds
+   by group and the lower pooled inner EER (one group: the published layer kept); without,
+   folds stratified by class and the probe unless the published layer's inner EER is lower
+   by more than one standard error (:data:`AUTO_CANDIDATES`, :func:`default_rule`, measured
+   on real recordings by ``benchmarks/adapt_real.py``); the fold's files, which none of these
+   saw, are scored by the chosen one;
 4. trains the final model by exactly that procedure on all files (the choice by the same
    cross-validation over all files, then the chosen procedure with its own stopping rule),
    calibrates it on the nested out-of-fold scores, and writes ``model.ckpt`` (self-describing,
@@ -435,19 +437,44 @@ def min_eer_rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
     return Choice(min(e, key=lambda n: (e[n], n != "none")), {"eer_percent": e})
 
 
+def keep_if_better_rule(margin_se: float = 1.0):
+    """A rule that takes the learner with the lowest pooled inner EER, and keeps the
+    published layer instead only when the published layer's EER is lower than that learner's
+    by more than ``margin_se`` standard errors, sqrt(e (1 - e) / n) for the learner's EER e
+    and the smaller class's n files: the burden of proof lies on the published layer."""
+
+    def rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
+        e = {n: eer(o, y) for n, o in oof.items()}
+        best = min((n for n in oof if n != "none"), key=lambda n: e[n])
+        p, n = e[best] / 100, min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE))
+        margin = margin_se * 100 * float(np.sqrt(p * (1 - p) / n))
+        keep = e["none"] < e[best] - margin
+        return Choice("none" if keep else best, {"eer_percent": e, "margin": margin})
+
+    rule.__name__ = f"keep_if_better_rule({margin_se:g})"
+    return rule
+
+
 #: how ``auto`` chooses, measured by ``benchmarks/adapt_real.py`` on real recordings (docs/adapt.md,
 #: "Which final layer"): the published layer or the probe (the recipe lost to both at every
-#: size), by the lowest pooled EER of a 10-fold inner cross-validation (with groups, by group;
-#: one group: nothing to judge new sources on, so the published layer, which measured better
-#: than stratified inner folds there)
+#: size; the fusion of the two, ``candidates/fusion.py``, lost to the probe where the probe
+#: helped and to the published layer elsewhere), by a 10-fold inner cross-validation (with
+#: groups, by group; one group: nothing to judge new sources on, so the published layer,
+#: which measured better than stratified inner folds there) and :func:`default_rule`
 AUTO_CANDIDATES = ("none", "probe")
 DEFAULT_INNER_FOLDS = 10
 DEFAULT_ONE_GROUP = "none"
 
 
-def default_rule():
-    """The rule ``adapt`` chooses by: :func:`min_eer_rule`."""
-    return min_eer_rule
+def default_rule(grouped: bool = True):
+    """The rule ``adapt`` chooses by. With groups (unseen files from new sources): the lower
+    pooled inner EER (:func:`min_eer_rule`; the probe measured worse than the published layer
+    on new sources at every size, and this rule kept the published layer in most splits).
+    Without (unseen files like these): the probe unless the published layer is better by more
+    than one standard error (:func:`keep_if_better_rule`): the probe's gain there, 0.7-3.4
+    points, is smaller than the noise of an inner EER, so the lower inner EER threw it away in
+    up to 18 of 30 splits."""
+    return min_eer_rule if grouped else keep_if_better_rule(1.0)
 
 
 class Selector:
@@ -456,7 +483,8 @@ class Selector:
     1 group: nothing to judge new groups on, so ``none``, or with ``one_group="stratified"``
     folds stratified by class).
     Every learner is fitted on the inner training part and scores the inner held-out part;
-    ``rule`` turns these out-of-fold scores into the choice. With a fixed ``procedure`` (not
+    ``rule`` (default: :func:`default_rule` for the data's grouping) turns these
+    out-of-fold scores into the choice. With a fixed ``procedure`` (not
     ``auto``) that procedure is the choice."""
 
     def __init__(
@@ -469,7 +497,7 @@ class Selector:
         inner_folds: int = DEFAULT_INNER_FOLDS,
     ):
         self.candidates, self.procedure, self.seed = candidates, procedure, seed
-        self.rule = rule or default_rule()
+        self.rule = rule  # None: default_rule() for the data's grouping
         self.one_group, self.k = one_group, inner_folds
 
     def inner_scores(self, data: AdaptData, files: np.ndarray, seed: int = 0):
@@ -504,7 +532,9 @@ class Selector:
         if self.procedure != "auto":
             return Choice(self.procedure, {})
         got = self.inner_scores(data, files, seed)
-        return Choice("none", {}) if got is None else self.rule(*got)
+        if got is None:
+            return Choice("none", {})
+        return (self.rule or default_rule(data.grouped))(*got)
 
 
 def nested_cv(

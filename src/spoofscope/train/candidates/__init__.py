@@ -3,6 +3,7 @@ follows :class:`Candidate` (``fit`` on some files, ``score`` others)."""
 
 from ._base import AdaptData, Candidate, Fitted, balanced_log_loss, eer, folds
 from .anchored import ANCHOR_C, Anchored, fit_anchored
+from .fusion import Fusion
 from .keep import Keep
 from .probe import PROBE_C, Probe, as_head, fit_logreg
 from .recipe import HeadTrainer, Recipe
@@ -13,6 +14,7 @@ __all__ = [
     "Anchored",
     "Candidate",
     "Fitted",
+    "Fusion",
     "HeadTrainer",
     "Keep",
     "PROBE_C",
