@@ -9,8 +9,9 @@ included), and ``...`` inside a line for any text on that line.
 
 Each block is one test (its id ``file:line``), run on its own (``bash -e -o pipefail``, or
 Python) in a fresh temporary folder holding the inputs the examples use, made here from
-synthesized signals: ``speech.wav`` (4 s), ``long.wav`` (20 s) and ``recordings/a.wav``,
-``b.wav``, ``c.wav`` (1.5-2.5 s), all 16 kHz mono; ``spoofscope`` runs this checkout."""
+speech synthesized by the demo corpus's generator: ``speech.wav`` (4 s), ``long.wav`` (20 s)
+and ``recordings/a.wav``, ``b.wav``, ``c.wav`` (2, 1.5 and 2.5 s), all 16 kHz mono;
+``spoofscope`` runs this checkout."""
 
 from __future__ import annotations
 
@@ -134,27 +135,23 @@ def matches(expected: str, actual: str) -> bool:
 
 
 def _voice(seconds: float, seed: int) -> np.ndarray:
-    """A deterministic voiced signal: harmonics of a gliding 100-180 Hz pitch, shaped by two
-    formants and a 4-Hz syllable envelope, with short pauses and a little noise."""
+    """Deterministic speech-like audio: utterances of at most 4 s from the demo corpus's
+    source-filter synthesiser (one speaker per seed), which the Silero VAD hears as speech."""
+    from spoofscope.data.demo import _speaker, synth_utterance
+
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t + seed)
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    x = np.zeros_like(t)
-    for h in range(1, 20):
-        f = h * f0
-        gain = np.exp(-(((f - 500) / 250) ** 2)) + 0.6 * np.exp(-(((f - 1500) / 400) ** 2))
-        x += gain / h**0.5 * np.sin(h * phase)
-    env = np.clip(np.sin(2 * np.pi * 4 * t + seed) * 1.5, 0, 1) ** 0.5
-    env *= (np.sin(2 * np.pi * 0.4 * t + seed) > -0.8).astype(float)  # pauses
-    x = x * env + 0.003 * rng.standard_normal(t.size)
-    return (0.4 * x / np.max(np.abs(x))).astype(np.float32)
+    spk = _speaker(rng)
+    n = int(np.ceil(seconds / 4.0))
+    return np.concatenate(
+        [synth_utterance(spk, rng, min(4.0, seconds - 4.0 * k)) for k in range(n)]
+    )
 
 
 def make_inputs(folder: Path) -> None:
-    """The files the examples read (see the module docstring)."""
+    """The files the examples read (see the module docstring); seeds whose audio the Silero
+    VAD finds speech in (a verdict, not ``no_speech``)."""
     sf.write(folder / "speech.wav", _voice(4.0, 0), SR)
-    sf.write(folder / "long.wav", _voice(20.0, 1), SR)
+    sf.write(folder / "long.wav", _voice(20.0, 3), SR)
     (folder / "recordings").mkdir()
     for name, seconds, seed in (("a", 2.0, 2), ("b", 1.5, 3), ("c", 2.5, 4)):
         sf.write(folder / "recordings" / f"{name}.wav", _voice(seconds, seed), SR)
