@@ -43,6 +43,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import run_benchmark  # noqa: E402
 from _machine import cpu_name  # noqa: E402
 
 SR = 16000
@@ -648,4 +649,4 @@ def study(ds, scores, grids) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, "localisation_real")

@@ -182,4 +182,6 @@ def _rows(name, m, inputs, clips, calib, tmp, threads):
 
 
 if __name__ == "__main__":
-    main()
+    from _docs import run_benchmark
+
+    run_benchmark(main, "precision")
