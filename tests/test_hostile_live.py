@@ -681,11 +681,11 @@ def test_hf_damaged_weights_and_missing_folder_in_one_line(tmp_path, monkeypatch
     assert err.endswith("hf:./missing: no such folder"), err
 
 
-# ---- 10. Every --ray form the README shows --------------------------------------------------
+# ---- 10. Every --ray form the docs show -----------------------------------------------------
 
 
 def test_every_readme_ray_form_parses_and_the_local_one_runs(ckpt, tmp_path):
-    """The README's forms split into address and inputs as meant; the first (a local Ray
+    """The docs' forms split into address and inputs as meant; the first (a local Ray
     instance on one folder) runs end to end, quietly under --quiet."""
     import re
 
@@ -694,7 +694,9 @@ def test_every_readme_ray_form_parses_and_the_local_one_runs(ckpt, tmp_path):
     from spoofscope.cli import build_parser
     from spoofscope.cli.detect import ray_target
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    # the forms the docs show (README and the Ray page of the site)
+    repo = Path(__file__).parents[1]
+    readme = "\n".join((repo / p).read_text() for p in ("README.md", "docs/deploy/ray.md"))
     forms = re.findall(r"^spoofscope detect (--ray .*?)(?:\s+#.*)?$", readme, re.M)
     assert len(forms) >= 2, forms
     import shlex

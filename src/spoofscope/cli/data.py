@@ -236,7 +236,7 @@ def _cmd_models(a) -> int:
         print(f"{'':<{w}} licence: {r['licence_class']} ({r['licence'] or 'none stated'}){notice}")
     print(
         "\n'published' numbers are the authors', not spoofscope's. Cost per 4-s window on a CPU "
-        "and which model to use: README, 'Which model should I use?' (python "
+        "and which model to use: docs/models/which.md in the repository (python "
         "benchmarks/model_costs.py measures this machine). Any transformers audio classifier: "
         "--model hf:OWNER/REPO"
     )

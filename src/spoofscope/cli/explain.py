@@ -89,7 +89,7 @@ def add_explain(command) -> None:
         choices=tuple(METHODS),
         default=DEFAULT_METHOD,
         help="occlusion: remove each tile and score again (every engine); integrated-gradients: "
-        "gradients of a PyTorch model (see the README for how faithful each was measured)",
+        "gradients of a PyTorch model (docs/explain.md: how faithful each was measured)",
     )
     ex.add_argument("--start", type=NON_NEGATIVE, metavar="SECONDS", help="explain from here")
     ex.add_argument("--end", type=POSITIVE, metavar="SECONDS", help="explain up to here")

@@ -416,7 +416,7 @@ class IntegratedGradients:
 
 
 METHODS = {m.name: m for m in (Occlusion, IntegratedGradients)}
-#: the default method (chosen by benchmarks/explain.py; see the README)
+#: the default method (chosen by benchmarks/explain.py; see docs/explain.md)
 DEFAULT_METHOD = "occlusion"
 
 

@@ -22,7 +22,7 @@ AGGREGATES = ("mean", "quantile", "min")
 ENGINES = ("auto", "onnx", "torch")
 PRECISIONS = ("fp32", "int8")
 #: the localisation windows (length, hop in seconds) chosen on real partial fakes
-#: (benchmarks/localisation_real.py; README "Where in the recording")
+#: (benchmarks/localisation_real.py; docs/localise.md)
 WHERE = (1.0, 0.25)
 
 

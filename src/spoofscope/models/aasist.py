@@ -297,7 +297,8 @@ _AASIST_NOTES = (
     "trained on ASVspoof 2019 LA train only (six 2018-era TTS/VC systems, English read "
     "speech). Known to miss: many 2022+ generators (official AASIST: EER 30 % and 40 % on the "
     "two halves of spoofscope's real TTS/VC development clips, against 0.83 % on 2019 LA eval; "
-    "README, 'Adapt a detector'); it judges any sound, so music and noise can be called spoof. "
+    "docs/speed.md, 'Adaptation, on real recordings'); it judges any sound, so music and "
+    "noise can be called spoof. "
     "Fit a calibration on your own labelled files before trusting a verdict"
 )
 

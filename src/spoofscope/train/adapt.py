@@ -435,7 +435,7 @@ def min_eer_rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
     return Choice(min(e, key=lambda n: (e[n], n != "none")), {"eer_percent": e})
 
 
-#: how ``auto`` chooses, measured by ``benchmarks/adapt_real.py`` on real recordings (README,
+#: how ``auto`` chooses, measured by ``benchmarks/adapt_real.py`` on real recordings (docs/adapt.md,
 #: "Which final layer"): the published layer or the probe (the recipe lost to both at every
 #: size), by the lowest pooled EER of a 10-fold inner cross-validation (with groups, by group;
 #: one group: nothing to judge new sources on, so the published layer, which measured better
@@ -869,7 +869,7 @@ def _markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: ``benchmarks/adapt_real.py``'s table for the official AASIST (see the README)
+#: ``benchmarks/adapt_real.py``'s table for the official AASIST (docs/adapt.md)
 SPLIT_TABLE = Path(__file__).parents[1] / "recipes" / "adapt_realdev.json"
 
 
