@@ -33,7 +33,7 @@ LANGS = {"bash": "bash", "sh": "bash", "shell": "bash", "python": "python", "py"
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 #: the runnable examples the pages hold at least (test_the_pages_have_runnable_examples):
 #: a page losing its markers would otherwise pass by running nothing
-MIN_EXAMPLES = 0
+MIN_EXAMPLES = 9
 
 
 class MarkupError(Exception):

@@ -221,3 +221,18 @@ def test_service_stream_events_audit_rows_and_openapi_have_the_schema_fields(ckp
     batch = spec["paths"]["/v1/detect/batch"]["post"]["responses"]["200"]["content"]
     ref = batch["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert list(comp[ref]["properties"]) == BATCH.names()
+
+
+def test_field_reference_page_lists_every_field_of_every_record():
+    """docs/gen/gen_fields.py renders a table per record with a row per field."""
+    import runpy
+    from pathlib import Path
+
+    gen = Path(__file__).resolve().parents[1] / "docs" / "gen" / "gen_fields.py"
+    page = runpy.run_path(str(gen), run_name="gen_fields")["render"]()
+    for r in RECORDS:
+        head = f"### {r.name[0].upper() + r.name[1:]}\n"
+        assert page.count(head) == 1, r.name
+        section = page.split(head, 1)[1].split("\n### ", 1)[0]
+        rows = [ln.split("|")[1].strip(" `") for ln in section.splitlines() if ln.startswith("| `")]
+        assert rows == [f.name for f in r.fields], r.name
