@@ -73,12 +73,15 @@ def fragment(
 
 def run_benchmark(main, name: str) -> None:
     """Run a benchmark's ``main()``; with ``--write-docs``, also write what it printed to
-    ``docs/generated/<name>.md`` once it has finished without error."""
-    if FLAG not in sys.argv[1:]:
+    ``docs/generated/<name>.md`` once it has finished without error (``--write-docs=OTHER``:
+    to ``docs/generated/OTHER.md``, for a second table of the same benchmark)."""
+    given = [a for a in sys.argv[1:] if a == FLAG or a.startswith(FLAG + "=")]
+    if not given:
         main()
         return
+    name = given[-1].partition("=")[2] or name
     command = [os.path.relpath(sys.argv[0], GENERATED.parents[1]), *sys.argv[1:]]
-    sys.argv = [a for a in sys.argv if a != FLAG]
+    sys.argv = [a for a in sys.argv if a not in given]
     busy = load()
     tee = _Tee(sys.stdout)
     sys.stdout = tee

@@ -53,3 +53,13 @@ def test_without_the_flag_or_on_failure_nothing_is_written(generated, monkeypatc
         _docs.run_benchmark(broken, "speed")
     assert not (generated / "speed.md").exists()
     assert sys.stdout is sys.__stdout__ or not isinstance(sys.stdout, _docs._Tee)
+
+
+def test_write_docs_with_a_name_writes_that_fragment(generated, monkeypatch):
+    script = str(generated.parents[1] / "benchmarks" / "speed.py")
+    monkeypatch.setattr(sys, "argv", [script, "--workers", "1", "--write-docs=speed_overload"])
+    _docs.run_benchmark(lambda: print(sys.argv[1:]), "speed")
+    assert not (generated / "speed.md").exists()
+    text = (generated / "speed_overload.md").read_text()
+    assert "`python benchmarks/speed.py --workers 1 --write-docs=speed_overload`" in text
+    assert text.rstrip().endswith("['--workers', '1']")
