@@ -477,4 +477,6 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
 
 
 if __name__ == "__main__":
-    main()
+    from _docs import run_benchmark
+
+    run_benchmark(main, "adapt_real")

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import run_benchmark  # noqa: E402
 from _machine import cpu_name  # noqa: E402
 
 METHODS = ("occlusion", "integrated-gradients")
@@ -304,4 +305,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, "explain")

@@ -381,4 +381,6 @@ if __name__ == "__main__":
         name, eng, wd, threads = sys.argv[2:6]
         _memory_child(name, eng, None if wd == "None" else wd, int(threads))
     else:
-        main()
+        from _docs import run_benchmark
+
+        run_benchmark(main, "inference")

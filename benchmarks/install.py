@@ -27,6 +27,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import run_benchmark  # noqa: E402
 from _machine import cpu_name  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,4 +131,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, "install")

@@ -23,6 +23,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import run_benchmark  # noqa: E402
 from _machine import cpu_name  # noqa: E402
 
 
@@ -124,4 +125,4 @@ def frames(a, path, where) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, "localisation")

@@ -45,6 +45,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import run_benchmark  # noqa: E402
 from _machine import cpu_name  # noqa: E402
 
 SR = 16000
@@ -704,4 +705,4 @@ def halves(ds, scores, grids, gains=(1.0, 1.5, 2.0, 3.0), repeats=10) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, "localisation_real")

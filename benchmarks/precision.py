@@ -346,4 +346,6 @@ def int8_main(a):
 
 
 if __name__ == "__main__":
-    main()
+    from _docs import run_benchmark
+
+    run_benchmark(main, "precision")

@@ -72,4 +72,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from _docs import run_benchmark
+
+    run_benchmark(main, "ssl_models")

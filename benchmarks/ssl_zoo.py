@@ -183,4 +183,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from _docs import run_benchmark
+
+    run_benchmark(main, "ssl_zoo")

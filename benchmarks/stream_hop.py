@@ -59,4 +59,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _docs import run_benchmark
+
+    run_benchmark(main, "stream_hop")

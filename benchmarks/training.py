@@ -105,4 +105,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from _docs import run_benchmark
+
+    run_benchmark(main, "training")

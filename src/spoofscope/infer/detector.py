@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DetectionResult:
-    """The verdict on one input. ``score``: higher means bona fide."""
+    """The verdict on one input. ``score``: higher means bona fide. Every field's type and
+    meaning: :data:`spoofscope.infer.schema.RESULT` (the tests hold the two to the same
+    fields, in this order)."""
 
     path: str | None
     score: float | None = None

@@ -19,7 +19,6 @@ Inputs are local paths, folders and globs, or URIs of any filesystem ``pyarrow``
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import logging
@@ -34,28 +33,26 @@ import numpy as np
 from ..audio import AUDIO_EXTS, AudioError, audio_files, load_audio
 from ..errors import ConfigError
 from .detector import DetectionResult, Detector
+from .schema import JSON_IN_PARQUET, PARQUET_ROW
 
 log = logging.getLogger(__name__)
 
 #: CPUs a decoding task asks for (actors get the rest)
 DECODE_CPUS = 0.25
 #: result fields kept as JSON text in the Parquet shards (lists of objects)
-JSON_FIELDS = ("windows", "timeline", "segments")
+JSON_FIELDS = JSON_IN_PARQUET
 
 
 def _schema():
+    """The shards' columns: :data:`~spoofscope.infer.schema.PARQUET_ROW`'s fields."""
     import pyarrow as pa
 
-    kinds = {
-        "float | None": pa.float64(),
-        "str | None": pa.string(),
-        "str": pa.string(),
-        "bool": pa.bool_(),
-        "bool | None": pa.bool_(),
-        "int | None": pa.int64(),
-        "list[dict]": pa.string(),
-    }
-    return pa.schema([(f.name, kinds[str(f.type)]) for f in dataclasses.fields(DetectionResult)])
+    kinds = {float: pa.float64(), str: pa.string(), bool: pa.bool_(), int: pa.int64()}
+    cols = []
+    for f in PARQUET_ROW.fields:
+        kind = next(t for t in getattr(f.type, "__args__", (f.type,)) if t is not type(None))
+        cols.append((f.name, kinds[kind]))
+    return pa.schema(cols)
 
 
 def expand_inputs(inputs: Iterable[str], recursive: bool = True) -> list[str]:

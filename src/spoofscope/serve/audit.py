@@ -20,32 +20,28 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, SpoofscopeError
+from ..infer.schema import AUDIT_DECISION, AUDIT_REJECTION
 
 log = logging.getLogger("spoofscope.serve")
 
-#: one schema for SQLite and PostgreSQL (DOUBLE PRECISION is a REAL column in SQLite)
+
+def _table(name: str, record) -> str:
+    """``CREATE TABLE`` for a record of :mod:`spoofscope.infer.schema` (a field that can be
+    null is nullable; DOUBLE PRECISION is a REAL column in SQLite)."""
+    kinds = {str: "TEXT", float: "DOUBLE PRECISION", int: "INTEGER"}
+    cols = []
+    for f in record.fields:
+        parts = getattr(f.type, "__args__", (f.type,))
+        kind = kinds[next(t for t in parts if t is not type(None))]
+        cols.append(f"    {f.name} {kind}" + ("" if type(None) in parts else " NOT NULL"))
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n" + ",\n".join(cols) + "\n)"
+
+
+#: one schema for SQLite and PostgreSQL, the tables' columns from the audit records
 SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS decisions (
-    time TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    duration_s DOUBLE PRECISION,
-    score DOUBLE PRECISION,
-    label TEXT,
-    p_bonafide DOUBLE PRECISION,
-    confident INTEGER,
-    model TEXT,
-    version TEXT
-)""",
+    _table("decisions", AUDIT_DECISION),
     "CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time)",
-    """CREATE TABLE IF NOT EXISTS rejections (
-    time TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    endpoint TEXT,
-    status INTEGER,
-    reason TEXT,
-    api_key_sha256 TEXT
-)""",
+    _table("rejections", AUDIT_REJECTION),
     "CREATE INDEX IF NOT EXISTS rejections_time ON rejections(time)",
     # live streams: the latest state of each (any replica can answer GET /v1/streams/{id})
     """CREATE TABLE IF NOT EXISTS streams (

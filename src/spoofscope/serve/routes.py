@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from .errors import STATUS_OF_KIND, ServiceError, error_response
+from .schemas import BatchResponse, DetectResponse
 from .uploads import content_length_limit, uploaded_files
 
 STATIC = Path(__file__).parent / "static"
@@ -128,6 +129,7 @@ async def audited(write, *args) -> None:
     openapi_extra=_multipart_schema("file", many=False),
     summary="Score one audio file",
     response_description="the verdict",
+    response_model=DetectResponse,
 )
 async def detect(request: Request):
     t0 = time.perf_counter()
@@ -168,6 +170,7 @@ def _check_durations(request: Request, files) -> bool:
     "/detect/batch",
     openapi_extra=_multipart_schema("files", many=True),
     summary="Score several audio files; a failure in one does not fail the others",
+    response_model=BatchResponse,
 )
 async def detect_batch(request: Request):
     t0 = time.perf_counter()
