@@ -66,6 +66,29 @@ def _corpus_digests(root: Path) -> dict[str, str]:
     return {k: v.hexdigest() for k, v in out.items()}
 
 
+def test_demo_corpus_same_seed_same_files_in_one_process(tmp_path, monkeypatch):
+    """Two builds from one seed in one process write the same files, byte for byte; another
+    seed other sounds. The recorded digests see only a process's first build: state carried
+    from one build to the next (a module-level generator, a cache) passes them. A small corpus
+    (every split, attack and the adaptation sample, a few files each) keeps this quick."""
+    from spoofscope.data import demo
+
+    splits = {"train": (2, 1, ("D01", "D02"), 2), "dev": (1, 1, ("D01", "D02"), 1)}
+    monkeypatch.setattr(demo, "SPLITS", {**splits, "eval": (2, 1, ("D03", "D04"), 2)})
+    monkeypatch.setattr(demo, "ADAPT", (1, 1, "D04", 1))
+
+    def files(seed, name):
+        make_demo_corpus(tmp_path / name, seed=seed, progress=False)
+        root = tmp_path / name
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    first, again, other = files(0, "a"), files(0, "b"), files(1, "c")
+    flac = {k for k in first if k.endswith(".flac")}
+    assert len(flac) == 4 + 3 + 4 + 2 and len(first) == len(flac) + 3 + 2 + 1  # + texts
+    assert first == again
+    assert other.keys() == first.keys() and all(other[k] != first[k] for k in flac)
+
+
 def _tiny_cfg(**kw):
     base = dict(
         model="lfcc-lcnn",
@@ -108,7 +131,14 @@ def test_demo_corpus_layout_and_determinism(demo_root):
     # as recorded (stricter than the second build in this process it replaces, which compared
     # one eval file and the eval protocol, and a whole build quicker)
     assert sum(1 for _ in demo_root.rglob("*.flac")) == 872  # 120 + 72 + 600 trials, 80 adapt
-    assert _corpus_digests(demo_root) == DEMO_SEED0
+    got = _corpus_digests(demo_root)
+    changed = sorted(k for k in got.keys() | DEMO_SEED0.keys() if got.get(k) != DEMO_SEED0.get(k))
+    assert got == DEMO_SEED0, (
+        f"the demo corpus from seed 0 is not the one recorded in DEMO_SEED0 ({', '.join(changed)}"
+        "): the README's demo figures come from it. If the change is meant (or NumPy/SciPy moved"
+        " a sample), build it twice (`spoofscope demo-data --quiet /tmp/a`, then /tmp/b), check"
+        " that `_corpus_digests` of the two agree, record them in DEMO_SEED0 and rerun the demo"
+    )
     # bona fide utterances vary (pitch/formants): they are not copies of each other
     bona = [t for t in train if t.label == 1][:3]
     a = [sf.read(demo_root / "LA/ASVspoof2019_LA_train/flac" / f"{t.utt_id}.flac")[0] for t in bona]
