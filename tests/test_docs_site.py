@@ -174,6 +174,15 @@ def test_readme_is_a_front_page_whose_links_resolve():
         assert (REPO / link).exists(), link
 
 
+def test_readme_anchors_into_the_site_exist(site):
+    """A README link ``docs/page.md#anchor`` names a heading the built page has (mkdocs checks
+    the pages' own anchors, not the README's)."""
+    text = (REPO / "README.md").read_text()
+    for page, anchor in re.findall(r"\]\(docs/([^)#]+)\.md#([^)]+)\)", text):
+        built = (site / page).with_suffix(".html").read_text(encoding="utf-8")
+        assert f'id="{anchor}"' in built, (page, anchor)
+
+
 def _doc_commands() -> list[tuple[str, str]]:
     """``(file, command line)`` of every ``spoofscope ...`` line in a bash block of the README
     and the docs (continuations joined; pipes and ``&&`` split; comments dropped)."""
