@@ -109,6 +109,17 @@ def test_result_of_a_real_file_has_the_schema_fields(ckpt, wav):
     assert missing["error_kind"] == "missing" and list(missing) == RESULT.names()
 
 
+def test_a_calibrated_result_has_the_schema_types(ckpt, wav):
+    """With a calibration ``confident`` is true or false: a bool, not 1 or 0."""
+    from spoofscope.infer import Calibration
+
+    rng = np.random.default_rng(0)
+    cal = Calibration.fit(rng.normal(2, 1, 2000), rng.normal(-2, 1, 2000))
+    d = Detector.from_checkpoint(ckpt, calibration=cal)(str(wav)).to_dict()
+    assert d["calibrated"] and d["confident"] is not None, d["confidence_note"]
+    _check_result(d)
+
+
 def test_detect_json_line_has_the_schema_fields(ckpt, wav):
     out = subprocess.run(
         [sys.executable, "-m", "spoofscope", "detect", str(wav), "--model", str(ckpt), "--json"],
