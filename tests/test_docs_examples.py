@@ -34,6 +34,8 @@ FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 #: the runnable examples the pages hold at least (test_the_pages_have_runnable_examples):
 #: a page losing its markers would otherwise pass by running nothing
 MIN_EXAMPLES = 9
+#: the runnable examples whose output the pages show (test_every_output_block_checks_something)
+MIN_OUTPUTS = 2
 
 
 class MarkupError(Exception):
@@ -214,6 +216,15 @@ def test_the_pages_have_runnable_examples():
         f"{n} runnable examples in README.md and docs/ (at least {MIN_EXAMPLES} expected): "
         "was a <!-- run --> marker lost?"
     )
+
+
+def test_every_output_block_checks_something():
+    """An output block of ``...`` lines only would match whatever its command prints; the
+    pages keep their MIN_OUTPUTS checked outputs."""
+    shown = [ex for ex in EXAMPLES if ex.output is not None]
+    assert len(shown) >= MIN_OUTPUTS, [ex.id for ex in shown]
+    for ex in shown:
+        assert any(line.replace("...", "").strip() for line in ex.output.splitlines()), ex.id
 
 
 # the collector itself, on a page written here

@@ -3,6 +3,7 @@ real file, ``detect --json``, the CLI's and the service's stream events, a Parqu
 audit tables) and of the service's OpenAPI models are exactly the schema's, in its order."""
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -54,14 +55,33 @@ def wav(tmp_path_factory):
     return p
 
 
+def _check_types(d: dict, record, where=None):
+    """Each value of ``d`` has its field's type: a float where the schema says ``float`` (not
+    an int, which JSON would write as ``0``), a bool not ``0``/``1``, null only where allowed."""
+    for f in record.fields:
+        if f.name not in d:
+            continue
+        allowed = getattr(f.type, "__args__", None) or (f.type,)
+        v = d[f.name]
+        assert any(v is None if a is type(None) else type(v) is a for a in allowed), (
+            record.name,
+            f.name,
+            v,
+            f.type,
+        )
+
+
 def _check_result(d: dict, where=None):
-    """``d`` (a result as JSON) has the schema's fields, and its lists the items' records'."""
+    """``d`` (a result as JSON) has the schema's fields and types, and its lists the items'
+    records'."""
     assert list(d) == RESULT.names(where)
+    _check_types(d, RESULT, where)
     for f in RESULT.fields:
         if f.items is not None:
             assert d[f.name], f"{f.name} is empty: nothing to compare"
             for item in d[f.name]:
                 assert list(item) == f.items.names(where), f.name
+                _check_types(item, f.items, where)
 
 
 def test_records_are_well_formed():
@@ -87,6 +107,17 @@ def test_result_of_a_real_file_has_the_schema_fields(ckpt, wav):
     _check_result(res.to_dict())
     missing = det(str(wav) + ".missing").to_dict()
     assert missing["error_kind"] == "missing" and list(missing) == RESULT.names()
+
+
+def test_a_calibrated_result_has_the_schema_types(ckpt, wav):
+    """With a calibration ``confident`` is true or false: a bool, not 1 or 0."""
+    from spoofscope.infer import Calibration
+
+    rng = np.random.default_rng(0)
+    cal = Calibration.fit(rng.normal(2, 1, 2000), rng.normal(-2, 1, 2000))
+    d = Detector.from_checkpoint(ckpt, calibration=cal)(str(wav)).to_dict()
+    assert d["calibrated"] and d["confident"] is not None, d["confidence_note"]
+    _check_result(d)
 
 
 def test_detect_json_line_has_the_schema_fields(ckpt, wav):
@@ -117,6 +148,7 @@ def test_cli_stream_events_have_the_schema_fields(ckpt, wav):
     assert kinds == {"window", "segment", "summary"}
     for e in events:
         assert list(e) == EVENTS[e["type"]].names(), e["type"]
+        _check_types(e, EVENTS[e["type"]])
     _check_result({k: v for k, v in events[-1].items() if k != "type"})
 
 
@@ -132,6 +164,12 @@ def test_parquet_shard_columns_are_the_schema_fields(ckpt, wav, tmp_path):
     (shard,) = tmp_path.glob("part-*.parquet")
     table = pq.read_table(shard)
     assert table.column_names == PARQUET_ROW.names() and table.num_rows == 2
+    # each column's type is its field's (a float32 column would round every score)
+    arrow = {float: "double", int: "int64", bool: "bool", str: "string"}
+    for f in PARQUET_ROW.fields:
+        kind = next(a for a in getattr(f.type, "__args__", (f.type,)) if a is not type(None))
+        assert str(table.schema.field(f.name).type) == arrow[kind], f.name
+    _check_types(table.to_pylist()[0], PARQUET_ROW)
     rows = read_results(tmp_path)
     _check_result(rows[0])
     assert rows[1]["error_kind"] == "missing"
@@ -194,6 +232,7 @@ def test_service_stream_events_audit_rows_and_openapi_have_the_schema_fields(ckp
     assert {e["type"] for e in events} == set(EVENTS), [e["type"] for e in events]
     for e in events:
         assert list(e) == EVENTS[e["type"]].names("service"), e["type"]
+        _check_types(e, EVENTS[e["type"]], "service")
     summary = events[-1]
     assert summary["type"] == "summary" and summary["ended_by"] == "bad_message"
     _check_result({k: v for k, v in summary.items() if k not in ("type", "stream_id", "ended_by")})
@@ -205,7 +244,10 @@ def test_service_stream_events_audit_rows_and_openapi_have_the_schema_fields(ckp
     for table, record in (("decisions", AUDIT_DECISION), ("rejections", AUDIT_REJECTION)):
         cur = con.execute(f"SELECT * FROM {table}")
         assert [c[0] for c in cur.description] == record.names()
-        assert cur.fetchall(), f"no {table} row written"
+        rows = cur.fetchall()
+        assert rows, f"no {table} row written"
+        for row in rows:  # a column of another type (TEXT for a score) reads back as that
+            _check_types(dict(zip(record.names(), row, strict=True)), record)
     con.close()
 
     comp = spec["components"]["schemas"]
@@ -223,6 +265,38 @@ def test_service_stream_events_audit_rows_and_openapi_have_the_schema_fields(ckp
     assert list(comp[ref]["properties"]) == BATCH.names()
 
 
+def test_openapi_types_are_the_schema_types(ckpt):
+    """The service's OpenAPI models give each field its schema type, nullable only where the
+    schema allows null, and every field required (no stand-in default)."""
+    pytest.importorskip("fastapi")
+    from spoofscope.serve import ServiceSettings, create_app
+
+    spec = create_app(Detector.from_checkpoint(ckpt), ServiceSettings()).openapi()
+    comp = spec["components"]["schemas"]
+    words = {float: "number", int: "integer", str: "string", bool: "boolean", list: "array"}
+
+    def check(name, record):
+        model = comp[name]
+        assert sorted(model.get("required", [])) == sorted(record.names("service")), name
+        for f in record.fields:
+            if f.name not in model["properties"]:
+                continue
+            prop = model["properties"][f.name]
+            got = {p.get("type") for p in prop.get("anyOf", [prop])}
+            want = {
+                "null" if a is type(None) else words[a]
+                for a in getattr(f.type, "__args__", None) or (f.type,)
+            }
+            assert got == want, (name, f.name, got, want)
+            if f.items is not None:
+                check(prop["items"]["$ref"].rsplit("/", 1)[1], f.items)
+
+    ok = spec["paths"]["/v1/detect"]["post"]["responses"]["200"]["content"]["application/json"]
+    check(ok["schema"]["$ref"].rsplit("/", 1)[1], RESULT)
+    batch = spec["paths"]["/v1/detect/batch"]["post"]["responses"]["200"]["content"]
+    check(batch["application/json"]["schema"]["$ref"].rsplit("/", 1)[1], BATCH)
+
+
 def test_field_reference_page_lists_every_field_of_every_record():
     """docs/gen/gen_fields.py renders a table per record with a row per field."""
     import runpy
@@ -234,5 +308,11 @@ def test_field_reference_page_lists_every_field_of_every_record():
         head = f"### {r.name[0].upper() + r.name[1:]}\n"
         assert page.count(head) == 1, r.name
         section = page.split(head, 1)[1].split("\n### ", 1)[0]
-        rows = [ln.split("|")[1].strip(" `") for ln in section.splitlines() if ln.startswith("| `")]
-        assert rows == [f.name for f in r.fields], r.name
+        rows = [ln.split("|") for ln in section.splitlines() if ln.startswith("| `")]
+        assert [row[1].strip(" `") for row in rows] == [f.name for f in r.fields], r.name
+        # the type column says the schema's type (a list of objects links to its record)
+        for row, f in zip(rows, r.fields, strict=True):
+            kind = row[2].strip()
+            if f.items is not None:
+                kind = re.sub(r"\[([^]]+)\]\(#[^)]+\)", r"\1", kind)
+            assert kind == type_name(f), (r.name, f.name, kind)

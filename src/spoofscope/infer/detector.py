@@ -588,7 +588,9 @@ class Detector:
                 steps = anchor(steps, float(np.median(sc)), float(1 / (1 + np.exp(-typ))))
         res.segments = build_segments(steps, mask, p_thr, self.band, frame_s=frame_s)
         res.timeline = [{k: t[k] for k in ("start_s", "end_s", "score")} for t in steps]
-        spoofed = sum(g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof")
+        spoofed = sum(
+            (g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof"), 0.0
+        )
         res.spoofed_s = round(spoofed, 3)
 
     def _p(self, score, diff, thr):
@@ -703,7 +705,9 @@ class DetectorStream:
         if res.segments:  # the segments sent stay; the rest of the stream's follow them
             rest = self._after_sent(res.segments)
             res.segments = self._sent + rest
-            spoof = sum(g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof")
+            spoof = sum(
+                (g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof"), 0.0
+            )
             res.spoofed_s = round(spoof, 3)
             self._sent = list(res.segments)
         else:
