@@ -832,3 +832,28 @@ def test_without_groups_the_selector_keeps_a_published_layer_that_separates(seed
     assert sel.choose(data, np.arange(60)).name == "none"
     separable = _synthetic(shift=1.5, seed=seed, groups=0)
     assert sel.choose(separable, np.arange(60)).name == "probe"
+
+
+def test_adapt_errors_name_the_real_cause_and_a_fix_that_works(start_ckpt, tmp_path, capsys):
+    # one group: --folds 1 is no fix (the parser refuses it), so it must not be offered
+    rows = "".join(f"b{i}.wav,bonafide,g\ns{i}.wav,spoof,g\n" for i in range(6))
+    one = tmp_path / "one_group.csv"
+    one.write_text("path,label,group\n" + rows)
+    out = str(tmp_path / "o")
+    assert main(["adapt", "--model", str(start_ckpt), "--data", str(one), "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 group cannot fill 5 folds" in err[0]
+    assert "--folds 1" not in err[0] and "at least 2 groups" in err[0]
+    # files that were read but hold no speech are not called unreadable
+    hiss = tmp_path / "hiss.csv"
+    lines = ["path,label"]
+    for i in range(6):
+        p = tmp_path / f"h{i}.wav"
+        sf.write(p, np.random.default_rng(i).standard_normal(32000) * 1e-3, 16000)
+        lines.append(f"{p},{'bonafide' if i % 2 else 'spoof'}")
+    hiss.write_text("\n".join(lines) + "\n")
+    args = ["adapt", "--model", str(start_ckpt), "--data", str(hiss), "--out", out, "--quiet"]
+    assert main([*args, "--folds", "3", "--vad", "energy"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "0 bona fide and 0 spoof files left to judge (6 no speech" in last
+    assert "readable" not in last and "lower --folds" in last

@@ -152,9 +152,15 @@ def _check_folds(labels, groups: list[str], k: int, what) -> None:
         )
     names = set(groups) - {"-"}
     if names and len(names) < k:
+        fix = (
+            f"use --folds {len(names)} or more groups"
+            if len(names) >= 2
+            else "give at least 2 groups, or leave out the group column for folds stratified "
+            "by class"
+        )
         raise ConfigError(
-            f"{what}: {len(names)} groups cannot fill {k} folds: use --folds {len(names)}"
-            + ("" if len(names) >= 2 else " or more groups")
+            f"{what}: {len(names)} group{'s' if len(names) != 1 else ''} cannot fill {k} "
+            f"folds: {fix}"
         )
 
 
@@ -355,9 +361,16 @@ def check_labelled(labelled: Labelled, data, n_folds: int) -> None:
         )
     n_bona, n_spoof = labelled.n_bona, labelled.n_spoof
     if min(n_bona, n_spoof) < n_folds:
+        out = [
+            f"{len(v)} {what}"
+            for v, what in ((labelled.skipped, "unreadable"), (labelled.no_speech, "no speech"))
+            if v
+        ]
         raise InputError(
-            f"{data}: {n_bona} bona fide and {n_spoof} spoof files readable; {n_folds}-fold "
-            f"cross-validation needs at least {n_folds} of each"
+            f"{data}: {n_bona} bona fide and {n_spoof} spoof files left to judge"
+            + (f" ({', '.join(out)}; listed above)" if out else "")
+            + f"; {n_folds}-fold cross-validation needs at least {n_folds} of each: add files or "
+            "lower --folds"
         )
     if min(n_bona, n_spoof) < FEW_PER_CLASS:
         labelled.warnings.append(
