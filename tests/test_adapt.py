@@ -857,3 +857,33 @@ def test_adapt_errors_name_the_real_cause_and_a_fix_that_works(start_ckpt, tmp_p
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "0 bona fide and 0 spoof files left to judge (6 no speech" in last
     assert "readable" not in last and "lower --folds" in last
+
+
+def test_the_report_names_the_rule_as_applied_with_its_margin(labelled, start_ckpt, tmp_path):
+    """report.md, report.json and the CLI say how the final layer was chosen: without groups
+    the 10-fold inner rule with its one-standard-error margin, recomputed here from the inner
+    EERs it reports; a fixed procedure says no choice was made."""
+    from spoofscope.train.adapt import adapt
+
+    r = adapt(start_ckpt, labelled, tmp_path / "o", _recipe(epochs=2), folds=3, progress=False)
+    inner = r["final"]["inner"]["eer_percent"]
+    best = "probe"
+    n = min(r["n_bonafide"], r["n_spoof"])
+    p = inner[best] / 100
+    margin = 100 * np.sqrt(p * (1 - p) / n)
+    why = r["final"]["why"]
+    assert why.startswith("10-fold inner cross-validation; the probe unless the published ")
+    assert f"1 standard error ({margin:.1f} points here)" in why
+    assert f"published layer {inner['none']:.1f} %, probe {inner['probe']:.1f} %" in why
+    assert r["final"]["procedure"] == ("none" if inner["none"] < inner[best] - margin else best)
+    assert f"Chosen by: {why}." in (tmp_path / "o" / "report.md").read_text()
+    fixed = adapt(
+        start_ckpt,
+        labelled,
+        tmp_path / "p",
+        _recipe(epochs=2),
+        folds=3,
+        procedure="recipe",
+        progress=False,
+    )
+    assert fixed["final"]["why"] == "--procedure recipe: no choice made"

@@ -109,10 +109,12 @@ class Labelled:
 @dataclass
 class Choice:
     """What the inner cross-validation chose for some files (``none``, ``probe``, ...), with
-    what it measured (``inner``: per candidate, e.g. its pooled EER)."""
+    what it measured (``inner``: per candidate, e.g. its pooled EER) and ``why``: the rule as
+    it was applied, in words, with its numbers."""
 
     name: str
     inner: dict
+    why: str = ""
 
 
 @dataclass
@@ -447,7 +449,10 @@ def min_eer_rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
     """The candidate with the lowest pooled inner EER, the published layer included (ties go
     to the published layer, then to the first learner)."""
     e = {n: eer(o, y) for n, o in oof.items()}
-    return Choice(min(e, key=lambda n: (e[n], n != "none")), {"eer_percent": e})
+    why = "the lower pooled inner EER, ties to the published layer: " + ", ".join(
+        f"{'published layer' if n == 'none' else n} {v:.1f} %" for n, v in e.items()
+    )
+    return Choice(min(e, key=lambda n: (e[n], n != "none")), {"eer_percent": e}, why)
 
 
 def keep_if_better_rule(margin_se: float = 1.0):
@@ -462,7 +467,12 @@ def keep_if_better_rule(margin_se: float = 1.0):
         p, n = e[best] / 100, min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE))
         margin = margin_se * 100 * float(np.sqrt(p * (1 - p) / n))
         keep = e["none"] < e[best] - margin
-        return Choice("none" if keep else best, {"eer_percent": e, "margin": margin})
+        why = (
+            f"the {best} unless the published layer's inner EER is lower by more than "
+            f"{margin_se:g} standard error ({margin:.1f} points here): published layer "
+            f"{e['none']:.1f} %, {best} {e[best]:.1f} %"
+        )
+        return Choice("none" if keep else best, {"eer_percent": e, "margin": margin}, why)
 
     rule.__name__ = f"keep_if_better_rule({margin_se:g})"
     return rule
@@ -543,11 +553,23 @@ class Selector:
     def choose(self, data: AdaptData, files: np.ndarray, seed: int = 0) -> Choice:
         """Sees the labels and embeddings of ``files`` and nothing else."""
         if self.procedure != "auto":
-            return Choice(self.procedure, {})
+            return Choice(self.procedure, {}, f"--procedure {self.procedure}: no choice made")
         got = self.inner_scores(data, files, seed)
         if got is None:
-            return Choice("none", {})
-        return (self.rule or default_rule(data.grouped))(*got)
+            return Choice(
+                "none",
+                {},
+                "no inner cross-validation possible (fewer than 3 files of a class, a single "
+                "group, or an inner fold with one class): the published layer kept",
+            )
+        c = (self.rule or default_rule(data.grouped))(*got)
+        n_groups = len({data.groups[i] for i in files}) if data.grouped else 0
+        how = (
+            f"{min(self.k, n_groups)}-fold inner cross-validation by group"
+            if n_groups >= 2
+            else f"{self.k}-fold inner cross-validation"
+        )
+        return Choice(c.name, c.inner, f"{how}; {c.why}" if c.why else how)
 
 
 def nested_cv(
@@ -715,6 +737,7 @@ def _report(
             "probe_c": fitted.info.get("probe_c"),
             "recipe_best_epoch": fitted.info.get("recipe_best_epoch"),
             "how": how,
+            "why": choice.why,
         },
         "windows": {"samples": win, "hop_s": hop_s, "aggregate": "mean"},
         "warnings": labelled.warnings,
@@ -896,6 +919,8 @@ def _markdown(r: dict) -> str:
             f"{pct(f['eer_after_percent'])} |"
         )
     lines += ["", f"The final model (model.ckpt): {r['final']['how']}."]
+    if r["final"].get("why"):
+        lines += ["", f"Chosen by: {r['final']['why']}."]
     x = r.get("expected_unseen")
     if x:
         lo, hi = x["interval_95_percent"]
