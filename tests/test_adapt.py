@@ -857,6 +857,12 @@ def test_adapt_errors_name_the_real_cause_and_a_fix_that_works(start_ckpt, tmp_p
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "0 bona fide and 0 spoof files left to judge (6 no speech" in last
     assert "readable" not in last and "lower --folds" in last
+    # a file listed twice is named, with the fix
+    twice = tmp_path / "twice.csv"
+    twice.write_text("\n".join([*lines, lines[1]]) + "\n")
+    assert main(["adapt", "--model", str(start_ckpt), "--data", str(twice), "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'h0.wav'}' appears twice; list each file once" in err[0]
 
 
 def test_the_report_names_the_rule_as_applied_with_its_margin(labelled, start_ckpt, tmp_path):
