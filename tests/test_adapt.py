@@ -863,6 +863,16 @@ def test_adapt_errors_name_the_real_cause_and_a_fix_that_works(start_ckpt, tmp_p
     assert main(["adapt", "--model", str(start_ckpt), "--data", str(twice), "--out", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{tmp_path / 'h0.wav'}' appears twice; list each file once" in err[0]
+    # the same recording under two names (a copy, here with the other label) is refused: one
+    # copy could train a fold that judges the other
+    import shutil
+
+    shutil.copy(tmp_path / "h1.wav", tmp_path / "copy.wav")
+    copied = tmp_path / "copied.csv"
+    copied.write_text("\n".join([*lines, f"{tmp_path / 'copy.wav'},spoof"]) + "\n")
+    assert main([*args[:4], str(copied), *args[5:], "--folds", "3", "--vad", "energy"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{tmp_path / 'copy.wav'} and {tmp_path / 'h1.wav'}: the same recording" in last
 
 
 def test_the_report_names_the_rule_as_applied_with_its_margin(labelled, start_ckpt, tmp_path):

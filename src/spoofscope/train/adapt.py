@@ -234,7 +234,8 @@ def embed(
     embedded and scored (the starting model's score: the mean of their bona fide logits), and
     ``cfg.windows_per_file`` random crops through the recipe's augmentation are embedded for
     training; the crops and their augmentation follow from ``cfg.seed`` and the file's bytes.
-    Unreadable files and files ``detect`` would not judge are listed and left out. Each
+    Unreadable files and files ``detect`` would not judge are listed and left out; two files
+    with the same bytes are refused. Each
     file's result is kept under ``cache`` (an interrupted run resumes)."""
     from tqdm.auto import tqdm
 
@@ -250,7 +251,7 @@ def embed(
     cache.mkdir(parents=True, exist_ok=True)
     silence_db, need = WindowPolicy().silence_db, Decision().min_speech_s
 
-    clips, skipped, no_speech = [], [], []
+    clips, skipped, no_speech, first = [], [], [], {}
     emb_eval, idx_eval, emb_aug, idx_aug, before = [], [], [], [], []
     bar = tqdm(trials, desc="embedding", disable=not progress, leave=False)
     for t in bar:
@@ -259,6 +260,12 @@ def embed(
         except OSError as e:
             skipped.append({"path": str(t.path), "why": f"cannot be read ({e.strerror or e})"})
             continue
+        if key in first:  # a copy could train on one side of a fold and be judged on the other
+            raise InputError(
+                f"{t.path} and {first[key]}: the same recording (identical bytes); list each "
+                "recording once"
+            )
+        first[key] = t.path
         f = cache / (key[:20] + ".npz")
         if f.is_file():
             z = np.load(f)
