@@ -863,6 +863,10 @@ def test_adapt_errors_name_the_real_cause_and_a_fix_that_works(start_ckpt, tmp_p
     assert main(["adapt", "--model", str(start_ckpt), "--data", str(twice), "--out", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{tmp_path / 'h0.wav'}' appears twice; list each file once" in err[0]
+    # an audio file given as the list is named as such, not as a CSV to re-save
+    assert main([*args[:4], str(tmp_path / "h0.wav"), *args[5:]]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "h0.wav: an audio file; --data takes a path,label[,group] CSV" in last
     # the same recording under two names (a copy, here with the other label) is refused: one
     # copy could train a fold that judges the other
     import shutil

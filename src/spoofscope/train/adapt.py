@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import load_audio, random_crop
+from ..audio import AUDIO_EXTS, load_audio, random_crop
 from ..data.protocols import BONAFIDE
 from ..errors import ConfigError, InputError
 from .candidates import AdaptData, Candidate, Keep, Probe, Recipe, eer, folds
@@ -136,6 +136,11 @@ def read_labelled(spec) -> list:
     p = Path(spec)
     if p.is_dir():
         return list(FolderDataset(p, None).trials)
+    if p.suffix.lower() in AUDIO_EXTS:
+        raise InputError(
+            f"{spec}: an audio file; --data takes a path,label[,group] CSV listing your files "
+            "or a folder with bonafide/ and spoof/"
+        )
     if p.suffix.lower() == ".csv" or p.is_file():
         return parse_csv(p)
     raise InputError(
