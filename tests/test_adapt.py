@@ -907,3 +907,22 @@ def test_the_report_names_the_rule_as_applied_with_its_margin(labelled, start_ck
         progress=False,
     )
     assert fixed["final"]["why"] == "--procedure recipe: no choice made"
+
+
+def test_groups_that_leave_a_fold_no_file_of_a_class_are_refused(start_ckpt, tmp_path, capsys):
+    """Spoof rows without a group all fall in one group ("-"): the fold holding it out would
+    train on bona fide files only; a one-line error says so, not a calibration error."""
+    lines = ["path,label,group"]
+    for i in range(6):
+        for label, k in (("bonafide", 1), ("spoof", 2)):
+            p = tmp_path / f"{label}{i}.wav"
+            rng = np.random.default_rng(10 * i + k)
+            sf.write(p, 0.1 * rng.standard_normal(32000), 16000)
+            lines.append(f"{p},{label}," + (f"g{i % 3}" if label == "bonafide" else ""))
+    lst = tmp_path / "blank_groups.csv"
+    lst.write_text("\n".join(lines) + "\n")
+    args = ["adapt", "--model", str(start_ckpt), "--data", str(lst), "--quiet", "--vad", "energy"]
+    assert main([*args, "--out", str(tmp_path / "o"), "--folds", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "".join(err) and "calibration" not in err[-1]
+    assert "every spoof file is in the groups fold" in err[-1] and "(no group)" in err[-1]

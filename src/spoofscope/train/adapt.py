@@ -702,7 +702,19 @@ def folds_of(data: AdaptData, k: int, seed: int, stratified: bool = False) -> np
     """The outer folds: by group when the data have groups (unless ``stratified``), else
     stratified by class; they follow from ``seed`` and the files' bytes."""
     groups = ["-"] * len(data.labels) if stratified else data.groups
-    return folds(data.labels, groups, k, seed, data.keys)
+    fold_of = folds(data.labels, groups, k, seed, data.keys)
+    for j in range(k):  # whole groups per fold can leave a fold nothing of a class to learn
+        rest = data.labels[fold_of != j]
+        for c, what in ((BONAFIDE, "bona fide"), (1 - BONAFIDE, "spoof")):
+            if not np.any(rest == c):
+                held = sorted({g for g, f in zip(groups, fold_of, strict=True) if f == j})
+                held = ", ".join("(no group)" if g == "-" else g for g in held)
+                raise InputError(
+                    f"every {what} file is in the groups fold {j + 1} holds out ({held}), so "
+                    f"its training files have no {what} file: spread the {what} files over more "
+                    "groups (and give every row a group), or use fewer --folds"
+                )
+    return fold_of
 
 
 def _report(
