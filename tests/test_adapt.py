@@ -832,3 +832,97 @@ def test_without_groups_the_selector_keeps_a_published_layer_that_separates(seed
     assert sel.choose(data, np.arange(60)).name == "none"
     separable = _synthetic(shift=1.5, seed=seed, groups=0)
     assert sel.choose(separable, np.arange(60)).name == "probe"
+
+
+def test_adapt_errors_name_the_real_cause_and_a_fix_that_works(start_ckpt, tmp_path, capsys):
+    # one group: --folds 1 is no fix (the parser refuses it), so it must not be offered
+    rows = "".join(f"b{i}.wav,bonafide,g\ns{i}.wav,spoof,g\n" for i in range(6))
+    one = tmp_path / "one_group.csv"
+    one.write_text("path,label,group\n" + rows)
+    out = str(tmp_path / "o")
+    assert main(["adapt", "--model", str(start_ckpt), "--data", str(one), "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 group cannot fill 5 folds" in err[0]
+    assert "--folds 1" not in err[0] and "at least 2 groups" in err[0]
+    # files that were read but hold no speech are not called unreadable
+    hiss = tmp_path / "hiss.csv"
+    lines = ["path,label"]
+    for i in range(6):
+        p = tmp_path / f"h{i}.wav"
+        sf.write(p, np.random.default_rng(i).standard_normal(32000) * 1e-3, 16000)
+        lines.append(f"{p},{'bonafide' if i % 2 else 'spoof'}")
+    hiss.write_text("\n".join(lines) + "\n")
+    args = ["adapt", "--model", str(start_ckpt), "--data", str(hiss), "--out", out, "--quiet"]
+    assert main([*args, "--folds", "3", "--vad", "energy"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "0 bona fide and 0 spoof files left to judge (6 no speech" in last
+    assert "readable" not in last and "lower --folds" in last
+    # a file listed twice is named, with the fix
+    twice = tmp_path / "twice.csv"
+    twice.write_text("\n".join([*lines, lines[1]]) + "\n")
+    assert main(["adapt", "--model", str(start_ckpt), "--data", str(twice), "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'h0.wav'}' appears twice; list each file once" in err[0]
+    # an audio file given as the list is named as such, not as a CSV to re-save
+    assert main([*args[:4], str(tmp_path / "h0.wav"), *args[5:]]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "h0.wav: an audio file; --data takes a path,label[,group] CSV" in last
+    # the same recording under two names (a copy, here with the other label) is refused: one
+    # copy could train a fold that judges the other
+    import shutil
+
+    shutil.copy(tmp_path / "h1.wav", tmp_path / "copy.wav")
+    copied = tmp_path / "copied.csv"
+    copied.write_text("\n".join([*lines, f"{tmp_path / 'copy.wav'},spoof"]) + "\n")
+    assert main([*args[:4], str(copied), *args[5:], "--folds", "3", "--vad", "energy"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{tmp_path / 'copy.wav'} and {tmp_path / 'h1.wav'}: the same recording" in last
+
+
+def test_the_report_names_the_rule_as_applied_with_its_margin(labelled, start_ckpt, tmp_path):
+    """report.md, report.json and the CLI say how the final layer was chosen: without groups
+    the 10-fold inner rule with its one-standard-error margin, recomputed here from the inner
+    EERs it reports; a fixed procedure says no choice was made."""
+    from spoofscope.train.adapt import adapt
+
+    r = adapt(start_ckpt, labelled, tmp_path / "o", _recipe(epochs=2), folds=3, progress=False)
+    inner = r["final"]["inner"]["eer_percent"]
+    best = "probe"
+    n = min(r["n_bonafide"], r["n_spoof"])
+    p = inner[best] / 100
+    margin = 100 * np.sqrt(p * (1 - p) / n)
+    why = r["final"]["why"]
+    assert why.startswith("10-fold inner cross-validation; the probe unless the published ")
+    assert f"1 standard error ({margin:.1f} points here)" in why
+    assert f"published layer {inner['none']:.1f} %, probe {inner['probe']:.1f} %" in why
+    assert r["final"]["procedure"] == ("none" if inner["none"] < inner[best] - margin else best)
+    assert f"Chosen by: {why}." in (tmp_path / "o" / "report.md").read_text()
+    fixed = adapt(
+        start_ckpt,
+        labelled,
+        tmp_path / "p",
+        _recipe(epochs=2),
+        folds=3,
+        procedure="recipe",
+        progress=False,
+    )
+    assert fixed["final"]["why"] == "--procedure recipe: no choice made"
+
+
+def test_groups_that_leave_a_fold_no_file_of_a_class_are_refused(start_ckpt, tmp_path, capsys):
+    """Spoof rows without a group all fall in one group ("-"): the fold holding it out would
+    train on bona fide files only; a one-line error says so, not a calibration error."""
+    lines = ["path,label,group"]
+    for i in range(6):
+        for label, k in (("bonafide", 1), ("spoof", 2)):
+            p = tmp_path / f"{label}{i}.wav"
+            rng = np.random.default_rng(10 * i + k)
+            sf.write(p, 0.1 * rng.standard_normal(32000), 16000)
+            lines.append(f"{p},{label}," + (f"g{i % 3}" if label == "bonafide" else ""))
+    lst = tmp_path / "blank_groups.csv"
+    lst.write_text("\n".join(lines) + "\n")
+    args = ["adapt", "--model", str(start_ckpt), "--data", str(lst), "--quiet", "--vad", "energy"]
+    assert main([*args, "--out", str(tmp_path / "o"), "--folds", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "".join(err) and "calibration" not in err[-1]
+    assert "every spoof file is in the groups fold" in err[-1] and "(no group)" in err[-1]

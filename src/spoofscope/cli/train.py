@@ -62,7 +62,7 @@ def _cmd_adapt(a) -> int:
             else ""
         )
     )
-    print(f"  final model: {r['final']['how']}")
+    print(f"  final model: {r['final']['how']} (chosen by: {r['final']['why']})")
     x = r["expected_unseen"]
     print(
         f"  expected EER on recordings like these: {x['eer_percent']:.1f} % (95 % interval "

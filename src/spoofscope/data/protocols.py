@@ -82,7 +82,9 @@ def _check_unique(path, trials: list[Trial]) -> list[Trial]:
     seen: dict[str, int] = {}
     for i, t in enumerate(trials):
         if t.utt_id in seen:
-            raise ProtocolError(path, None, None, f"utterance id {t.utt_id!r} appears twice")
+            raise ProtocolError(
+                path, None, None, f"utterance id {t.utt_id!r} appears twice; list each file once"
+            )
         seen[t.utt_id] = i
     return trials
 

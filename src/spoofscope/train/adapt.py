@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import load_audio, random_crop
+from ..audio import AUDIO_EXTS, load_audio, random_crop
 from ..data.protocols import BONAFIDE
 from ..errors import ConfigError, InputError
 from .candidates import AdaptData, Candidate, Keep, Probe, Recipe, eer, folds
@@ -109,10 +109,12 @@ class Labelled:
 @dataclass
 class Choice:
     """What the inner cross-validation chose for some files (``none``, ``probe``, ...), with
-    what it measured (``inner``: per candidate, e.g. its pooled EER)."""
+    what it measured (``inner``: per candidate, e.g. its pooled EER) and ``why``: the rule as
+    it was applied, in words, with its numbers."""
 
     name: str
     inner: dict
+    why: str = ""
 
 
 @dataclass
@@ -134,6 +136,11 @@ def read_labelled(spec) -> list:
     p = Path(spec)
     if p.is_dir():
         return list(FolderDataset(p, None).trials)
+    if p.suffix.lower() in AUDIO_EXTS:
+        raise InputError(
+            f"{spec}: an audio file; --data takes a path,label[,group] CSV listing your files "
+            "or a folder with bonafide/ and spoof/"
+        )
     if p.suffix.lower() == ".csv" or p.is_file():
         return parse_csv(p)
     raise InputError(
@@ -152,9 +159,15 @@ def _check_folds(labels, groups: list[str], k: int, what) -> None:
         )
     names = set(groups) - {"-"}
     if names and len(names) < k:
+        fix = (
+            f"use --folds {len(names)} or more groups"
+            if len(names) >= 2
+            else "give at least 2 groups, or leave out the group column for folds stratified "
+            "by class"
+        )
         raise ConfigError(
-            f"{what}: {len(names)} groups cannot fill {k} folds: use --folds {len(names)}"
-            + ("" if len(names) >= 2 else " or more groups")
+            f"{what}: {len(names)} group{'s' if len(names) != 1 else ''} cannot fill {k} "
+            f"folds: {fix}"
         )
 
 
@@ -226,7 +239,8 @@ def embed(
     embedded and scored (the starting model's score: the mean of their bona fide logits), and
     ``cfg.windows_per_file`` random crops through the recipe's augmentation are embedded for
     training; the crops and their augmentation follow from ``cfg.seed`` and the file's bytes.
-    Unreadable files and files ``detect`` would not judge are listed and left out. Each
+    Unreadable files and files ``detect`` would not judge are listed and left out; two files
+    with the same bytes are refused. Each
     file's result is kept under ``cache`` (an interrupted run resumes)."""
     from tqdm.auto import tqdm
 
@@ -242,7 +256,7 @@ def embed(
     cache.mkdir(parents=True, exist_ok=True)
     silence_db, need = WindowPolicy().silence_db, Decision().min_speech_s
 
-    clips, skipped, no_speech = [], [], []
+    clips, skipped, no_speech, first = [], [], [], {}
     emb_eval, idx_eval, emb_aug, idx_aug, before = [], [], [], [], []
     bar = tqdm(trials, desc="embedding", disable=not progress, leave=False)
     for t in bar:
@@ -251,6 +265,12 @@ def embed(
         except OSError as e:
             skipped.append({"path": str(t.path), "why": f"cannot be read ({e.strerror or e})"})
             continue
+        if key in first:  # a copy could train on one side of a fold and be judged on the other
+            raise InputError(
+                f"{t.path} and {first[key]}: the same recording (identical bytes); list each "
+                "recording once"
+            )
+        first[key] = t.path
         f = cache / (key[:20] + ".npz")
         if f.is_file():
             z = np.load(f)
@@ -355,9 +375,16 @@ def check_labelled(labelled: Labelled, data, n_folds: int) -> None:
         )
     n_bona, n_spoof = labelled.n_bona, labelled.n_spoof
     if min(n_bona, n_spoof) < n_folds:
+        out = [
+            f"{len(v)} {what}"
+            for v, what in ((labelled.skipped, "unreadable"), (labelled.no_speech, "no speech"))
+            if v
+        ]
         raise InputError(
-            f"{data}: {n_bona} bona fide and {n_spoof} spoof files readable; {n_folds}-fold "
-            f"cross-validation needs at least {n_folds} of each"
+            f"{data}: {n_bona} bona fide and {n_spoof} spoof files left to judge"
+            + (f" ({', '.join(out)}; listed above)" if out else "")
+            + f"; {n_folds}-fold cross-validation needs at least {n_folds} of each: add files or "
+            "lower --folds"
         )
     if min(n_bona, n_spoof) < FEW_PER_CLASS:
         labelled.warnings.append(
@@ -434,7 +461,10 @@ def min_eer_rule(oof: dict[str, np.ndarray], y: np.ndarray) -> Choice:
     """The candidate with the lowest pooled inner EER, the published layer included (ties go
     to the published layer, then to the first learner)."""
     e = {n: eer(o, y) for n, o in oof.items()}
-    return Choice(min(e, key=lambda n: (e[n], n != "none")), {"eer_percent": e})
+    why = "the lower pooled inner EER, ties to the published layer: " + ", ".join(
+        f"{'published layer' if n == 'none' else n} {v:.1f} %" for n, v in e.items()
+    )
+    return Choice(min(e, key=lambda n: (e[n], n != "none")), {"eer_percent": e}, why)
 
 
 def keep_if_better_rule(margin_se: float = 1.0):
@@ -449,7 +479,12 @@ def keep_if_better_rule(margin_se: float = 1.0):
         p, n = e[best] / 100, min(np.sum(y == BONAFIDE), np.sum(y != BONAFIDE))
         margin = margin_se * 100 * float(np.sqrt(p * (1 - p) / n))
         keep = e["none"] < e[best] - margin
-        return Choice("none" if keep else best, {"eer_percent": e, "margin": margin})
+        why = (
+            f"the {best} unless the published layer's inner EER is lower by more than "
+            f"{margin_se:g} standard error ({margin:.1f} points here): published layer "
+            f"{e['none']:.1f} %, {best} {e[best]:.1f} %"
+        )
+        return Choice("none" if keep else best, {"eer_percent": e, "margin": margin}, why)
 
     rule.__name__ = f"keep_if_better_rule({margin_se:g})"
     return rule
@@ -530,11 +565,23 @@ class Selector:
     def choose(self, data: AdaptData, files: np.ndarray, seed: int = 0) -> Choice:
         """Sees the labels and embeddings of ``files`` and nothing else."""
         if self.procedure != "auto":
-            return Choice(self.procedure, {})
+            return Choice(self.procedure, {}, f"--procedure {self.procedure}: no choice made")
         got = self.inner_scores(data, files, seed)
         if got is None:
-            return Choice("none", {})
-        return (self.rule or default_rule(data.grouped))(*got)
+            return Choice(
+                "none",
+                {},
+                "no inner cross-validation possible (fewer than 3 files of a class, a single "
+                "group, or an inner fold with one class): the published layer kept",
+            )
+        c = (self.rule or default_rule(data.grouped))(*got)
+        n_groups = len({data.groups[i] for i in files}) if data.grouped else 0
+        how = (
+            f"{min(self.k, n_groups)}-fold inner cross-validation by group"
+            if n_groups >= 2
+            else f"{self.k}-fold inner cross-validation"
+        )
+        return Choice(c.name, c.inner, f"{how}; {c.why}" if c.why else how)
 
 
 def nested_cv(
@@ -655,7 +702,19 @@ def folds_of(data: AdaptData, k: int, seed: int, stratified: bool = False) -> np
     """The outer folds: by group when the data have groups (unless ``stratified``), else
     stratified by class; they follow from ``seed`` and the files' bytes."""
     groups = ["-"] * len(data.labels) if stratified else data.groups
-    return folds(data.labels, groups, k, seed, data.keys)
+    fold_of = folds(data.labels, groups, k, seed, data.keys)
+    for j in range(k):  # whole groups per fold can leave a fold nothing of a class to learn
+        rest = data.labels[fold_of != j]
+        for c, what in ((BONAFIDE, "bona fide"), (1 - BONAFIDE, "spoof")):
+            if not np.any(rest == c):
+                held = sorted({g for g, f in zip(groups, fold_of, strict=True) if f == j})
+                held = ", ".join("(no group)" if g == "-" else g for g in held)
+                raise InputError(
+                    f"every {what} file is in the groups fold {j + 1} holds out ({held}), so "
+                    f"its training files have no {what} file: spread the {what} files over more "
+                    "groups (and give every row a group), or use fewer --folds"
+                )
+    return fold_of
 
 
 def _report(
@@ -702,6 +761,7 @@ def _report(
             "probe_c": fitted.info.get("probe_c"),
             "recipe_best_epoch": fitted.info.get("recipe_best_epoch"),
             "how": how,
+            "why": choice.why,
         },
         "windows": {"samples": win, "hop_s": hop_s, "aggregate": "mean"},
         "warnings": labelled.warnings,
@@ -883,6 +943,8 @@ def _markdown(r: dict) -> str:
             f"{pct(f['eer_after_percent'])} |"
         )
     lines += ["", f"The final model (model.ckpt): {r['final']['how']}."]
+    if r["final"].get("why"):
+        lines += ["", f"Chosen by: {r['final']['why']}."]
     x = r.get("expected_unseen")
     if x:
         lo, hi = x["interval_95_percent"]

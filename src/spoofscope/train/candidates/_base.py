@@ -94,7 +94,8 @@ def folds(labels: np.ndarray, groups: list[str], k: int, seed: int, keys=None) -
         names = sorted(set(groups))
         if len(names) < k:
             raise ConfigError(
-                f"{len(names)} groups cannot fill {k} folds: use --folds {len(names)}"
+                f"{len(names)} group{'s' if len(names) != 1 else ''} cannot fill {k} folds: "
+                + (f"use --folds {len(names)}" if len(names) >= 2 else "give at least 2 groups")
             )
         rng.shuffle(names)
         sizes = {g: groups.count(g) for g in names}

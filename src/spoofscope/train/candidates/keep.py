@@ -21,7 +21,4 @@ class Keep:
         return data.before[np.asarray(files)]
 
     def describe(self, fitted: Fitted) -> str:
-        return (
-            "none: the published final layer kept (no new layer beat it in the inner "
-            "cross-validation on all files); only the calibration is new"
-        )
+        return "none: the published final layer kept; only the calibration is new"
