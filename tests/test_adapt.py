@@ -1016,3 +1016,41 @@ def test_the_rules_standard_error_counts_the_smaller_class():
         got = rule({"none": keep, "probe": probe}, y)
         assert got.inner["margin"] == pytest.approx(100 * np.sqrt(0.2 * 0.8 / 10))
         assert got.name == "probe"
+
+
+def test_with_one_source_the_selector_keeps_the_published_layer():
+    """All files from one source (one group): nothing to judge new sources on, so the
+    published layer is kept even where the probe separates these files; with
+    ``one_group="stratified"`` the stratified inner folds take the probe."""
+    from spoofscope.train.adapt import Selector
+    from spoofscope.train.candidates import Keep, Probe
+
+    data = _synthetic(shift=1.5, seed=0, groups=1)
+    assert data.grouped and set(data.groups) == {"g0"}
+    cands = {"none": Keep(), "probe": Probe(1)}
+    assert Selector(cands, "auto", 1).choose(data, np.arange(60)).name == "none"
+    strat = Selector(cands, "auto", 1, one_group="stratified")
+    assert strat.choose(data, np.arange(60)).name == "probe"
+
+
+def test_the_recipes_early_stopping_holds_out_whole_sources():
+    """With five groups or more, the recipe's early stopping is judged on files of sources
+    it does not train on (its held-out fifth is whole groups)."""
+    from spoofscope.train.candidates import Recipe
+
+    data = _sources(2, published=1.0, common=1.0, own=1.0, n_groups=8)
+    rec = Recipe(_recipe(epochs=3), data.head, data.bona)
+    got = {}
+    fit = rec.trainer.fit
+
+    def spy(x, y, epochs, x_val=None, y_val=None, seed=0):
+        got["train"], got["val"] = x, x_val
+        return fit(x, y, epochs, x_val, y_val, seed=seed)
+
+    rec.trainer.fit = spy
+    rec.fit(data, np.arange(len(data.labels)))
+    row = {data.files[i].tobytes(): i for i in range(len(data.labels))}  # one window per file
+    g = np.array(data.groups)
+    val = {g[row[v.tobytes()]] for v in got["val"]}
+    train = {g[row[v.tobytes()]] for v in got["train"]}
+    assert val and train and not (val & train), (val, train)
