@@ -953,7 +953,7 @@ def test_the_final_model_is_chosen_and_fitted_on_all_files_and_calibrated_after(
     fitted on the nested out-of-fold scores of the choice (``score_after_cv``), and the
     expected EER is theirs."""
     from spoofscope.infer.calibration import Calibration
-    from spoofscope.train.adapt import Selector, adapt, se_margin_rule
+    from spoofscope.train.adapt import Selector, adapt, expected_eer, se_margin_rule
     from spoofscope.train.candidates import Keep
 
     calls = []
@@ -994,6 +994,9 @@ def test_the_final_model_is_chosen_and_fitted_on_all_files_and_calibrated_after(
     x = r["expected_unseen"]
     assert x["eer_percent"] == pytest.approx(r["eer_after_percent"])
     assert x["eer_percent"] == pytest.approx(compute_eer(after[y], after[~y])[0] * 100, abs=1e-6)
+    # the interval is the sources' bootstrap of these scores (the recipe's seed, 1)
+    ref = expected_eer(after, y.astype(int), [row["group"] for row in rows], seed=1)
+    np.testing.assert_allclose(x["interval_95_percent"], ref["interval_95_percent"], atol=1e-6)
 
 
 def test_the_rules_standard_error_counts_the_smaller_class():
@@ -1054,3 +1057,24 @@ def test_the_recipes_early_stopping_holds_out_whole_sources():
     val = {g[row[v.tobytes()]] for v in got["val"]}
     train = {g[row[v.tobytes()]] for v in got["train"]}
     assert val and train and not (val & train), (val, train)
+
+
+def test_the_reports_expected_eer_is_that_of_the_choice():
+    """report.json's expected unseen EER and its interval are those of the out-of-fold
+    scores of the choice (``after``), not of a learner's."""
+    from types import SimpleNamespace as NS
+
+    from spoofscope.train.adapt import _report, expected_eer
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    groups = [f"g{i % 6}" for i in range(60)]
+    oof = {n: rng.standard_normal(60) + k * y for k, n in enumerate(("probe", "recipe", "after"))}
+    emb = NS(labels=y, before=rng.standard_normal(60), groups=groups, grouped=True)
+    lab = NS(n_bona=30, n_spoof=30, skipped=[], no_speech=[], warnings=[])
+    r = _report("m", None, "d", lab, emb, NS(oof=oof, rows=[]), None, NS(name="x", inner={}),
+                NS(info={}), "how", NS(report={}), 3, "auto", 16000, 2.0, _recipe())  # fmt: skip
+    ref = expected_eer(oof["after"], y, groups, seed=1)
+    assert r["expected_unseen"] == ref and ref != expected_eer(oof["probe"], y, groups, seed=1)
+    a = oof["after"]
+    assert r["eer_after_percent"] == pytest.approx(compute_eer(a[y == 1], a[y == 0])[0] * 100)
