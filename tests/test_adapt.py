@@ -926,3 +926,249 @@ def test_groups_that_leave_a_fold_no_file_of_a_class_are_refused(start_ckpt, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "".join(err) and "calibration" not in err[-1]
     assert "every spoof file is in the groups fold" in err[-1] and "(no group)" in err[-1]
+
+
+def _perturbed_outside(data, files, seed: int = 5):
+    """A copy of ``data`` whose files outside ``files`` have other embeddings, labels and
+    published-layer scores (their windows and crops too)."""
+    import copy
+
+    rng = np.random.default_rng(seed)
+    other = copy.deepcopy(data)
+    out = np.setdiff1d(np.arange(len(data.labels)), files)
+    other.files[out] = rng.standard_normal(other.files[out].shape) * 3
+    other.labels[out] = 1 - other.labels[out]
+    other.before[out] = rng.standard_normal(len(out)) * 3
+    for arr, owner in ((other.windows, other.window_file), (other.crops, other.crop_file)):
+        sel = np.isin(owner, out)
+        arr[sel] = rng.standard_normal(arr[sel].shape) * 3
+    return other
+
+
+def test_a_fit_or_a_choice_depends_on_nothing_outside_its_files():
+    """What each candidate fits, and what the selector chooses and measures, from some files
+    is the same when every other file's embeddings, labels and scores are changed: nothing
+    outside the training folds (e.g. the fold being scored) reaches a fit through the data."""
+    from spoofscope.train.adapt import Selector, default_rule
+    from spoofscope.train.candidates import Anchored, Fusion, Keep, Probe, Recipe
+
+    data = _sources(0, published=1.0, common=1.5, own=1.0)
+    files = np.flatnonzero(np.array([int(g[1:]) for g in data.groups]) < 6)
+    other = _perturbed_outside(data, files)
+    cands = [Probe(1), Fusion(1), Anchored(1), Recipe(_recipe(epochs=5), data.head, data.bona)]
+    for c in cands:
+        a, b = c.fit(data, files, seed=2), c.fit(other, files, seed=2)
+        assert a.info == b.info, c.name
+        for k, v in a.layer.state_dict().items():
+            assert torch.equal(v, b.layer.state_dict()[k]), (c.name, k)
+    sel = Selector({"none": Keep(), "probe": Probe(1)}, "auto", 1, default_rule())
+    got, ref = sel.inner_scores(data, files, 2), sel.inner_scores(other, files, 2)
+    np.testing.assert_array_equal(got[1], ref[1])
+    for n in got[0]:
+        np.testing.assert_array_equal(got[0][n], ref[0][n])
+    assert sel.choose(data, files, 2) == sel.choose(other, files, 2)
+
+
+@pytest.mark.parametrize("groups", [8, 0])
+def test_the_selectors_inner_folds_keep_sources_apart(groups):
+    """With groups, each inner fit of the selector is on whole sources (every group of the
+    files given is either all in it or all out of it), at most as many folds as groups; without
+    groups every fit mixes files of both classes from the files given."""
+    from spoofscope.train.adapt import Selector, default_rule
+    from spoofscope.train.candidates import Keep, Probe
+
+    seen = []
+
+    class Spy(Probe):
+        def fit(self, data, files, seed=0):
+            seen.append(np.asarray(files))
+            return super().fit(data, files, seed)
+
+    data = _sources(1, published=1.0, common=1.0, own=2.0, n_groups=8)
+    if not groups:
+        data.groups = ["-"] * len(data.labels)
+    files = np.arange(0, len(data.labels) - 30)  # 7 of the 8 sources
+    sel = Selector({"none": Keep(), "probe": Spy(1)}, "auto", 1, default_rule(), inner_folds=10)
+    sel.inner_scores(data, files)
+    g = np.array(data.groups)
+    assert len(seen) == (7 if groups else 10)
+    for s in seen:
+        assert set(s) < set(files.tolist())
+        if groups:
+            for name in set(g[files]):
+                inside = np.isin(np.flatnonzero(g == name), s)
+                assert inside.all() or not inside.any(), name
+        else:
+            assert len(set(data.labels[s].tolist())) == 2
+
+
+def test_expected_eer_interval_reflects_differences_between_sources():
+    """Sources on which the scores do well and sources on which they do badly: resampling
+    whole sources gives a much wider interval than resampling files (which hides how much
+    the EER changes from one set of sources to another)."""
+    from spoofscope.train.adapt import expected_eer
+
+    rng = np.random.default_rng(1)
+    n_groups, per = 8, 30
+    y = np.tile(np.arange(per) % 2, n_groups)
+    g = np.repeat(np.arange(n_groups), per)
+    quality = np.where(g % 2 == 0, 3.0, -0.5)  # separates well on half the sources
+    s = quality * (y - 0.5) + rng.standard_normal(len(y))
+    by_source = expected_eer(s, y, [f"g{i}" for i in g], seed=0)
+    by_file = expected_eer(s, y, ["-"] * len(y), seed=0)
+    assert by_source["eer_percent"] == by_file["eer_percent"]
+    w_source = np.diff(by_source["interval_95_percent"])[0]
+    w_file = np.diff(by_file["interval_95_percent"])[0]
+    assert by_source["resampled"] == "sources" and w_source > 2 * w_file, (w_source, w_file)
+
+
+@pytest.mark.parametrize("n,grouped", [(30, True), (90, True), (150, False), (1000, False)])
+def test_report_md_quotes_the_split_table_row_for_the_users_size(n, grouped):
+    """The official AASIST: report.md shows the repeated-split table's row (new sources when
+    the data have groups, else the same sources) for the size nearest the user's."""
+    from spoofscope.train.adapt import SPLIT_TABLE, _split_table_lines
+
+    t = json.loads(SPLIT_TABLE.read_text())["sources" if grouped else "files"]
+    sizes = sorted(int(s) for s in t["sizes"])
+    nearest = sizes[int(np.argmin([abs(s - n) for s in sizes]))]
+    row = t["sizes"][str(nearest)]
+    lines = _split_table_lines("aasist", n, grouped)
+    last = [c.strip() for c in lines[-1].strip("|").split("|")]
+    assert last[0] == str(nearest)
+    assert last[1:] == [f"{row[k][0]:.1f} +- {row[k][1]:.1f}" for k in t["columns"]]
+    assert t["what"] in "\n".join(lines)
+    assert _split_table_lines("lfcc-lcnn", n, grouped) == []
+
+
+def test_the_final_model_is_chosen_and_fitted_on_all_files_and_calibrated_after(
+    labelled, start_ckpt, tmp_path
+):
+    """The final choice and the final fit see every file; the calibration written is the one
+    fitted on the nested out-of-fold scores of the choice (``score_after_cv``), and the
+    expected EER is theirs."""
+    from spoofscope.infer.calibration import Calibration
+    from spoofscope.train.adapt import Selector, adapt, expected_eer, se_margin_rule
+    from spoofscope.train.candidates import Keep
+
+    calls = []
+
+    def spying(learners):
+        for name, c in learners.items():
+            fit = c.fit
+
+            def spy(data, files, seed=0, fit=fit, name=name):
+                calls.append(("fit", name, len(files)))
+                return fit(data, files, seed)
+
+            c.fit = spy
+
+        class Spy(Selector):
+            def choose(self, data, files, seed=0):
+                calls.append(("choose", None, len(files)))
+                return super().choose(data, files, seed)
+
+        # among all three, 3 inner folds: on these files the folds choose differently
+        return Spy({"none": Keep(), **learners}, "auto", 1, se_margin_rule, inner_folds=3)
+
+    out = tmp_path / "out"
+    r = adapt(start_ckpt, labelled / "list.csv", out, _recipe(), folds=3, selector=spying,
+              progress=False)  # fmt: skip
+    chosen = r["final"]["procedure"]
+    last = max(i for i, c in enumerate(calls) if c[0] == "choose")
+    assert calls[last] == ("choose", None, 24)
+    if chosen != "none":
+        assert calls[-1] == ("fit", chosen, 24)
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    y = np.array([row["label"] == "bonafide" for row in rows])
+    after = np.array([float(row["score_after_cv"]) for row in rows])
+    assert len({f["chosen"] for f in r["per_fold"]}) > 1  # after is none of the learners
+    ref = Calibration.fit(after[y], after[~y])
+    cal = Detector.from_checkpoint(out / "model.ckpt").calibration
+    assert cal.a == pytest.approx(ref.a, rel=1e-3) and cal.b == pytest.approx(ref.b, abs=1e-3)
+    x = r["expected_unseen"]
+    assert x["eer_percent"] == pytest.approx(r["eer_after_percent"])
+    assert x["eer_percent"] == pytest.approx(compute_eer(after[y], after[~y])[0] * 100, abs=1e-6)
+    # the interval is the sources' bootstrap of these scores (the recipe's seed, 1)
+    ref = expected_eer(after, y.astype(int), [row["group"] for row in rows], seed=1)
+    np.testing.assert_allclose(x["interval_95_percent"], ref["interval_95_percent"], atol=1e-6)
+
+
+def test_the_rules_standard_error_counts_the_smaller_class():
+    """Unbalanced files (10 bona fide, 40 spoof): one standard error is sqrt(e (1 - e) / n)
+    with n the 10 files of the smaller class, not the larger one; a published layer better
+    by 10 points (within 1 SE at n = 10: 12.6; beyond it at n = 40: 6.3) is not kept."""
+    from spoofscope.train.adapt import default_rule, keep_if_better_rule
+
+    def with_eer(e):  # e of each class beyond every file of the other class: EER e
+        bona, spoof = np.arange(10) + 40.0, np.arange(40.0)
+        nb, ns = round(e * 10), round(e * 40)
+        bona[:nb], spoof[40 - ns :] = -1.0 - np.arange(nb), 100.0 + np.arange(ns)
+        return np.r_[bona, spoof]
+
+    y = np.r_[np.ones(10, int), np.zeros(40, int)]
+    keep, probe = with_eer(0.1), with_eer(0.2)
+    for s, e in ((keep, 0.1), (probe, 0.2)):
+        assert compute_eer(s[y == 1], s[y == 0])[0] == pytest.approx(e)
+    for rule in (default_rule(grouped=False), keep_if_better_rule(1.0)):
+        got = rule({"none": keep, "probe": probe}, y)
+        assert got.inner["margin"] == pytest.approx(100 * np.sqrt(0.2 * 0.8 / 10))
+        assert got.name == "probe"
+
+
+def test_with_one_source_the_selector_keeps_the_published_layer():
+    """All files from one source (one group): nothing to judge new sources on, so the
+    published layer is kept even where the probe separates these files; with
+    ``one_group="stratified"`` the stratified inner folds take the probe."""
+    from spoofscope.train.adapt import Selector
+    from spoofscope.train.candidates import Keep, Probe
+
+    data = _synthetic(shift=1.5, seed=0, groups=1)
+    assert data.grouped and set(data.groups) == {"g0"}
+    cands = {"none": Keep(), "probe": Probe(1)}
+    assert Selector(cands, "auto", 1).choose(data, np.arange(60)).name == "none"
+    strat = Selector(cands, "auto", 1, one_group="stratified")
+    assert strat.choose(data, np.arange(60)).name == "probe"
+
+
+def test_the_recipes_early_stopping_holds_out_whole_sources():
+    """With five groups or more, the recipe's early stopping is judged on files of sources
+    it does not train on (its held-out fifth is whole groups)."""
+    from spoofscope.train.candidates import Recipe
+
+    data = _sources(2, published=1.0, common=1.0, own=1.0, n_groups=8)
+    rec = Recipe(_recipe(epochs=3), data.head, data.bona)
+    got = {}
+    fit = rec.trainer.fit
+
+    def spy(x, y, epochs, x_val=None, y_val=None, seed=0):
+        got["train"], got["val"] = x, x_val
+        return fit(x, y, epochs, x_val, y_val, seed=seed)
+
+    rec.trainer.fit = spy
+    rec.fit(data, np.arange(len(data.labels)))
+    row = {data.files[i].tobytes(): i for i in range(len(data.labels))}  # one window per file
+    g = np.array(data.groups)
+    val = {g[row[v.tobytes()]] for v in got["val"]}
+    train = {g[row[v.tobytes()]] for v in got["train"]}
+    assert val and train and not (val & train), (val, train)
+
+
+def test_the_reports_expected_eer_is_that_of_the_choice():
+    """report.json's expected unseen EER and its interval are those of the out-of-fold
+    scores of the choice (``after``), not of a learner's."""
+    from types import SimpleNamespace as NS
+
+    from spoofscope.train.adapt import _report, expected_eer
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    groups = [f"g{i % 6}" for i in range(60)]
+    oof = {n: rng.standard_normal(60) + k * y for k, n in enumerate(("probe", "recipe", "after"))}
+    emb = NS(labels=y, before=rng.standard_normal(60), groups=groups, grouped=True)
+    lab = NS(n_bona=30, n_spoof=30, skipped=[], no_speech=[], warnings=[])
+    r = _report("m", None, "d", lab, emb, NS(oof=oof, rows=[]), None, NS(name="x", inner={}),
+                NS(info={}), "how", NS(report={}), 3, "auto", 16000, 2.0, _recipe())  # fmt: skip
+    ref = expected_eer(oof["after"], y, groups, seed=1)
+    assert r["expected_unseen"] == ref and ref != expected_eer(oof["probe"], y, groups, seed=1)
+    a = oof["after"]
+    assert r["eer_after_percent"] == pytest.approx(compute_eer(a[y == 1], a[y == 0])[0] * 100)
