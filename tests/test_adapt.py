@@ -1166,7 +1166,8 @@ def test_the_reports_expected_eer_is_that_of_the_choice():
     oof = {n: rng.standard_normal(60) + k * y for k, n in enumerate(("probe", "recipe", "after"))}
     emb = NS(labels=y, before=rng.standard_normal(60), groups=groups, grouped=True)
     lab = NS(n_bona=30, n_spoof=30, skipped=[], no_speech=[], warnings=[])
-    r = _report("m", None, "d", lab, emb, NS(oof=oof, rows=[]), None, NS(name="x", inner={}),
+    choice = NS(name="x", inner={}, why="")
+    r = _report("m", None, "d", lab, emb, NS(oof=oof, rows=[]), None, choice,
                 NS(info={}), "how", NS(report={}), 3, "auto", 16000, 2.0, _recipe())  # fmt: skip
     ref = expected_eer(oof["after"], y, groups, seed=1)
     assert r["expected_unseen"] == ref and ref != expected_eer(oof["probe"], y, groups, seed=1)
