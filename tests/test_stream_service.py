@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 ws_client = pytest.importorskip("websockets.sync.client")
+from _audio_utils import tone_noise_pause  # noqa: E402
 from _models import responsive_lcnn  # noqa: E402
 from _server import LocalServer, ServeProcess, chromium_path, launch_chromium  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -34,13 +35,9 @@ with warnings.catch_warnings():
 
 
 def _signal(seconds=12.0, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(SR * seconds)) / SR
-    x = 0.3 * np.sin(2 * np.pi * 200 * t)
-    noise = slice(int(seconds / 3 * SR), int(seconds * 7 / 12 * SR))  # 4-7 s of 12
-    x[noise] = 0.1 * rng.standard_normal(noise.stop - noise.start)
-    x[int(seconds * 0.625 * SR) : int(seconds * 0.68 * SR)] = 0.0
-    return x.astype(np.float32)
+    # 4-7 s of 12 noise, 7.5-8.16 s a pause (scaled to the length)
+    s = seconds
+    return tone_noise_pause(s, noise=(s / 3, s * 7 / 12), pause=(s * 0.625, s * 0.68), seed=seed)
 
 
 def _pcm(x) -> bytes:
