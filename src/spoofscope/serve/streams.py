@@ -215,19 +215,19 @@ class StreamBatcher:
 
     def __init__(self):
         self.queue: list[tuple[object, np.ndarray, asyncio.Future]] = []
-        self.running = False
+        self.task: asyncio.Task | None = None  # the drain running, if any
 
     async def feed(self, stream, samples: np.ndarray, executor) -> list[dict]:
         """``stream.feed(samples)``, judged together with the other streams' due audio."""
         done = asyncio.get_running_loop().create_future()
         self.queue.append((stream, samples, done))
-        if not self.running:
-            self.running = True
-            asyncio.ensure_future(self._drain(executor))
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._drain(executor))
         return await done
 
     async def _drain(self, executor) -> None:
         loop = asyncio.get_running_loop()
+        work: list = []
         try:
             while self.queue:
                 work, self.queue = self.queue, []
@@ -244,8 +244,11 @@ class StreamBatcher:
                         done.set_exception(r)
                     else:
                         done.set_result(r)
-        finally:
-            self.running = False
+        finally:  # cancelled (the service stopping): no stream waits for ever
+            for _, _, done in work + self.queue:
+                if not done.done():
+                    done.cancel()
+            self.queue, self.task = [], None
 
 
 class StreamHub:
