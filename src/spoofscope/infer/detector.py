@@ -879,21 +879,27 @@ def _score_due(dues: list[_Due]) -> dict[int, Exception]:
         size = det.limits.batch_size
         for c in range(0, len(items), size):
             chunk = [(i, w) for i, w in items[c : c + size] if i not in failed]
-            try:
-                if chunk:
-                    det._score([w for _, w in chunk])
+            if not chunk:
                 continue
+            try:
+                det._score([w for _, w in chunk])
             except Exception as e:  # noqa: BLE001 - the failure is one stream's: retried alone
-                streams = list(dict.fromkeys(i for i, _ in chunk))
-                if len(streams) == 1:
-                    failed[streams[0]] = e
-                    continue
-            for i in streams:
-                try:
-                    det._score([w for j, w in chunk if j == i])
-                except Exception as e:  # noqa: BLE001 - that stream's result
-                    failed[i] = e
+                _score_alone(det, chunk, e, failed)
     return failed
+
+
+def _score_alone(det: Detector, chunk: list, error: Exception, failed: dict) -> None:
+    """A shared call on ``chunk`` ``(stream id, window)`` failed with ``error``: each stream's
+    windows scored on their own, each failure recorded in ``failed`` under its stream's id."""
+    streams = list(dict.fromkeys(i for i, _ in chunk))
+    if len(streams) == 1:
+        failed[streams[0]] = error
+        return
+    for i in streams:
+        try:
+            det._score([w for j, w in chunk if j == i])
+        except Exception as e:  # noqa: BLE001 - that stream's result
+            failed[i] = e
 
 
 def _check_window(samples: int, card) -> None:
