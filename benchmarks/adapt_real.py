@@ -1,32 +1,38 @@
 """`adapt`'s candidates and choice rules over many source-grouped splits of real recordings.
 
-    OMP_NUM_THREADS=1 python benchmarks/adapt_real.py [--realdev DIR] [--weights FILE]
-        [--work DIR] [--reps 30] [--recipe-reps 30] [--sizes 40,90,200,400]
+    OMP_NUM_THREADS=1 python benchmarks/adapt_real.py [--split files] [--realdev DIR]
+        [--weights FILE] [--work DIR] [--reps 30] [--recipe-reps 30] [--sizes 40,90,200,400]
+        [--json FILE] [--write-docs=NAME]
 
 The real recordings are ``../shared/realdev`` (511 genuine and generated clips from 12 public
 TTS, voice-conversion and vocoder demo pages). The official AASIST embeds every file once, as
 ``spoofscope adapt`` does (the windows ``detect`` judges, 3 augmented crops for the recipe),
 plus the official first 4-s window, cached under ``--work`` (default
-``~/.cache/spoofscope-adapt-real``). Then, for each adapt-set size and each repetition,
-sources are drawn at random until they hold that many files, the adapt set is that many
-of their files, and every file of the other sources is unseen (a draw is kept when both
-parts hold at least 5 files of each class). On each split:
+``~/.cache/spoofscope-adapt-real``). Then, for each adapt-set size and each repetition, the
+adapt set is drawn (``--split sources``: sources at random until they hold that many files,
+that many of their files, and every file of the other sources is unseen; ``--split files``:
+that many files of any source, the others unseen, and the adapt set given without its
+sources; a draw is kept when both parts hold at least 5 files of each class). On each split:
 
 * keep: the published layer (the starting model's ``detect`` scores);
 * probe and recipe: ``adapt``'s candidates fitted on the adapt set (probe variants for the
   embedding, the penalty grid and the folds that choose it beside);
 * the anchored probe (``train/candidates/anchored.py``) and the fusion
   (``train/candidates/fusion.py``), fitted on the adapt set;
-* each choice rule, given the inner cross-validation's scores of the adapt set (``adapt``'s
-  :class:`~spoofscope.train.adapt.Selector`), picks keep, fusion, probe or recipe (and the
-  lower inner EER among keep / probe, keep / fusion / probe, keep / fusion and fusion /
-  probe; and ``adapt``'s default rule, :func:`~spoofscope.train.adapt.default_rule`, among
-  keep / probe); the pick, fitted on the whole adapt set, scores the unseen files. The inner
-  scores are saved with ``--json`` (key ``inner``), so other rules can be tried on them.
+* two inner cross-validations on the adapt set (``adapt``'s
+  :class:`~spoofscope.train.adapt.Selector`): 3 folds among keep, the probe and the recipe
+  (the rules before), and ``adapt``'s 10 among keep, the probe, the anchored probe and the
+  fusion. Each rule of :func:`rule_rows` picks on one of them among some candidates (``adapt``'s
+  default rule, :func:`~spoofscope.train.adapt.default_rule`, among keep and the probe, is
+  marked); the pick, fitted on the whole adapt set, scores the unseen files.
 
 The tables give the mean and standard deviation over the splits of the EER on unseen files,
-how often each rule picked what, and the nested estimate (the inner cross-validation's pooled
-EER) beside the probe's unseen EER. ``--json FILE`` also writes the numbers.
+how often each rule picked what, the nested estimate (the inner cross-validations' pooled EER)
+beside the probe's unseen EER, the anchored probe's penalty and the probe variants. ``--json
+FILE`` also writes every split's numbers and inner scores; ``--from-json FILE`` prints the
+tables again from them (the rules apply to the saved inner scores, so a new rule needs no new
+run). ``--write-docs=adapt_real_sources`` / ``adapt_real_files`` write the tables into the docs
+(``docs/adapt.md``); ``--table FILE`` writes the rows ``adapt``'s report quotes.
 """
 
 from __future__ import annotations
@@ -173,13 +179,6 @@ def main():
         help="unseen files from other sources (default), or other files of any source, the "
         "adapt set then given without its sources (as a list without a group column)",
     )
-    ap.add_argument(
-        "--inner-folds",
-        type=int,
-        default=0,
-        help="only keep and the probe, chosen by rules on this many inner folds (no variants, "
-        "no recipe)",
-    )
     ap.add_argument("--json", default=None, help="write every split's numbers here")
     ap.add_argument("--from-json", default=None, help="print the tables of an earlier --json")
     ap.add_argument("--table", default=None, help="write the rows adapt's report quotes here")
@@ -187,7 +186,7 @@ def main():
     import torch
 
     from spoofscope.train import load_config
-    from spoofscope.train.adapt import Selector, loss_rule, min_eer_rule, se_margin_rule
+    from spoofscope.train.adapt import DEFAULT_INNER_FOLDS, Selector
     from spoofscope.train.candidates import Anchored, Fusion, Keep, Probe, Recipe, eer
 
     realdev, work = Path(a.realdev), Path(a.work)
@@ -198,12 +197,16 @@ def main():
     sources = data.groups
     if a.split == "files":  # the user's list names no sources: folds stratified by class
         data = dataclasses.replace(data, groups=["-"] * len(data.labels))
+    if a.from_json:
+        res = {int(n): v for n, v in json.loads(Path(a.from_json).read_text()).items()}
+        report(res, a, data, sources, realdev, None, None)
+        return
     cfg = load_config(Path(HERE.parent / "src/spoofscope/recipes/adapt.yaml"))
     y = data.labels
     sizes = [int(s) for s in a.sizes.split(",")]
     recipe_reps = a.reps if a.recipe_reps is None else a.recipe_reps
 
-    # probe variants (point 3): the file embedding, the penalty grid, the folds choosing it
+    # probe variants: the file embedding, the penalty grid, the folds choosing it
     mean_d = data
     first_d = dataclasses.replace(data, files=first)
     both = np.concatenate([data.files, first], 1)
@@ -213,7 +216,7 @@ def main():
     wide = tuple(10.0 ** np.arange(-4, 2.5, 0.5))
     probe = Probe(cfg.seed)
     variants = {
-        "window mean (adapt's)": (mean_d, probe),
+        ADAPTS_PROBE: (mean_d, probe),
         "official first window": (first_d, probe),
         "mean and first (320-d)": (both_d, probe),
         "window mean, length-normalised": (norm_d, probe),
@@ -222,149 +225,143 @@ def main():
         "window mean, fixed C = 1": (mean_d, Probe(cfg.seed, grid=(1.0,))),
     }
     recipe = Recipe(cfg, data.head, data.bona)
-    rules = {
-        "EER, 1 SE margin (before)": (se_margin_rule, "none"),
-        "EER, no margin": (min_eer_rule, "none"),
-    }
-    for one_group, margins in (("none", (0.0, 1.0, 2.0)), ("stratified", (0.0, 1.0))):
-        rules.update({rule_key(m, one_group): (loss_rule(m), one_group) for m in margins})
     anchored = Anchored(cfg.seed)
     fusion = Fusion(cfg.seed)
-    # the choice among subsets of the candidates (the same inner scores): keep or probe (the
-    # rule before the anchored probe), keep / anchored / probe, keep or anchored
-    subsets = {
-        "keep or probe": ("none", "probe"),
-        "keep / fusion / probe": ("none", "fusion", "probe"),
-        "keep or fusion": ("none", "fusion"),
-        "fusion or probe": ("fusion", "probe"),
-    }
-    if a.from_json:
-        res = {int(n): v for n, v in json.loads(Path(a.from_json).read_text()).items()}
-        sizes = sorted(res)
-        for n in sizes:  # adapt's default rule, from the inner scores the splits saved
-            for row in res[n]:
-                default_pick(row, data.grouped)
-        report(res, sizes, rules, variants, a, data, sources, realdev, None, None)
-        return
     res = {n: {} for n in sizes}
     t0 = time.perf_counter()
-    fit_time = {"probe": 0.0, "anchored": 0.0, "fusion": 0.0, "recipe": 0.0}
+    fit_time = {"probe": 0.0, "anchored": 0.0, "fusion": 0.0, "recipe": 0.0, "inner": 0.0}
+
+    def timed(what, f, *args):
+        t = time.perf_counter()
+        out = f(*args)
+        fit_time[what] += time.perf_counter() - t
+        return out
+
     for n in sizes:
         rows = []
         for r in range(a.reps):
             rng = np.random.default_rng([cfg.seed, n, r])
             S, U = draw(rng, data.groups, y, n, a.split)
-            with_recipe = r < recipe_reps
             row = {"n_sources": len({sources[i] for i in S}), "keep": eer(data.before[U], y[U])}
-            fitted = {"none": None}
             for name, (d, p) in variants.items():
-                if a.inner_folds and name != "window mean (adapt's)":
-                    continue
-                t = time.perf_counter()
-                f = p.fit(d, S, seed=r)
-                fit_time["probe"] += time.perf_counter() - t
+                f = timed("probe", p.fit, d, S, r)
                 row["probe:" + name] = eer(p.score(f, d, U), y[U])
-                if d is mean_d and p is probe:
-                    fitted["probe"] = f
-            row["probe"] = row["probe:window mean (adapt's)"]
-            # the anchored probe is measured unseen only (not chosen among here)
-            cands = {"none": Keep(), "fusion": fusion, "probe": probe}
-            t = time.perf_counter()
-            fitted["anchored"] = anchored.fit(data, S, seed=r)
-            fit_time["anchored"] += time.perf_counter() - t
-            row["anchored"] = eer(anchored.score(fitted["anchored"], data, U), y[U])
-            row["anchor_c"] = fitted["anchored"].info["anchor_c"]
-            t = time.perf_counter()
-            fitted["fusion"] = fusion.fit(data, S, seed=r)
-            fit_time["fusion"] += time.perf_counter() - t
-            row["fusion"] = eer(fusion.score(fitted["fusion"], data, U), y[U])
-            row["fusion_w"] = fitted["fusion"].info["fusion_weights"]
-            if with_recipe and not a.inner_folds:
-                t = time.perf_counter()
-                fitted["recipe"] = recipe.fit(data, S, seed=r)
-                fit_time["recipe"] += time.perf_counter() - t
-                row["recipe"] = eer(recipe.score(fitted["recipe"], data, U), y[U])
-                cands["recipe"] = recipe
-            unseen = {
-                "none": row["keep"],
-                "anchored": row["anchored"],
-                "fusion": row["fusion"],
-                "probe": row["probe"],
-                "recipe": row.get("recipe"),
-            }
-            inner = {}
-            for one_group in ("none", "stratified"):
-                if one_group == "stratified" and not (
-                    data.grouped and len({data.groups[i] for i in S}) < 2
-                ):  # the same folds as without the fallback
-                    inner[one_group] = inner["none"]
-                    continue
-                sel = Selector(
-                    cands, "auto", cfg.seed, one_group=one_group, inner_folds=a.inner_folds or 3
-                )
-                inner[one_group] = sel.inner_scores(data, S, seed=r)
-            got = inner["none"]
-            if got is not None:  # the nested estimate of the probe beside its unseen EER
-                row["probe_inner"] = eer(got[0]["probe"], got[1])
-                # the inner scores themselves, for rules tried on the saved --json
-                row["inner"] = {"y": got[1].tolist(), **{k: v.tolist() for k, v in got[0].items()}}
-            for name, (rule, one_group) in rules.items():
-                got = inner[one_group]
-                pick = "none" if got is None else rule(*got).name
-                row["rule:" + name] = unseen[pick]
-                row["pick:" + name] = pick
-            got = inner["none"]
-            for sub, names in subsets.items():  # adapt's rule on each subset
-                pick = (
-                    "none"
-                    if got is None
-                    else min_eer_rule({n: got[0][n] for n in names}, got[1]).name
-                )
-                row[f"rule:EER, no margin, {sub}"] = unseen[pick]
-                row[f"pick:EER, no margin, {sub}"] = pick
-            default_pick(row, data.grouped)
+            row["probe"] = row["probe:" + ADAPTS_PROBE]
+            f = timed("anchored", anchored.fit, data, S, r)
+            row["anchored"] = eer(anchored.score(f, data, U), y[U])
+            row["anchor_c"] = f.info["anchor_c"]
+            f = timed("fusion", fusion.fit, data, S, r)
+            row["fusion"] = eer(fusion.score(f, data, U), y[U])
+            row["fusion_w"] = f.info["fusion_weights"]
+            # the inner cross-validations the rules choose by: 3 folds among keep, the probe
+            # and the recipe (the rules before), adapt's 10 among keep, the probe, the
+            # anchored probe and the fusion; the scores are kept, the rules apply in report()
+            three = {"none": Keep(), "probe": probe}
+            if r < recipe_reps:
+                f = timed("recipe", recipe.fit, data, S, r)
+                row["recipe"] = eer(recipe.score(f, data, U), y[U])
+                three["recipe"] = recipe
+            ten = {"none": Keep(), "probe": probe, "anchored": anchored, "fusion": fusion}
+            for k, cands in ((3, three), (DEFAULT_INNER_FOLDS, ten)):
+                sel = Selector(cands, "auto", cfg.seed, one_group="none", inner_folds=k)
+                got = timed("inner", sel.inner_scores, data, S, r)
+                row[f"inner{k}"] = None if got is None else {
+                    "y": got[1].tolist(), **{c: v.tolist() for c, v in got[0].items()}
+                }  # fmt: skip
             rows.append(row)
         res[n] = rows
         print(f"size {n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if a.json:
-        Path(a.json).write_text(json.dumps({str(n): res[n] for n in sizes}, indent=1))
-    report(
-        res, sizes, rules, variants, a, data, sources, realdev, time.perf_counter() - t0, fit_time
+        Path(a.json).write_text(json.dumps({str(n): res[n] for n in sizes}))
+    report(res, a, data, sources, realdev, time.perf_counter() - t0, fit_time)
+
+
+ADAPTS_PROBE = "window mean (adapt's)"
+
+
+def rule_rows(grouped: bool) -> dict:
+    """The table's rules: ``{row name: (inner folds, candidates, rule)}``, each applied to
+    that inner cross-validation's scores of the candidates (those it has: the recipe only on
+    the first ``--recipe-reps`` splits). The row of ``adapt``'s default (the same folds,
+    candidates and rule, :func:`~spoofscope.train.adapt.default_rule`) is marked."""
+    from spoofscope.train.adapt import (
+        AUTO_CANDIDATES,
+        DEFAULT_INNER_FOLDS,
+        default_rule,
+        keep_if_better_rule,
+        loss_rule,
+        min_eer_rule,
+        se_margin_rule,
     )
 
+    ten = DEFAULT_INNER_FOLDS
+    kp, kpr = ("none", "probe"), ("none", "probe", "recipe")
+    ties = keep_if_better_rule(0.0)  # the lower inner EER, ties to the probe
+    rows = {
+        "previous rule (3 inner folds, EER, 1 SE margin)": (3, kpr, se_margin_rule),
+        "Cllr, 3 inner folds, no margin": (3, kpr, loss_rule(0.0)),
+        "Cllr, 3 inner folds, 2 SE margin": (3, kpr, loss_rule(2.0)),
+        f"kept or probe: Cllr, {ten} inner folds, no margin": (ten, kp, loss_rule(0.0)),
+        f"kept or probe: Cllr, {ten} inner folds, 1 SE margin": (ten, kp, loss_rule(1.0)),
+        f"kept or probe: EER, {ten} inner folds": (ten, kp, min_eer_rule),
+        f"kept or probe: EER, ties to the probe, {ten} inner folds": (ten, kp, ties),
+    }
+    rows.update(
+        {
+            f"probe unless kept is better by > {m:g} SE, {ten} inner folds": (
+                ten,
+                kp,
+                keep_if_better_rule(m),
+            )
+            for m in (0.5, 1.0, 2.0)
+        }
+    )
+    for what, cands in (
+        ("kept, anchored or probe", ("none", "anchored", "probe")),
+        ("kept or anchored", ("none", "anchored")),
+        ("kept or fusion", ("none", "fusion")),
+        ("kept, fusion or probe", ("none", "fusion", "probe")),
+    ):
+        rows[f"{what}: EER, {ten} inner folds"] = (ten, cands, min_eer_rule)
+    default = default_rule(grouped).__name__
+    return {
+        ("**adapt's choice**: " if (k, set(c), r.__name__) == (ten, set(AUTO_CANDIDATES), default)
+         else "") + name: (k, c, r)
+        for name, (k, c, r) in rows.items()
+    }  # fmt: skip
 
-DEFAULT = "adapt's default rule"
+
+def pick(row: dict, k: int, cands: tuple, rule) -> str:
+    """The candidate ``rule`` picks on the split's inner scores (``none`` where the adapt set
+    could not fill the inner folds)."""
+    inner = row.get(f"inner{k}")
+    if inner is None:
+        return "none"
+    return rule({c: np.array(inner[c]) for c in cands if c in inner}, np.array(inner["y"])).name
 
 
-def default_pick(row: dict, grouped: bool) -> None:
-    """Adds to ``row`` the pick of ``adapt``'s default rule among its candidates, made on the
-    inner scores the split saved, and that pick's unseen EER."""
-    from spoofscope.train.adapt import AUTO_CANDIDATES, default_rule
-
-    inn, pick = row.get("inner"), "none"
-    if inn is not None:
-        oof = {n: np.array(inn[n]) for n in AUTO_CANDIDATES}
-        pick = default_rule(grouped)(oof, np.array(inn["y"])).name
-    row["pick:" + DEFAULT] = pick
-    row["rule:" + DEFAULT] = row["keep" if pick == "none" else pick]
-
-
-def rule_key(margin: float, one_group: str) -> str:
-    """The table's name of a Cllr rule."""
-    m = "no margin" if margin == 0 else f"{margin:g} SE margin"
-    return f"Cllr, {m}" + ("; one source: stratified" if one_group == "stratified" else "")
-
-
-def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_time):
+def report(res, a, data, sources, realdev, spent, fit_time):
     """Prints the tables (and writes ``--table``: the rows ``adapt``'s report quotes)."""
     import torch
     from _machine import cpu_name
 
-    from spoofscope.train import adapt as A
+    from spoofscope.train.adapt import DEFAULT_INNER_FOLDS
+    from spoofscope.train.candidates import eer
 
     y = data.labels
+    sizes = sorted(res)
     recipe_reps = max(sum(r.get("recipe") is not None for r in res[n]) for n in sizes)
     reps = max(len(res[n]) for n in sizes)
+    rules = rule_rows(data.grouped)
+    for n in sizes:  # each rule's pick and its unseen EER
+        for row in res[n]:
+            for name, (k, cands, rule) in rules.items():
+                p = row["pick:" + name] = pick(row, k, cands, rule)
+                row["rule:" + name] = row["keep" if p == "none" else p]
+            for k in (3, DEFAULT_INNER_FOLDS):
+                inner = row.get(f"inner{k}")
+                if inner is not None:
+                    row[f"probe_inner{k}"] = eer(np.array(inner["probe"]), np.array(inner["y"]))
 
     def stat(n, key):
         v = np.array([r[key] for r in res[n] if r.get(key) is not None], float)
@@ -381,45 +378,55 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
             ""
             if spent is None
             else f"; study {spent:.0f} s (probe fits {fit_time['probe']:.0f} s, anchored "
-            f"probe fits {fit_time.get('anchored', 0):.0f} s, fusion fits "
-            f"{fit_time.get('fusion', 0):.0f} s, recipe fits "
-            f"{fit_time['recipe']:.0f} s)"
+            f"probe fits {fit_time['anchored']:.0f} s, fusion fits {fit_time['fusion']:.0f} s, "
+            f"recipe fits {fit_time['recipe']:.0f} s, inner cross-validations "
+            f"{fit_time['inner']:.0f} s)"
         )
         + "\n"
     )
     head = "| | " + " | ".join(f"{n} files" for n in sizes) + " |"
     line = "|---|" + "---|" * len(sizes)
-    print("Unseen EER (%), mean +- standard deviation over the splits:\n")
-    print(head.replace("| |", "| model / rule |", 1))
-    print(line)
-    subs = sorted({k.removeprefix("rule:") for n in sizes for r in res[n] for k in r
-                   if k.startswith("rule:EER, no margin, ")})  # fmt: skip
-    rules = {**rules, **{k: None for k in subs}, DEFAULT: None}
-    keys = ["keep", "anchored", "fusion", "probe", "recipe"] + ["rule:" + k for k in rules]
+    unseen = "other sources" if a.split == "sources" else "other files of the same sources"
+    print(
+        "Unseen EER (%), mean +- standard deviation over the splits, and its mean over the sizes:\n"
+    )
+    print(head.replace("| |", f"| unseen: {unseen} |", 1) + " mean |")
+    print(line + "---|")
+    names = {"keep": "published layer kept", "anchored": "anchored probe"}
+    keys = ["keep", "probe", "recipe", "anchored", "fusion"] + ["rule:" + k for k in rules]
     for k in keys:
         cells = []
         for n in sizes:
             m, s, cnt = stat(n, k)
             cells.append(f"{m:.1f} +- {s:.1f}" + (f" ({cnt})" if cnt != reps else ""))
-        print(f"| {k.removeprefix('rule:')} | " + " | ".join(cells) + " |")
-    print("\nPicks (keep / anchored / fusion / probe / recipe) of each rule:\n")
+        mean = np.mean([stat(n, k)[0] for n in sizes])
+        name = names.get(k, k.removeprefix("rule:"))
+        print(f"| {name} | " + " | ".join(cells) + f" | {mean:.2f} |")
+    print("\nPicks (kept / anchored / fusion / probe / recipe) of each rule:\n")
     print(head.replace("| |", "| rule |", 1))
     print(line)
     for k in rules:
         cells = []
         for n in sizes:
-            p = [r.get("pick:" + k) for r in res[n]]
+            p = [r["pick:" + k] for r in res[n]]
             cells.append(
                 " / ".join(
                     str(p.count(c)) for c in ("none", "anchored", "fusion", "probe", "recipe")
                 )
             )
         print(f"| {k} | " + " | ".join(cells) + " |")
-    print("\nThe probe's nested estimate (inner 3-fold cross-validation on the adapt set, pooled")
-    print("EER) beside its EER on the unseen sources (%), and the sources in the adapt set:\n")
-    print(head.replace("| |", "| |", 1))
+    print("\nThe probe's nested estimate (its pooled EER in the inner cross-validation on the")
+    print("adapt set) beside its EER on the unseen files (%), and the sources in the adapt set:\n")
+    print(head)
     print(line)
-    for k, label in (("probe_inner", "nested estimate"), ("probe", "unseen")):
+    for k, label in (
+        ("probe_inner3", "nested estimate, 3 inner folds"),
+        (
+            f"probe_inner{DEFAULT_INNER_FOLDS}",
+            f"nested estimate, {DEFAULT_INNER_FOLDS} inner folds",
+        ),
+        ("probe", "unseen"),
+    ):
         print(
             f"| {label} | "
             + " | ".join("{:.1f} +- {:.1f} ({})".format(*stat(n, k)) for n in sizes)
@@ -431,13 +438,13 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
         + " |"
     )
     print("\nThe anchored probe's C (0: the published layer recalibrated), splits per value:\n")
-    print(head.replace("| |", "| |", 1))
+    print(head)
     print(line)
-    cs = sorted({r["anchor_c"] for n in sizes for r in res[n] if "anchor_c" in r})
+    cs = sorted({r["anchor_c"] for n in sizes for r in res[n]})
     print(
         "| C | "
         + " | ".join(
-            ", ".join(f"{c:g}: {sum(r.get('anchor_c') == c for r in res[n])}" for c in cs)
+            ", ".join(f"{c:g}: {sum(r['anchor_c'] == c for r in res[n])}" for c in cs)
             for n in sizes
         )
         + " |"
@@ -445,33 +452,30 @@ def report(res, sizes, rules, variants, a, data, sources, realdev, spent, fit_ti
     print("\nProbe variants, unseen EER (%):\n")
     print(head.replace("| |", "| file embedding / penalty |", 1))
     print(line)
+    variants = [k for k in res[sizes[0]][0] if k.startswith("probe:")]
     for k in variants:
         print(
-            f"| {k} | "
-            + " | ".join("{:.1f} +- {:.1f}".format(*stat(n, "probe:" + k)[:2]) for n in sizes)
+            f"| {k.removeprefix('probe:')} | "
+            + " | ".join("{:.1f} +- {:.1f}".format(*stat(n, k)[:2]) for n in sizes)
             + " |"
         )
     if a.table:
-        if a.inner_folds != A.DEFAULT_INNER_FOLDS:
-            sys.exit(f"--table needs --inner-folds {A.DEFAULT_INNER_FOLDS} (adapt's choice)")
-        default = DEFAULT
+        choice = next(k for k in rules if k.startswith("**adapt's choice**"))
+        # the keys adapt's report reads: the column's name and the row it comes from
         cols = {
-            "keep": "published layer kept",
-            "probe": "probe",
-            "rule:" + default: "adapt's choice",
+            "keep": ("published layer kept", "keep"),
+            "probe": ("probe", "probe"),
+            "rule:adapt's default rule": ("adapt's choice", "rule:" + choice),
         }
         table = json.loads(Path(a.table).read_text()) if Path(a.table).is_file() else {}
         table[a.split] = {
             "what": "the official AASIST adapted on real recordings (benchmarks/adapt_real.py, "
-            + (
-                "unseen: other sources"
-                if a.split == "sources"
-                else "unseen: other files of the same sources"
-            )
-            + ")",
+            f"unseen: {unseen})",
             "splits": reps,
-            "columns": cols,
-            "sizes": {str(n): {k: list(stat(n, k)[:2]) for k in cols} for n in sizes},
+            "columns": {k: name for k, (name, _) in cols.items()},
+            "sizes": {
+                str(n): {k: list(stat(n, row)[:2]) for k, (_, row) in cols.items()} for n in sizes
+            },
         }
         Path(a.table).write_text(json.dumps(table, indent=1) + "\n")
 
