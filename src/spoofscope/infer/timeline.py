@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import numpy as np
 
-#: a bona fide or spoof run shorter than this takes a neighbour's label (rule 2); measured
-#: against 1 s and 2 s on real partial fakes (benchmarks/localisation_real.py): 0.5 s finds
-#: more spliced stretches at the same false-alarm rate, and the stretches it calls spoof are
-#: still long enough to hear
-MIN_SEGMENT_S = 0.5
+#: a bona fide or spoof run shorter than this takes a neighbour's label (rule 2); 0.5 s finds
+#: more spliced stretches (benchmarks/localisation_real.py) but lets a stream's segment events
+#: wait for the end far more often (docs/localise.md), so 1 s stays
+MIN_SEGMENT_S = 1.0
 
 
 def step_grid(duration_s: float, step_s: float) -> np.ndarray:
