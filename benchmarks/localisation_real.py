@@ -440,20 +440,30 @@ def stream_delay(det, ds) -> None:
     print(f"\nA {x.size / SR:.0f}-s stream (every third file of the set), 100-ms pieces:\n")
     print("| stream setting | segment events | delay after the segment's end (s of audio): "
           "median / max | compute RTF |\n|---|---:|---|---:|")  # fmt: skip
-    for name, w in (
-        ("old: 4-s windows every 1 s", WindowPolicy(hop_s=1.0)),
-        ("new: + 1-s windows every 0.25 s, anchored", WindowPolicy(hop_s=1.0).localising()),
-    ):
+    import spoofscope.infer.detector as D
+    import spoofscope.infer.timeline as T
+
+    least = T.MIN_SEGMENT_S
+    for name, w, m in (
+        ("old: 4-s windows every 1 s", WindowPolicy(hop_s=1.0), least),
+        ("new: + 1-s windows every 0.25 s, anchored", WindowPolicy(hop_s=1.0).localising(),
+         least),
+        ("new, minimum segment 0.5 s", WindowPolicy(hop_s=1.0).localising(), 0.5),
+    ):  # fmt: skip
         s = det.replace(windows=w).stream()
         delays, fed = [], 0
-        t0 = time.perf_counter()
-        for piece in np.array_split(x, x.size // 1600):
-            fed += piece.size
-            for e in s.feed(piece):
-                if e["type"] == "segment":
-                    delays.append(fed / SR - e["end_s"])
-        wall = time.perf_counter() - t0
-        s.close()
+        D.MIN_SEGMENT_S = T.MIN_SEGMENT_S = m
+        try:
+            t0 = time.perf_counter()
+            for piece in np.array_split(x, x.size // 1600):
+                fed += piece.size
+                for e in s.feed(piece):
+                    if e["type"] == "segment":
+                        delays.append(fed / SR - e["end_s"])
+            wall = time.perf_counter() - t0
+            s.close()
+        finally:
+            D.MIN_SEGMENT_S = T.MIN_SEGMENT_S = least
         print(
             f"| {name} | {len(delays)} + "
             f"{sum(e['type'] == 'segment' for e in s.last_events)} at close | "
@@ -514,10 +524,10 @@ def demo(folder: Path) -> None:
     energy = Decision(vad="energy")
     gain, least = T.ANCHOR_GAIN, T.MIN_SEGMENT_S
     for name, w, g, m in (
-        ("old default (hop 0.5), min 1 s", WindowPolicy(hop_s=0.5), gain, 1.0),
+        ("old default (hop 0.5)", WindowPolicy(hop_s=0.5), gain, least),
         ("1-s windows every 0.25 s, anchor gain 1", WindowPolicy().localising(), 1.0, least),
-        ("previous default: min 1 s", WindowPolicy().localising(), gain, 1.0),
         ("the default", WindowPolicy().localising(), gain, least),
+        ("the default, min 0.5 s", WindowPolicy().localising(), gain, 0.5),
     ):
         det = Detector.load(folder / "final.ckpt", windows=w, decision=energy, threads=1)
         T.ANCHOR_GAIN, T.MIN_SEGMENT_S = g, m
@@ -662,9 +672,7 @@ def study(ds, scores, grids) -> None:
     plain = cost(scores, grids, [card], 2.0)
     m0 = MIN_SEGMENT_S
     rows: list = [  # (name, lengths, hop, relative, hysteresis, min duration, median filter)
-        ("old default: 4-s windows, hop 0.5, min 1 s", [card], 0.5, None, 0.1, 1.0, 0),
-        ("previous default: 1-s, hop 0.25, anchor, min 1 s", [16000], 0.25, "anchor", 0.1,
-         1.0, 0),
+        ("old default: 4-s windows, hop 0.5", [card], 0.5, None, 0.1, m0, 0),
         ("4-s, hop 2 (plain detect)", [card], 2.0, None, 0.1, m0, 0),
         ("4-s, hop 0.5, anchored", [card], 0.5, "anchor", 0.1, m0, 0),
     ]  # fmt: skip
@@ -683,7 +691,7 @@ def study(ds, scores, grids) -> None:
                                 ("anchor 3 3", 0.1, m0, 0), ("anchor 2 2", 0.1, m0, 0),
                                 ("anchor 4 2", 0.1, m0, 0), ("anchor", 0.0, m0, 0),
                                 ("anchor", 0.2, m0, 0), ("anchor", 0.1, 0.25, 0),
-                                ("anchor", 0.1, 1.0, 0), ("anchor", 0.1, 2.0, 0),
+                                ("anchor", 0.1, 0.5, 0), ("anchor", 0.1, 2.0, 0),
                                 ("anchor", 0.1, m0, 3), ("anchor", 0.1, m0, 5)):  # fmt: skip
         name = f"1-s, hop 0.25, {how}, band {hyst:g}, min {min_s:g} s"
         rows.append((name + (f", median of {k} steps" if k else ""), [16000], 0.25, how, hyst,
