@@ -804,17 +804,17 @@ def spread(ds, scores, grids, repeats=200) -> None:
         for name, tls in full.items():
             got[name].append(_range(b, {f"{u}#{i}": tls[u] for i, u in enumerate(pick)}))
     print(f"\nHow much the range EER moves with the files ({repeats} resamples of the set's "
-          "files with replacement within each kind, seeded):")  # fmt: skip
+          "files with replacement within each kind, seeded):\n")  # fmt: skip
+    print("| | mean | sd | 5-95 % |\n|---|---:|---:|---|")
     for name, v in got.items():
         v = np.array(v)
-        print(f"{name}: mean {v.mean():.1f} %, sd {v.std():.1f}, 5-95 % "
-              f"{np.percentile(v, 5):.1f}-{np.percentile(v, 95):.1f}")  # fmt: skip
+        print(f"| {name}: range EER % | {v.mean():.1f} | {v.std():.1f} | "
+              f"{np.percentile(v, 5):.1f}-{np.percentile(v, 95):.1f} |")  # fmt: skip
     old, new = (np.array(v) for v in got.values())
     r = new / old
-    print(f"the default's range EER over the old default's on the same draw: median "
-          f"{np.median(r):.2f}, 5-95 % {np.percentile(r, 5):.2f}-{np.percentile(r, 95):.2f}, "
-          "at most half in "
-          f"{np.mean(r <= 0.5):.0%} of the draws")  # fmt: skip
+    print(f"| the default's over the old default's, same draw (at most 0.5 in "
+          f"{np.mean(r <= 0.5):.0%} of the draws) | {r.mean():.2f} | {r.std():.2f} | "
+          f"{np.percentile(r, 5):.2f}-{np.percentile(r, 95):.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
