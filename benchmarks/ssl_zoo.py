@@ -32,7 +32,7 @@ GOLDEN = Path(__file__).resolve().parents[2] / "shared/reference/golden.npz"
 MEMORY_CHILD = r"""
 import sys, numpy as np, soundfile as sf, torch, tempfile, os
 import spoofscope
-from spoofscope.infer import Detector, Limits, WindowPolicy
+from spoofscope.infer import Detector, Limits, TorchEngine, WindowPolicy
 name, seconds, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
 path = os.path.join(tempfile.mkdtemp(), "long.flac")
@@ -43,7 +43,7 @@ with sf.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as f:
 torch.manual_seed(0)
 m = spoofscope.create_model(name).eval()
 n = m.card.window_samples
-det = Detector(m, windows=WindowPolicy(hop_s=n / 16000), limits=Limits(batch_size=1))
+det = Detector(TorchEngine(m), windows=WindowPolicy(hop_s=n / 16000), limits=Limits(batch_size=1))
 r = det(path)
 assert r.error is None, r.error
 hwm = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024

@@ -46,7 +46,7 @@ def main() -> None:
         out["file (hop 2 s)"].append((f.score, f.label, len(f.windows), y))
         out["stream (hop 1 s)"].append((g.score, g.label, len(g.windows), y))
     both = [i for i in range(len(rows)) if all(v[i][0] is not None for v in out.values())]
-    print(f"{len(rows)} realdev clips; {len(both)} judged by both (the rest: no speech)")
+    print(f"{len(rows)} realdev clips; {len(both)} judged by both (the rest: no speech)\n")
     print("| run | EER % | windows | verdicts differing from the file run |")
     print("|---|---:|---:|---:|")
     ref = out["file (hop 2 s)"]

@@ -16,6 +16,28 @@ def tone(sr: int, seconds: float, freq: float = 440.0, channels: int = 1) -> np.
     return x.astype(np.float32)
 
 
+def tone_noise_pause(
+    seconds: float,
+    noise: tuple,
+    pause: tuple,
+    tail: float | None = None,
+    seed: int = 0,
+    sr: int = 16000,
+) -> np.ndarray:
+    """A 200-Hz tone with a stretch of white noise (``noise``: start and end in seconds), a
+    pause (``pause``) and, from ``tail`` s on, silence: windows of several kinds for the
+    responsive stand-in model (tests/_models.py: the tone scores high, the noise low)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(sr * seconds)) / sr
+    x = 0.3 * np.sin(2 * np.pi * 200 * t)
+    a, b = int(noise[0] * sr), int(noise[1] * sr)
+    x[a:b] = 0.1 * rng.standard_normal(b - a)
+    x[int(pause[0] * sr) : int(pause[1] * sr)] = 0.0
+    if tail is not None:
+        x[int(tail * sr) :] = 0.0
+    return x.astype(np.float32)
+
+
 def encode_pyav(path: Path, x: np.ndarray, sr: int, fmt: str, codec: str, rate=None) -> Path:
     """Encode a mono (L,) float signal with FFmpeg through PyAV."""
     import av

@@ -68,6 +68,12 @@ def two_seconds():
     return inside, others
 
 
+def two_second_mix() -> np.ndarray:
+    """All the bursts of :func:`two_seconds` in one 2-s signal."""
+    inside, others = two_seconds()
+    return (sum(inside) + sum(others)).astype(np.float32)
+
+
 def detector(engine="torch", window=32000, **windows):
     m = BandSpan(window).eval()
     return Detector(

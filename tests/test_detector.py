@@ -573,6 +573,10 @@ def test_default_engine_is_onnx_where_the_model_exports(reference_dir, golden, c
     w = reference_dir / "official_AASIST.pth"
     det = Detector.from_pretrained("aasist", weights=w)
     assert det.engine.name == "onnx" and det.engine.fixed_length == 64600
+    # the localisation windows' graph (another fixed length) is made once: the detectors of
+    # all live streams share its session, and so can share its calls
+    a, b = (det.replace(windows=WindowPolicy(hop_s=h).localising()) for h in (1.0, 2.0))
+    assert a._engines[16000] is b._engines[16000] and a._engines[16000].fixed_length == 16000
     x = np.concatenate([golden["input_0"], golden["input_1"]])
     torch_det = Detector.from_pretrained("aasist", weights=w, engine="torch")
     assert det(x).score == pytest.approx(torch_det(x).score, abs=1e-4)

@@ -12,17 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from _bandspan import SR, detector, two_seconds
+from _bandspan import SR, detector, two_second_mix
 
 from spoofscope.cli import main
 from spoofscope.infer import Decision, Detector, make_engine
 from spoofscope.infer.explain import ExplainError, TileGrid, summarise
 from spoofscope.models._card import ModelCard
-
-
-def _signal():
-    inside, others = two_seconds()
-    return (sum(inside) + sum(others)).astype(np.float32)
 
 
 @pytest.fixture
@@ -48,8 +43,8 @@ def _one_line_error(capsys, *argv) -> str:
 
 
 def test_too_short_recording_or_segment_is_one_line(tmp_path, built, capsys):
-    sf.write(tmp_path / "tiny.wav", _signal()[:100], SR)
-    sf.write(tmp_path / "a.wav", _signal(), SR)
+    sf.write(tmp_path / "tiny.wav", two_second_mix()[:100], SR)
+    sf.write(tmp_path / "a.wav", two_second_mix(), SR)
     out = tmp_path / "o"
     err = _one_line_error(capsys, tmp_path / "tiny.wav", "--out", out)
     assert "recording is 0.006 s long, shorter than one 0.032-s STFT frame" in err
@@ -63,7 +58,7 @@ def test_too_short_recording_or_segment_is_one_line(tmp_path, built, capsys):
 
 def test_tiles_finer_than_the_stft_are_refused(tmp_path, built, capsys):
     """Finer tiles would hold no STFT coefficient: a relevance of 0 nothing measured."""
-    sf.write(tmp_path / "a.wav", _signal(), SR)
+    sf.write(tmp_path / "a.wav", two_second_mix(), SR)
     out = tmp_path / "o"
     err = _one_line_error(capsys, tmp_path / "a.wav", "--tile-s", 0.001, "--out", out)
     assert "--tile-s 0.001 is shorter than the STFT's hop of 0.008 s" in err
@@ -75,7 +70,7 @@ def test_every_tile_holds_an_stft_frame(tmp_path, built, capsys):
     """36008 samples in 0.25-s tiles: the last 0.0005 s holds no frame centre (frames every
     128 samples), so it joins the tile before."""
     n = 36008
-    sf.write(tmp_path / "a.wav", np.resize(_signal(), n), SR)
+    sf.write(tmp_path / "a.wav", np.resize(two_second_mix(), n), SR)
     args = ["explain", str(tmp_path / "a.wav"), "--out", str(tmp_path / "o"), "--bands", "1"]
     assert main(args) == 0
     d = json.loads((tmp_path / "o" / "a.explain.json").read_text())
@@ -99,7 +94,7 @@ def test_every_tile_of_the_grid_holds_a_frame(tile_s, n):
 
 
 def test_unwritable_out_is_refused_before_the_work(tmp_path, built, capsys):
-    sf.write(tmp_path / "a.wav", _signal(), SR)
+    sf.write(tmp_path / "a.wav", two_second_mix(), SR)
     (tmp_path / "file").write_text("x")
     err = _one_line_error(capsys, tmp_path / "a.wav", "--out", tmp_path / "file" / "sub")
     assert err.endswith(f"--out {tmp_path / 'file' / 'sub'}: cannot create the folder (Not a "
@@ -131,7 +126,7 @@ def test_integrated_gradients_refuses_an_int8_detector():
         make_engine(_Int8Able().eval(), "torch", precision="int8"),
         decision=Decision(vad="energy", min_speech_s=0.1),
     )
-    x = _signal()[:SR]
+    x = two_second_mix()[:SR]
     with pytest.raises(ExplainError, match="needs the fp32 model; this detector runs int8"):
         det.explain(x, method="integrated-gradients")
     assert det.explain(x, method="occlusion", tile_s=0.25, n_bands=2).tiles
@@ -156,7 +151,7 @@ def _box_share(summary: str, tiles: list[dict]) -> float:
 def test_the_summary_says_what_the_tiles_hold(tmp_path, built, capsys, bands, tile_s):
     """'mostly' only where the named box holds at least half the relevance towards the
     verdict; the share the line gives is the one the JSON's tiles give."""
-    sf.write(tmp_path / "a.wav", _signal(), SR)
+    sf.write(tmp_path / "a.wav", two_second_mix(), SR)
     args = ["--out", tmp_path / "o", "--bands", bands, "--tile-s", tile_s, "--budget", 2000]
     assert main(["explain", str(tmp_path / "a.wav"), *map(str, args)]) == 0
     d = json.loads((tmp_path / "o" / "a.explain.json").read_text())
@@ -195,9 +190,10 @@ def test_explain_api_answers_422_for_a_too_short_upload_or_segment(tmp_path):
     db = tmp_path / "audit.sqlite"
     app = create_app(detector(kind="official"), ServiceSettings(audit_db=str(db)))
     with TestClient(app, raise_server_exceptions=False) as c:
-        tiny = c.post("/v1/explain", files={"file": ("t.wav", wav(_signal()[:100]), "x")})
+        tiny = c.post("/v1/explain", files={"file": ("t.wav", wav(two_second_mix()[:100]), "x")})
         seg = c.post(
-            "/v1/explain?start_s=1&end_s=1.01", files={"file": ("a.wav", wav(_signal()), "x")}
+            "/v1/explain?start_s=1&end_s=1.01",
+            files={"file": ("a.wav", wav(two_second_mix()), "x")},
         )
     for r, what in ((tiny, "t.wav: the recording"), (seg, "a.wav: the segment")):
         assert r.status_code == 422, r.text
@@ -227,7 +223,7 @@ def test_gradients_of_a_model_without_gradient_are_one_line(tmp_path, monkeypatc
 
     det = Detector(make_engine(_Detached().eval(), "torch"), decision=Decision(vad="energy"))
     monkeypatch.setattr(cli, "_build_detector", lambda a, **kw: det)
-    sf.write(tmp_path / "a.wav", _signal(), SR)
+    sf.write(tmp_path / "a.wav", two_second_mix(), SR)
     err = _one_line_error(
         capsys, tmp_path / "a.wav", "--method", "integrated-gradients", "--out", tmp_path / "o"
     )
@@ -250,7 +246,7 @@ def test_an_unexpected_failure_is_answered_counted_and_audited(tmp_path, monkeyp
 
     monkeypatch.setattr(Scorer, "window_scores", broken)
     buf = io.BytesIO()
-    sf.write(buf, _signal(), SR, format="WAV")
+    sf.write(buf, two_second_mix(), SR, format="WAV")
     db = tmp_path / "audit.sqlite"
     app = create_app(detector(kind="official"), ServiceSettings(audit_db=str(db)))
     with TestClient(app, raise_server_exceptions=False) as c:

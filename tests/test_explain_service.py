@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 pytest.importorskip("fastapi")
-from _bandspan import SR, detector, two_seconds  # noqa: E402
+from _bandspan import SR, detector, two_second_mix  # noqa: E402
 from _server import LocalServer, chromium_path, launch_chromium  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
@@ -26,13 +26,8 @@ def _wav(x) -> bytes:
     return buf.getvalue()
 
 
-def _signal():
-    inside, others = two_seconds()
-    return (sum(inside) + sum(others)).astype(np.float32)
-
-
 def test_explain_api_gives_the_librarys_explanation_with_one_audit_row(tmp_path):
-    x = _signal()
+    x = two_second_mix()
     det = detector(kind="official")
     want = det.explain(x)
     db = tmp_path / "audit.sqlite"
@@ -70,7 +65,7 @@ def test_explain_api_gives_the_librarys_explanation_with_one_audit_row(tmp_path)
 
 
 def test_explain_stops_at_the_request_deadline():
-    x = np.tile(_signal(), 30)  # one minute: many windows to score again
+    x = np.tile(two_second_mix(), 30)  # one minute: many windows to score again
     det = detector(hop_s=1.0)
     with TestClient(create_app(det, ServiceSettings(request_timeout_s=0.05))) as c:
         r = c.post("/v1/explain", files={"file": ("long.wav", _wav(x), "x")})
@@ -82,7 +77,7 @@ def test_web_page_draws_the_apis_tiles(tmp_path):
     pw = pytest.importorskip("playwright.sync_api")
     import httpx
 
-    x = _signal()
+    x = two_second_mix()
     (tmp_path / "a.wav").write_bytes(_wav(x))
     app = create_app(detector(kind="official"), ServiceSettings())
     with LocalServer(app) as srv:
@@ -139,7 +134,7 @@ def test_web_page_draws_the_apis_tiles(tmp_path):
 def test_explain_api_spends_at_most_the_asked_budget():
     """The request's budget reaches the computation: the windows through the network (counted
     by a hook on the model) stay within it, and the answer is the library's at that budget."""
-    x = _signal()
+    x = two_second_mix()
     det = detector(kind="official")
     want = det.explain(x, budget=20)
     seen = []

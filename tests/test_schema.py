@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+from _audio_utils import tone_noise_pause
 from _models import responsive_lcnn
 
 from spoofscope.infer import Detector, TorchEngine
@@ -35,12 +36,7 @@ SR = 16000
 
 def _signal(seconds=8.0, seed=0):
     """A tone, a stretch of noise and a pause: bona fide, spoof and silent windows."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(SR * seconds)) / SR
-    x = 0.3 * np.sin(2 * np.pi * 200 * t)
-    x[3 * SR : 5 * SR] = 0.1 * rng.standard_normal(2 * SR)
-    x[int(6 * SR) : int(6.6 * SR)] = 0.0
-    return x.astype(np.float32)
+    return tone_noise_pause(seconds, noise=(3, 5), pause=(6, 6.6), seed=seed)
 
 
 @pytest.fixture(scope="module")

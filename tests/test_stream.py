@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from _audio_utils import tone_noise_pause
 from _models import responsive_lcnn
 
 import spoofscope
@@ -13,13 +14,7 @@ SR = 16000
 
 def _signal(seconds=12.0, seed=0):
     """A tone with a stretch of noise, a pause and a silent tail (several window kinds)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(SR * seconds)) / SR
-    x = 0.3 * np.sin(2 * np.pi * 200 * t)
-    x[4 * SR : 7 * SR] = 0.1 * rng.standard_normal(3 * SR)
-    x[int(7.5 * SR) : int(8.2 * SR)] = 0.0
-    x[int(10.5 * SR) :] = 0.0
-    return x.astype(np.float32)
+    return tone_noise_pause(seconds, noise=(4, 7), pause=(7.5, 8.2), tail=10.5, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 ws_client = pytest.importorskip("websockets.sync.client")
+from _audio_utils import tone_noise_pause  # noqa: E402
 from _models import responsive_lcnn  # noqa: E402
 from _server import LocalServer, ServeProcess, chromium_path, launch_chromium  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -34,13 +35,9 @@ with warnings.catch_warnings():
 
 
 def _signal(seconds=12.0, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(SR * seconds)) / SR
-    x = 0.3 * np.sin(2 * np.pi * 200 * t)
-    noise = slice(int(seconds / 3 * SR), int(seconds * 7 / 12 * SR))  # 4-7 s of 12
-    x[noise] = 0.1 * rng.standard_normal(noise.stop - noise.start)
-    x[int(seconds * 0.625 * SR) : int(seconds * 0.68 * SR)] = 0.0
-    return x.astype(np.float32)
+    # 4-7 s of 12 noise, 7.5-8.16 s a pause (scaled to the length)
+    s = seconds
+    return tone_noise_pause(s, noise=(s / 3, s * 7 / 12), pause=(s * 0.625, s * 0.68), seed=seed)
 
 
 def _pcm(x) -> bytes:
@@ -58,8 +55,11 @@ class _SlowEngine(TorchEngine):
     """A real engine that takes ``delay`` seconds more per batch (a slow CPU)."""
 
     delay = 0.0
+    batches: list[np.ndarray] | None = None  # a list: each batch called with is kept
 
     def __call__(self, x):
+        if self.batches is not None:
+            self.batches.append(np.array(x))
         time.sleep(self.delay)
         return super().__call__(x)
 
@@ -160,6 +160,57 @@ def test_stream_gives_offline_windows_segments_audit_and_metrics(ckpt, tmp_path)
     assert "spoofscope_stream_audio_seconds_total 12.0" in metrics
     assert f"spoofscope_stream_verdict_latency_seconds_count {scored}.0" in metrics
     assert "spoofscope_streams_active 0.0" in metrics
+
+
+def test_concurrent_streams_are_judged_together_each_as_alone(ckpt):
+    """Three clients at once on a slow engine: while one batch is judged the others' audio
+    waits, and goes into the next call together (a call holds windows of several streams),
+    and each stream's windows and summary are the offline detector's on its own samples."""
+    import threading
+
+    signals = [_signal(6.0, seed) * (0.5 + 0.25 * seed) for seed in range(3)]
+    out: dict[int, list] = {}
+
+    def client(i):
+        data = _pcm(signals[i])
+        with ws_client.connect(_url(srv)) as c:
+            c.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": 1.0}))
+            for k in range(0, len(data), 3200):
+                c.send(data[k : k + 3200])
+            c.send(json.dumps({"type": "stop"}))
+            out[i] = _events(c)
+
+    with _service(ckpt, delay=0.2) as srv:
+        eng = srv.server.config.app.state.detector.engine
+        eng.batches = []
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    heard = [np.frombuffer(_pcm(x), "<i2").astype(np.float32) / 32768 for x in signals]
+    for i, x in enumerate(heard):
+        want = _offline(ckpt, x, 1.0)
+        got = [e for e in out[i] if e["type"] == "window"]
+        assert [(e["start_s"], e["end_s"]) for e in got] == [
+            (w["start_s"], w["end_s"]) for w in want.windows
+        ]
+        np.testing.assert_allclose(
+            [e["score"] for e in got], [w["score"] for w in want.windows], atol=1e-5
+        )
+        assert out[i][-1]["type"] == "summary" and out[i][-1]["label"] == want.label
+        assert out[i][-1]["score"] == pytest.approx(want.score, abs=1e-5)
+
+    def owner(row):  # which stream a window is cut from (windows start every hop, 1 s)
+        n = row.size
+        return next(
+            i
+            for i, x in enumerate(heard)
+            for s in range(0, x.size - n + 1, SR)
+            if np.array_equal(x[s : s + n], row)
+        )
+
+    assert any(len({owner(r) for r in b}) > 1 for b in eng.batches)
 
 
 def test_telephone_mulaw_and_alaw_at_8k(ckpt):

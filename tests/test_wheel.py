@@ -191,7 +191,7 @@ def test_sdist_is_the_package_and_its_build_files(wheel):
 
 
 def test_base_install_runs_offline(venv, user_env, work, shared_dir, golden):
-    """--version, detect with no flags (a verdict from the packaged weights), the README's
+    """--version, detect with no flags (a verdict from the packaged weights), the documented
     Python example, and each extra's feature naming its extra."""
     assert not _installed(venv) & EXTRA_ONLY, _installed(venv) & EXTRA_ONLY
     here = work / "base"
@@ -230,12 +230,12 @@ def test_base_install_runs_offline(venv, user_env, work, shared_dir, golden):
     assert got["label"] == ref["label"]
     assert got["score"] == pytest.approx(ref["score"], abs=1e-4)
 
-    # the README's Python example, on the official reference input: the official logit
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("Load the official AASIST and score a file", 1)[1]
+    # the documented Python example, on the official reference input: the official logit
+    page = (REPO / "docs" / "verdict" / "python.md").read_text()
+    block = page.split("Load the official AASIST and score a file", 1)[1]
     code = block.split("```python\n", 1)[1].split("```", 1)[0]
-    sf.write(here / "speech.flac", golden["input_0"], 16000, subtype="PCM_24")
-    x24 = sf.read(here / "speech.flac", dtype="float32")[0]
+    sf.write(here / "speech.wav", golden["input_0"], 16000, subtype="PCM_24")
+    x24 = sf.read(here / "speech.wav", dtype="float32")[0]
     r = _run([*OFFLINE, py, "-c", code], user_env, cwd=here)
     with torch.no_grad():
         from spoofscope.models import load_model

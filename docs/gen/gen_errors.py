@@ -124,6 +124,12 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def _table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def render() -> str:
     http, stream, kinds = service_errors()
     out = [
@@ -146,19 +152,17 @@ def render() -> str:
         "405; `invalid_request` a request that fails validation). The message is the one the "
         "code writes, with `{...}` standing for the values filled in.",
         "",
-        "| status | code | message | raised in |",
-        "|---|---|---|---|",
     ]
-    out += [f"| {s} | `{c}` | {_cell(m)} | `{w}` |" for s, c, m, w in http]
+    rows = [[str(s), f"`{c}`", _cell(m), f"`{w}`"] for s, c, m, w in http]
+    out += _table(["status", "code", "message", "raised in"], rows)
     out += [
         "",
         "A file that cannot be judged answers by its result's error kind "
         "(`STATUS_OF_KIND` in `serve/errors.py`):",
         "",
-        "| result's error kind | status | code |",
-        "|---|---|---|",
     ]
-    out += [f"| `{k}` | {s} | `{c}` |" for k, (s, c) in kinds.items()]
+    rows = [[f"`{k}`", str(s), f"`{c}`"] for k, (s, c) in kinds.items()]
+    out += _table(["result's error kind", "status", "code"], rows)
     out += [
         "",
         "## Stream errors (WebSocket)",
@@ -168,10 +172,9 @@ def render() -> str:
         "away, 1007 invalid data, 1008 policy, 1011 internal error, 1013 try again later). A "
         "code that is not a literal (`e.kind`) shows its fallback.",
         "",
-        "| code | close code | message | raised in |",
-        "|---|---|---|---|",
     ]
-    out += [f"| `{c}` | {k or ''} | {_cell(m)} | `{w}` |" for c, k, m, w in stream]
+    rows = [[f"`{c}`", str(k or ""), _cell(m), f"`{w}`"] for c, k, m, w in stream]
+    out += _table(["code", "close code", "message", "raised in"], rows)
     out += [
         "",
         "## Python exceptions",
@@ -179,12 +182,17 @@ def render() -> str:
         "Every error a user can cause derives from `spoofscope.errors.SpoofscopeError`, and "
         "from the built-in exception it used to be (so `except ValueError` still works).",
         "",
-        "| class | module | bases | meaning |",
-        "|---|---|---|---|",
     ]
-    for name, module, bases, doc in exception_classes():
-        based = ", ".join(f"`{b}`" for b in bases)
-        out.append(f"| `{name}` | `{module}` | {based} | {_cell(doc.split(chr(10) * 2)[0])} |")
+    rows = [
+        [
+            f"`{name}`",
+            f"`{module}`",
+            ", ".join(f"`{b}`" for b in bases),
+            _cell(doc.split("\n\n")[0]),
+        ]
+        for name, module, bases, doc in exception_classes()
+    ]
+    out += _table(["class", "module", "bases", "meaning"], rows)
     return "\n".join(out) + "\n"
 
 

@@ -10,7 +10,6 @@ import re
 import sys
 from pathlib import Path
 
-from ..infer.detector import to_json
 from ._common import (
     POSITIVE_INT,
     CLIError,
@@ -70,6 +69,14 @@ class _AudioProgress:
 
 
 _RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S+|[\w.-]+:\d+)$")
+
+
+def to_json(obj) -> str:
+    """Strict one-line JSON (:func:`spoofscope.infer.detector.to_json`), imported when first
+    used: importing the detector loads PyTorch, which ``--version`` and ``--help`` do not need."""
+    from ..infer.detector import to_json as strict
+
+    return strict(obj)
 
 
 def _cmd_detect(a) -> int:

@@ -160,8 +160,9 @@ def add_adapt(command) -> None:
         "--procedure",
         choices=["auto", "probe", "recipe"],
         default="auto",
-        help="the new final layer: a logistic-regression probe on the embeddings, the recipe's "
-        "retrained layer, or whichever an inner cross-validation prefers",
+        help="the final layer: auto keeps the published layer or fits a logistic-regression "
+        "probe on the embeddings, whichever a 10-fold inner cross-validation prefers (docs: "
+        "Adapt to your recordings); probe or recipe (the recipe's retrained layer) forces one",
     )
     ad.add_argument("--quiet", action="store_true", help="no progress bar")
     ad.add_argument("overrides", nargs="*", help="key=value overrides of the recipe")

@@ -9,7 +9,7 @@ from .._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from .calibration import Calibration
-    from .detector import DetectionResult, Detector, FusedDetector
+    from .detector import DetectionResult, Detector, FusedDetector, feed_streams
     from .engines import OnnxEngine, TorchEngine, make_engine
     from .explain import Explanation
     from .fusion import Fusion
@@ -21,7 +21,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         ".calibration": ["Calibration"],
-        ".detector": ["DetectionResult", "Detector", "FusedDetector"],
+        ".detector": ["DetectionResult", "Detector", "FusedDetector", "feed_streams"],
         ".engines": ["OnnxEngine", "TorchEngine", "make_engine"],
         ".explain": ["Explanation"],
         ".fusion": ["Fusion"],
@@ -45,6 +45,7 @@ __all__ = [
     "TorchEngine",
     "WindowPolicy",
     "aggregate",
+    "feed_streams",
     "make_engine",
     "PRECISIONS",
     "official_window",

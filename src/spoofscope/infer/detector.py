@@ -662,6 +662,14 @@ class DetectorStream:
         then ``{type: "segment", start_s, end_s, label, score, p_bonafide}`` for each segment
         that later audio can no longer change (see :meth:`_settled`); ``close`` gives the
         rest, so that every segment of the result is given once, in order."""
+        (out,) = feed_streams([(self, samples)])
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def _take(self, samples) -> _Due:
+        """Stage 1 of :meth:`feed`: the piece checked, resampled and cut; its windows recorded
+        in the stream's state; those to score (not silent) returned, unscored."""
         if self.closed:
             raise ConfigError("this stream is closed")
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
@@ -672,7 +680,12 @@ class DetectorStream:
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x)
         x = self._clip(x)
-        events = self._judge(list(self._cut(self.state.meter.wrap([x]))))
+        return self._record(list(self._cut(self.state.meter.wrap([x]))))
+
+    def _events(self, due: _Due) -> list[dict]:
+        """Stage 3 of :meth:`feed`, once ``due``'s windows are scored: an event per verdict
+        window, then the segments settled."""
+        events = self._window_events(due)
         return events + self._settled() if events else events
 
     def _cut(self, chunks, last: bool = False):
@@ -693,7 +706,10 @@ class DetectorStream:
                 tail = self._clip(
                     self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
                 )
-            events = self._judge(list(self._cut(self.state.meter.wrap([tail]), last=True)))
+            due = self._record(list(self._cut(self.state.meter.wrap([tail]), last=True)))
+            for e in _score_due([due]).values():
+                raise e
+            events = self._window_events(due)
             self.closed = True
             if self._peak > 1.0:
                 _report_clipping(str(self.state.source), self._peak)
@@ -766,22 +782,23 @@ class DetectorStream:
             self._sent.append(segs[k])
         return out
 
-    def _judge(self, windows) -> list[dict]:
-        """Score ``(grid, window)`` pairs; an event for each of the verdict's windows."""
-        det, st, sr = self.det, self.state, self.det.sample_rate
-        todo: dict[int, list] = {0: [], 1: []}
+    def _record(self, windows) -> _Due:
+        """``(grid, window)`` pairs recorded in the stream's state; those to score."""
+        det, st = self.det, self.state
+        todo = []
         for g, w in windows:
             on = st.where if g else st
             silent = det._silent(w)
             on.windows.append((w.start, w.end, silent))
             if not silent:
-                todo[g].append((on, len(on.windows) - 1, w.samples))
-        for batch in todo.values():
-            for i in range(0, len(batch), det.limits.batch_size):
-                det._score(batch[i : i + det.limits.batch_size])
+                todo.append((on, len(on.windows) - 1, w.samples))
+        return _Due(self, sum(1 for g, _ in windows if not g), todo)
+
+    def _window_events(self, due: _Due) -> list[dict]:
+        """An event for each of the verdict's windows ``due`` recorded (scored by now)."""
+        st, sr = self.state, self.det.sample_rate
         events = []
-        n = sum(1 for g, _ in windows if not g)
-        for k in range(len(st.windows) - n, len(st.windows)):
+        for k in range(len(st.windows) - due.n_verdict, len(st.windows)):
             s, e, _ = st.windows[k]
             ev = {"type": "window", "start_s": s / sr, "end_s": e / sr, "score": st.scores.get(k)}
             ev.update(self._running())
@@ -795,6 +812,94 @@ class DetectorStream:
         v = self.det._verdict(self.state)
         return {"label": v.label, "score_so_far": v.score, "p_bonafide": v.p,
                 "confident": v.confident}  # fmt: skip
+
+
+class _Due(NamedTuple):
+    """A stream's windows cut from one piece: ``n_verdict`` of them on the verdict's grid, and
+    ``todo`` those to score, ``(state, window index, samples)`` as :meth:`Detector._score`
+    takes them."""
+
+    stream: DetectorStream
+    n_verdict: int
+    todo: list[tuple[_FileState, int, np.ndarray]]
+
+
+def feed_streams(feeds: list[tuple[DetectorStream, np.ndarray]]) -> list[list[dict] | Exception]:
+    """Feed several streams at once, their due windows scored in shared engine calls.
+
+    Each stream's piece is cut as :meth:`DetectorStream.feed` cuts it (stage 1); the windows
+    of all streams are then scored together, one engine call per engine and window length (in
+    calls of at most ``limits.batch_size`` windows): k streams with a window due make one
+    call, not k (stage 2); each stream's events follow, as its ``feed`` alone gives them up to
+    floating-point batch effects (stage 3). What goes wrong stays with its stream: the result
+    of a stream whose piece is refused (NaN samples, a closed stream), or whose windows make
+    the engine fail, is that exception, and the others' results are unchanged (an engine call
+    that fails is retried stream by stream, so that one stream's windows cannot fail another's).
+
+    Args:
+        feeds: ``(stream, samples)`` pairs, the samples mono at each stream's rate; a stream
+            appears at most once.
+
+    Returns:
+        For each pair in order, its events (a list) or the exception that ended its feed.
+    """
+    out: list[list[dict] | Exception | None] = [None] * len(feeds)
+    dues: dict[int, _Due] = {}
+    for i, (s, x) in enumerate(feeds):
+        try:
+            dues[i] = s._take(x)
+        except Exception as e:  # noqa: BLE001 - one stream's bad piece is its own result
+            out[i] = e
+    ids = list(dues)
+    for j, e in _score_due([dues[i] for i in ids]).items():
+        out[ids[j]] = e
+    for i, due in dues.items():
+        if out[i] is None:
+            try:
+                out[i] = due.stream._events(due)
+            except Exception as e:  # noqa: BLE001 - as above
+                out[i] = e
+    return out  # type: ignore[return-value]
+
+
+def _score_due(dues: list[_Due]) -> dict[int, Exception]:
+    """Score the windows of ``dues`` (streams, each at most once) in shared engine calls: one
+    group per engine and window length, in calls of at most ``limits.batch_size`` windows.
+    An engine call that fails is retried stream by stream; each stream's failure is returned
+    under its index in ``dues`` (its later windows are not scored)."""
+    groups: dict[tuple[int, int], tuple[Detector, list]] = {}
+    for i, due in enumerate(dues):
+        det = due.stream.det
+        for w in due.todo:
+            n = w[2].size
+            key = (id(det._engines.get(n, det.engine)), n)
+            groups.setdefault(key, (det, []))[1].append((i, w))
+    failed: dict[int, Exception] = {}
+    for det, items in groups.values():
+        size = det.limits.batch_size
+        for c in range(0, len(items), size):
+            chunk = [(i, w) for i, w in items[c : c + size] if i not in failed]
+            if not chunk:
+                continue
+            try:
+                det._score([w for _, w in chunk])
+            except Exception as e:  # noqa: BLE001 - the failure is one stream's: retried alone
+                _score_alone(det, chunk, e, failed)
+    return failed
+
+
+def _score_alone(det: Detector, chunk: list, error: Exception, failed: dict) -> None:
+    """A shared call on ``chunk`` ``(stream id, window)`` failed with ``error``: each stream's
+    windows scored on their own, each failure recorded in ``failed`` under its stream's id."""
+    streams = list(dict.fromkeys(i for i, _ in chunk))
+    if len(streams) == 1:
+        failed[streams[0]] = error
+        return
+    for i in streams:
+        try:
+            det._score([w for j, w in chunk if j == i])
+        except Exception as e:  # noqa: BLE001 - that stream's result
+            failed[i] = e
 
 
 def _check_window(samples: int, card) -> None:

@@ -116,6 +116,7 @@ class OnnxEngine:
         self.input_name = inp.name
         n = inp.shape[1]
         self.fixed_length = n if isinstance(n, int) else None
+        self._at: dict[int, OnnxEngine] = {}  # the engines at other lengths (at_length)
         keep_freed_memory()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -123,12 +124,19 @@ class OnnxEngine:
 
     def at_length(self, n: int) -> OnnxEngine:
         """This engine for windows of ``n`` samples (another export where the graph's length
-        is fixed and differs)."""
+        is fixed and differs, made once: every detector on this engine, such as each live
+        stream's, shares its session, and so can share its engine calls)."""
         if self.fixed_length in (None, n):
             return self
-        return OnnxEngine(
-            self.model, threads=self.threads, cache=self.cache, length=n, precision=self.precision
-        )
+        if n not in self._at:
+            self._at[n] = OnnxEngine(
+                self.model,
+                threads=self.threads,
+                cache=self.cache,
+                length=n,
+                precision=self.precision,
+            )
+        return self._at[n]
 
     def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits (B, 2), embedding (B, D)) of a window batch (B, W)."""

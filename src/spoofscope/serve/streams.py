@@ -40,7 +40,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..audio import AudioError, RawDecoder
 from ..errors import ConfigError
-from ..infer.detector import to_json
+from ..infer.detector import feed_streams, to_json
 from .audit import AuditUnavailable, write_off_loop
 from .errors import ServiceError
 from .routes import api, api_key_ok, presented_key
@@ -205,6 +205,52 @@ def _owned(state: dict, owner: str | None) -> dict:
     return {**state, "owner": owner}
 
 
+class StreamBatcher:
+    """The live streams' windows judged together: each stream's scorer hands in the audio it
+    has received and awaits its events; whatever all streams handed in since the last call is
+    judged in one :func:`~spoofscope.infer.detector.feed_streams` call on a scoring thread,
+    so that k streams with windows due make one engine call per window length, not k. Nothing
+    waits for company: a stream alone is judged at once, and audio that arrives while a call
+    runs goes into the next. A stream's refused audio or failed windows fail its own await."""
+
+    def __init__(self):
+        self.queue: list[tuple[object, np.ndarray, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None  # the drain running, if any
+
+    async def feed(self, stream, samples: np.ndarray, executor) -> list[dict]:
+        """``stream.feed(samples)``, judged together with the other streams' due audio."""
+        done = asyncio.get_running_loop().create_future()
+        self.queue.append((stream, samples, done))
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._drain(executor))
+        return await done
+
+    async def _drain(self, executor) -> None:
+        loop = asyncio.get_running_loop()
+        work: list = []
+        try:
+            while self.queue:
+                work, self.queue = self.queue, []
+                try:
+                    out = await loop.run_in_executor(
+                        executor, feed_streams, [(s, x) for s, x, _ in work]
+                    )
+                except Exception as e:  # noqa: BLE001 - e.g. the pool shut down: all fail
+                    out = [e] * len(work)
+                for (_, _, done), r in zip(work, out, strict=True):
+                    if done.done():  # its stream stopped waiting
+                        continue
+                    if isinstance(r, Exception):
+                        done.set_exception(r)
+                    else:
+                        done.set_result(r)
+        finally:  # cancelled (the service stopping): no stream waits for ever
+            for _, _, done in work + self.queue:
+                if not done.done():
+                    done.cancel()
+            self.queue, self.task = [], None
+
+
 class StreamHub:
     """The service's live streams: how many, their latest state, and the ended ones."""
 
@@ -213,6 +259,7 @@ class StreamHub:
         self.recent: OrderedDict[str, dict] = OrderedDict()
         self.alias: dict[str, str] = {}
         self.closing: asyncio.Event | None = None
+        self.batcher = StreamBatcher()  # every live stream's windows, judged together
 
     def _closing(self) -> asyncio.Event:
         if self.closing is None:
@@ -350,10 +397,10 @@ class _Live:
         asyncio.ensure_future(put())
 
     async def score(self) -> None:
-        """Judge the backlog as it grows, on the service's scoring threads, until told to stop
-        (``self.finishing``) and the backlog is empty."""
-        loop = asyncio.get_running_loop()
-        pool = self.app.state.pool.executor
+        """Judge the backlog as it grows, on the service's scoring threads together with the
+        other live streams' (:class:`StreamBatcher`), until told to stop (``self.finishing``)
+        and the backlog is empty."""
+        pool, batcher = self.app.state.pool.executor, self.app.state.streams.batcher
         while True:
             if not self.pending:
                 if self.finishing:
@@ -363,7 +410,7 @@ class _Live:
                 continue
             x = np.concatenate(self.pending)
             self.pending, self.pending_n = [], 0
-            events = await loop.run_in_executor(pool, self.stream.feed, x)
+            events = await batcher.feed(self.stream, x, pool)
             if self.backlog_s <= self.max_lag_s / 2:
                 self.drained.set()
             await self.emit(events)

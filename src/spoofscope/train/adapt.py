@@ -640,10 +640,11 @@ def adapt(
     """Adapt ``model_source`` (``name[:tag]``, a checkpoint or ``hf:...``; ``bonafide_label``
     as in :func:`~spoofscope.models.load_model`) to the labelled files ``data``, leaving out
     the files ``detect`` would not judge under the activity meter ``vad`` (default as detect's);
-    see the module docstring. ``procedure``: ``auto`` (probe or recipe, chosen by the inner
-    cross-validation), or ``probe`` / ``recipe`` to use that one throughout. ``selector``
-    (learners -> :class:`Selector`) replaces the default choice (:data:`AUTO_CANDIDATES`,
-    :func:`default_rule`). Returns the report (also written to ``out/report.json``)."""
+    see the module docstring. ``procedure``: ``auto`` (the published layer kept or the probe,
+    chosen by the inner cross-validation), or ``probe`` / ``recipe`` to use that one
+    throughout. ``selector`` (learners -> :class:`Selector`) replaces the default choice
+    (:data:`AUTO_CANDIDATES`, :func:`default_rule`). Returns the report (also written to
+    ``out/report.json``)."""
     from ..infer.activity import default_vad
     from ..models import load_model
 

@@ -1,0 +1,181 @@
+"""Concurrent live streams share engine calls (``feed_streams``, and the service's collector
+that drains every stream's due audio into it): each stream's events are those it gets alone,
+k streams with windows due make one engine call per window length, not k, and what goes wrong
+with one stream (bad samples, windows the engine fails on) stays with that stream."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from _models import responsive_lcnn
+
+from spoofscope.audio import AudioError
+from spoofscope.infer import Decision, Detector, Limits, TorchEngine, WindowPolicy, feed_streams
+
+SR = 16000
+K = 4  # concurrent streams
+
+
+class _Recording(TorchEngine):
+    """A real engine that records the shape of every batch it is called with, and fails any
+    batch holding a window at full scale (the stand-in for input the engine cannot take)."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.calls: list[tuple[int, int]] = []
+
+    def __call__(self, x):
+        self.calls.append(x.shape)
+        if np.any(np.max(np.abs(x), axis=1) >= 0.999):
+            raise RuntimeError("a window at full scale")
+        return super().__call__(x)
+
+
+@pytest.fixture(scope="module")
+def det():
+    """Sliding 2-s windows every 0.5 s and the localisation windows (1 s every 0.25 s): two
+    window lengths; a batch size that holds every stream's due windows in one call."""
+    w = WindowPolicy(hop_s=0.5, samples=2 * SR).localising()
+    return Detector(_Recording(responsive_lcnn(0)), windows=w, decision=Decision(vad="energy"),
+                    limits=Limits(batch_size=256))  # fmt: skip
+
+
+def _signal(seed, seconds=8.0):
+    """Tone and noise in proportions that differ by stream, so that their scores differ."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SR * seconds)) / SR
+    x = 0.3 * np.sin(2 * np.pi * (150 + 40 * seed) * t)
+    a = int((0.1 + 0.15 * seed) * x.size)
+    b = a + int(0.3 * x.size)
+    x[a:b] = 0.1 * rng.standard_normal(b - a)
+    return x.astype(np.float32)
+
+
+def _pieces(x, seed):
+    """Pieces of 0.1-0.6 s, cut differently for each stream."""
+    cuts = np.cumsum(np.random.default_rng(100 + seed).integers(SR // 10, 6 * SR // 10, 200))
+    return np.split(x, cuts[cuts < x.size])
+
+
+def _alone(det, pieces):
+    """One stream fed piece by piece: its events per piece, the batch shapes of each feed, and
+    its result."""
+    s = det.stream()
+    events, shapes = [], []
+    for p in pieces:
+        det.engine.calls.clear()
+        events.append(s.feed(p))
+        shapes.append(list(det.engine.calls))
+    return events, shapes, s.close()
+
+
+def _same(got, want, tol):
+    assert [e["type"] for e in got] == [e["type"] for e in want]
+    for g, w in zip(got, want, strict=True):
+        for key, v in w.items():
+            if isinstance(v, float):
+                assert g[key] == pytest.approx(v, abs=tol), key
+            else:
+                assert g[key] == v, key
+
+
+def _scores(events):
+    return [e["score"] for per in events for e in per if e.get("score") is not None]
+
+
+def test_concurrent_streams_share_calls_and_each_gets_its_own_events(det):
+    signals = [_signal(i) for i in range(K)]
+    pieces = [_pieces(x, i) for i, x in enumerate(signals)]
+    alone = [_alone(det, p) for p in pieces]
+    scores = np.array([s for a in alone for s in _scores(a[0])])
+    assert np.ptp(scores) > 0.5  # the streams' windows differ: a mix-up would show
+    tol = 1e-5 * np.ptp(scores)  # batch composition may move float32 sums, nothing more
+
+    streams = [det.stream() for _ in range(K)]
+    got = [[] for _ in range(K)]
+    shared = 0
+    for r in range(max(len(p) for p in pieces)):
+        live = [i for i in range(K) if r < len(pieces[i])]
+        det.engine.calls.clear()
+        out = feed_streams([(streams[i], pieces[i][r]) for i in live])
+        for i, events in zip(live, out, strict=True):
+            got[i].append(events)
+        # what each stream's feed alone sent to the engine, per window length ...
+        due: dict[int, int] = {}
+        for i in live:
+            for b, n in alone[i][1][r]:
+                due[n] = due.get(n, 0) + b
+        # ... goes in one call per length
+        assert sorted(det.engine.calls, key=lambda c: c[1]) == sorted(
+            ((b, n) for n, b in due.items()), key=lambda c: c[1]
+        )
+        shared += sum(len(alone[i][1][r]) for i in live) - len(det.engine.calls)
+    assert shared > 0  # calls were shared (without the batching there would be none)
+    for i in range(K):
+        assert len(got[i]) == len(alone[i][0])
+        for g, w in zip(got[i], alone[i][0], strict=True):
+            _same(g, w, tol)
+        res, want = streams[i].close(), alone[i][2]
+        assert res.label == want.label and res.score == pytest.approx(want.score, abs=tol)
+        assert [g["label"] for g in res.segments] == [g["label"] for g in want.segments]
+
+
+def test_one_streams_bad_input_and_engine_failure_stay_its_own(det):
+    x = [_signal(i, 6.0) for i in range(3)]
+    full = np.where(x[2] >= 0, 1.0, -1.0).astype(np.float32)  # the engine fails on it
+    alone = [_alone(det, np.array_split(x[i], 6))[0] for i in range(2)]
+    tol = 1e-5 * np.ptp(_scores(alone[0]) + _scores(alone[1]))
+    a, b, c = (det.stream() for _ in range(3))
+    pa, pb, pc = np.array_split(x[0], 6), np.array_split(x[1], 6), np.array_split(full, 6)
+    out = feed_streams([(a, pa[0]), (b, pb[0])])
+    _same(out[0], alone[0][0], tol)
+    _same(out[1], alone[1][0], tol)
+    # the full-scale stream's windows fail the shared call: retried alone, only it fails
+    det.engine.calls.clear()
+    out = feed_streams([(a, pa[1]), (b, pb[1]), (c, pc[0])])
+    assert len(det.engine.calls) > 2  # the shared calls, then the retries
+    assert isinstance(out[2], RuntimeError) and "full scale" in str(out[2])
+    _same(out[0], alone[0][1], tol)
+    _same(out[1], alone[1][1], tol)
+    # NaN samples: that stream's error, the other's events as alone
+    nan = np.full(800, np.nan, np.float32)
+    out = feed_streams([(a, pa[2]), (b, nan)])
+    assert isinstance(out[1], AudioError) and out[1].kind == "invalid_samples"
+    _same(out[0], alone[0][2], tol)
+    for k in range(3, 6):
+        (events,) = feed_streams([(a, pa[k])])
+        _same(events, alone[0][k], tol)
+
+
+def test_the_services_collector_drains_every_due_stream_into_one_call(det):
+    """The service's :class:`StreamBatcher`: streams that hand in audio while a batch is
+    being judged (or in the same tick) are judged in one ``feed_streams`` call."""
+    pytest.importorskip("fastapi")
+    from spoofscope.serve.streams import StreamBatcher
+
+    signals = [_signal(i, 4.0) for i in range(K)]
+    alone = [_alone(det, [x])[0][0] for x in signals]
+    tol = 1e-5 * np.ptp([s for a in alone for s in _scores([a])])
+
+    async def main():
+        batcher = StreamBatcher()
+        with ThreadPoolExecutor(1) as pool:
+            streams = [det.stream() for _ in range(K)]
+            det.engine.calls.clear()
+            got = await asyncio.gather(
+                *(batcher.feed(s, x, pool) for s, x in zip(streams, signals, strict=True))
+            )
+            calls = list(det.engine.calls)
+            bad = await asyncio.gather(
+                batcher.feed(streams[0], np.full(10, np.nan, np.float32), pool),
+                batcher.feed(streams[1], np.zeros(10, np.float32), pool),
+                return_exceptions=True,
+            )
+        return got, calls, bad
+
+    got, calls, bad = asyncio.run(main())
+    assert sorted(n for _, n in calls) == [SR, 2 * SR]  # one call per window length, not K
+    for g, w in zip(got, alone, strict=True):
+        _same(g, w, tol)
+    assert isinstance(bad[0], AudioError) and bad[1] == []
