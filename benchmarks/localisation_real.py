@@ -24,8 +24,10 @@ stretch of real spoofed speech spliced in.
    160 and 640 ms, the utterance EER, the segments' own false-alarm / miss rates, how many
    partially spoofed files get a spoof segment on their stretch, how many wholly spoofed files
    are split, and the cost as real-time factor (measured while scoring, one thread).
-5. **Leave half out**: the anchor's gain chosen on half of the files and its range EER on
-   the other half (the set is development data: the defaults were tuned on it).
+5. **Leave half out**: the anchor's gain, and the step rule (hop 0.25 or 0.5, a median
+   filter), chosen on half of the files and their range EER on the other half (the set is
+   development data: the defaults were tuned on it); and how much the range EER moves when
+   the files are resampled.
 
 ``--demo DIR`` adds the same metrics on the demo's partial set (``DIR/partial``, the demo's
 model ``DIR/final.ckpt``). ``--frame-model`` runs the frame-level path (an AntiDeepfake model
@@ -416,6 +418,7 @@ def main() -> None:
     windows = {n: cached_scores(det, paths, n, h, cache) for n, h in grids.items()}
     study(ds, windows, grids)
     halves(ds, windows, grids)
+    spread(ds, windows, grids)
     if a.check:
         check(det, ds, windows, grids, a.check)
     stream_delay(det, ds)
@@ -437,20 +440,30 @@ def stream_delay(det, ds) -> None:
     print(f"\nA {x.size / SR:.0f}-s stream (every third file of the set), 100-ms pieces:\n")
     print("| stream setting | segment events | delay after the segment's end (s of audio): "
           "median / max | compute RTF |\n|---|---:|---|---:|")  # fmt: skip
-    for name, w in (
-        ("old: 4-s windows every 1 s", WindowPolicy(hop_s=1.0)),
-        ("new: + 1-s windows every 0.25 s, anchored", WindowPolicy(hop_s=1.0).localising()),
-    ):
+    import spoofscope.infer.detector as D
+    import spoofscope.infer.timeline as T
+
+    least = T.MIN_SEGMENT_S
+    for name, w, m in (
+        ("old: 4-s windows every 1 s", WindowPolicy(hop_s=1.0), least),
+        ("new: + 1-s windows every 0.25 s, anchored", WindowPolicy(hop_s=1.0).localising(),
+         least),
+        ("new, minimum segment 0.5 s", WindowPolicy(hop_s=1.0).localising(), 0.5),
+    ):  # fmt: skip
         s = det.replace(windows=w).stream()
         delays, fed = [], 0
-        t0 = time.perf_counter()
-        for piece in np.array_split(x, x.size // 1600):
-            fed += piece.size
-            for e in s.feed(piece):
-                if e["type"] == "segment":
-                    delays.append(fed / SR - e["end_s"])
-        wall = time.perf_counter() - t0
-        s.close()
+        D.MIN_SEGMENT_S = T.MIN_SEGMENT_S = m
+        try:
+            t0 = time.perf_counter()
+            for piece in np.array_split(x, x.size // 1600):
+                fed += piece.size
+                for e in s.feed(piece):
+                    if e["type"] == "segment":
+                        delays.append(fed / SR - e["end_s"])
+            wall = time.perf_counter() - t0
+            s.close()
+        finally:
+            D.MIN_SEGMENT_S = T.MIN_SEGMENT_S = least
         print(
             f"| {name} | {len(delays)} + "
             f"{sum(e['type'] == 'segment' for e in s.last_events)} at close | "
@@ -509,18 +522,19 @@ def demo(folder: Path) -> None:
     import spoofscope.infer.timeline as T
 
     energy = Decision(vad="energy")
-    gain = T.ANCHOR_GAIN
-    for name, w, g in (
-        ("old default (hop 0.5)", WindowPolicy(hop_s=0.5), gain),
-        ("1-s windows every 0.25 s, anchor gain 1", WindowPolicy().localising(), 1.0),
-        ("new default", WindowPolicy().localising(), gain),
+    gain, least = T.ANCHOR_GAIN, T.MIN_SEGMENT_S
+    for name, w, g, m in (
+        ("old default (hop 0.5)", WindowPolicy(hop_s=0.5), gain, least),
+        ("1-s windows every 0.25 s, anchor gain 1", WindowPolicy().localising(), 1.0, least),
+        ("the default", WindowPolicy().localising(), gain, least),
+        ("the default, min 0.5 s", WindowPolicy().localising(), gain, 0.5),
     ):
         det = Detector.load(folder / "final.ckpt", windows=w, decision=energy, threads=1)
-        T.ANCHOR_GAIN = g
+        T.ANCHOR_GAIN, T.MIN_SEGMENT_S = g, m
         try:
             res = det.detect_many([str(p) for p in paths])
         finally:
-            T.ANCHOR_GAIN = gain
+            T.ANCHOR_GAIN, T.MIN_SEGMENT_S = gain, least
         m = metrics(
             ds,
             {Path(r.path).stem: r.timeline for r in res},
@@ -593,18 +607,46 @@ def relative(steps: list[dict], how: str | None, file_verdict) -> list[dict]:
     return anchor(steps, *file_verdict, drop=float(drop), gain=float(gain))
 
 
-def evaluate(ds, scores, grids, lengths, hop, how, hyst, min_s, step=None):
-    from spoofscope.infer.timeline import build_segments
+def median_filter(steps: list[dict], k: int) -> list[dict]:
+    """Each judged step's score and p replaced by the median over ``k`` steps centred on it,
+    within its run of judged steps (a null step ends a run; the run's ends repeat)."""
+    out, run = [dict(t) for t in steps], []
+    for i in range(len(steps) + 1):
+        if i < len(steps) and steps[i]["score"] is not None:
+            run.append(i)
+            continue
+        for key in ("score", "p") if run else ():
+            v = np.pad([steps[j][key] for j in run], k // 2, mode="edge")
+            med = np.median(np.lib.stride_tricks.sliding_window_view(v, k), axis=1)
+            for j, m in zip(run, med, strict=True):
+                out[j][key] = float(m)
+        run = []
+    return out
 
+
+def timelines(ds, scores, grids, lengths, hop, how, step=None, smooth=0) -> dict:
+    """Every file's timeline under one setting: the steps of each window length (their mean
+    where there are several), ``smooth``: a median filter over that many steps, then read
+    as ``how`` says (:func:`relative`)."""
     step = step or min(0.5, hop)
-    card = max(grids)
-    tls, segs = {}, {}
+    card, tls = max(grids), {}
     for u in ds["durations"]:
         parts = [steps_of(scores[n]["files"][u], grids[n], hop, step) for n in lengths]
         st = combine(parts) if len(parts) > 1 else parts[0]
-        st = relative(st, how, verdict(scores[card]["files"][u]))
+        st = median_filter(st, smooth) if smooth else st
+        tls[u] = relative(st, how, verdict(scores[card]["files"][u]))
+    return tls
+
+
+def evaluate(ds, scores, grids, lengths, hop, how, hyst, min_s=None, step=None, smooth=0):
+    """The metrics of one setting (:func:`timelines`) and its segments; ``min_s`` None: the
+    package's minimum segment duration."""
+    from spoofscope.infer.timeline import build_segments
+
+    tls = timelines(ds, scores, grids, lengths, hop, how, step, smooth)
+    segs = {}
+    for u, st in tls.items():
         f = scores[lengths[0]]["files"][u]
-        tls[u] = st
         segs[u] = build_segments(st, f["mask"], 0.5, hyst, min_s, frame_s=f["frame_s"])
     return metrics(ds, tls, segs)
 
@@ -624,13 +666,16 @@ def cost(scores, grids, lengths, hop) -> float:
 
 
 def study(ds, scores, grids) -> None:
+    from spoofscope.infer.timeline import MIN_SEGMENT_S
+
     card = max(grids)
     plain = cost(scores, grids, [card], 2.0)
-    rows: list = [  # (name, lengths, hop, relative, hysteresis, min duration)
-        ("old default: 4-s windows, hop 0.5", [card], 0.5, None, 0.1, 1.0),
-        ("4-s, hop 2 (plain detect)", [card], 2.0, None, 0.1, 1.0),
-        ("4-s, hop 0.5, anchored", [card], 0.5, "anchor", 0.1, 1.0),
-    ]
+    m0 = MIN_SEGMENT_S
+    rows: list = [  # (name, lengths, hop, relative, hysteresis, min duration, median filter)
+        ("old default: 4-s windows, hop 0.5", [card], 0.5, None, 0.1, m0, 0),
+        ("4-s, hop 2 (plain detect)", [card], 2.0, None, 0.1, m0, 0),
+        ("4-s, hop 0.5, anchored", [card], 0.5, "anchor", 0.1, m0, 0),
+    ]  # fmt: skip
     for n, lens in (("2-s", [32000]), ("1-s", [16000]), ("0.5-s", [8000]),
                     ("0.5+1-s", [8000, 16000]), ("1+2-s", [16000, 32000]),
                     ("1+2+4-s", [16000, 32000, card])):  # fmt: skip
@@ -639,14 +684,18 @@ def study(ds, scores, grids) -> None:
                 continue
             for how in (None, "median", "anchor 3 1", "anchor"):
                 name = f"{n}, hop {hop:g}" + (f", {how}" if how else "")
-                rows.append((name, lens, hop, how, 0.1, 1.0))
-    # the anchor's gain and drop, the hysteresis band, the minimum duration on 1-s windows
-    for how, hyst, min_s in (("anchor 3 1.5", 0.1, 1.0), ("anchor 3 3", 0.1, 1.0),
-                             ("anchor 2 2", 0.1, 1.0), ("anchor 4 2", 0.1, 1.0),
-                             ("anchor", 0.0, 1.0), ("anchor", 0.2, 1.0),
-                             ("anchor", 0.1, 0.5), ("anchor", 0.1, 2.0)):  # fmt: skip
-        rows.append((f"1-s, hop 0.25, {how}, band {hyst:g}, min {min_s:g} s", [16000], 0.25,
-                     how, hyst, min_s))  # fmt: skip
+                rows.append((name, lens, hop, how, 0.1, m0, 0))
+    # on 1-s windows every 0.25 s: the anchor's gain and drop, the hysteresis band, the
+    # minimum duration, a median filter over the steps
+    for how, hyst, min_s, k in (("anchor 3 1.5", 0.1, m0, 0), ("anchor 3 2.5", 0.1, m0, 0),
+                                ("anchor 3 3", 0.1, m0, 0), ("anchor 2 2", 0.1, m0, 0),
+                                ("anchor 4 2", 0.1, m0, 0), ("anchor", 0.0, m0, 0),
+                                ("anchor", 0.2, m0, 0), ("anchor", 0.1, 0.25, 0),
+                                ("anchor", 0.1, 0.5, 0), ("anchor", 0.1, 2.0, 0),
+                                ("anchor", 0.1, m0, 3), ("anchor", 0.1, m0, 5)):  # fmt: skip
+        name = f"1-s, hop 0.25, {how}, band {hyst:g}, min {min_s:g} s"
+        rows.append((name + (f", median of {k} steps" if k else ""), [16000], 0.25, how, hyst,
+                     min_s, k))  # fmt: skip
     print("| setting | range EER % | seg EER 20 ms | 160 ms | 640 ms | utt EER % "
           "| segments FA % / miss % | stretches found | spoof files split | genuine with spoof "
           "| cost (x plain) |")  # fmt: skip
@@ -654,8 +703,8 @@ def study(ds, scores, grids) -> None:
     n_p = sum(f["kind"] == "partial" for f in ds["files"])
     n_s = sum(f["kind"] == "spoof" for f in ds["files"])
     n_g = sum(f["kind"] == "genuine" for f in ds["files"])
-    for name, lens, hop, how, hyst, min_s in rows:
-        m = evaluate(ds, scores, grids, lens, hop, how, hyst, min_s)
+    for name, lens, hop, how, hyst, min_s, k in rows:
+        m = evaluate(ds, scores, grids, lens, hop, how, hyst, min_s, smooth=k)
         c = cost(scores, grids, lens, hop)
         print(
             f"| {name} | {m['range']:.1f} | {m['seg20']:.1f} | {m['seg160']:.1f} | "
@@ -674,34 +723,98 @@ def subset(ds: dict, ids: list) -> dict:
     }
 
 
-def halves(ds, scores, grids, gains=(1.0, 1.5, 2.0, 3.0), repeats=10) -> None:
-    """The anchor's gain chosen on half of the files (stratified by kind, seeded) and its
-    range EER on the other half, both ways round, against the fixed gains 1 and 2."""
+def _range(ds, tls) -> float:
+    from spoofscope.metrics import range_eer
+
+    hyp = {u: [(t["start_s"], t["end_s"], t["score"]) for t in tls[u]] for u in ds["durations"]}
+    return 100 * range_eer(ds["spoof"], ds["durations"], hyp)["eer"]
+
+
+#: the families of settings the leave-half-out check chooses among (1-s windows; keyword
+#: arguments of :func:`timelines`), the default first
+FAMILIES = {
+    "the anchor's gain among 1, 1.5, 2, 2.5, 3": [
+        (f"gain {g:g}", {"hop": 0.25, "how": f"anchor 3 {g:g}"}) for g in (2, 1, 1.5, 2.5, 3)
+    ],
+    "the step rule among hop 0.25, a median of 3 or 5 steps, hop 0.5": [
+        ("hop 0.25", {"hop": 0.25, "how": "anchor"}),
+        ("median of 3", {"hop": 0.25, "how": "anchor", "smooth": 3}),
+        ("median of 5", {"hop": 0.25, "how": "anchor", "smooth": 5}),
+        ("hop 0.5", {"hop": 0.5, "how": "anchor"}),
+    ],
+}
+
+
+def halves(ds, scores, grids, repeats=10) -> None:
+    """Over-fitting check: for each family of settings, the one with the lowest range EER on
+    half of the files (stratified by kind, seeded; ties to the default) and its range EER on
+    the other half, both ways round, beside the default's there and each setting's paired
+    difference from it. The held-out half never sees the choice."""
     rng = np.random.default_rng(0)
-    got = []
+    splits = []
     for _ in range(repeats):
         a, b = [], []
         for kind in ("partial", "genuine", "spoof"):
             ids = [f["id"] for f in ds["files"] if f["kind"] == kind]
             rng.shuffle(ids)
             a, b = a + ids[: len(ids) // 2], b + ids[len(ids) // 2 :]
-        for tune, test in ((a, b), (b, a)):
+        splits += [(a, b), (b, a)]
+    print(f"\nLeave half out (1-s windows; {repeats} seeded splits of the files in halves, "
+          "stratified by kind, each half in turn choosing and the other judging; "
+          "range EER %):\n")  # fmt: skip
+    print("| chosen on one half: | chosen (times) | its range EER on the other half | default's "
+          "| each setting minus the default there: mean (sd) |\n|---|---|---|---|---|")  # fmt: skip
+    for family, cands in FAMILIES.items():
+        full = {name: timelines(ds, scores, grids, [16000], **kw) for name, kw in cands}
+        got = []  # per split: the chosen name, then every setting's held-out range EER
+        for tune, test in splits:
             t, h = subset(ds, tune), subset(ds, test)
-            e = {g: evaluate(t, scores, grids, [16000], 0.25, f"anchor 3 {g}", 0.1, 1.0)["range"]
-                 for g in gains}  # fmt: skip
-            best = min(gains, key=lambda g: (e[g], g))
-            held = [evaluate(h, scores, grids, [16000], 0.25, f"anchor 3 {g}", 0.1, 1.0)["range"]
-                    for g in (best, 1.0, 2.0)]  # fmt: skip
-            got.append((best, *held))
-    g = np.array(got)
-    print(
-        f"\nLeave half out (1-s windows every 0.25 s; the gain chosen among "
-        f"{', '.join(f'{x:g}' for x in gains)} on half the files, {repeats} seeded splits "
-        f"both ways): chosen {', '.join(f'{x:g} {int((g[:, 0] == x).sum())}x' for x in gains)}; "
-        f"range EER on the held-out half {g[:, 1].mean():.1f} % (sd {g[:, 1].std():.1f}), "
-        f"gain 1 {g[:, 2].mean():.1f} % (sd {g[:, 2].std():.1f}), gain 2 (the default) "
-        f"{g[:, 3].mean():.1f} % (sd {g[:, 3].std():.1f})"
-    )
+            on_t = {n: _range(t, full[n]) for n, _ in cands}
+            best = min(on_t, key=lambda n: (round(on_t[n], 9), [c[0] for c in cands].index(n)))
+            got.append((best, {n: _range(h, full[n]) for n, _ in cands}))
+        chosen = np.array([g[1][g[0]] for g in got])
+        base = np.array([g[1][cands[0][0]] for g in got])
+        diffs = ", ".join(
+            f"{n} {np.mean(d):+.1f} ({np.std(d):.1f})"
+            for n, _ in cands[1:]
+            for d in [np.array([g[1][n] for g in got]) - base]
+        )
+        counts = ", ".join(f"{n} {sum(g[0] == n for g in got)}" for n, _ in cands)
+        print(f"| {family} | {counts} | {chosen.mean():.1f} (sd {chosen.std():.1f}) | "
+              f"{cands[0][0]}: {base.mean():.1f} (sd {base.std():.1f}) | {diffs} |")  # fmt: skip
+
+
+def spread(ds, scores, grids, repeats=200) -> None:
+    """How much the range EER moves with the files drawn: the files resampled with
+    replacement within each kind (seeded), the default and the old default's."""
+    rng = np.random.default_rng(0)
+    kinds = {}
+    for f in ds["files"]:
+        kinds.setdefault(f["kind"], []).append(f["id"])
+    rows = (("old default (4-s, hop 0.5)", [max(grids)], 0.5, None),
+            ("the default (1-s, hop 0.25, anchor)", [16000], 0.25, "anchor"))  # fmt: skip
+    full = {name: timelines(ds, scores, grids, lens, hop, how) for name, lens, hop, how in rows}
+    got = {name: [] for name in full}
+    for _ in range(repeats):
+        pick = [u for ids in kinds.values() for u in rng.choice(ids, len(ids))]
+        b = {
+            "spoof": {f"{u}#{i}": ds["spoof"][u] for i, u in enumerate(pick)},
+            "durations": {f"{u}#{i}": ds["durations"][u] for i, u in enumerate(pick)},
+        }
+        for name, tls in full.items():
+            got[name].append(_range(b, {f"{u}#{i}": tls[u] for i, u in enumerate(pick)}))
+    print(f"\nHow much the range EER moves with the files ({repeats} resamples of the set's "
+          "files with replacement within each kind, seeded):\n")  # fmt: skip
+    print("| | mean | sd | 5-95 % |\n|---|---:|---:|---|")
+    for name, v in got.items():
+        v = np.array(v)
+        print(f"| {name}: range EER % | {v.mean():.1f} | {v.std():.1f} | "
+              f"{np.percentile(v, 5):.1f}-{np.percentile(v, 95):.1f} |")  # fmt: skip
+    old, new = (np.array(v) for v in got.values())
+    r = new / old
+    print(f"| the default's over the old default's, same draw (at most 0.5 in "
+          f"{np.mean(r <= 0.5):.0%} of the draws) | {r.mean():.2f} | {r.std():.2f} | "
+          f"{np.percentile(r, 5):.2f}-{np.percentile(r, 95):.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -107,6 +107,28 @@ def test_rules_hysteresis_and_minimum_duration():
     assert [g["label"] for g in raw][:4] == ["bonafide", "spoof", "bonafide", "spoof"]
 
 
+def test_minimum_duration_default_is_read_when_called():
+    """The default minimum (MIN_SEGMENT_S, 1 s, read when called) absorbs a 0.5-s and a
+    0.75-s dip in 0.25-s steps; a 0.5-s minimum keeps both as spoof and absorbs a 0.25-s
+    one."""
+    import spoofscope.infer.timeline as T
+
+    probs = [0.9] * 4 + [0.1] * 2 + [0.9] * 4 + [0.1] * 3 + [0.9] * 4 + [0.1] + [0.9] * 4
+    tl = [{"start_s": k * 0.25, "end_s": (k + 1) * 0.25, "score": q - 0.5, "p": q}
+          for k, q in enumerate(probs)]  # fmt: skip
+
+    def spoof(segs):
+        return [(g["start_s"], g["end_s"]) for g in segs if g["label"] == "spoof"]
+
+    assert T.MIN_SEGMENT_S == 1.0 and spoof(build_segments(tl, None)) == []
+    assert spoof(build_segments(tl, None, min_duration_s=0.5)) == [(1.0, 1.5), (2.5, 3.25)]
+    T.MIN_SEGMENT_S = 0.5  # the module's value is read when called (the benchmark sets it)
+    try:
+        assert spoof(build_segments(tl, None)) == [(1.0, 1.5), (2.5, 3.25)]
+    finally:
+        T.MIN_SEGMENT_S = 1.0
+
+
 def test_hysteresis_holds_spoof_as_it_holds_bona_fide():
     """The band works on both sides: once spoof, a rise to 0.55 (inside the +-0.1 band) is
     not enough to turn bona fide; a rise to 0.65 is."""

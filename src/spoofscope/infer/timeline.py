@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: a bona fide or spoof run shorter than this takes a neighbour's label (rule 2)
+#: a bona fide or spoof run shorter than this takes a neighbour's label (rule 2); 0.5 s finds
+#: more spliced stretches (benchmarks/localisation_real.py) but lets a stream's segment events
+#: wait for the end far more often (docs/localise.md), so 1 s stays
 MIN_SEGMENT_S = 1.0
 
 
@@ -191,11 +193,13 @@ def build_segments(
     active: np.ndarray | None,
     p_threshold: float = 0.5,
     hysteresis: float = 0.1,
-    min_duration_s: float = MIN_SEGMENT_S,
+    min_duration_s: float | None = None,
     frame_s: float = 0.02,
 ) -> list[dict]:
     """Contiguous segments ``[{start_s, end_s, label, score, p_bonafide}]`` (see the module
-    docstring); ``p_threshold``: the probability at the decision threshold."""
+    docstring); ``p_threshold``: the probability at the decision threshold;
+    ``min_duration_s`` None: :data:`MIN_SEGMENT_S` (read when called)."""
+    min_duration_s = MIN_SEGMENT_S if min_duration_s is None else min_duration_s
     labels: list[str] = []
     state = None
     lo = min(hysteresis, p_threshold / 2)  # the band never reaches past 0 or 1 (rule 1)
