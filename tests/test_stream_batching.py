@@ -72,6 +72,17 @@ def _alone(det, pieces):
     return events, shapes, s.close()
 
 
+def _by_piece(det, x):
+    """One stream's events fed ``x`` alone in the pieces the service's batcher judges it in
+    (``StreamBatcher.piece_s`` seconds each: the running verdict of a window event is the one
+    after its piece)."""
+    from spoofscope.serve.streams import StreamBatcher
+
+    n = int(StreamBatcher.piece_s * SR)
+    events, shapes, _ = _alone(det, np.split(x, range(n, x.size, n)))
+    return [e for per in events for e in per], shapes
+
+
 def _same(got, want, tol):
     assert [e["type"] for e in got] == [e["type"] for e in want]
     for g, w in zip(got, want, strict=True):
@@ -157,7 +168,7 @@ def test_the_services_collector_drains_every_due_stream_into_one_call(det):
     from spoofscope.serve.streams import StreamBatcher
 
     signals = [_signal(i, 4.0) for i in range(K)]
-    alone = [_alone(det, [x])[0][0] for x in signals]
+    alone, shapes = zip(*(_by_piece(det, x) for x in signals), strict=True)
     tol = 1e-5 * np.ptp([s for a in alone for s in _scores([a])])
 
     async def main():
@@ -177,7 +188,10 @@ def test_the_services_collector_drains_every_due_stream_into_one_call(det):
         return got, calls, bad
 
     got, calls, bad = asyncio.run(main())
-    assert sorted(n for _, n in calls) == [SR, 2 * SR]  # one call per window length, not K
+    # the streams' pieces judged together: a call per piece and window length, not K
+    per_piece = [{n for sh in shapes for _, n in sh[r]} for r in range(len(shapes[0]))]
+    assert len(calls) == sum(map(len, per_piece)) and len(calls) < sum(map(len, shapes))
+    assert sum(b for b, _ in calls) == sum(b for sh in shapes for per in sh for b, _ in per)
     for g, w in zip(got, alone, strict=True):
         _same(g, w, tol)
     assert isinstance(bad[0], AudioError) and bad[1] == []
@@ -248,7 +262,7 @@ def test_audio_handed_in_during_a_call_goes_into_the_next(det, monkeypatch):
     held = _Held()
     monkeypatch.setattr(mod, "feed_streams", held)
     signals = [_signal(i, 3.0) for i in range(3)]
-    alone = [_alone(det, [x])[0][0] for x in signals]
+    alone = [_by_piece(det, x)[0] for x in signals]
     tol = 1e-5 * np.ptp([s for a in alone for s in _scores([a])])
 
     async def main():
@@ -264,7 +278,8 @@ def test_audio_handed_in_during_a_call_goes_into_the_next(det, monkeypatch):
                 held.release.set()
 
     got = asyncio.run(main())
-    assert held.calls == [1, 2]  # the two latecomers together, in the next call
+    # the latecomers together, with the first stream's next piece, in the next call
+    assert held.calls == [1, 3, 3, 2]
     for g, w in zip(got, alone, strict=True):
         _same(g, w, tol)
 
@@ -278,7 +293,7 @@ def test_a_cancelled_drain_ends_every_await_and_the_next_feed_works(det, monkeyp
     held = _Held()
     monkeypatch.setattr(mod, "feed_streams", held)
     x = _signal(0, 3.0)
-    (want,), _, _ = _alone(det, [x])
+    want, _ = _by_piece(det, x)
 
     async def main():
         batcher = mod.StreamBatcher()
@@ -300,3 +315,40 @@ def test_a_cancelled_drain_ends_every_await_and_the_next_feed_works(det, monkeyp
     assert all(isinstance(r, asyncio.CancelledError) for r in ended)
     assert left == (None, [])
     _same(later, want, 1e-5 * np.ptp(_scores([want])))
+
+
+def test_a_stream_handing_in_much_audio_delays_the_others_by_one_piece(det, monkeypatch):
+    """One client's large frame (or backlog) is judged a piece per call: a stream that hands
+    in half a second while the large one's first call runs gets its events before the large
+    one is through, and the large one's windows and segments are those it gets alone."""
+    pytest.importorskip("fastapi")
+    from spoofscope.serve import streams as mod
+
+    held = _Held()
+    monkeypatch.setattr(mod, "feed_streams", held)
+    big, small = _signal(0, 8.0), _signal(1, 0.5)
+    want, _ = _by_piece(det, big)
+    order = []
+
+    async def main():
+        batcher = mod.StreamBatcher()
+
+        async def feed(name, x):
+            events = await batcher.feed(det.stream(), x, pool)
+            order.append(name)
+            return events
+
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                a = asyncio.ensure_future(feed("big", big))
+                await asyncio.to_thread(held.entered.wait, 60)
+                b = asyncio.ensure_future(feed("small", small))
+                held.release.set()
+                return await asyncio.wait_for(asyncio.gather(a, b), 120)
+            finally:
+                held.release.set()
+
+    got, _ = asyncio.run(main())
+    assert order == ["small", "big"]
+    assert held.calls == [1, 2] + [1] * 6  # 8 pieces of a second; the small one in the 2nd
+    _same(got, want, 1e-5 * np.ptp(_scores([want])))
