@@ -415,19 +415,22 @@ class _Live:
         other live streams' (:class:`StreamBatcher`), until told to stop (``self.finishing``)
         and the backlog is empty."""
         pool, batcher = self.app.state.pool.executor, self.app.state.streams.batcher
-        while True:
-            if not self.pending:
-                if self.finishing:
-                    return
-                await self.wake.wait()
-                self.wake.clear()
-                continue
-            x = np.concatenate(self.pending)
-            self.pending, self.pending_n = [], 0
-            events = await batcher.feed(self.stream, x, pool)
-            if self.backlog_s <= self.max_lag_s / 2:
-                self.drained.set()
-            await self.emit(events)
+        try:
+            while True:
+                if not self.pending:
+                    if self.finishing:
+                        return
+                    await self.wake.wait()
+                    self.wake.clear()
+                    continue
+                x = np.concatenate(self.pending)
+                self.pending, self.pending_n = [], 0
+                events = await batcher.feed(self.stream, x, pool)
+                if self.backlog_s <= self.max_lag_s / 2:
+                    self.drained.set()
+                await self.emit(events)
+        finally:  # failed or cancelled: a reader held back resumes, and finds the scorer done
+            self.drained.set()
 
 
 def _check_key(ws: WebSocket, key: str | None) -> None:
