@@ -4,6 +4,8 @@ k streams with windows due make one engine call per window length, not k, and wh
 with one stream (bad samples, windows the engine fails on) stays with that stream."""
 
 import asyncio
+import dataclasses
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -68,6 +70,17 @@ def _alone(det, pieces):
         events.append(s.feed(p))
         shapes.append(list(det.engine.calls))
     return events, shapes, s.close()
+
+
+def _by_piece(det, x):
+    """One stream's events fed ``x`` alone in the pieces the service's batcher judges it in
+    (``StreamBatcher.piece_s`` seconds each: the running verdict of a window event is the one
+    after its piece)."""
+    from spoofscope.serve.streams import StreamBatcher
+
+    n = int(StreamBatcher.piece_s * SR)
+    events, shapes, _ = _alone(det, np.split(x, range(n, x.size, n)))
+    return [e for per in events for e in per], shapes
 
 
 def _same(got, want, tol):
@@ -155,7 +168,7 @@ def test_the_services_collector_drains_every_due_stream_into_one_call(det):
     from spoofscope.serve.streams import StreamBatcher
 
     signals = [_signal(i, 4.0) for i in range(K)]
-    alone = [_alone(det, [x])[0][0] for x in signals]
+    alone, shapes = zip(*(_by_piece(det, x) for x in signals), strict=True)
     tol = 1e-5 * np.ptp([s for a in alone for s in _scores([a])])
 
     async def main():
@@ -175,7 +188,167 @@ def test_the_services_collector_drains_every_due_stream_into_one_call(det):
         return got, calls, bad
 
     got, calls, bad = asyncio.run(main())
-    assert sorted(n for _, n in calls) == [SR, 2 * SR]  # one call per window length, not K
+    # the streams' pieces judged together: a call per piece and window length, not K
+    per_piece = [{n for sh in shapes for _, n in sh[r]} for r in range(len(shapes[0]))]
+    assert len(calls) == sum(map(len, per_piece)) and len(calls) < sum(map(len, shapes))
+    assert sum(b for b, _ in calls) == sum(b for sh in shapes for per in sh for b, _ in per)
     for g, w in zip(got, alone, strict=True):
         _same(g, w, tol)
     assert isinstance(bad[0], AudioError) and bad[1] == []
+
+
+def test_shared_calls_hold_at_most_batch_size_windows(det):
+    """Windows of several streams share calls of at most ``limits.batch_size`` windows (the
+    bound on memory), each window scored once, each stream's events as alone; streams of
+    detectors that differ only in hop (as each live stream's ``hop_s``) share them too."""
+    small = det.replace(limits=dataclasses.replace(det.limits, batch_size=3))
+    other = small.replace(windows=dataclasses.replace(small.windows, hop_s=1.0))
+    dets = [small, other] * (K // 2)
+    signals = [_signal(i, 4.0) for i in range(K)]
+    alone = [_alone(d, [x]) for d, x in zip(dets, signals, strict=True)]
+    tol = 1e-5 * np.ptp([s for a in alone for s in _scores(a[0])])
+    streams = [d.stream() for d in dets]
+    det.engine.calls.clear()
+    out = feed_streams(list(zip(streams, signals, strict=True)))
+    calls = list(det.engine.calls)
+    for n in (SR, 2 * SR):
+        due = sum(b for a in alone for b, m in a[1][0] if m == n)
+        assert due > 3 * K  # more windows than one call may hold
+        sizes = [b for b, m in calls if m == n]
+        assert sum(sizes) == due and max(sizes) <= 3 and len(sizes) == -(-due // 3)
+    for g, a in zip(out, alone, strict=True):
+        _same(g, a[0][0], tol)
+    # within the batch size, one call per length for them all (not one per detector)
+    wide = [det, det.replace(windows=dataclasses.replace(det.windows, hop_s=1.0))]
+    det.engine.calls.clear()
+    feed_streams([(d.stream(), x) for d, x in zip(wide, signals, strict=False)])
+    assert sorted(n for _, n in det.engine.calls) == [SR, 2 * SR]
+
+
+def test_each_failure_goes_to_its_own_stream_whatever_its_place(det):
+    """A refused piece ahead of a stream whose windows fail the engine: each stream gets its
+    own outcome (the failures are not shifted onto a neighbour)."""
+    x = _signal(0, 3.0)
+    full = np.where(_signal(1, 3.0) >= 0, 1.0, -1.0).astype(np.float32)
+    (want,), _, _ = _alone(det, [x])
+    tol = 1e-5 * np.ptp(_scores([want]))
+    nan = np.full(800, np.nan, np.float32)
+    out = feed_streams([(det.stream(), nan), (det.stream(), x), (det.stream(), full)])
+    assert isinstance(out[0], AudioError) and out[0].kind == "invalid_samples"
+    _same(out[1], want, tol)
+    assert isinstance(out[2], RuntimeError) and "full scale" in str(out[2])
+    with pytest.raises(RuntimeError, match="full scale"):  # a stream alone fails as well
+        det.stream().feed(full)
+
+
+class _Held:
+    """``feed_streams`` that waits at its first call until released: a batch held in flight."""
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.calls: list[int] = []  # streams per call
+
+    def __call__(self, feeds):
+        self.calls.append(len(feeds))
+        self.entered.set()
+        self.release.wait(60)
+        return feed_streams(feeds)
+
+
+def test_audio_handed_in_during_a_call_goes_into_the_next(det, monkeypatch):
+    pytest.importorskip("fastapi")
+    from spoofscope.serve import streams as mod
+
+    held = _Held()
+    monkeypatch.setattr(mod, "feed_streams", held)
+    signals = [_signal(i, 3.0) for i in range(3)]
+    alone = [_by_piece(det, x)[0] for x in signals]
+    tol = 1e-5 * np.ptp([s for a in alone for s in _scores([a])])
+
+    async def main():
+        batcher = mod.StreamBatcher()
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                first = asyncio.ensure_future(batcher.feed(det.stream(), signals[0], pool))
+                await asyncio.to_thread(held.entered.wait, 60)
+                rest = [batcher.feed(det.stream(), x, pool) for x in signals[1:]]
+                held.release.set()
+                return await asyncio.wait_for(asyncio.gather(first, *rest), 120)
+            finally:
+                held.release.set()
+
+    got = asyncio.run(main())
+    # the latecomers together, with the first stream's next piece, in the next call
+    assert held.calls == [1, 3, 3, 2]
+    for g, w in zip(got, alone, strict=True):
+        _same(g, w, tol)
+
+
+def test_a_cancelled_drain_ends_every_await_and_the_next_feed_works(det, monkeypatch):
+    """The service stopping cancels the drain task: the stream in the call and the stream
+    queued behind it are both cancelled (none waits for ever), and a later feed is judged."""
+    pytest.importorskip("fastapi")
+    from spoofscope.serve import streams as mod
+
+    held = _Held()
+    monkeypatch.setattr(mod, "feed_streams", held)
+    x = _signal(0, 3.0)
+    want, _ = _by_piece(det, x)
+
+    async def main():
+        batcher = mod.StreamBatcher()
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                a = asyncio.ensure_future(batcher.feed(det.stream(), x, pool))
+                await asyncio.to_thread(held.entered.wait, 60)
+                b = asyncio.ensure_future(batcher.feed(det.stream(), x, pool))
+                await asyncio.sleep(0)
+                batcher.task.cancel()
+                ended = await asyncio.wait_for(asyncio.gather(a, b, return_exceptions=True), 60)
+            finally:
+                held.release.set()
+            left = (batcher.task, list(batcher.queue))
+            later = await asyncio.wait_for(batcher.feed(det.stream(), x, pool), 120)
+        return ended, left, later
+
+    ended, left, later = asyncio.run(main())
+    assert all(isinstance(r, asyncio.CancelledError) for r in ended)
+    assert left == (None, [])
+    _same(later, want, 1e-5 * np.ptp(_scores([want])))
+
+
+def test_a_stream_handing_in_much_audio_delays_the_others_by_one_piece(det, monkeypatch):
+    """One client's large frame (or backlog) is judged a piece per call: a stream that hands
+    in half a second while the large one's first call runs gets its events before the large
+    one is through, and the large one's windows and segments are those it gets alone."""
+    pytest.importorskip("fastapi")
+    from spoofscope.serve import streams as mod
+
+    held = _Held()
+    monkeypatch.setattr(mod, "feed_streams", held)
+    big, small = _signal(0, 8.0), _signal(1, 0.5)
+    want, _ = _by_piece(det, big)
+    order = []
+
+    async def main():
+        batcher = mod.StreamBatcher()
+
+        async def feed(name, x):
+            events = await batcher.feed(det.stream(), x, pool)
+            order.append(name)
+            return events
+
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                a = asyncio.ensure_future(feed("big", big))
+                await asyncio.to_thread(held.entered.wait, 60)
+                b = asyncio.ensure_future(feed("small", small))
+                held.release.set()
+                return await asyncio.wait_for(asyncio.gather(a, b), 120)
+            finally:
+                held.release.set()
+
+    got, _ = asyncio.run(main())
+    assert order == ["small", "big"]
+    assert held.calls == [1, 2] + [1] * 6  # 8 pieces of a second; the small one in the 2nd
+    _same(got, want, 1e-5 * np.ptp(_scores([want])))

@@ -56,10 +56,15 @@ class _SlowEngine(TorchEngine):
 
     delay = 0.0
     batches: list[np.ndarray] | None = None  # a list: each batch called with is kept
+    fail_at: int | None = None  # the call (1, 2, ...) that raises instead
+    n_calls = 0
 
     def __call__(self, x):
         if self.batches is not None:
             self.batches.append(np.array(x))
+        self.n_calls += 1
+        if self.n_calls == self.fail_at:
+            raise RuntimeError("the engine failed")
         time.sleep(self.delay)
         return super().__call__(x)
 
@@ -345,6 +350,23 @@ def test_a_client_faster_than_the_server_is_held_back_not_dropped(ckpt):
     assert lag and all(2.0 < e["behind_s"] <= 2.0 + 0.25 + 1e-9 for e in lag)
     assert ev[-1]["type"] == "summary" and ev[-1]["duration_s"] == pytest.approx(30.0)
     assert sum(e["type"] == "window" for e in ev) == len(ev[-1]["windows"])
+
+
+def test_a_lagging_stream_whose_scoring_fails_ends_not_hangs(ckpt):
+    """The engine fails while the client is held back (reading paused until the backlog
+    halves, which a failed scorer never brings): the stream still ends, with an error event
+    and the summary of what was judged, instead of waiting for ever with its slot held."""
+    x = _pcm(_signal(30.0))
+    with _service(ckpt, delay=0.3, stream_max_lag_s=2.0) as srv:
+        srv.server.config.app.state.detector.engine.fail_at = 3
+        with ws_client.connect(_url(srv)) as c:
+            c.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": 1.0}))
+            for i in range(0, len(x), 8000):
+                c.send(x[i : i + 8000])
+            ev = _events(c, 60)
+    assert any(e["type"] == "lagging" for e in ev)
+    assert [e["code"] for e in ev if e["type"] == "error"] == ["internal_error"]
+    assert ev[-1]["type"] == "summary" and ev[-1]["ended_by"] == "internal"
 
 
 def test_a_dropped_connection_keeps_what_was_judged(ckpt, tmp_path):

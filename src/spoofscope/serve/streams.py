@@ -211,14 +211,27 @@ class StreamBatcher:
     judged in one :func:`~spoofscope.infer.detector.feed_streams` call on a scoring thread,
     so that k streams with windows due make one engine call per window length, not k. Nothing
     waits for company: a stream alone is judged at once, and audio that arrives while a call
-    runs goes into the next. A stream's refused audio or failed windows fail its own await."""
+    runs goes into the next. A call takes at most ``piece_s`` seconds of each stream's audio,
+    so that a stream that hands in much at once (a large frame, a backlog) delays the others
+    by one piece, not by all of it. A stream's refused audio or failed windows fail its own
+    await."""
+
+    piece_s = 1.0
 
     def __init__(self):
         self.queue: list[tuple[object, np.ndarray, asyncio.Future]] = []
         self.task: asyncio.Task | None = None  # the drain running, if any
 
     async def feed(self, stream, samples: np.ndarray, executor) -> list[dict]:
-        """``stream.feed(samples)``, judged together with the other streams' due audio."""
+        """``stream.feed(samples)``, judged together with the other streams' due audio, a
+        piece of at most ``piece_s`` seconds per call."""
+        n = max(1, int(self.piece_s * stream.rate))
+        events = []
+        for i in range(0, max(samples.size, 1), n):
+            events += await self._piece(stream, samples[i : i + n], executor)
+        return events
+
+    async def _piece(self, stream, samples: np.ndarray, executor) -> list[dict]:
         done = asyncio.get_running_loop().create_future()
         self.queue.append((stream, samples, done))
         if self.task is None:
@@ -244,6 +257,7 @@ class StreamBatcher:
                         done.set_exception(r)
                     else:
                         done.set_result(r)
+                await asyncio.sleep(0)  # the streams fed: their next pieces join the next call
         finally:  # cancelled (the service stopping): no stream waits for ever
             for _, _, done in work + self.queue:
                 if not done.done():
@@ -401,19 +415,22 @@ class _Live:
         other live streams' (:class:`StreamBatcher`), until told to stop (``self.finishing``)
         and the backlog is empty."""
         pool, batcher = self.app.state.pool.executor, self.app.state.streams.batcher
-        while True:
-            if not self.pending:
-                if self.finishing:
-                    return
-                await self.wake.wait()
-                self.wake.clear()
-                continue
-            x = np.concatenate(self.pending)
-            self.pending, self.pending_n = [], 0
-            events = await batcher.feed(self.stream, x, pool)
-            if self.backlog_s <= self.max_lag_s / 2:
-                self.drained.set()
-            await self.emit(events)
+        try:
+            while True:
+                if not self.pending:
+                    if self.finishing:
+                        return
+                    await self.wake.wait()
+                    self.wake.clear()
+                    continue
+                x = np.concatenate(self.pending)
+                self.pending, self.pending_n = [], 0
+                events = await batcher.feed(self.stream, x, pool)
+                if self.backlog_s <= self.max_lag_s / 2:
+                    self.drained.set()
+                await self.emit(events)
+        finally:  # failed or cancelled: a reader held back resumes, and finds the scorer done
+            self.drained.set()
 
 
 def _check_key(ws: WebSocket, key: str | None) -> None:
