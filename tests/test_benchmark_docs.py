@@ -113,3 +113,17 @@ def test_thread_counts_from_the_environment_are_part_of_the_command(generated, m
     assert line.startswith(
         "Measured with `OMP_NUM_THREADS=1 python benchmarks/speed.py --write-docs` on 20"
     )
+
+
+def test_no_page_holds_a_pasted_benchmark_header():
+    """Every benchmark prints a line starting 'Machine:' above its tables; on a page (outside
+    docs/generated/) such a line is a hand copy of a benchmark's output, which the fragments
+    replace."""
+    pasted = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in (REPO / "docs").rglob("*.md")
+        if p.parent.name != "generated"
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if line.startswith("Machine:")
+    ]
+    assert not pasted, pasted
