@@ -532,6 +532,11 @@ class Detector:
         """A window too quiet to judge (it is not scored)."""
         return bool(20 * np.log10(w.rms + 1e-12) < self.windows.silence_db)
 
+    def _engine_at(self, n: int):
+        """The engine that scores windows of ``n`` samples (the localisation grid's may be
+        another export of the same model)."""
+        return self._engines.get(n, self.engine)
+
     def _score(self, batch: list[tuple[_FileState, int, np.ndarray]]) -> None:
         """Score a batch of windows ``(state, window index, samples)`` in one engine call
         (with their frames, from the same pass, where the engine gives them)."""
@@ -542,7 +547,7 @@ class Detector:
             fl = self.engine.frame_logits(x)
             logits = fl.mean(axis=1)
         else:
-            logits = self._engines.get(x.shape[1], self.engine)(x)
+            logits = self._engine_at(x.shape[1])(x)
         finite = np.all(np.isfinite(logits), axis=1)
         for i, ((st, k, _), lg) in enumerate(zip(batch, logits, strict=True)):
             if not finite[i]:  # no NaN or infinity ever reaches a score: the file fails
@@ -872,7 +877,7 @@ def _score_due(dues: list[_Due]) -> dict[int, Exception]:
         det = due.stream.det
         for w in due.todo:
             n = w[2].size
-            key = (id(det._engines.get(n, det.engine)), n)
+            key = (id(det._engine_at(n)), n)  # the engine _score will call
             groups.setdefault(key, (det, []))[1].append((i, w))
     failed: dict[int, Exception] = {}
     for det, items in groups.values():
