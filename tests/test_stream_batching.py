@@ -352,3 +352,21 @@ def test_a_stream_handing_in_much_audio_delays_the_others_by_one_piece(det, monk
     assert order == ["small", "big"]
     assert held.calls == [1, 2] + [1] * 6  # 8 pieces of a second; the small one in the 2nd
     _same(got, want, 1e-5 * np.ptp(_scores([want])))
+
+
+def test_streams_on_different_models_are_not_scored_by_one_engine(det):
+    """Two detectors on different networks, with the same window lengths: a shared call holds
+    windows of one engine only, so each stream's scores are its own network's (grouping by
+    window length alone would score the second stream with the first's network)."""
+    w = dataclasses.replace(det.windows)
+    other = Detector(_Recording(responsive_lcnn(1, gap=5.0)), windows=w,
+                     decision=Decision(vad="energy"), limits=Limits(batch_size=256))  # fmt: skip
+    x = _signal(1)
+    want = [_alone(d, [x])[0][0] for d in (det, other)]
+    assert [e["score"] for e in want[0]] != pytest.approx([e["score"] for e in want[1]], abs=1e-3)
+    det.engine.calls.clear()
+    other.engine.calls.clear()
+    got = feed_streams([(det.stream(), x), (other.stream(), x)])
+    for g, wnt in zip(got, want, strict=True):
+        assert [e["score"] for e in g] == pytest.approx([e["score"] for e in wnt], abs=1e-5)
+    assert det.engine.calls and other.engine.calls  # each network scored its own windows
