@@ -180,17 +180,79 @@ def export_onnx(
                 dynamo=False,
             )
         if external:
-            import onnx
-
-            onnx.save_model(
-                onnx.load(str(out)),
-                str(path),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=data,
-                size_threshold=1024,
-            )
+            gather_external(out, path, data)
     return path
+
+
+def _tensors(graph):
+    """Every tensor of ``graph``: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for att in node.attribute:
+            if att.HasField("t"):
+                yield att.t
+            yield from att.tensors
+            if att.HasField("g"):
+                yield from _tensors(att.g)
+            for g in att.graphs:
+                yield from _tensors(g)
+
+
+#: tensors at least this large go to the external data file (as onnx's own save does)
+_EXTERNAL_MIN = 1024
+_ALIGN = 4096  # each tensor starts on a page, so that the data can be mapped in place
+_CHUNK = 64 << 20
+
+
+def gather_external(src, dst, data: str) -> Path:
+    """Write the graph ``src`` to ``dst`` with every tensor of at least 1 KiB in one file
+    ``data`` beside ``dst`` (page-aligned), moved one tensor at a time: from ``src``'s own
+    external files (torch writes one per tensor over 2 GB; onnxruntime's quantiser one file) in
+    64-MiB chunks, or from the tensor's inline bytes. Loading the whole model to save it again
+    held every weight twice (``onnx.load`` + ``save_model``): 8 GiB more for the 2B encoder,
+    which a 24-GB machine could not give."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src), load_external_data=False)
+    target = dst.parent / data
+    target.unlink(missing_ok=True)
+    with open(target, "wb") as out:
+        for t in _tensors(model.graph):
+            if uses_external_data(t):
+                info = ExternalDataInfo(t)
+                where = src.parent / info.location
+                left = info.length if info.length else where.stat().st_size - (info.offset or 0)
+                pad = -out.tell() % _ALIGN
+                out.write(b"\0" * pad)
+                offset = out.tell()
+                with open(where, "rb") as f:
+                    f.seek(info.offset or 0)
+                    while left > 0:
+                        chunk = f.read(min(_CHUNK, left))
+                        if not chunk:
+                            raise ConfigError(f"{where}: ends before tensor {t.name!r} does")
+                        out.write(chunk)
+                        left -= len(chunk)
+            elif t.HasField("raw_data") and len(t.raw_data) >= _EXTERNAL_MIN:
+                out.write(b"\0" * (-out.tell() % _ALIGN))
+                offset = out.tell()
+                out.write(t.raw_data)
+                t.ClearField("raw_data")
+            else:
+                continue
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (
+                ("location", data),
+                ("offset", offset),
+                ("length", out.tell() - offset),
+            ):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, str(value)
+    onnx.save_model(model, str(dst))
+    return dst
 
 
 def graph_bytes(path) -> int:
@@ -279,16 +341,7 @@ def quantize_int8(src, dst, per_channel: bool = True, data_file: str | None = No
                 use_external_data_format=external,
             )
             if external:
-                data = data_file or f"{dst.name}.data"
-                (dst.parent / data).unlink(missing_ok=True)
-                onnx.save_model(
-                    onnx.load(str(Path(tmp) / "model.onnx")),
-                    str(dst),
-                    save_as_external_data=True,
-                    all_tensors_to_one_file=True,
-                    location=data,
-                    size_threshold=1024,
-                )
+                gather_external(Path(tmp) / "model.onnx", dst, data_file or f"{dst.name}.data")
     finally:
         logging.getLogger().removeFilter(quiet)
     return dst
