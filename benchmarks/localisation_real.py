@@ -24,10 +24,15 @@ stretch of real spoofed speech spliced in.
    160 and 640 ms, the utterance EER, the segments' own false-alarm / miss rates, how many
    partially spoofed files get a spoof segment on their stretch, how many wholly spoofed files
    are split, and the cost as real-time factor (measured while scoring, one thread).
-5. **Leave half out**: the anchor's gain, and the step rule (hop 0.25 or 0.5, a median
-   filter), chosen on half of the files and their range EER on the other half (the set is
-   development data: the defaults were tuned on it); and how much the range EER moves when
-   the files are resampled.
+5. **Two other step scores** on 1-s windows, the default's hop, anchor and rules: the most
+   bona fide covering window's score instead of their mean, and the anchored step lowered by
+   lambda times its embedding outlierness (how far its windows' AASIST embeddings lie from
+   the file's median embedding, relative to the file's median distance: a spliced stretch
+   comes from another source).
+6. **Leave half out**: the anchor's gain, the step rule (hop 0.25 or 0.5, a median filter)
+   and the two step scores above, chosen on half of the files and their range EER on the
+   other half (the set is development data: the defaults were tuned on it); and how much the
+   range EER moves when the files are resampled.
 
 ``--demo DIR`` adds the same metrics on the demo's partial set (``DIR/partial``, the demo's
 model ``DIR/final.ckpt``). ``--frame-model`` runs the frame-level path (an AntiDeepfake model
@@ -282,6 +287,33 @@ def cached_scores(det, paths, samples: int, hop: float, cache: Path) -> dict:
     return out
 
 
+def cached_embeddings(det, ds: dict, scores: dict, cache: Path) -> dict:
+    """The AASIST embedding of every judged 1-s window of ``scores`` (the same windows, the
+    same pass that gives their logits: ``engine.embed``), cached in ``cache``:
+    ``{file id: {window index: (D,) embedding}}``; the logits are checked against the cached
+    scores."""
+    import pickle
+
+    from spoofscope.audio import load_audio
+
+    f = cache / "embeddings_16000_0.125.pkl"
+    if f.is_file():
+        return pickle.loads(f.read_bytes())
+    eng, bona = det.engine.at_length(16000), det.card.bonafide_index
+    out, t0 = {}, time.perf_counter()
+    for info in ds["files"]:
+        u, x = info["id"], load_audio(info["path"], SR)
+        ws = scores["files"][u]["windows"]
+        ks = [k for k, w in enumerate(ws) if w[2] is not None]
+        lg, emb = eng.embed(np.stack([x[ws[k][0] : ws[k][1]] for k in ks]))
+        worst = np.max(np.abs(lg[:, bona] - np.array([ws[k][2] for k in ks])))
+        assert worst < 1e-3, f"{u}: embedding pass scores differ from the cache by {worst}"
+        out[u] = {k: e for k, e in zip(ks, emb, strict=True)}
+    f.write_bytes(pickle.dumps(out))
+    print(f"embedded the 1-s windows every 0.125 s: {time.perf_counter() - t0:.0f} s")
+    return out
+
+
 # ---- 3. settings --------------------------------------------------------------------------
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, float)))
@@ -303,6 +335,60 @@ def steps_of(f: dict, hop_fine: float, hop: float, step: float) -> list[dict]:
         for s, e, sc, d in _thin(f["windows"], hop_fine, hop)
     ]
     return build_timeline(wins, f["n"] / SR, step, f["mask"], f["frame_s"])
+
+
+def most_bona_fide(steps: list[dict], f: dict, hop_fine: float, hop: float) -> list[dict]:
+    """Each judged step's score and p from its most bona fide covering window instead of their
+    mean (an erosion of spoof: if a window scored spoof wherever any of it is, a genuine step
+    next to a stretch would have one covering window free of it, and a spoofed step none)."""
+    w = [
+        (s / SR, e / SR, sc, d)
+        for s, e, sc, d in _thin(f["windows"], hop_fine, hop)
+        if sc is not None
+    ]
+    ws, we = np.array([x[0] for x in w]), np.array([x[1] for x in w])
+    sc, lg = np.array([x[2] for x in w]), np.array([x[3] for x in w])
+    out = []
+    for t in steps:
+        cover = (ws < t["end_s"]) & (we > t["start_s"])
+        if t["score"] is None or not cover.any():
+            out.append(t)
+            continue
+        i = np.flatnonzero(cover)[np.argmax(sc[cover])]
+        out.append({**t, "score": float(sc[i]), "p": float(_sigmoid(lg[i]))})
+    return out
+
+
+def outlierness(steps: list[dict], f: dict, emb: dict, hop_fine: float, hop: float) -> list:
+    """Each judged step's embedding outlierness: the distance of each judged window's AASIST
+    embedding from the file's centre (the coordinate-wise median of its windows'), over the
+    file's median distance, less 1, at least 0 (only farther than the file's typical window
+    counts); a step's is the mean over its covering windows (None where the step is null)."""
+    wins = _thin(list(enumerate(f["windows"])), hop_fine, hop)
+    keep = [(k, w) for k, w in wins if w[2] is not None]
+    x = np.stack([emb[k] for k, _ in keep])
+    d = np.linalg.norm(x - np.median(x, axis=0), axis=1)
+    z = np.maximum(d / np.median(d) - 1, 0.0)
+    ws = np.array([w[0] / SR for _, w in keep])
+    we = np.array([w[1] / SR for _, w in keep])
+    return [
+        None if t["score"] is None
+        else float(z[(ws < t["end_s"]) & (we > t["start_s"])].mean())
+        for t in steps
+    ]  # fmt: skip
+
+
+def less_outliers(steps: list[dict], out: list, lam: float) -> list[dict]:
+    """Each judged step's score and log-odds lowered by ``lam`` times its outlierness."""
+    res = []
+    for t, o in zip(steps, out, strict=True):
+        if o is None:
+            res.append(t)
+            continue
+        p = min(max(t["p"], 1e-9), 1 - 1e-9)
+        lg = np.log(p / (1 - p)) - lam * o
+        res.append({**t, "score": t["score"] - lam * o, "p": float(_sigmoid(lg))})
+    return res
 
 
 def combine(parts: list[list[dict]]) -> list[dict]:
@@ -416,6 +502,7 @@ def main() -> None:
     paths = [f["path"] for f in ds["files"]]
     grids = {64600: 0.5, 32000: 0.25, 16000: 0.125, 8000: 0.125}
     windows = {n: cached_scores(det, paths, n, h, cache) for n, h in grids.items()}
+    windows[16000]["emb"] = cached_embeddings(det, ds, windows[16000], cache)
     study(ds, windows, grids)
     halves(ds, windows, grids)
     spread(ds, windows, grids)
@@ -624,26 +711,39 @@ def median_filter(steps: list[dict], k: int) -> list[dict]:
     return out
 
 
-def timelines(ds, scores, grids, lengths, hop, how, step=None, smooth=0) -> dict:
+def timelines(
+    ds, scores, grids, lengths, hop, how, step=None, smooth=0, agg="mean", outlier=0.0
+) -> dict:
     """Every file's timeline under one setting: the steps of each window length (their mean
-    where there are several), ``smooth``: a median filter over that many steps, then read
-    as ``how`` says (:func:`relative`)."""
+    where there are several; ``agg`` "max": the most bona fide covering window's,
+    :func:`most_bona_fide`), ``smooth``: a median filter over that many steps, then read as
+    ``how`` says (:func:`relative`); ``outlier``: then lowered by that many times the steps'
+    embedding outlierness (:func:`outlierness`; 1-s windows only)."""
     step = step or min(0.5, hop)
     card, tls = max(grids), {}
     for u in ds["durations"]:
-        parts = [steps_of(scores[n]["files"][u], grids[n], hop, step) for n in lengths]
+        parts = []
+        for n in lengths:
+            f = scores[n]["files"][u]
+            st = steps_of(f, grids[n], hop, step)
+            parts.append(most_bona_fide(st, f, grids[n], hop) if agg == "max" else st)
         st = combine(parts) if len(parts) > 1 else parts[0]
         st = median_filter(st, smooth) if smooth else st
-        tls[u] = relative(st, how, verdict(scores[card]["files"][u]))
+        st = relative(st, how, verdict(scores[card]["files"][u]))
+        if outlier:
+            f = scores[16000]["files"][u]
+            out = outlierness(st, f, scores[16000]["emb"][u], grids[16000], hop)
+            st = less_outliers(st, out, outlier)
+        tls[u] = st
     return tls
 
 
-def evaluate(ds, scores, grids, lengths, hop, how, hyst, min_s=None, step=None, smooth=0):
-    """The metrics of one setting (:func:`timelines`) and its segments; ``min_s`` None: the
-    package's minimum segment duration."""
+def evaluate(ds, scores, grids, lengths, hop, how, hyst, min_s=None, step=None, smooth=0, **kw):
+    """The metrics of one setting (:func:`timelines`; ``kw``: its ``agg`` and ``outlier``)
+    and its segments; ``min_s`` None: the package's minimum segment duration."""
     from spoofscope.infer.timeline import build_segments
 
-    tls = timelines(ds, scores, grids, lengths, hop, how, step, smooth)
+    tls = timelines(ds, scores, grids, lengths, hop, how, step, smooth, **kw)
     segs = {}
     for u, st in tls.items():
         f = scores[lengths[0]]["files"][u]
@@ -696,6 +796,13 @@ def study(ds, scores, grids) -> None:
         name = f"1-s, hop 0.25, {how}, band {hyst:g}, min {min_s:g} s"
         rows.append((name + (f", median of {k} steps" if k else ""), [16000], 0.25, how, hyst,
                      min_s, k))  # fmt: skip
+    # two other ways of forming a step's score from its 1-s windows (the default's hop, anchor
+    # and rules): the most bona fide covering window's, and less the embedding outlierness
+    rows.append(("1-s, hop 0.25, anchor, the step's most bona fide window", [16000], 0.25,
+                 "anchor", 0.1, m0, 0, {"agg": "max"}))  # fmt: skip
+    for lam in (0.5, 1, 2, 4):
+        rows.append((f"1-s, hop 0.25, anchor, less {lam:g} x embedding outlierness", [16000],
+                     0.25, "anchor", 0.1, m0, 0, {"outlier": lam}))  # fmt: skip
     print("| setting | range EER % | seg EER 20 ms | 160 ms | 640 ms | utt EER % "
           "| segments FA % / miss % | stretches found | spoof files split | genuine with spoof "
           "| cost (x plain) |")  # fmt: skip
@@ -703,8 +810,8 @@ def study(ds, scores, grids) -> None:
     n_p = sum(f["kind"] == "partial" for f in ds["files"])
     n_s = sum(f["kind"] == "spoof" for f in ds["files"])
     n_g = sum(f["kind"] == "genuine" for f in ds["files"])
-    for name, lens, hop, how, hyst, min_s, k in rows:
-        m = evaluate(ds, scores, grids, lens, hop, how, hyst, min_s, smooth=k)
+    for name, lens, hop, how, hyst, min_s, k, *kw in rows:
+        m = evaluate(ds, scores, grids, lens, hop, how, hyst, min_s, smooth=k, **(kw or [{}])[0])
         c = cost(scores, grids, lens, hop)
         print(
             f"| {name} | {m['range']:.1f} | {m['seg20']:.1f} | {m['seg160']:.1f} | "
@@ -741,6 +848,13 @@ FAMILIES = {
         ("median of 3", {"hop": 0.25, "how": "anchor", "smooth": 3}),
         ("median of 5", {"hop": 0.25, "how": "anchor", "smooth": 5}),
         ("hop 0.5", {"hop": 0.5, "how": "anchor"}),
+    ],
+    "the step's score: the mean of its windows' or the most bona fide window's": [
+        ("mean", {"hop": 0.25, "how": "anchor"}),
+        ("most bona fide", {"hop": 0.25, "how": "anchor", "agg": "max"}),
+    ],
+    "less lambda x embedding outlierness, lambda among 0, 0.5, 1, 2, 4": [
+        (f"lambda {g:g}", {"hop": 0.25, "how": "anchor", "outlier": g}) for g in (0, 0.5, 1, 2, 4)
     ],
 }
 
@@ -786,14 +900,23 @@ def halves(ds, scores, grids, repeats=10) -> None:
 
 def spread(ds, scores, grids, repeats=200) -> None:
     """How much the range EER moves with the files drawn: the files resampled with
-    replacement within each kind (seeded), the default and the old default's."""
+    replacement within each kind (seeded): the old default's, the default's and the two other
+    step scores' (the outlierness at the lambda best on the whole set), and each one's ratio
+    to the old default's on the same draw."""
     rng = np.random.default_rng(0)
     kinds = {}
     for f in ds["files"]:
         kinds.setdefault(f["kind"], []).append(f["id"])
-    rows = (("old default (4-s, hop 0.5)", [max(grids)], 0.5, None),
-            ("the default (1-s, hop 0.25, anchor)", [16000], 0.25, "anchor"))  # fmt: skip
-    full = {name: timelines(ds, scores, grids, lens, hop, how) for name, lens, hop, how in rows}
+    rows = (
+        ("old default (4-s, hop 0.5)", [max(grids)], 0.5, None, {}),
+        ("the default (1-s, hop 0.25, anchor)", [16000], 0.25, "anchor", {}),
+        ("the step's most bona fide window", [16000], 0.25, "anchor", {"agg": "max"}),
+        ("less 0.5 x embedding outlierness", [16000], 0.25, "anchor", {"outlier": 0.5}),
+    )
+    full = {
+        name: timelines(ds, scores, grids, lens, hop, how, **kw)
+        for name, lens, hop, how, kw in rows
+    }
     got = {name: [] for name in full}
     for _ in range(repeats):
         pick = [u for ids in kinds.values() for u in rng.choice(ids, len(ids))]
@@ -810,11 +933,12 @@ def spread(ds, scores, grids, repeats=200) -> None:
         v = np.array(v)
         print(f"| {name}: range EER % | {v.mean():.1f} | {v.std():.1f} | "
               f"{np.percentile(v, 5):.1f}-{np.percentile(v, 95):.1f} |")  # fmt: skip
-    old, new = (np.array(v) for v in got.values())
-    r = new / old
-    print(f"| the default's over the old default's, same draw (at most 0.5 in "
-          f"{np.mean(r <= 0.5):.0%} of the draws) | {r.mean():.2f} | {r.std():.2f} | "
-          f"{np.percentile(r, 5):.2f}-{np.percentile(r, 95):.2f} |")  # fmt: skip
+    old = np.array(got[rows[0][0]])
+    for name, *_ in rows[1:]:
+        r = np.array(got[name]) / old
+        print(f"| {name} over the old default, same draw (at most 0.5 in "
+              f"{np.mean(r <= 0.5):.0%} of the draws) | {r.mean():.2f} | {r.std():.2f} | "
+              f"{np.percentile(r, 5):.2f}-{np.percentile(r, 95):.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -452,3 +452,39 @@ def test_real_partial_spoof_set_small_subset(shared_dir, tmp_path):
             y = load_audio(root / s["from"], SR)[o : o + (b - a)]
             want = y[160:-160] * level / L._active_rms(y)
             np.testing.assert_allclose(piece, want, atol=2 / 32768 + 1e-6)
+
+
+def test_real_partial_spoof_step_scores_tried():
+    """benchmarks/localisation_real.py's two other step scores on a hand-built 2-s file of
+    five 1-s windows every 0.25 s: the most bona fide covering window's score, and the step
+    lowered by lambda times its embedding outlierness, against values worked out by hand."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import localisation_real as L
+
+    scores, diffs = [-1.0, 2.0, -3.0, 0.5, 1.0], [-2.0, 3.0, -4.0, 1.0, 0.0]
+    wins = [(k * 4000, k * 4000 + SR, scores[k], diffs[k]) for k in range(5)]
+    f = {"windows": wins, "n": 2 * SR, "mask": None, "frame_s": 0.02}
+    steps = L.steps_of(f, 0.25, 0.25, 0.25)
+    assert len(steps) == 8
+    # step k covers [k/4, (k+1)/4) s; window j covers [j/4, j/4 + 1) s: steps 0-7 are covered
+    # by windows {0}, {0,1}, {0,1,2}, {0..3}, {1..4}, {2,3,4}, {3,4}, {4}
+    best = L.most_bona_fide(steps, f, 0.25, 0.25)
+    assert [t["score"] for t in best] == [-1, 2, 2, 2, 2, 1, 1, 1]
+    want_p = 1 / (1 + np.exp(-np.array([-2, 3, 3, 3, 3, 0, 0, 0], float)))
+    np.testing.assert_allclose([t["p"] for t in best], want_p)
+    # embeddings: the centre (coordinate-wise median) is (0, 0), distances 0, 1, 1, 10, 0,
+    # median 1: outlierness max(d / 1 - 1, 0) = 0, 0, 0, 9, 0 per window
+    emb = {0: [0.0, 0.0], 1: [1.0, 0.0], 2: [0.0, 1.0], 3: [10.0, 0.0], 4: [0.0, 0.0]}
+    emb = {k: np.array(v) for k, v in emb.items()}
+    out = L.outlierness(steps, f, emb, 0.25, 0.25)
+    np.testing.assert_allclose(out, [0, 0, 0, 2.25, 2.25, 3, 4.5, 0])
+    lower = L.less_outliers(steps, out, 2.0)
+    for t, u, o in zip(steps, lower, out, strict=True):
+        assert u["score"] == pytest.approx(t["score"] - 2 * o)
+        logit = np.log(t["p"] / (1 - t["p"])) - 2 * o
+        assert u["p"] == pytest.approx(1 / (1 + np.exp(-logit)))
+    # the plain steps are the mean of the same windows (the default, for comparison)
+    assert steps[3]["score"] == pytest.approx(np.mean(scores[:4]))
