@@ -68,6 +68,7 @@ def main() -> None:
     n = sum(p.numel() for p in m.parameters())
     length = m.card.window_samples
     rows = []
+    quant_mb = None
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         fp = export_onnx(m, Path(d) / "fp32.onnx", length=length)
@@ -83,6 +84,9 @@ def main() -> None:
             t = time.perf_counter()
             q = quantize_int8(fp, Path(d) / "int8.onnx")
             graphs.append(("int8", q, time.perf_counter() - t))
+            # ru_maxrss only grows: past the export's peak it is the quantiser's (in this
+            # process, after the model was freed)
+            quant_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         for label, path, make_s in graphs:
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, str(path), str(a.threads), str(length)],
@@ -98,7 +102,14 @@ def main() -> None:
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, {a.threads} threads; {a.model}, "
         f"{n:,} parameters ({n * 4 / 2**30:.2f} GiB fp32), seeded random weights, built in "
         f"{build_s:.0f} s; external data above {EXTERNAL_BYTES / 2**30:.0f} GiB; peak RSS of the "
-        f"exporting process {parent_mb:.0f} MB; load average {os.getloadavg()[0]:.1f}\n"
+        f"exporting process {parent_mb:.0f} MB"
+        + (
+            f", of the process after quantising to int8 {quant_mb:.0f} MB"
+            + (" (the quantiser's)" if quant_mb > parent_mb + 1 else " (the export's)")
+            if quant_mb is not None
+            else ""
+        )
+        + f"; load average {os.getloadavg()[0]:.1f}\n"
     )
     print(
         "| graph | made in (s) | files (MB) | external data | session + first window (s) | "

@@ -277,7 +277,7 @@ def int8_main(a):
         kernels = sorted(
             {
                 n.op_type
-                for n in __import__("onnx").load(str(q)).graph.node
+                for n in __import__("onnx").load(str(q), load_external_data=False).graph.node
                 if "Integer" in n.op_type or "Quant" in n.op_type
             }
         )
