@@ -205,7 +205,8 @@ def _dominates(res: list[dict], n: int, hop: float, seconds: float, calls, cpu_s
         what = (
             f"compute: the scoring calls take {load:.2f} s per s of audio ({per_hop:.0f} ms per "
             f"stream and {hop:g}-s hop), more than real time, so the backlog grows; "
-            f"{wait / at:.0%} of the p95 is waiting behind it"
+            f"{wait / at:.0%} of the p95 is waiting behind it; the server used "
+            f"{cpu_s / calls[0]:.1f} CPU-s per s of scoring, of {cpus} CPUs"
         )
     elif score >= wait:
         what = f"scoring: the call that judged a p95 window took {score:.0f} of its {at:.0f} ms"
