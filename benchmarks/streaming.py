@@ -16,10 +16,19 @@ the measurement of one stream's state. What one open stream holds is measured ap
 process with tracemalloc: the state of one stream (at the smallest hop) after 10 s and after
 --held-minutes of audio (it grows with the stream: the speech mask and the window list).
 
+Where a level misses (p95 of 1 s or more, or a ``lagging`` event), a third table says what
+dominates, from that level's own measurements: the windows at or above its p95 split into
+scoring (each window event's ``scoring_ms``, the wall time of the shared call that judged it)
+and waiting (the rest of ``latency_ms``: behind earlier calls and the stream's backlog); the
+service's scoring calls in seconds per second of audio (``spoofscope_stream_scoring_seconds``
+from /metrics before and after the level: one call at a time, so 1 or more means the service
+cannot keep up and the backlog grows) and per stream and hop; and the server process's CPU
+seconds per second of audio (/proc) against the machine's CPUs.
+
     python benchmarks/streaming.py [--models aasist,ssl-aasist] [--hops 1,2] [--seconds 20]
                                    [--levels 1,2,4,8,12,16] [--precisions fp32,int8]
 
-Prints two Markdown tables.
+Prints two Markdown tables, and a third where a level missed.
 """
 
 from __future__ import annotations
@@ -61,6 +70,24 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user and system, all threads) the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _scoring_calls(port: int) -> np.ndarray:
+    """The service's scoring calls so far: (seconds in them, how many), from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
+        text = r.read().decode()
+    got = {}
+    for line in text.splitlines():
+        for k in ("sum", "count"):
+            if line.startswith(f"spoofscope_stream_scoring_seconds_{k} "):
+                got[k] = float(line.split()[1])
+    return np.array([got["sum"], got["count"]])
+
+
 class _Peak(threading.Thread):
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -77,7 +104,7 @@ async def _client(url: str, seconds: float, seed: int, delay: float, hop: float)
 
     await asyncio.sleep(delay)
     data = _signal(seconds, seed)
-    lat, lagging = [], 0
+    lat, scoring, lagging = [], [], 0
     async with connect(url, max_size=None) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": hop}))
 
@@ -87,6 +114,7 @@ async def _client(url: str, seconds: float, seed: int, delay: float, hop: float)
                 e = json.loads(m)
                 if e["type"] == "window" and e["score"] is not None:
                     lat.append(e["latency_ms"])
+                    scoring.append(e["scoring_ms"])
                 elif e["type"] == "lagging":
                     lagging += 1
                 elif e["type"] == "summary":
@@ -99,7 +127,12 @@ async def _client(url: str, seconds: float, seed: int, delay: float, hop: float)
             await ws.send(data[i : i + 2 * FRAME])
         await ws.send(json.dumps({"type": "stop"}))
         summary = await asyncio.wait_for(task, 600)
-    return {"latency_ms": lat, "lagging": lagging, "windows": len(summary["windows"])}
+    return {
+        "latency_ms": lat,
+        "scoring_ms": scoring,
+        "lagging": lagging,
+        "windows": len(summary["windows"]),
+    }
 
 
 async def _level(url, n, seconds, hop):
@@ -155,10 +188,46 @@ def _wait_ready(port: int, proc: subprocess.Popen) -> None:
 REAL_TIME_P95_MS = 1000.0
 
 
-def _run_levels(name, ckpt, precision, levels, hops, a) -> list[tuple]:
+def _dominates(res: list[dict], n: int, hop: float, seconds: float, calls, cpu_s: float) -> str:
+    """A table row's cells after the level's: what a missed level's p95 is made of and what
+    dominates it, from the level's measurements (``calls``: seconds in the service's scoring
+    calls and their number; ``cpu_s``: the server's CPU seconds)."""
+    lat = np.array([v for r in res for v in r["latency_ms"]])
+    scoring = np.array([v for r in res for v in r["scoring_ms"]])
+    top = lat >= np.percentile(lat, 95)  # the windows at or above the p95
+    at, score = lat[top].mean(), scoring[top].mean()
+    wait = at - score
+    load = calls[0] / seconds  # seconds of scoring per second of audio
+    per_hop = calls[0] * 1000 / (n * seconds / hop)  # ms of scoring per stream and hop
+    cpus = os.cpu_count()
+    lagging = sum(r["lagging"] for r in res)
+    if load >= 1:
+        what = (
+            f"compute: the scoring calls take {load:.2f} s per s of audio ({per_hop:.0f} ms per "
+            f"stream and {hop:g}-s hop), more than real time, so the backlog grows; "
+            f"{wait / at:.0%} of the p95 is waiting behind it; the server used "
+            f"{cpu_s / calls[0]:.1f} CPU-s per s of scoring, of {cpus} CPUs"
+        )
+    elif score >= wait:
+        what = f"scoring: the call that judged a p95 window took {score:.0f} of its {at:.0f} ms"
+    else:
+        what = (
+            f"waiting: {wait / at:.0%} of the p95 is waiting behind earlier calls, with the "
+            f"scoring calls busy {load:.0%} of real time"
+        )
+    if lagging and np.percentile(lat, 95) < REAL_TIME_P95_MS:
+        what = f"{lagging} lagging events: the clients sent faster than the service judged"
+    return (
+        f"{score:.0f} + {wait:.0f} | {calls[1] / seconds:.1f} | {load:.2f} | {per_hop:.0f} | "
+        f"{cpu_s / seconds:.2f} of {cpus} | {what} |"
+    )
+
+
+def _run_levels(name, ckpt, precision, levels, hops, a, missed: list[str]) -> list[tuple]:
     """One service for ``name`` at ``precision``; for each hop, the levels until p95 passes
-    1 s (a row printed per level). Returns a summary row per hop: (model, engine, precision,
-    hop, p95 of one stream, real-time streams, whether the last level run was real-time)."""
+    1 s (a row printed per level; the row of what dominates a missed level added to
+    ``missed``). Returns a summary row per hop: (model, engine, precision, hop, p95 of one
+    stream, real-time streams, whether the last level run was real-time)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -174,7 +243,9 @@ def _run_levels(name, ckpt, precision, levels, hops, a) -> list[tuple]:
             for n in levels:
                 peak = _Peak(proc.pid)
                 peak.start()
+                calls, cpu = _scoring_calls(port), _cpu_s(proc.pid)
                 res = asyncio.run(_level(f"ws://127.0.0.1:{port}/v1/stream", n, a.seconds, hop))
+                calls, cpu = _scoring_calls(port) - calls, _cpu_s(proc.pid) - cpu
                 peak.stop.set()
                 peak.join()
                 lat = np.array([v for r in res for v in r["latency_ms"]])
@@ -189,6 +260,9 @@ def _run_levels(name, ckpt, precision, levels, hops, a) -> list[tuple]:
                     p95_one = p95
                 ok = p95 < REAL_TIME_P95_MS and lagging == 0
                 if not ok:
+                    why = _dominates(res, n, hop, a.seconds, calls, cpu)
+                    missed.append(f"| {name} | {engine} | {precision} | {hop:g} | {n} | "
+                                  f"{p95:.0f} | {why}")  # fmt: skip
                     break
                 held = n
             out.append((name, engine, precision, hop, p95_one, held, ok))
@@ -233,7 +307,7 @@ def main() -> None:
         "p95 (ms) | max (ms) | lagging events | server RSS peak (MB) |"
     )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    held, summary = [], []
+    held, summary, missed = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
             torch.manual_seed(0)
@@ -242,7 +316,7 @@ def main() -> None:
                 if precision not in spoofscope.models.get_card(name).precisions:
                     print(f"| {name} | - | {precision} | - | not offered by its card |")
                     continue
-                summary += _run_levels(name, ckpt, precision, levels, hops, a)
+                summary += _run_levels(name, ckpt, precision, levels, hops, a, missed)
             held.append((name, _held_mb(ckpt, min(hops), a.held_minutes)))
     print()
     print(
@@ -258,6 +332,23 @@ def main() -> None:
         one = "-" if p95 is None else f"{p95:.0f}"  # (levels without 1)
         print(f"| {name} | {engine} | {precision} | {hop:g} | {one} | {most} |")
     print()
+    if missed:
+        print(
+            "What dominates where a level missed (its own measurements): at p95, the mean "
+            "scoring and waiting of the windows at or above the p95 (scoring: the shared call "
+            "that judged the window); the service's scoring calls per second of audio, the "
+            "seconds spent in them per second of audio (one call at a time: 1 or more cannot "
+            "keep up) and per stream and hop; the server's CPU seconds per second of audio"
+        )
+        print()
+        print(
+            "| model | engine | precision | hop (s) | streams | p95 (ms) | at p95: scoring + "
+            "waiting (ms) | scoring calls per s | scoring s per s of audio | scoring ms per "
+            "stream and hop | server CPU-s per s of audio | what dominates |"
+        )
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("\n".join(missed))
+        print()
     for name, (short, long) in held:
         print(
             f"{name}: one open stream holds {short:.2f} MB after 10 s and {long:.2f} MB after "

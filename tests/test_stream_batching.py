@@ -6,6 +6,7 @@ with one stream (bad samples, windows the engine fails on) stays with that strea
 import asyncio
 import dataclasses
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -370,3 +371,44 @@ def test_streams_on_different_models_are_not_scored_by_one_engine(det):
     for g, wnt in zip(got, want, strict=True):
         assert [e["score"] for e in g] == pytest.approx([e["score"] for e in wnt], abs=1e-5)
     assert det.engine.calls and other.engine.calls  # each network scored its own windows
+
+
+def test_each_calls_own_wall_time_is_observed_and_in_its_window_events(det, monkeypatch):
+    """Each shared call's wall time goes to ``observe`` and into the window events it gave
+    (``scoring_ms``). The first call is held in flight for ``hold`` seconds while two streams
+    queue behind it: it takes at least ``hold``; the calls run one after another, so their
+    times add up to at most the time all of them took, which a time counted from when a
+    stream handed its audio in (the queued streams' wait for the held call) would pass."""
+    pytest.importorskip("fastapi")
+    from spoofscope.serve import streams as mod
+
+    held = _Held()
+    monkeypatch.setattr(mod, "feed_streams", held)
+    hold = 0.5
+    signals = [_signal(i, 3.0) for i in range(3)]
+    observed: list[float] = []
+
+    async def main():
+        batcher = mod.StreamBatcher(observed.append)
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                t0 = time.perf_counter()
+                first = asyncio.ensure_future(batcher.feed(det.stream(), signals[0], pool))
+                await asyncio.to_thread(held.entered.wait, 60)
+                rest = [asyncio.ensure_future(batcher.feed(det.stream(), x, pool))
+                        for x in signals[1:]]  # fmt: skip
+                await asyncio.sleep(hold)  # the two queued behind the held call
+                held.release.set()
+                got = await asyncio.wait_for(asyncio.gather(first, *rest), 120)
+                return got, time.perf_counter() - t0
+            finally:
+                held.release.set()
+
+    got, elapsed = asyncio.run(main())
+    assert held.calls == [1, 3, 3, 2] and len(observed) == len(held.calls)
+    assert observed[0] >= hold and sum(observed) <= elapsed
+    windows = [e for g in got for e in g if e["type"] == "window"]
+    assert windows and {e["scoring_ms"] for e in windows} <= {round(t * 1000, 2) for t in observed}
+    # the queued streams' windows carry the times of the calls after the held one
+    queued = {e["scoring_ms"] for g in got[1:] for e in g if e["type"] == "window"}
+    assert queued and queued <= {round(t * 1000, 2) for t in observed[1:]}

@@ -218,6 +218,40 @@ def test_concurrent_streams_are_judged_together_each_as_alone(ckpt):
     assert any(len({owner(r) for r in b}) > 1 for b in eng.batches)
 
 
+def test_window_events_and_metrics_give_the_scoring_calls_wall_time(ckpt):
+    """An engine slowed by a known sleep per call: every scored window's ``scoring_ms`` is at
+    least that sleep (its call made at least one engine call) and at most its ``latency_ms``
+    (the window's last sample arrived before the call that judged it began), and /metrics'
+    ``spoofscope_stream_scoring_seconds`` adds up at least the sleeps of all the stream's
+    engine calls."""
+    import httpx
+
+    delay = 0.2
+    data = _pcm(_signal(6.0))
+    with _service(ckpt, delay=delay) as srv:
+        eng = srv.server.config.app.state.detector.engine
+        before = eng.n_calls  # the warm-up's
+        with ws_client.connect(_url(srv)) as c:
+            c.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": 1.0}))
+            for i in range(0, len(data), 3200):
+                c.send(data[i : i + 3200])
+            c.send(json.dumps({"type": "stop"}))
+            events = _events(c)
+        calls = eng.n_calls - before
+        metrics = httpx.get(srv.url + "/metrics").text
+    scored = [e for e in events if e["type"] == "window" and e["score"] is not None]
+    assert scored and calls >= 1
+    for e in scored:
+        assert delay * 1000 <= e["scoring_ms"] <= e["latency_ms"]
+    got = {
+        k: float(line.split()[1])
+        for line in metrics.splitlines()
+        for k in ("sum", "count")
+        if line.startswith(f"spoofscope_stream_scoring_seconds_{k} ")
+    }
+    assert got["count"] >= 1 and got["sum"] >= calls * delay
+
+
 def test_telephone_mulaw_and_alaw_at_8k(ckpt):
     x = _signal(8.0)[::2]  # 8 kHz
     lin = _pcm(x)

@@ -193,6 +193,13 @@ EVENTS = {
         Field("p_bonafide", float | None, "the running probability of bona fide"),
         Field("confident", bool | None, "the running confidence (null: none claimed)"),
         Field(
+            "scoring_ms",
+            float,
+            "wall time of the scoring call that judged the window, shared with the other "
+            "streams' windows due with it (ms); the rest of latency_ms is waiting",
+            only="service",
+        ),
+        Field(
             "latency_ms",
             float,
             "from the arrival of the window's last sample to this event (ms)",

@@ -249,7 +249,7 @@ def create_app(detector: Detector, settings: ServiceSettings | None = None) -> F
     app.state.pool = pool
     app.state.audit = audit
     app.state.ready = False
-    app.state.streams = StreamHub()
+    app.state.streams = StreamHub(metrics.stream_scoring.observe)
     app.state.replica = replica
     app.state.model_name = s.model_name or public_model_name(detector)
     _register_error_handlers(app)

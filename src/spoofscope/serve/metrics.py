@@ -62,6 +62,13 @@ class ServiceMetrics:
             buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5, 10),
             registry=self.registry,
         )
+        self.stream_scoring = Histogram(
+            "spoofscope_stream_scoring_seconds",
+            "Wall time of the calls that judge live streams' windows (one call shared by the "
+            "streams with windows due; a stream's last windows in its closing call)",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5, 10),
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         from prometheus_client import generate_latest

@@ -11,14 +11,16 @@ Twilio's ``streamSid`` or ``callSid``).
 
 The server sends JSON events, each with a ``type``: ``started``; ``window`` (``start_s``,
 ``end_s`` in seconds of stream audio, ``score``, the running verdict, ``latency_ms`` from the
-arrival of the window's last sample to the event); ``segment`` (a stretch later audio can no
-longer change); ``lagging`` (the client sends faster than the server judges: reading pauses,
-so memory stays bounded, until the backlog halves); ``error`` (``code``, ``message``); and
-``summary`` (``detect``'s result for the whole stream). Every stream ends with a summary and
-one audit row of what was judged, however it ends: stop, limit, bad message, dropped
-connection, or shutdown (close code 1001); a summary whose row cannot be written (after
-``audit_retry_s``) is withheld for an ``error`` ``audit_unavailable`` (1011). A stream's state
-is read only with the API key that opened it.
+arrival of the window's last sample to the event, and ``scoring_ms``, the wall time of the
+scoring call that judged the window, shared with the other streams' windows due with it: the
+rest of ``latency_ms`` is waiting, behind earlier calls and the stream's own backlog);
+``segment`` (a stretch later audio can no longer change); ``lagging`` (the client sends
+faster than the server judges: reading pauses, so memory stays bounded, until the backlog
+halves); ``error`` (``code``, ``message``); and ``summary`` (``detect``'s result for the
+whole stream). Every stream ends with a summary and one audit row of what was judged, however
+it ends: stop, limit, bad message, dropped connection, or shutdown (close code 1001); a
+summary whose row cannot be written (after ``audit_retry_s``) is withheld for an ``error``
+``audit_unavailable`` (1011). A stream's state is read only with the API key that opened it.
 """
 
 from __future__ import annotations
@@ -200,6 +202,20 @@ def _scoped(owner: str | None, alias: str) -> str:
     return f"{owner}:{alias}" if owner else alias
 
 
+def _timed(fn, *args):
+    """``fn(*args)`` and the seconds it took (run on a scoring thread)."""
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t
+
+
+def _stamp(events: list[dict], seconds: float) -> None:
+    """Each window event's ``scoring_ms``: the call that judged it took ``seconds``."""
+    for e in events:
+        if e["type"] == "window":
+            e["scoring_ms"] = round(seconds * 1000, 2)
+
+
 def _owned(state: dict, owner: str | None) -> dict:
     """``state`` with its owner, as kept in memory and in the shared table."""
     return {**state, "owner": owner}
@@ -214,13 +230,15 @@ class StreamBatcher:
     runs goes into the next. A call takes at most ``piece_s`` seconds of each stream's audio,
     so that a stream that hands in much at once (a large frame, a backlog) delays the others
     by one piece, not by all of it. A stream's refused audio or failed windows fail its own
-    await."""
+    await. Each call's wall time goes into its window events (``scoring_ms``) and to
+    ``observe`` (the service's ``spoofscope_stream_scoring_seconds``)."""
 
     piece_s = 1.0
 
-    def __init__(self):
+    def __init__(self, observe=None):
         self.queue: list[tuple[object, np.ndarray, asyncio.Future]] = []
         self.task: asyncio.Task | None = None  # the drain running, if any
+        self.observe = observe or (lambda seconds: None)
 
     async def feed(self, stream, samples: np.ndarray, executor) -> list[dict]:
         """``stream.feed(samples)``, judged together with the other streams' due audio, a
@@ -245,17 +263,19 @@ class StreamBatcher:
             while self.queue:
                 work, self.queue = self.queue, []
                 try:
-                    out = await loop.run_in_executor(
-                        executor, feed_streams, [(s, x) for s, x, _ in work]
+                    out, took = await loop.run_in_executor(
+                        executor, _timed, feed_streams, [(s, x) for s, x, _ in work]
                     )
+                    self.observe(took)
                 except Exception as e:  # noqa: BLE001 - e.g. the pool shut down: all fail
-                    out = [e] * len(work)
+                    out, took = [e] * len(work), 0.0
                 for (_, _, done), r in zip(work, out, strict=True):
                     if done.done():  # its stream stopped waiting
                         continue
                     if isinstance(r, Exception):
                         done.set_exception(r)
                     else:
+                        _stamp(r, took)
                         done.set_result(r)
                 await asyncio.sleep(0)  # the streams fed: their next pieces join the next call
         finally:  # cancelled (the service stopping): no stream waits for ever
@@ -268,12 +288,13 @@ class StreamBatcher:
 class StreamHub:
     """The service's live streams: how many, their latest state, and the ended ones."""
 
-    def __init__(self):
+    def __init__(self, observe=None):
         self.active: dict[str, _Live] = {}
         self.recent: OrderedDict[str, dict] = OrderedDict()
         self.alias: dict[str, str] = {}
         self.closing: asyncio.Event | None = None
-        self.batcher = StreamBatcher()  # every live stream's windows, judged together
+        # every live stream's windows, judged together; ``observe``: each call's seconds
+        self.batcher = StreamBatcher(observe)
 
     def _closing(self) -> asyncio.Event:
         if self.closing is None:
@@ -667,7 +688,9 @@ async def _finish(live: _Live, scorer, stop: StreamStop, reason: str) -> dict:
     if stop.code is not None:
         await live.send({"type": "error", "code": stop.code, "message": stop.message})
     loop = asyncio.get_running_loop()
-    res = await loop.run_in_executor(st.pool.executor, live.stream.close)
+    res, took = await loop.run_in_executor(st.pool.executor, _timed, live.stream.close)
+    st.metrics.stream_scoring.observe(took)  # the stream's last windows are judged here
+    _stamp(live.stream.last_events, took)
     await live.emit(live.stream.last_events)
     d = res.to_dict()
     d.update(path=f"stream {live.sid}", model=st.model_name)
