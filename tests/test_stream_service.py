@@ -176,14 +176,22 @@ def test_concurrent_streams_are_judged_together_each_as_alone(ckpt):
     signals = [_signal(6.0, seed) * (0.5 + 0.25 * seed) for seed in range(3)]
     out: dict[int, list] = {}
 
+    ready = threading.Barrier(3, timeout=60)
+
     def client(i):
         data = _pcm(signals[i])
         with ws_client.connect(_url(srv)) as c:
             c.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": 1.0}))
+            got = [json.loads(c.recv(timeout=30))]  # started: every stream is open ...
+            ready.wait()  # ... before any sends audio
             for k in range(0, len(data), 3200):
                 c.send(data[k : k + 3200])
+            # stop only once the live path judged a window: a stop that came first would
+            # leave every window to the stream's own closing call, which is never shared
+            while got[-1]["type"] != "window":
+                got.append(json.loads(c.recv(timeout=60)))
             c.send(json.dumps({"type": "stop"}))
-            out[i] = _events(c)
+            out[i] = got + _events(c)
 
     with _service(ckpt, delay=0.2) as srv:
         eng = srv.server.config.app.state.detector.engine
