@@ -441,10 +441,11 @@ def quantize_int8(src, dst, per_channel: bool = True, data_file: str | None = No
     time. ``quantize_dynamic`` loads the whole fp32 graph and peaks at about 3x its weights
     (11.9 GB for the 1B encoder); here a graph with external data (over
     :data:`EXTERNAL_BYTES`) is read tensor by tensor from its data file and written to
-    ``dst``'s (``data_file``, default ``<dst name>.data``), so the memory taken is about one
-    weight's. ONNX Runtime fuses the nodes into ``DynamicQuantizeMatMul`` /
-    ``MatMulIntegerToFloat``, whose u8s8 GEMM (MLAS) picks its kernel from the CPU's flags
-    (AVX-512 VNNI, AVX-VNNI, AMX) when the session starts."""
+    ``dst``'s (``data_file``, default ``<dst name>.data``), so the memory taken is a few times
+    the largest weight's (read, divided, rounded), not the model's. ONNX Runtime fuses the
+    nodes into ``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat``, whose u8s8 GEMM (MLAS)
+    picks its kernel from the CPU's flags (AVX-512 VNNI, AVX-VNNI, AMX) when the session
+    starts."""
     import onnx
     from onnx import numpy_helper
     from onnx.external_data_helper import uses_external_data
