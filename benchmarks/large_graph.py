@@ -6,7 +6,9 @@
 The model (seeded random weights: the size, not the values, matters here) is exported as the
 engine's cache does it (:func:`spoofscope.export.onnx.export_onnx`: parameters over
 ``EXTERNAL_BYTES`` go to one ``<graph>.onnx.data`` file beside the graph), optionally
-quantised to int8 as well; then a fresh process builds the ONNX Runtime session
+quantised to int8 as well (:func:`spoofscope.export.onnx.quantize_int8`, in a fresh process
+whose peak resident memory is printed in the header); then a fresh process builds the ONNX
+Runtime session
 (:func:`spoofscope.export.onnx.ort_session`) and scores one 4-s window, and its peak resident
 memory (``VmHWM``) is printed beside the size of the files. Prints a Markdown table.
 """
@@ -42,6 +44,19 @@ hwm = next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("V
 print(load_s, ms, hwm)
 """
 
+#: the int8 quantiser in a process of its own: its peak (VmHWM) and its resident memory before
+#: it started (the interpreter, torch and onnx), neither mixed with the export's
+QUANT_CHILD = """
+import sys, time
+from spoofscope.export.onnx import quantize_int8
+def status(key):
+    return next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith(key))
+start = status("VmRSS")
+t = time.perf_counter()
+quantize_int8(sys.argv[1], sys.argv[2])
+print(time.perf_counter() - t, status("VmHWM"), start)
+"""
+
 
 def _mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 2**20
@@ -59,7 +74,7 @@ def main() -> None:
     import torch
 
     import spoofscope
-    from spoofscope.export.onnx import EXTERNAL_BYTES, export_onnx, quantize_int8
+    from spoofscope.export.onnx import EXTERNAL_BYTES, export_onnx
 
     torch.manual_seed(0)
     t = time.perf_counter()
@@ -81,12 +96,15 @@ def main() -> None:
         parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         del m
         if a.int8:
-            t = time.perf_counter()
-            q = quantize_int8(fp, Path(d) / "int8.onnx")
-            graphs.append(("int8", q, time.perf_counter() - t))
-            # ru_maxrss only grows: past the export's peak it is the quantiser's (in this
-            # process, after the model was freed)
-            quant_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            q = Path(d) / "int8.onnx"
+            out = subprocess.run(
+                [sys.executable, "-c", QUANT_CHILD, str(fp), str(q)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            graphs.append(("int8", q, float(out[0])))
+            quant_mb, quant_start_mb = int(out[1]) / 1024, int(out[2]) / 1024
         for label, path, make_s in graphs:
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, str(path), str(a.threads), str(length)],
@@ -104,8 +122,8 @@ def main() -> None:
         f"{build_s:.0f} s; external data above {EXTERNAL_BYTES / 2**30:.0f} GiB; peak RSS of the "
         f"exporting process {parent_mb:.0f} MB"
         + (
-            f", of the process after quantising to int8 {quant_mb:.0f} MB"
-            + (" (the quantiser's)" if quant_mb > parent_mb + 1 else " (the export's)")
+            f", of the process quantising to int8 {quant_mb:.0f} MB ({quant_start_mb:.0f} MB "
+            "before it started)"
             if quant_mb is not None
             else ""
         )

@@ -204,55 +204,77 @@ _ALIGN = 4096  # each tensor starts on a page, so that the data can be mapped in
 _CHUNK = 64 << 20
 
 
-def gather_external(src, dst, data: str) -> Path:
-    """Write the graph ``src`` to ``dst`` with every tensor of at least 1 KiB in one file
-    ``data`` beside ``dst`` (page-aligned), moved one tensor at a time: from ``src``'s own
-    external files (torch writes one per tensor over 2 GB; onnxruntime's quantiser one file) in
-    64-MiB chunks, or from the tensor's inline bytes. Loading the whole model to save it again
-    held every weight twice (``onnx.load`` + ``save_model``): 8 GiB more for the 2B encoder,
-    which a 24-GB machine could not give."""
+def _to_file(t, src_dir: Path, out, location: str) -> None:
+    """Move tensor ``t`` into the data file open as ``out`` (named ``location``), on a page of
+    its own: from its external file in ``src_dir`` in 64-MiB chunks, or from its inline bytes
+    (at least 1 KiB; smaller ones stay inline)."""
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    src, dst = Path(src), Path(dst)
-    model = onnx.load(str(src), load_external_data=False)
+    if uses_external_data(t):
+        info = ExternalDataInfo(t)
+        where = src_dir / info.location
+        left = info.length if info.length else where.stat().st_size - (info.offset or 0)
+        out.write(b"\0" * (-out.tell() % _ALIGN))
+        offset = out.tell()
+        with open(where, "rb") as f:
+            f.seek(info.offset or 0)
+            while left > 0:
+                chunk = f.read(min(_CHUNK, left))
+                if not chunk:
+                    raise ConfigError(f"{where}: ends before tensor {t.name!r} does")
+                out.write(chunk)
+                left -= len(chunk)
+    elif t.HasField("raw_data") and len(t.raw_data) >= _EXTERNAL_MIN:
+        out.write(b"\0" * (-out.tell() % _ALIGN))
+        offset = out.tell()
+        out.write(t.raw_data)
+        t.ClearField("raw_data")
+    else:
+        return
+    del t.external_data[:]
+    t.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", offset), ("length", out.tell() - offset)):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, str(value)
+
+
+def _save_external(model, src_dir: Path, dst: Path, data: str, more=()) -> Path:
+    """Save ``model`` (loaded without its external data, which lies in ``src_dir``) to ``dst``
+    with every tensor of at least 1 KiB in one file ``data`` beside it, one tensor at a time;
+    then the initializers ``more`` yields, each moved to the file before the next is made."""
+    import onnx
+
     target = dst.parent / data
+    if any(
+        e.key == "location" and (src_dir / e.value).resolve() == target.resolve()
+        for t in _tensors(model.graph)
+        for e in t.external_data
+    ):
+        raise ConfigError(f"{target}: the new graph's data file would overwrite its source's")
     target.unlink(missing_ok=True)
     with open(target, "wb") as out:
         for t in _tensors(model.graph):
-            if uses_external_data(t):
-                info = ExternalDataInfo(t)
-                where = src.parent / info.location
-                left = info.length if info.length else where.stat().st_size - (info.offset or 0)
-                pad = -out.tell() % _ALIGN
-                out.write(b"\0" * pad)
-                offset = out.tell()
-                with open(where, "rb") as f:
-                    f.seek(info.offset or 0)
-                    while left > 0:
-                        chunk = f.read(min(_CHUNK, left))
-                        if not chunk:
-                            raise ConfigError(f"{where}: ends before tensor {t.name!r} does")
-                        out.write(chunk)
-                        left -= len(chunk)
-            elif t.HasField("raw_data") and len(t.raw_data) >= _EXTERNAL_MIN:
-                out.write(b"\0" * (-out.tell() % _ALIGN))
-                offset = out.tell()
-                out.write(t.raw_data)
-                t.ClearField("raw_data")
-            else:
-                continue
-            del t.external_data[:]
-            t.data_location = onnx.TensorProto.EXTERNAL
-            for key, value in (
-                ("location", data),
-                ("offset", offset),
-                ("length", out.tell() - offset),
-            ):
-                entry = t.external_data.add()
-                entry.key, entry.value = key, str(value)
+            _to_file(t, src_dir, out, data)
+        for t in more:
+            _to_file(t, src_dir, out, data)
+            model.graph.initializer.append(t)
     onnx.save_model(model, str(dst))
     return dst
+
+
+def gather_external(src, dst, data: str) -> Path:
+    """Write the graph ``src`` to ``dst`` with every tensor of at least 1 KiB in one file
+    ``data`` beside ``dst`` (page-aligned), moved one tensor at a time: from ``src``'s own
+    external files (torch writes one per tensor over 2 GB) in 64-MiB chunks, or from the
+    tensor's inline bytes. Loading the whole model to save it again held every weight twice
+    (``onnx.load`` + ``save_model``): 8 GiB more for the 2B encoder, which a 24-GB machine
+    could not give."""
+    import onnx
+
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src), load_external_data=False)
+    return _save_external(model, src.parent, dst, data)
 
 
 def graph_bytes(path) -> int:
@@ -295,55 +317,162 @@ def _fingerprint(model, length: int) -> str:
 #: convolutions (feature extractor, positional convolution) stay fp32: ONNX Runtime's
 #: ConvInteger was 2x slower than its fp32 convolution here; so do the feature projection and
 #: the back-end, which halves the logit error of AntiDeepfake w2v-small at no measurable cost
-#: (benchmarks/precision.py --model)
-INT8_OPS = ("MatMul", "Gemm")
+#: (benchmarks/precision.py --model). torch exports the layers' linear maps as MatMul (their
+#: input is 3-D); a Gemm with a constant weight there is refused rather than left fp32 unsaid.
+INT8_OPS = ("MatMul",)
 INT8_SCOPE = "/encoder/layers."
 
 
-def quantize_int8(src, dst, per_channel: bool = True, data_file: str | None = None) -> Path:
-    """ONNX Runtime dynamic int8 of ``src``'s :data:`INT8_OPS` in the encoder's transformer
-    layers (node names containing :data:`INT8_SCOPE`): weights int8, per output channel by
-    default; activations quantised per call. Written to ``dst``. ONNX Runtime fuses them into
-    ``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat``, whose u8s8 GEMM (MLAS) picks its
-    kernel from the CPU's flags (AVX-512 VNNI, AVX-VNNI, AMX) when the session starts."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def _weight(t, src_dir: Path) -> np.ndarray:
+    """The fp32 values of initializer ``t``: from its external file (this tensor's bytes only)
+    or its inline data."""
+    from onnx import numpy_helper
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    graph = onnx.load(str(src), load_external_data=False).graph
-    nodes = [n.name for n in graph.node if n.op_type in INT8_OPS and INT8_SCOPE in n.name]
-    if not nodes:
+    if not uses_external_data(t):
+        return numpy_helper.to_array(t)
+    info = ExternalDataInfo(t)
+    where = src_dir / info.location
+    n = int(np.prod(t.dims))
+    w = np.fromfile(where, dtype="<f4", count=n, offset=info.offset or 0)
+    if w.size != n:
+        raise ConfigError(f"{where}: ends before tensor {t.name!r} does")
+    return w.reshape(tuple(t.dims))
+
+
+def int8_weight(w: np.ndarray, per_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 of a MatMul weight ``w`` (K, N), zero point 0, with one scale per output
+    channel (column) or one for all: the numbers onnxruntime's ``quantize_dynamic`` gives
+    (QInt8, ``quant_utils.compute_scale_zp`` and ``quantize_nparray``): the range is widened
+    to take 0 and made symmetric, scale = 2 max|w| / 254 in float64 stored as float32 (1 where
+    that is below float32's smallest normal), q = w / scale in float32 rounded half to even
+    and clipped to [-128, 127]. Returns (q int8, scale float32)."""
+    axis = 0 if per_channel else None
+    rmin = np.minimum(w.min(axis=axis), np.float32(0))
+    rmax = np.maximum(w.max(axis=axis), np.float32(0))
+    absmax = np.maximum(np.abs(rmin), np.abs(rmax))
+    wide = (absmax.astype(np.float64) - (-absmax).astype(np.float64)) / 254.0
+    scale = np.where(wide < np.finfo(np.float32).tiny, 1.0, wide).astype(np.float32)
+    q = w / scale
+    np.round(q, out=q)
+    np.clip(q, -128, 127, out=q)
+    return q.astype(np.int8), scale
+
+
+def _int8_nodes(model, src) -> dict:
+    """Replace each MatMul of ``model`` under :data:`INT8_SCOPE` whose weight is a 2-D fp32
+    initializer by the nodes ``quantize_dynamic`` writes for it (``DynamicQuantizeLinear`` of
+    the input, one per input however many MatMuls read it, ``MatMulInteger``, ``Cast``, the
+    product of the two scales, ``Mul``), in place. The fp32 weights nothing reads any more are
+    dropped. Returns {weight name: its fp32 initializer}, for :func:`int8_weight`."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    nodes, acts, weights = [], {}, {}
+    for n in graph.node:
+        b = inits.get(n.input[1]) if len(n.input) > 1 else None
+        if INT8_SCOPE not in n.name or b is None:
+            nodes.append(n)
+            continue
+        if n.op_type == "Gemm":
+            raise ConfigError(
+                f"{src}: {n.name} is a Gemm with a constant weight in the transformer layers; "
+                "the int8 graph quantises MatMul only: use --precision fp32"
+            )
+        if n.op_type not in INT8_OPS or b.data_type != TensorProto.FLOAT or len(b.dims) != 2:
+            nodes.append(n)
+            continue
+        if opset < 11:
+            raise ConfigError(f"{src}: opset {opset} has no DynamicQuantizeLinear (needs 11+)")
+        x, out = n.input[0], n.output[0]
+        if x not in acts:
+            acts[x] = [f"{x}_quantized", f"{x}_scale", f"{x}_zero_point"]
+            dql = helper.make_node("DynamicQuantizeLinear", [x], acts[x], f"{x}_QuantizeLinear")
+            nodes.append(dql)
+        weights[b.name] = b
+        xq, xs, xz = acts[x]
+        wq, ws, wz = (f"{b.name}{s}" for s in ("_quantized", "_scale", "_zero_point"))
+        name = f"{n.name}_quant"
+        prod, mul = f"{out}_output_quantized", f"{name}_scales_mul"
+        nodes += [
+            helper.make_node("MatMulInteger", [xq, wq, xz, wz], [prod], name),
+            helper.make_node("Cast", [prod], [f"{prod}_cast_output"], f"{prod}_cast", to=1),
+            helper.make_node("Mul", [xs, ws], [f"{mul}:0"], mul),
+            helper.make_node(
+                "Mul", [f"{prod}_cast_output", f"{mul}:0"], [out], f"{name}_output_scale_mul"
+            ),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    read = {o.name for o in graph.output}
+    for t in _graphs(graph):
+        read.update(i for n in t.node for i in n.input)
+    kept, sources = [], {}
+    for t in graph.initializer:
+        if t.name in weights:
+            sources[t.name] = onnx.TensorProto()
+            sources[t.name].CopyFrom(t)
+        if t.name in read or t.name not in weights:
+            kept.append(t)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return sources
+
+
+def _graphs(graph):
+    """``graph`` and its subgraphs."""
+    yield graph
+    for node in graph.node:
+        for att in node.attribute:
+            if att.HasField("g"):
+                yield from _graphs(att.g)
+            for g in att.graphs:
+                yield from _graphs(g)
+
+
+def quantize_int8(src, dst, per_channel: bool = True, data_file: str | None = None) -> Path:
+    """Dynamic int8 of ``src``'s :data:`INT8_OPS` with a constant weight in the encoder's
+    transformer layers (node names containing :data:`INT8_SCOPE`), written to ``dst``: the
+    graph onnxruntime's ``quantize_dynamic`` (QInt8, ``MatMulConstBOnly``) writes for those
+    nodes, with the same int8 weights and scales (:func:`int8_weight`), made one weight at a
+    time. ``quantize_dynamic`` loads the whole fp32 graph and peaks at about 3x its weights
+    (11.9 GB for the 1B encoder); here a graph with external data (over
+    :data:`EXTERNAL_BYTES`) is read tensor by tensor from its data file and written to
+    ``dst``'s (``data_file``, default ``<dst name>.data``), so the memory taken is a few times
+    the largest weight's (read, divided, rounded), not the model's. ONNX Runtime fuses the
+    nodes into ``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat``, whose u8s8 GEMM (MLAS)
+    picks its kernel from the CPU's flags (AVX-512 VNNI, AVX-VNNI, AMX) when the session
+    starts."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.external_data_helper import uses_external_data
+
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src), load_external_data=False)
+    external = graph_bytes(src) > EXTERNAL_BYTES or any(
+        uses_external_data(t) for t in _tensors(model.graph)
+    )
+    sources = _int8_nodes(model, src)
+    if not sources:
         raise ConfigError(
-            f"{src}: no MatMul/Gemm under {INT8_SCOPE!r} (no SSL transformer encoder) to "
-            "quantise; use --precision fp32"
+            f"{src}: no MatMul with a constant weight under {INT8_SCOPE!r} (no SSL transformer "
+            "encoder) to quantise; use --precision fp32"
         )
 
-    class _Quiet(logging.Filter):  # its advice to pre-process: shape inference adds nothing here
-        def filter(self, record):
-            return "pre-processing before quantization" not in record.getMessage()
+    def made():
+        for name, t in sources.items():
+            q, scale = int8_weight(_weight(t, src.parent), per_channel)
+            yield numpy_helper.from_array(q, f"{name}_quantized")
+            yield numpy_helper.from_array(scale, f"{name}_scale")
+            yield numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{name}_zero_point")
 
-    # the int8 graph of a model with external weights (over EXTERNAL_BYTES) keeps them external
-    # too (the 2B encoder's int8 weights pass 2 GB): written in a folder of its own, then moved
-    # into one file named after dst
-    external = graph_bytes(src) > EXTERNAL_BYTES
-    dst = Path(dst)
-    quiet = _Quiet()
-    logging.getLogger().addFilter(quiet)
-    try:
-        with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
-            quantize_dynamic(
-                str(src),
-                str(Path(tmp) / "model.onnx") if external else str(dst),
-                per_channel=per_channel,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=list(INT8_OPS),
-                nodes_to_quantize=nodes,
-                extra_options={"MatMulConstBOnly": True},
-                use_external_data_format=external,
-            )
-            if external:
-                gather_external(Path(tmp) / "model.onnx", dst, data_file or f"{dst.name}.data")
-    finally:
-        logging.getLogger().removeFilter(quiet)
+    if external:
+        return _save_external(model, src.parent, dst, data_file or f"{dst.name}.data", made())
+    model.graph.initializer.extend(made())
+    onnx.save_model(model, str(dst))
     return dst
 
 
