@@ -280,14 +280,15 @@ def test_int8_graph_equals_onnxruntime_quantize_dynamic(
     assert count(g_got, "DynamicQuantizeLinear") < count(g_got, "MatMulInteger")
     fused = _optimised_ops(got, tmp_path)
     assert fused["DynamicQuantizeMatMul"] + fused["MatMulIntegerToFloat"] > 0
-    int8_ops = ("DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLinear")
-    ref_fused = _optimised_ops(ref, tmp_path)
-    assert {op: fused[op] for op in int8_ops} == {op: ref_fused[op] for op in int8_ops}
+    # after ONNX Runtime's optimiser the whole graphs agree, op for op: without the value
+    # shapes quantize_dynamic infers it fused fewer (no SkipLayerNormalization), which moved
+    # full-size AntiDeepfake w2v-small's int8 logits by 2e-3 from quantize_dynamic's
+    assert fused == _optimised_ops(ref, tmp_path)
 
     x = _windows(4, 16000)
     a = export.ort_session(ref, threads=1).run(None, {"waveform": x})
     b = export.ort_session(got, threads=1).run(None, {"waveform": x})
-    assert np.abs(a[0] - b[0]).max() < 1e-5 and np.abs(a[1] - b[1]).max() < 1e-5
+    assert np.abs(a[0] - b[0]).max() < 1e-6 and np.abs(a[1] - b[1]).max() < 1e-6
 
 
 def _layers_graph(path, n=8, k=512, seed=0):
