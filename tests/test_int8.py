@@ -419,3 +419,19 @@ def test_int8_refuses_a_gemm_with_a_constant_weight_in_the_layers(tmp_path):
     with pytest.raises(ConfigError, match="Gemm with a constant weight.*--precision fp32") as e:
         export.quantize_int8(src, tmp_path / "int8.onnx")
     assert "\n" not in str(e.value)
+
+
+def test_an_int8_graph_cached_by_another_quantiser_format_is_made_again(tmp_path, monkeypatch):
+    """The int8 cache entry is keyed by INT8_FORMAT (raised when quantize_int8 writes another
+    graph for the same fp32 one): after a raise the engine makes a new graph beside the old,
+    rather than reusing the one the earlier quantiser wrote."""
+    m = _model()
+    first = make_engine(m, "onnx", cache=tmp_path, precision="int8").path
+    again = make_engine(m, "onnx", cache=tmp_path, precision="int8").path
+    assert again == first
+    made = []
+    real = export.quantize_int8
+    monkeypatch.setattr(export, "quantize_int8", lambda *a, **k: made.append(a) or real(*a, **k))
+    monkeypatch.setattr(export, "INT8_FORMAT", export.INT8_FORMAT + 1)
+    other = make_engine(m, "onnx", cache=tmp_path, precision="int8").path
+    assert other != first and other.is_file() and first.is_file() and len(made) == 1

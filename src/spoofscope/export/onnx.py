@@ -329,6 +329,9 @@ def _fingerprint(model, length: int) -> str:
 #: input is 3-D); a Gemm with a constant weight there is refused rather than left fp32 unsaid.
 INT8_OPS = ("MatMul",)
 INT8_SCOPE = "/encoder/layers."
+#: the int8 graph's format: raised whenever :func:`quantize_int8` writes a different graph for
+#: the same fp32 one, so that int8 graphs cached by an earlier build are made again
+INT8_FORMAT = 2
 
 
 def _weight(t, src_dir: Path) -> np.ndarray:
@@ -509,7 +512,7 @@ def cached_onnx(model, cache=None, length: int | None = None, precision: str = "
         import onnxruntime as ort
 
         tag = hashlib.sha256(
-            f"{path.stem}|{ort.__version__}|{INT8_OPS}|{INT8_SCOPE}".encode()
+            f"{path.stem}|{ort.__version__}|{INT8_OPS}|{INT8_SCOPE}|{INT8_FORMAT}".encode()
         ).hexdigest()
         qpath = path.with_name(f"{card.name}-{tag[:16]}-int8.onnx")
         if not qpath.is_file():
