@@ -163,32 +163,24 @@ def export_onnx(
     if external is None:
         external = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_BYTES
     data = data_file or f"{path.name}.data"
+    (path.parent / data).unlink(missing_ok=True)  # a stale one (save would append to it)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        # over 2 GB torch writes a file per tensor beside the graph: in a folder of its own.
-        # The graph and its data file are moved into place once whole, the data first: an
-        # export that fails or is interrupted leaves the files that were there as they were
-        traced = Path(tmp) / "traced" / "model.onnx"
-        traced.parent.mkdir()
+        # over 2 GB torch writes a file per tensor beside the graph: in a folder of its own
+        out = Path(tmp) / "model.onnx" if external else path
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model,
                 (x,),
-                str(traced),
+                str(out),
                 input_names=["waveform"],
                 output_names=["logits", "embedding"],
                 dynamic_axes=axes,
                 opset_version=opset,
                 dynamo=False,
             )
-        done = Path(tmp) / path.name
-        if external or len(list(traced.parent.iterdir())) > 1:
-            gather_external(traced, done, data)
-            (Path(tmp) / data).replace(path.parent / data)
-        else:
-            traced.replace(done)
-            (path.parent / data).unlink(missing_ok=True)  # a stale one, from an earlier export
-        done.replace(path)
+        if external:
+            gather_external(out, path, data)
     return path
 
 
@@ -481,9 +473,15 @@ def quantize_int8(src, dst, per_channel: bool = True, data_file: str | None = No
             yield numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{name}_zero_point")
 
     if external:
-        return _save_external(model, src.parent, dst, data_file or f"{dst.name}.data", made())
-    model.graph.initializer.extend(made())
-    onnx.save_model(model, str(dst))
+        _save_external(model, src.parent, dst, data_file or f"{dst.name}.data", made())
+    else:
+        model.graph.initializer.extend(made())
+        onnx.save_model(model, str(dst))
+    # the value shapes quantize_dynamic infers too: with them ONNX Runtime's optimiser fuses
+    # more (SkipLayerNormalization, folded shape arithmetic), and without them the same int8
+    # weights gave other logits (2e-3 apart on AntiDeepfake w2v-small); the graph file only, the
+    # weights stay where they are
+    onnx.shape_inference.infer_shapes_path(str(dst), str(dst))
     return dst
 
 
