@@ -492,3 +492,20 @@ def test_builders_of_one_cache_entry_take_turns(tmp_path, monkeypatch):
     )
     left = sorted(p.name for p in (tmp_path / "onnx").iterdir() if p.suffix != ".lock")
     assert left == [got[0].name, got[0].name + ".data"], left
+
+
+def test_a_killed_builders_folder_is_removed_by_the_next(tmp_path, monkeypatch):
+    """A builder killed mid-export (SIGKILL, out of memory) leaves its folder in the cache,
+    for the 2B encoder gigabytes of per-tensor files; the next builder of that entry removes
+    it, and leaves other entries' files alone."""
+    monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    m = _model()
+    path = export.cached_onnx(m, tmp_path)
+    path.unlink()  # the entry to make again, as if the killed builder had been the first
+    stale = path.with_name(f"{path.name}.k1ll3d")
+    stale.mkdir()
+    (stale / "onnx__MatMul_1").write_bytes(b"\0" * 4096)
+    other = path.with_name(f"other-{path.name}.k1ll3d")
+    other.mkdir()
+    assert export.cached_onnx(m, tmp_path) == path and path.is_file()
+    assert not stale.exists() and other.is_dir()

@@ -8,10 +8,12 @@ nodes, so the graph follows the length) or cannot be exported (``none``).
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import io
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -494,7 +496,7 @@ def _writable(folder: Path) -> None:
 _INLINE_GRAPH = 64 << 20
 
 
-def _complete(path: Path) -> bool:
+def _complete(path: Path, say: bool = False) -> bool:
     """Whether ``path`` is a graph whose external data files beside it hold every byte its
     tensors point at (a data file cut short or deleted, e.g. by a full disk or an interrupted
     copy, would fail in ONNX Runtime, or under ``--engine auto`` leave the model in PyTorch
@@ -519,7 +521,8 @@ def _complete(path: Path) -> bool:
     for name, end in need.items():
         data = path.parent / name
         if not data.is_file() or data.stat().st_size < end:
-            log.warning("%s: its data file %s is cut short or missing: made again", path, data)
+            if say:
+                log.warning("%s: its data file %s is cut short or missing: made again", path, data)
             return False
     return True
 
@@ -527,16 +530,16 @@ def _complete(path: Path) -> bool:
 @contextlib.contextmanager
 def _locked(path: Path):
     """Hold an exclusive lock on ``path`` (made if need be) where the system has ``flock``:
-    processes and threads building the same cache entry take turns."""
+    processes and threads building the same cache entry take turns. Yields whether locked."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - no flock (Windows): no lock
-        yield
+        yield False
         return
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -545,14 +548,18 @@ def _cached(path: Path, make) -> Path:
     """``path`` as it is if complete (:func:`_complete`); else made by ``make(out)`` (the graph
     ``out``, its data file, if any, ``<out name>.data`` beside it) in a folder of its own in
     the cache, under a lock that other builders of ``path`` wait on, and moved into place data
-    first: a graph is never seen before its data, nor two builders' files mixed."""
+    first: a graph is never seen before its data, nor two builders' files mixed. The folder a
+    killed builder left is removed by the next."""
     if _complete(path):
         return path
     _writable(path.parent)
     try:
-        with _locked(path.with_name(f"{path.name}.lock")):
-            if _complete(path):  # another process or thread made it meanwhile
+        with _locked(path.with_name(f"{path.name}.lock")) as locked:
+            if _complete(path, say=True):  # another process or thread made it meanwhile
                 return path
+            for old in path.parent.glob(f"{glob.escape(path.name)}.*"):
+                if locked and old.is_dir():  # the folder of a builder killed before
+                    shutil.rmtree(old, ignore_errors=True)
             with tempfile.TemporaryDirectory(dir=path.parent, prefix=f"{path.name}.") as tmp:
                 out = Path(tmp) / path.name
                 make(out)
