@@ -3,6 +3,7 @@ products, built once into the cache, offered only where the card lists it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -509,3 +510,34 @@ def test_a_killed_builders_folder_is_removed_by_the_next(tmp_path, monkeypatch):
     other.mkdir()
     assert export.cached_onnx(m, tmp_path) == path and path.is_file()
     assert not stale.exists() and other.is_dir()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_full_disk_mid_export_is_one_line_and_leaves_no_entry(tmp_path, monkeypatch, precision):
+    """The disk fills while the weights are written: one ConfigError naming the cache and
+    the fix, nothing of the entry left in the cache (no graph, no data file cut short), and
+    the next build, with room again, gives the graph."""
+    import errno
+
+    monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    m = _model()
+    if precision == "int8":
+        export.cached_onnx(m, tmp_path)  # the fp32 graph made; the disk fills on the int8's
+    names = {p.name for p in (tmp_path / "onnx").glob("*") if p.suffix != ".lock"}
+    before = names if precision == "int8" else set()
+    real, n = export._to_file, [0]
+
+    def full(*a):
+        n[0] += 1
+        if n[0] > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*a)
+
+    monkeypatch.setattr(export, "_to_file", full)
+    with pytest.raises(ConfigError, match="cache .*No space left.*SPOOFSCOPE_CACHE") as e:
+        make_engine(m, "onnx", cache=tmp_path, precision=precision)
+    assert "\n" not in str(e.value)
+    left = {p.name for p in (tmp_path / "onnx").glob("*") if p.suffix != ".lock"}
+    assert left == before, left
+    monkeypatch.setattr(export, "_to_file", real)
+    assert make_engine(m, "onnx", cache=tmp_path, precision=precision).precision == precision
