@@ -541,3 +541,32 @@ def test_a_full_disk_mid_export_is_one_line_and_leaves_no_entry(tmp_path, monkey
     assert left == before, left
     monkeypatch.setattr(export, "_to_file", real)
     assert make_engine(m, "onnx", cache=tmp_path, precision=precision).precision == precision
+
+
+def test_int8_of_a_graph_listing_its_weights_as_inputs_needs_only_its_input(tmp_path):
+    """Older exporters list every initializer among the graph's inputs as well; the int8
+    graph drops the quantised weights' inputs with them (the session asked for the fp32
+    weights in its feed) and gives the logits of quantize_dynamic's graph."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    ws = [(rng.standard_normal((64, 64)) / 8).astype(np.float32) for _ in range(2)]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w0"], ["h"], "/encoder/layers.0/MatMul"),
+         helper.make_node("MatMul", ["h", "w1"], ["y"], "/encoder/layers.1/MatMul")],
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+         for n, s in (("x", [None, 64]), ("w0", [64, 64]), ("w1", [64, 64]))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 64])],
+        [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(ws)],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    src = tmp_path / "inputs.onnx"
+    onnx.save_model(model, str(src))
+    ref = _reference_int8(src, tmp_path / "ref.onnx", per_channel=True)
+    got = export.quantize_int8(src, tmp_path / "int8.onnx")
+    assert [i.name for i in onnx.load(str(got)).graph.input] == ["x"]
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    want = export.ort_session(ref, threads=1).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(export.ort_session(got, threads=1).run(None, {"x": x})[0], want)

@@ -422,6 +422,12 @@ def _int8_nodes(model, src) -> dict:
             kept.append(t)
     del graph.initializer[:]
     graph.initializer.extend(kept)
+    # a graph that lists its initializers as inputs too (older exporters) loses those inputs
+    # with them, as with quantize_dynamic: else the session would ask for the fp32 weights
+    gone = set(weights) - {t.name for t in kept}
+    inputs = [i for i in graph.input if i.name not in gone]
+    del graph.input[:]
+    graph.input.extend(inputs)
     return sources
 
 
