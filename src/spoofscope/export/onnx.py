@@ -166,24 +166,32 @@ def export_onnx(
     if external is None:
         external = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_BYTES
     data = data_file or f"{path.name}.data"
-    (path.parent / data).unlink(missing_ok=True)  # a stale one (save would append to it)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        # over 2 GB torch writes a file per tensor beside the graph: in a folder of its own
-        out = Path(tmp) / "model.onnx" if external else path
+        # over 2 GB torch writes a file per tensor beside the graph: in a folder of its own.
+        # The graph and its data file are moved into place once whole, the data first: an
+        # export that fails or is interrupted leaves the files that were there as they were
+        traced = Path(tmp) / "traced" / "model.onnx"
+        traced.parent.mkdir()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model,
                 (x,),
-                str(out),
+                str(traced),
                 input_names=["waveform"],
                 output_names=["logits", "embedding"],
                 dynamic_axes=axes,
                 opset_version=opset,
                 dynamo=False,
             )
-        if external:
-            gather_external(out, path, data)
+        done = Path(tmp) / path.name
+        if external or len(list(traced.parent.iterdir())) > 1:
+            gather_external(traced, done, data)
+            (Path(tmp) / data).replace(path.parent / data)
+        else:
+            traced.replace(done)
+            (path.parent / data).unlink(missing_ok=True)  # a stale one, from an earlier export
+        done.replace(path)
     return path
 
 
@@ -255,6 +263,8 @@ def _save_external(model, src_dir: Path, dst: Path, data: str, more=()) -> Path:
         for e in t.external_data
     ):
         raise ConfigError(f"{target}: the new graph's data file would overwrite its source's")
+    if target.resolve() == dst.resolve():
+        raise ConfigError(f"{target}: the data file would be the graph itself; name another")
     target.unlink(missing_ok=True)
     with open(target, "wb") as out:
         for t in _tensors(model.graph):
