@@ -570,3 +570,43 @@ def test_int8_of_a_graph_listing_its_weights_as_inputs_needs_only_its_input(tmp_
     x = rng.standard_normal((3, 64)).astype(np.float32)
     want = export.ort_session(ref, threads=1).run(None, {"x": x})[0]
     np.testing.assert_array_equal(export.ort_session(got, threads=1).run(None, {"x": x})[0], want)
+
+
+@pytest.mark.parametrize("external", [True, False], ids=["external", "inline"])
+def test_an_export_that_fails_leaves_the_earlier_export_whole(tmp_path, monkeypatch, external):
+    """``spoofscope export`` over an earlier export of the same path, interrupted (Ctrl-C)
+    while torch writes the graph: the earlier graph and its data file are as they were and
+    give the same scores (the data file was deleted first and the graph written in place:
+    neither could be loaded any more); nothing else is left beside them."""
+    if external:
+        monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    m = _model()
+    x = _windows(2, 16000)
+    path = export.export_onnx(m, tmp_path / "m.onnx")
+    want = export.ort_session(path, threads=1).run(None, {"waveform": x})[0]
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert ("m.onnx.data" in files) == external
+
+    def interrupted(model, args, f, *a, **k):  # half a graph written, then Ctrl-C
+        Path(f).write_bytes(b"\x08\x07half a graph")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_onnx(m, path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+    got = export.ort_session(path, threads=1).run(None, {"waveform": x})[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_data_file_named_as_its_graph_is_refused(tmp_path, monkeypatch):
+    """A data file given the graph's own name would be overwritten by the graph when it is
+    saved (a graph that cannot be loaded): refused in one line, for an export and an int8."""
+    monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    m = _model()
+    with pytest.raises(ConfigError, match="would be the graph itself"):
+        export.export_onnx(m, tmp_path / "a.onnx", data_file="a.onnx")
+    src = export.export_onnx(m, tmp_path / "b.onnx")
+    with pytest.raises(ConfigError, match="would be the graph itself"):
+        export.quantize_int8(src, tmp_path / "q.onnx", data_file="q.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.onnx", "b.onnx.data"]
