@@ -3,6 +3,7 @@ products, built once into the cache, offered only where the card lists it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,7 @@ def test_large_graphs_keep_their_weights_in_one_file_beside_the_graph(tmp_path, 
     int8 = make_engine(m, "onnx", cache=cache, precision="int8")
     assert int8.path.with_name(int8.path.name + ".data").is_file()
     assert np.abs(int8(x) - inline(x)).max() < 1e-6
-    left = sorted(p.name for p in (cache / "onnx").iterdir())
+    left = sorted(p.name for p in (cache / "onnx").iterdir() if p.suffix != ".lock")
     assert len(left) == 4, left  # two graphs, two data files: no per-tensor files, no temp
 
 
@@ -435,3 +436,194 @@ def test_an_int8_graph_cached_by_another_quantiser_format_is_made_again(tmp_path
     monkeypatch.setattr(export, "INT8_FORMAT", export.INT8_FORMAT + 1)
     other = make_engine(m, "onnx", cache=tmp_path, precision="int8").path
     assert other != first and other.is_file() and first.is_file() and len(made) == 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("damage", ["cut short", "deleted"])
+def test_a_cached_graph_whose_data_file_is_damaged_is_made_again(
+    tmp_path, monkeypatch, precision, damage
+):
+    """A cached graph whose external data file was cut short (a full disk, a copy
+    interrupted) or deleted is exported again, not handed to ONNX Runtime (which failed on it:
+    ``--engine onnx`` with its traceback, ``auto`` falling back to PyTorch for good): the
+    engine built after the damage gives the scores the undamaged one gave."""
+    monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    m = _model()
+    x = _windows(2, 16000)
+    first = make_engine(m, "onnx", cache=tmp_path, precision=precision)
+    want = first(x)
+    data = first.path.with_name(first.path.name + ".data")
+    del first
+    if damage == "deleted":
+        data.unlink()
+    else:
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    again = make_engine(m, "onnx", cache=tmp_path, precision=precision)
+    np.testing.assert_array_equal(again(x), want)
+    assert (again.name, data.is_file()) == ("onnx", True)
+
+
+def test_builders_of_one_cache_entry_take_turns(tmp_path, monkeypatch):
+    """Two threads (e.g. two scoring threads needing a graph at a new length) build the same
+    cache entry at once: the second waits for the first and uses its files (torch's exporter
+    failed on the second: "GLOBALS.in_onnx_export must be False"; processes each wrote the one
+    data file under its final name, one deleting the other's). Both get the graph of one
+    export, which gives PyTorch's scores, and the cache holds its two files."""
+    import threading
+
+    monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    m = _model()
+    x = _windows(2, 16000)
+    real = export._save_external
+    both = threading.Barrier(2, timeout=3)
+    saved = []
+
+    def save(*a, **k):  # hold a builder here until the other one comes, if it does
+        try:
+            both.wait()
+        except threading.BrokenBarrierError:
+            pass
+        saved.append(a[2])
+        return real(*a, **k)
+
+    monkeypatch.setattr(export, "_save_external", save)
+    got, failed = {}, []
+
+    def build(i):
+        try:
+            got[i] = export.cached_onnx(m, tmp_path)
+        except Exception as e:  # noqa: BLE001 - recorded for the assertion
+            failed.append(e)
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not failed and got[0] == got[1]
+    assert len(saved) == 1  # one export, the other builder used it
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x))[0].numpy()
+    assert (
+        np.abs(export.ort_session(got[0], threads=1).run(None, {"waveform": x})[0] - ref).max()
+        < 1e-4
+    )
+    left = sorted(p.name for p in (tmp_path / "onnx").iterdir() if p.suffix != ".lock")
+    assert left == [got[0].name, got[0].name + ".data"], left
+
+
+def test_a_killed_builders_folder_is_removed_by_the_next(tmp_path, monkeypatch):
+    """A builder killed mid-export (SIGKILL, out of memory) leaves its folder in the cache,
+    for the 2B encoder gigabytes of per-tensor files; the next builder of that entry removes
+    it, and leaves other entries' files alone."""
+    monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    m = _model()
+    path = export.cached_onnx(m, tmp_path)
+    path.unlink()  # the entry to make again, as if the killed builder had been the first
+    stale = path.with_name(f"{path.name}.k1ll3d")
+    stale.mkdir()
+    (stale / "onnx__MatMul_1").write_bytes(b"\0" * 4096)
+    other = path.with_name(f"other-{path.name}.k1ll3d")
+    other.mkdir()
+    assert export.cached_onnx(m, tmp_path) == path and path.is_file()
+    assert not stale.exists() and other.is_dir()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_full_disk_mid_export_is_one_line_and_leaves_no_entry(tmp_path, monkeypatch, precision):
+    """The disk fills while the weights are written: one ConfigError naming the cache and
+    the fix, nothing of the entry left in the cache (no graph, no data file cut short), and
+    the next build, with room again, gives the graph."""
+    import errno
+
+    monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    m = _model()
+    if precision == "int8":
+        export.cached_onnx(m, tmp_path)  # the fp32 graph made; the disk fills on the int8's
+    names = {p.name for p in (tmp_path / "onnx").glob("*") if p.suffix != ".lock"}
+    before = names if precision == "int8" else set()
+    real, n = export._to_file, [0]
+
+    def full(*a):
+        n[0] += 1
+        if n[0] > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*a)
+
+    monkeypatch.setattr(export, "_to_file", full)
+    with pytest.raises(ConfigError, match="cache .*No space left.*SPOOFSCOPE_CACHE") as e:
+        make_engine(m, "onnx", cache=tmp_path, precision=precision)
+    assert "\n" not in str(e.value)
+    left = {p.name for p in (tmp_path / "onnx").glob("*") if p.suffix != ".lock"}
+    assert left == before, left
+    monkeypatch.setattr(export, "_to_file", real)
+    assert make_engine(m, "onnx", cache=tmp_path, precision=precision).precision == precision
+
+
+def test_int8_of_a_graph_listing_its_weights_as_inputs_needs_only_its_input(tmp_path):
+    """Older exporters list every initializer among the graph's inputs as well; the int8
+    graph drops the quantised weights' inputs with them (the session asked for the fp32
+    weights in its feed) and gives the logits of quantize_dynamic's graph."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    ws = [(rng.standard_normal((64, 64)) / 8).astype(np.float32) for _ in range(2)]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w0"], ["h"], "/encoder/layers.0/MatMul"),
+         helper.make_node("MatMul", ["h", "w1"], ["y"], "/encoder/layers.1/MatMul")],
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+         for n, s in (("x", [None, 64]), ("w0", [64, 64]), ("w1", [64, 64]))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 64])],
+        [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(ws)],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    src = tmp_path / "inputs.onnx"
+    onnx.save_model(model, str(src))
+    ref = _reference_int8(src, tmp_path / "ref.onnx", per_channel=True)
+    got = export.quantize_int8(src, tmp_path / "int8.onnx")
+    assert [i.name for i in onnx.load(str(got)).graph.input] == ["x"]
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    want = export.ort_session(ref, threads=1).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(export.ort_session(got, threads=1).run(None, {"x": x})[0], want)
+
+
+@pytest.mark.parametrize("external", [True, False], ids=["external", "inline"])
+def test_an_export_that_fails_leaves_the_earlier_export_whole(tmp_path, monkeypatch, external):
+    """``spoofscope export`` over an earlier export of the same path, interrupted (Ctrl-C)
+    while torch writes the graph: the earlier graph and its data file are as they were and
+    give the same scores (the data file was deleted first and the graph written in place:
+    neither could be loaded any more); nothing else is left beside them."""
+    if external:
+        monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    m = _model()
+    x = _windows(2, 16000)
+    path = export.export_onnx(m, tmp_path / "m.onnx")
+    want = export.ort_session(path, threads=1).run(None, {"waveform": x})[0]
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert ("m.onnx.data" in files) == external
+
+    def interrupted(model, args, f, *a, **k):  # half a graph written, then Ctrl-C
+        Path(f).write_bytes(b"\x08\x07half a graph")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_onnx(m, path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+    got = export.ort_session(path, threads=1).run(None, {"waveform": x})[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_data_file_named_as_its_graph_is_refused(tmp_path, monkeypatch):
+    """A data file given the graph's own name would be overwritten by the graph when it is
+    saved (a graph that cannot be loaded): refused in one line, for an export and an int8."""
+    monkeypatch.setattr(export, "EXTERNAL_BYTES", 0)
+    m = _model()
+    with pytest.raises(ConfigError, match="would be the graph itself"):
+        export.export_onnx(m, tmp_path / "a.onnx", data_file="a.onnx")
+    src = export.export_onnx(m, tmp_path / "b.onnx")
+    with pytest.raises(ConfigError, match="would be the graph itself"):
+        export.quantize_int8(src, tmp_path / "q.onnx", data_file="q.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.onnx", "b.onnx.data"]

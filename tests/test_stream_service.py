@@ -625,3 +625,43 @@ def test_listen_live_in_chromium_with_a_fake_microphone(ckpt, tmp_path):
     assert label == summary["label"]
     if summary["label"] != "no_speech":
         assert float(p_ui) == pytest.approx(summary["p_bonafide"], abs=1e-9)
+
+
+def test_the_scoring_metric_counts_only_calls_that_judge_windows(ckpt):
+    """``spoofscope_stream_scoring_seconds`` observes the calls that judge windows: a piece
+    that completes no window (most 0.1-s frames at a 1-s hop) and the closing call of a stream
+    that sent nothing score nothing and are not counted (they were: the count was several
+    times the engine calls, so the benchmark's calls per second and the histogram's quantiles
+    were of frames, not of scoring). Each observed call made at least one engine call (the
+    test audio has no silent window), and each window's ``scoring_ms`` is one of them."""
+    import httpx
+
+    def scoring(srv):
+        text = httpx.get(srv.url + "/metrics").text
+        return {
+            k: float(line.split()[1])
+            for line in text.splitlines()
+            for k in ("sum", "count")
+            if line.startswith(f"spoofscope_stream_scoring_seconds_{k} ")
+        }
+
+    data = _pcm(_signal(6.0))
+    with _service(ckpt, delay=0.01) as srv:
+        eng = srv.server.config.app.state.detector.engine
+        before, calls = scoring(srv), eng.n_calls
+        with ws_client.connect(_url(srv)) as c:  # sends nothing
+            c.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": 1.0}))
+            c.send(json.dumps({"type": "stop"}))
+            assert _events(c)[-1]["type"] == "summary"
+        assert scoring(srv) == before and eng.n_calls == calls
+        with ws_client.connect(_url(srv)) as c:
+            c.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": 1.0}))
+            for i in range(0, len(data), 3200):
+                c.send(data[i : i + 3200])
+                time.sleep(0.02)  # a live client's frames: most complete no window
+            c.send(json.dumps({"type": "stop"}))
+            events = _events(c)
+        after, calls = scoring(srv), eng.n_calls - calls
+    observed = after["count"] - before["count"]
+    stamps = {e["scoring_ms"] for e in events if e["type"] == "window"}
+    assert stamps and 1 <= len(stamps) <= observed <= calls, (stamps, observed, calls)

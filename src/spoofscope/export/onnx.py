@@ -7,10 +7,13 @@ nodes, so the graph follows the length) or cannot be exported (``none``).
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import io
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -163,24 +166,32 @@ def export_onnx(
     if external is None:
         external = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_BYTES
     data = data_file or f"{path.name}.data"
-    (path.parent / data).unlink(missing_ok=True)  # a stale one (save would append to it)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        # over 2 GB torch writes a file per tensor beside the graph: in a folder of its own
-        out = Path(tmp) / "model.onnx" if external else path
+        # over 2 GB torch writes a file per tensor beside the graph: in a folder of its own.
+        # The graph and its data file are moved into place once whole, the data first: an
+        # export that fails or is interrupted leaves the files that were there as they were
+        traced = Path(tmp) / "traced" / "model.onnx"
+        traced.parent.mkdir()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model,
                 (x,),
-                str(out),
+                str(traced),
                 input_names=["waveform"],
                 output_names=["logits", "embedding"],
                 dynamic_axes=axes,
                 opset_version=opset,
                 dynamo=False,
             )
-        if external:
-            gather_external(out, path, data)
+        done = Path(tmp) / path.name
+        if external or len(list(traced.parent.iterdir())) > 1:
+            gather_external(traced, done, data)
+            (Path(tmp) / data).replace(path.parent / data)
+        else:
+            traced.replace(done)
+            (path.parent / data).unlink(missing_ok=True)  # a stale one, from an earlier export
+        done.replace(path)
     return path
 
 
@@ -252,6 +263,8 @@ def _save_external(model, src_dir: Path, dst: Path, data: str, more=()) -> Path:
         for e in t.external_data
     ):
         raise ConfigError(f"{target}: the new graph's data file would overwrite its source's")
+    if target.resolve() == dst.resolve():
+        raise ConfigError(f"{target}: the data file would be the graph itself; name another")
     target.unlink(missing_ok=True)
     with open(target, "wb") as out:
         for t in _tensors(model.graph):
@@ -422,6 +435,12 @@ def _int8_nodes(model, src) -> dict:
             kept.append(t)
     del graph.initializer[:]
     graph.initializer.extend(kept)
+    # a graph that lists its initializers as inputs too (older exporters) loses those inputs
+    # with them, as with quantize_dynamic: else the session would ask for the fp32 weights
+    gone = set(weights) - {t.name for t in kept}
+    inputs = [i for i in graph.input if i.name not in gone]
+    del graph.input[:]
+    graph.input.extend(inputs)
     return sources
 
 
@@ -497,10 +516,96 @@ def _writable(folder: Path) -> None:
         ) from None
 
 
+#: a graph file this large keeps its weights inline (one with external data holds only its
+#: structure and tensors under 1 KiB: a few MB for the 2B encoder)
+_INLINE_GRAPH = 64 << 20
+
+
+def _complete(path: Path, say: bool = False) -> bool:
+    """Whether ``path`` is a graph whose external data files beside it hold every byte its
+    tensors point at (a data file cut short or deleted, e.g. by a full disk or an interrupted
+    copy, would fail in ONNX Runtime, or under ``--engine auto`` leave the model in PyTorch
+    for good)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    if not path.is_file():
+        return False
+    if path.stat().st_size > _INLINE_GRAPH:
+        return True  # its weights inline (not parsed again here): no data file to check
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - a graph cut short: made again
+        return False
+    need: dict[str, int] = {}
+    for t in _tensors(model.graph):
+        if uses_external_data(t):
+            info = ExternalDataInfo(t)
+            end = (info.offset or 0) + (info.length or 1)
+            need[info.location] = max(need.get(info.location, 0), end)
+    for name, end in need.items():
+        data = path.parent / name
+        if not data.is_file() or data.stat().st_size < end:
+            if say:
+                log.warning("%s: its data file %s is cut short or missing: made again", path, data)
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock on ``path`` (made if need be) where the system has ``flock``:
+    processes and threads building the same cache entry take turns. Yields whether locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock (Windows): no lock
+        yield False
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _cached(path: Path, make) -> Path:
+    """``path`` as it is if complete (:func:`_complete`); else made by ``make(out)`` (the graph
+    ``out``, its data file, if any, ``<out name>.data`` beside it) in a folder of its own in
+    the cache, under a lock that other builders of ``path`` wait on, and moved into place data
+    first: a graph is never seen before its data, nor two builders' files mixed. The folder a
+    killed builder left is removed by the next."""
+    if _complete(path):
+        return path
+    _writable(path.parent)
+    try:
+        with _locked(path.with_name(f"{path.name}.lock")) as locked:
+            if _complete(path, say=True):  # another process or thread made it meanwhile
+                return path
+            for old in path.parent.glob(f"{glob.escape(path.name)}.*"):
+                if locked and old.is_dir():  # the folder of a builder killed before
+                    shutil.rmtree(old, ignore_errors=True)
+            with tempfile.TemporaryDirectory(dir=path.parent, prefix=f"{path.name}.") as tmp:
+                out = Path(tmp) / path.name
+                make(out)
+                data = out.with_name(f"{out.name}.data")
+                if data.is_file():
+                    data.replace(path.with_name(data.name))
+                out.replace(path)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write the ONNX export into the cache {path.parent} "
+            f"({e.strerror or e}); free space there or set SPOOFSCOPE_CACHE to another folder"
+        ) from None
+    return path
+
+
 def cached_onnx(model, cache=None, length: int | None = None, precision: str = "fp32") -> Path:
     """Export once per (architecture, traced length, weights, versions) into the cache; reuse
     after. ``length`` defaults to the card's window. ``precision="int8"``: the fp32 export
-    quantised by :func:`quantize_int8`, also once (keyed as well by onnxruntime's version)."""
+    quantised by :func:`quantize_int8`, also once (keyed as well by onnxruntime's version).
+    An entry whose data file is cut short or missing is made again (:func:`_complete`);
+    builders of one entry take turns (:func:`_cached`)."""
     from ..models._pretrained import cache_dir
 
     card = card_of(model)
@@ -513,23 +618,16 @@ def cached_onnx(model, cache=None, length: int | None = None, precision: str = "
             f"{path.stem}|{ort.__version__}|{INT8_OPS}|{INT8_SCOPE}|{INT8_FORMAT}".encode()
         ).hexdigest()
         qpath = path.with_name(f"{card.name}-{tag[:16]}-int8.onnx")
-        if not qpath.is_file():
+
+        def quantise(out):
             fp32 = cached_onnx(model, cache, length)
             log.info("quantising %s to int8 (once) at %s", card.name, qpath)
-            tmp = qpath.with_name(f"{qpath.stem}.{os.getpid()}.tmp")
-            try:
-                quantize_int8(fp32, tmp, data_file=f"{qpath.name}.data")
-                tmp.replace(qpath)
-            finally:
-                tmp.unlink(missing_ok=True)
-        return qpath
-    if not path.is_file():
+            quantize_int8(fp32, out)
+
+        return _cached(qpath, quantise)
+
+    def export(out):
         log.info("exporting %s to ONNX (once) at %s", card.name, path)
-        _writable(path.parent)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-        try:
-            export_onnx(model, tmp, length=length, data_file=f"{path.name}.data")
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return path
+        export_onnx(model, out, length=length)
+
+    return _cached(path, export)

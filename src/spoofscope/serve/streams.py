@@ -209,6 +209,14 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t
 
 
+def _cut(stream) -> int:
+    """How many windows ``stream`` has cut so far, its verdict's and its localisation's: a
+    call that cuts none judges nothing (a piece that completes no window) and is not
+    observed as a scoring call."""
+    st = stream.state
+    return len(st.windows) + (len(st.where.windows) if st.where is not None else 0)
+
+
 def _stamp(events: list[dict], seconds: float) -> None:
     """Each window event's ``scoring_ms``: the call that judged it took ``seconds``."""
     for e in events:
@@ -230,8 +238,8 @@ class StreamBatcher:
     runs goes into the next. A call takes at most ``piece_s`` seconds of each stream's audio,
     so that a stream that hands in much at once (a large frame, a backlog) delays the others
     by one piece, not by all of it. A stream's refused audio or failed windows fail its own
-    await. Each call's wall time goes into its window events (``scoring_ms``) and to
-    ``observe`` (the service's ``spoofscope_stream_scoring_seconds``)."""
+    await. Each call's wall time goes into its window events (``scoring_ms``) and, where it
+    judged a window, to ``observe`` (the service's ``spoofscope_stream_scoring_seconds``)."""
 
     piece_s = 1.0
 
@@ -262,11 +270,13 @@ class StreamBatcher:
         try:
             while self.queue:
                 work, self.queue = self.queue, []
+                cut = sum(_cut(s) for s, _, _ in work)
                 try:
                     out, took = await loop.run_in_executor(
                         executor, _timed, feed_streams, [(s, x) for s, x, _ in work]
                     )
-                    self.observe(took)
+                    if sum(_cut(s) for s, _, _ in work) > cut:
+                        self.observe(took)
                 except Exception as e:  # noqa: BLE001 - e.g. the pool shut down: all fail
                     out, took = [e] * len(work), 0.0
                 for (_, _, done), r in zip(work, out, strict=True):
@@ -688,8 +698,10 @@ async def _finish(live: _Live, scorer, stop: StreamStop, reason: str) -> dict:
     if stop.code is not None:
         await live.send({"type": "error", "code": stop.code, "message": stop.message})
     loop = asyncio.get_running_loop()
+    cut = _cut(live.stream)
     res, took = await loop.run_in_executor(st.pool.executor, _timed, live.stream.close)
-    st.metrics.stream_scoring.observe(took)  # the stream's last windows are judged here
+    if _cut(live.stream) > cut:  # the stream's last windows are judged here
+        st.metrics.stream_scoring.observe(took)
     _stamp(live.stream.last_events, took)
     await live.emit(live.stream.last_events)
     d = res.to_dict()
