@@ -108,9 +108,9 @@ def test_rules_hysteresis_and_minimum_duration():
 
 
 def test_minimum_duration_default_is_read_when_called():
-    """The default minimum (MIN_SEGMENT_S, 1 s, read when called) absorbs a 0.5-s and a
-    0.75-s dip in 0.25-s steps; a 0.5-s minimum keeps both as spoof and absorbs a 0.25-s
-    one."""
+    """The default minimum (MIN_SEGMENT_S, 0.5 s, read when called) keeps a 0.5-s and a
+    0.75-s dip in 0.25-s steps as spoof and absorbs a 0.25-s one; a 1-s minimum absorbs all
+    three."""
     import spoofscope.infer.timeline as T
 
     probs = [0.9] * 4 + [0.1] * 2 + [0.9] * 4 + [0.1] * 3 + [0.9] * 4 + [0.1] + [0.9] * 4
@@ -120,13 +120,13 @@ def test_minimum_duration_default_is_read_when_called():
     def spoof(segs):
         return [(g["start_s"], g["end_s"]) for g in segs if g["label"] == "spoof"]
 
-    assert T.MIN_SEGMENT_S == 1.0 and spoof(build_segments(tl, None)) == []
-    assert spoof(build_segments(tl, None, min_duration_s=0.5)) == [(1.0, 1.5), (2.5, 3.25)]
-    T.MIN_SEGMENT_S = 0.5  # the module's value is read when called (the benchmark sets it)
+    assert T.MIN_SEGMENT_S == 0.5 and spoof(build_segments(tl, None)) == [(1.0, 1.5), (2.5, 3.25)]
+    assert spoof(build_segments(tl, None, min_duration_s=1.0)) == []
+    T.MIN_SEGMENT_S = 1.0  # the module's value is read when called (the benchmark sets it)
     try:
-        assert spoof(build_segments(tl, None)) == [(1.0, 1.5), (2.5, 3.25)]
+        assert spoof(build_segments(tl, None)) == []
     finally:
-        T.MIN_SEGMENT_S = 1.0
+        T.MIN_SEGMENT_S = 0.5
 
 
 def test_a_run_snapped_shorter_than_the_minimum_still_settles_the_segment_before_it():

@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 #: a bona fide or spoof run shorter than this takes a neighbour's label (rule 2); 0.5 s finds
-#: more spliced stretches (benchmarks/localisation_real.py) but lets a stream's segment events
-#: wait for the end far more often (docs/localise.md), so 1 s stays
-MIN_SEGMENT_S = 1.0
+#: more spliced stretches than 1 s without more false alarms, and a stream's segment events
+#: come as early (benchmarks/localisation_real.py, docs/localise.md)
+MIN_SEGMENT_S = 0.5
 
 
 def step_grid(duration_s: float, step_s: float) -> np.ndarray:
