@@ -527,7 +527,6 @@ def stream_delay(det, ds) -> None:
     print(f"\nA {x.size / SR:.0f}-s stream (every third file of the set), 100-ms pieces:\n")
     print("| stream setting | segment events | delay after the segment's end (s of audio): "
           "median / max | compute RTF |\n|---|---:|---|---:|")  # fmt: skip
-    import spoofscope.infer.detector as D
     import spoofscope.infer.timeline as T
 
     least = T.MIN_SEGMENT_S
@@ -535,11 +534,11 @@ def stream_delay(det, ds) -> None:
         ("old: 4-s windows every 1 s", WindowPolicy(hop_s=1.0), least),
         ("new: + 1-s windows every 0.25 s, anchored", WindowPolicy(hop_s=1.0).localising(),
          least),
-        ("new, minimum segment 0.5 s", WindowPolicy(hop_s=1.0).localising(), 0.5),
+        ("new, minimum segment 1 s", WindowPolicy(hop_s=1.0).localising(), 1.0),
     ):  # fmt: skip
         s = det.replace(windows=w).stream()
         delays, fed = [], 0
-        D.MIN_SEGMENT_S = T.MIN_SEGMENT_S = m
+        T.MIN_SEGMENT_S = m
         try:
             t0 = time.perf_counter()
             for piece in np.array_split(x, x.size // 1600):
@@ -550,7 +549,7 @@ def stream_delay(det, ds) -> None:
             wall = time.perf_counter() - t0
             s.close()
         finally:
-            D.MIN_SEGMENT_S = T.MIN_SEGMENT_S = least
+            T.MIN_SEGMENT_S = least
         print(
             f"| {name} | {len(delays)} + "
             f"{sum(e['type'] == 'segment' for e in s.last_events)} at close | "
@@ -614,7 +613,7 @@ def demo(folder: Path) -> None:
         ("old default (hop 0.5)", WindowPolicy(hop_s=0.5), gain, least),
         ("1-s windows every 0.25 s, anchor gain 1", WindowPolicy().localising(), 1.0, least),
         ("the default", WindowPolicy().localising(), gain, least),
-        ("the default, min 0.5 s", WindowPolicy().localising(), gain, 0.5),
+        ("the default, min 1 s", WindowPolicy().localising(), gain, 1.0),
     ):
         det = Detector.load(folder / "final.ckpt", windows=w, decision=energy, threads=1)
         T.ANCHOR_GAIN, T.MIN_SEGMENT_S = g, m
@@ -791,7 +790,7 @@ def study(ds, scores, grids) -> None:
                                 ("anchor 3 3", 0.1, m0, 0), ("anchor 2 2", 0.1, m0, 0),
                                 ("anchor 4 2", 0.1, m0, 0), ("anchor", 0.0, m0, 0),
                                 ("anchor", 0.2, m0, 0), ("anchor", 0.1, 0.25, 0),
-                                ("anchor", 0.1, 0.5, 0), ("anchor", 0.1, 2.0, 0),
+                                ("anchor", 0.1, 1.0, 0), ("anchor", 0.1, 2.0, 0),
                                 ("anchor", 0.1, m0, 3), ("anchor", 0.1, m0, 5)):  # fmt: skip
         name = f"1-s, hop 0.25, {how}, band {hyst:g}, min {min_s:g} s"
         rows.append((name + (f", median of {k} steps" if k else ""), [16000], 0.25, how, hyst,

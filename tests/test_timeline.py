@@ -10,7 +10,7 @@ import torch
 
 from spoofscope.cli import main
 from spoofscope.infer import Decision, Detector, WindowPolicy
-from spoofscope.infer.timeline import ANCHOR_GAIN, build_segments, build_timeline
+from spoofscope.infer.timeline import ANCHOR_GAIN, build_segments, build_timeline, settled
 from spoofscope.metrics.localisation import read_rttm, spoof_stretches
 
 SR = 16000
@@ -108,9 +108,9 @@ def test_rules_hysteresis_and_minimum_duration():
 
 
 def test_minimum_duration_default_is_read_when_called():
-    """The default minimum (MIN_SEGMENT_S, 1 s, read when called) absorbs a 0.5-s and a
-    0.75-s dip in 0.25-s steps; a 0.5-s minimum keeps both as spoof and absorbs a 0.25-s
-    one."""
+    """The default minimum (MIN_SEGMENT_S, 0.5 s, read when called) keeps a 0.5-s and a
+    0.75-s dip in 0.25-s steps as spoof and absorbs a 0.25-s one; a 1-s minimum absorbs all
+    three."""
     import spoofscope.infer.timeline as T
 
     probs = [0.9] * 4 + [0.1] * 2 + [0.9] * 4 + [0.1] * 3 + [0.9] * 4 + [0.1] + [0.9] * 4
@@ -120,13 +120,46 @@ def test_minimum_duration_default_is_read_when_called():
     def spoof(segs):
         return [(g["start_s"], g["end_s"]) for g in segs if g["label"] == "spoof"]
 
-    assert T.MIN_SEGMENT_S == 1.0 and spoof(build_segments(tl, None)) == []
-    assert spoof(build_segments(tl, None, min_duration_s=0.5)) == [(1.0, 1.5), (2.5, 3.25)]
-    T.MIN_SEGMENT_S = 0.5  # the module's value is read when called (the benchmark sets it)
+    assert T.MIN_SEGMENT_S == 0.5 and spoof(build_segments(tl, None)) == [(1.0, 1.5), (2.5, 3.25)]
+    assert spoof(build_segments(tl, None, min_duration_s=1.0)) == []
+    T.MIN_SEGMENT_S = 1.0  # the module's value is read when called (the benchmark sets it)
     try:
-        assert spoof(build_segments(tl, None)) == [(1.0, 1.5), (2.5, 3.25)]
+        assert spoof(build_segments(tl, None)) == []
     finally:
-        T.MIN_SEGMENT_S = 1.0
+        T.MIN_SEGMENT_S = 0.5
+
+
+def test_a_run_snapped_shorter_than_the_minimum_still_settles_the_segment_before_it():
+    """0.25-s steps: bona fide 0-3 s, a spoof run of exactly the minimum (1 s, 3-4 s), bona
+    fide 4-8 s, with a 0.16-s pause at 3.12-3.28 s. The spoof run's start snaps to the pause's
+    middle (3.2 s), leaving it 0.8 s long, but rule 2 measured 1 s and kept it: once the steps
+    before 5.25 s are final (its end, a minimum and a step on), the bona fide segment before it
+    is settled, as 0-3.2 s, what the whole recording gives, 2.75 s before the end."""
+    probs = [0.9] * 12 + [0.1] * 4 + [0.9] * 16
+    tl = [{"start_s": k * 0.25, "end_s": (k + 1) * 0.25, "score": q - 0.5, "p": q}
+          for k, q in enumerate(probs)]  # fmt: skip
+    active = np.ones(400, bool)  # 8 s of 20-ms frames
+    active[156:164] = False  # 3.12-3.28 s
+    whole = build_segments(tl, active, min_duration_s=1.0)
+    want = {"start_s": 0.0, "end_s": 3.2, "label": "bonafide", "score": 0.4, "p_bonafide": 0.9}
+    assert whole[0] == pytest.approx(want)
+    # the stream at 5.75 s: steps from 5.25 s on are not final (here they dip, as a window
+    # straddling the live edge might); after them the run is spoof 3.2-4.0 s
+    part = [dict(t) for t in tl[:23]]
+    for t in part[21:]:
+        t["p"], t["score"] = 0.1, -0.4
+    segs = build_segments(part, active[:288], min_duration_s=1.0, runs=True)
+    assert [(g["label"], g["start_s"], g["end_s"]) for g in segs[:2]] == [
+        ("bonafide", 0.0, 3.2), ("spoof", 3.2, 4.0)
+    ]  # fmt: skip
+    assert segs[1]["run_s"] == (3.0, 4.0)
+    assert settled(segs, 5.25, 0.25, min_duration_s=1.0) == 1
+    assert {k: v for k, v in segs[0].items() if k != "run_s"} == pytest.approx(whole[0])
+    # a step earlier the spoof run's end is within a minimum and a step of the live edge
+    assert settled(segs, 5.0, 0.25, min_duration_s=1.0) == 0
+    # measured after snapping (0.8 s) the run would look short and hold the segment back
+    short = [{**g, "run_s": (g["start_s"], g["end_s"])} for g in segs]
+    assert settled(short, 5.25, 0.25, min_duration_s=1.0) == 0
 
 
 def test_hysteresis_holds_spoof_as_it_holds_bona_fide():

@@ -37,7 +37,7 @@ from .calibration import Calibration, calibration_path_beside, sigmoid
 from .engines import make_engine
 from .fusion import Fusion
 from .policy import Decision, Limits, WindowPolicy
-from .timeline import MIN_SEGMENT_S, anchor, build_segments, build_timeline, frame_timeline
+from .timeline import anchor, build_segments, build_timeline, frame_timeline, settled
 from .windows import WindowCutter, aggregate, grid_windows, official_window
 
 log = logging.getLogger(__name__)
@@ -566,9 +566,9 @@ class Detector:
             if frames:
                 st.frames[k] = (fl[i, :, bona], fl[i, :, bona] - fl[i, :, 1 - bona])
 
-    def _where(self, res: DetectionResult, st: _FileState, v: _Verdict) -> None:
+    def _where(self, res: DetectionResult, st: _FileState, v: _Verdict, runs=False) -> None:
         """The timeline and segments of a judged file (see :mod:`.timeline`); ``v``: the
-        file's verdict."""
+        file's verdict; ``runs``: the segments give ``run_s`` (see ``build_segments``)."""
         sr, thr, p_thr = self.sample_rate, v.thr, v.p_thr
         mask, frame_s = st.meter.mask, st.meter.frame / sr
         if st.frames:  # the model scores every encoder frame: a timeline at that resolution
@@ -591,7 +591,7 @@ class Detector:
                 p = np.clip(self._p(sc, np.array([st.diffs[k] for k in ks]), thr), 1e-9, 1 - 1e-9)
                 typ = float(np.median(np.log(p / (1 - p))))  # the median window's log-odds
                 steps = anchor(steps, float(np.median(sc)), float(1 / (1 + np.exp(-typ))))
-        res.segments = build_segments(steps, mask, p_thr, self.band, frame_s=frame_s)
+        res.segments = build_segments(steps, mask, p_thr, self.band, frame_s=frame_s, runs=runs)
         res.timeline = [{k: t[k] for k in ("start_s", "end_s", "score")} for t in steps]
         spoofed = sum(
             (g["end_s"] - g["start_s"] for g in res.segments if g["label"] == "spoof"), 0.0
@@ -748,44 +748,23 @@ class DetectorStream:
 
     def _settled(self) -> list[dict]:
         """Segment events for the segments of the audio judged so far that later audio cannot
-        change. Timeline steps before the next window's start are final; the hysteresis runs
-        forwards; a run shorter than the minimum takes a neighbour's label, and an edge snaps
-        to a pause within one step. So a segment is settled once the one after it is itself
-        stable (a minimum duration long, no speech, or a short run between two pauses) and
-        ends a minimum duration and a step before the next window's start."""
+        change (:func:`~spoofscope.infer.timeline.settled`: timeline steps before the next
+        window's start are final)."""
         det, st, sr = self.det, self.state, self.det.sample_rate
         if not st.scores:
             return []
         end = st.windows[-1][1]
         on, hop = (st.where, det.where[1]) if det.where else (st, det.hop)
-        horizon = (on.windows[-1][0] + hop) / sr - MIN_SEGMENT_S - det.step_s
         part = copy.copy(st)
         part.n_samples = end
         res = DetectionResult(path="", model="")
         res.duration_s = end / sr
-        v = det._verdict(st)
-        det._where(res, part, v)
-        segs, out = self._after_sent(res.segments), []
-        for k in range(len(segs) - 1):
-            after = segs[k + 1]
-            # (a short run between two pauses keeps its label: it has no speech neighbour)
-            nxt = segs[k + 2] if k + 2 < len(segs) else None
-            between_pauses = (
-                segs[k]["label"] == "no_speech"
-                and nxt is not None
-                and nxt["label"] == "no_speech"
-                and nxt["end_s"] <= horizon
-            )
-            stable = (
-                after["label"] == "no_speech"
-                or after["end_s"] - after["start_s"] >= MIN_SEGMENT_S
-                or between_pauses
-            )
-            if not (stable and after["end_s"] <= horizon):
-                break
-            out.append({"type": "segment", **segs[k]})
-            self._sent.append(segs[k])
-        return out
+        det._where(res, part, det._verdict(st), runs=True)
+        segs = self._after_sent(res.segments)
+        n = settled(segs, (on.windows[-1][0] + hop) / sr, det.step_s)
+        done = [{k: v for k, v in g.items() if k != "run_s"} for g in segs[:n]]
+        self._sent += done
+        return [{"type": "segment", **g} for g in done]
 
     def _record(self, windows) -> _Due:
         """``(grid, window)`` pairs recorded in the stream's state; those to score."""

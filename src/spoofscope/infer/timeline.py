@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 #: a bona fide or spoof run shorter than this takes a neighbour's label (rule 2); 0.5 s finds
-#: more spliced stretches (benchmarks/localisation_real.py) but lets a stream's segment events
-#: wait for the end far more often (docs/localise.md), so 1 s stays
-MIN_SEGMENT_S = 1.0
+#: more spliced stretches than 1 s without more false alarms, and a stream's segment events
+#: come as early (benchmarks/localisation_real.py, docs/localise.md)
+MIN_SEGMENT_S = 0.5
 
 
 def step_grid(duration_s: float, step_s: float) -> np.ndarray:
@@ -195,10 +195,13 @@ def build_segments(
     hysteresis: float = 0.1,
     min_duration_s: float | None = None,
     frame_s: float = 0.02,
+    runs: bool = False,
 ) -> list[dict]:
     """Contiguous segments ``[{start_s, end_s, label, score, p_bonafide}]`` (see the module
     docstring); ``p_threshold``: the probability at the decision threshold;
-    ``min_duration_s`` None: :data:`MIN_SEGMENT_S` (read when called)."""
+    ``min_duration_s`` None: :data:`MIN_SEGMENT_S` (read when called). ``runs``: each
+    segment also gives ``run_s``, its ``(start_s, end_s)`` as rule 2 measured it (before
+    rule 3 snapped its edges), which :func:`settled` reads."""
     min_duration_s = MIN_SEGMENT_S if min_duration_s is None else min_duration_s
     labels: list[str] = []
     state = None
@@ -220,12 +223,12 @@ def build_segments(
     changed = True
     while changed:
         changed = False
-        runs = _runs(labels)
-        for i, (lab, a, b) in enumerate(runs):
+        spans = _runs(labels)
+        for i, (lab, a, b) in enumerate(spans):
             if lab == "no_speech":
                 continue
             dur = timeline[b - 1]["end_s"] - timeline[a]["start_s"]
-            around = runs[max(i - 1, 0) : i] + runs[i + 1 : i + 2]
+            around = spans[max(i - 1, 0) : i] + spans[i + 1 : i + 2]
             neigh = [r for r in around if r[0] not in ("no_speech", lab)]
             if dur < min_duration_s and neigh:
                 best = max(neigh, key=lambda r: r[2] - r[1])
@@ -242,6 +245,8 @@ def build_segments(
         prob = sum(t["p"] * (t["end_s"] - t["start_s"]) for t in steps) / dur if dur else None
         segs.append({"start_s": start, "end_s": end, "label": lab, "score": score,
                      "p_bonafide": prob})  # fmt: skip
+        if runs:
+            segs[-1]["run_s"] = (start, end)
     if active is not None:
         step = (timeline[0]["end_s"] - timeline[0]["start_s"]) if timeline else 0.5
         for left, right in zip(segs[:-1], segs[1:], strict=True):
@@ -261,3 +266,33 @@ def build_segments(
             edge = min(max(edge, left["start_s"]), right["end_s"])
             left["end_s"] = right["start_s"] = round(float(edge), 3)
     return [s for s in segs if s["end_s"] > s["start_s"]]
+
+
+def settled(segments: list[dict], final_s: float, step_s: float, min_duration_s=None) -> int:
+    """How many of ``segments`` (:func:`build_segments` with ``runs``, on the steps of the
+    audio so far; the first one starting where the last one given ended) no later audio can
+    change, when the steps before ``final_s`` are final. The hysteresis runs forwards; a run
+    shorter than the minimum takes a neighbour's label; an edge snaps to a pause within one
+    step. So a segment is settled once the run after it is stable (no speech, a short run
+    between two pauses, or at least the minimum long as rule 2 measured it, before its edges
+    snapped: snapping can shorten it, never relabel it) and ends a minimum duration and a step
+    before ``final_s``. ``min_duration_s`` None: :data:`MIN_SEGMENT_S` (read when called)."""
+    least = MIN_SEGMENT_S if min_duration_s is None else min_duration_s
+    horizon = final_s - least - step_s
+    n = 0
+    for k in range(len(segments) - 1):
+        seg, after = segments[k], segments[k + 1]
+        nxt = segments[k + 2] if k + 2 < len(segments) else None
+        # (a short run between two pauses keeps its label: it has no speech neighbour)
+        between_pauses = (
+            seg["label"] == "no_speech"
+            and nxt is not None
+            and nxt["label"] == "no_speech"
+            and nxt["end_s"] <= horizon
+        )
+        a, b = after["run_s"]
+        stable = after["label"] == "no_speech" or b - a >= least or between_pauses
+        if not (stable and after["end_s"] <= horizon):
+            break
+        n = k + 1
+    return n
