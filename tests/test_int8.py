@@ -91,6 +91,24 @@ def test_int8_graph_is_built_once_into_the_cache(tmp_path, monkeypatch):
         m.proj_fc.bias.add_(0.5)  # other weights: another graph
     changed = export.cached_onnx(m, tmp_path, precision="int8")
     assert changed != first and changed.is_file()
+    # the same weights quantised otherwise (other ops, only the first layer) or by another
+    # onnxruntime: another graph, not the one cached for the quantiser before
+    import onnxruntime
+
+    seen = {first, changed}
+    for where, name, value in (
+        (export, "INT8_OPS", ("MatMul", "Gemm")),
+        (export, "INT8_SCOPE", "/encoder/layers.0/"),
+        (onnxruntime, "__version__", "0.0.0"),
+    ):
+        with monkeypatch.context() as patched:
+            patched.setattr(where, name, value)
+            other = export.cached_onnx(m, tmp_path, precision="int8")
+        assert other not in seen and other.is_file(), name
+        seen.add(other)
+        if name == "INT8_SCOPE":  # built anew: the first layer's products only
+            ops = [n for n in onnx.load(str(other)).graph.node if n.op_type == "MatMulInteger"]
+            assert ops and all("/encoder/layers.0/" in n.name for n in ops)
     assert not list((tmp_path / "onnx").glob("*.tmp"))
 
 
@@ -185,6 +203,7 @@ def test_gathering_per_tensor_files_into_one_moves_every_byte(tmp_path):
 
     dst = tmp_path / "out" / "g.onnx"
     dst.parent.mkdir()
+    (dst.parent / "g.onnx.data").write_bytes(b"\xff" * 100_000)  # an old one: replaced
     export.gather_external(src / "model.onnx", dst, "g.onnx.data")
     assert sorted(p.name for p in dst.parent.iterdir()) == ["g.onnx", "g.onnx.data"]
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
@@ -192,10 +211,35 @@ def test_gathering_per_tensor_files_into_one_moves_every_byte(tmp_path):
     where = {t.name: {e.key: e.value for e in t.external_data} for t in kept.graph.initializer}
     assert where["b"] == {} and where["w1"]["location"] == where["w2"]["location"] == "g.onnx.data"
     assert all(int(where[n]["offset"]) % 4096 == 0 for n in ("w1", "w2"))
+    # w1 from the start, w2 from the page after it: nothing of the old file is left
+    w2_at = -(-w1.nbytes // 4096) * 4096
+    assert (where["w1"]["offset"], where["w2"]["offset"]) == ("0", str(w2_at))
+    assert (dst.parent / "g.onnx.data").stat().st_size == w2_at + w2.nbytes
     x = rng.standard_normal((2, 300)).astype(np.float32)
     y1, y2 = export.ort_session(dst, threads=1).run(None, {"x": x})
     np.testing.assert_allclose(y1, x @ w1 + b, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(y2, x @ w2, rtol=1e-5, atol=1e-4)
+
+
+def test_int8_weight_against_numbers_worked_out_by_hand():
+    """Columns whose largest |w| is 127 have scale 2 * 127 / 254 = 1 exactly, so w / scale
+    keeps its exact halves, which go to the even neighbour as in onnxruntime's
+    ``quantize_nparray`` (0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -2.5 -> -2); an all-zero column has no
+    range and gets scale 1 (not 0, whose division gives NaN) and zero weights; a column whose
+    largest |w| is 254 gets scale 2; one scale for all is the largest |w| of all over 127."""
+    w = np.array(
+        [[127, 0, 1], [0.5, 0, 2], [1.5, 0, -254], [2.5, 0, 3], [-0.5, 0, 0], [-2.5, 0, 5]],
+        np.float32,
+    )
+    q, scale = export.int8_weight(w)
+    assert q.dtype == np.int8 and scale.dtype == np.float32
+    assert scale.tolist() == [1.0, 1.0, 2.0]
+    assert q[:, 0].tolist() == [127, 0, 2, 2, 0, -2]
+    assert q[:, 1].tolist() == [0] * 6
+    assert q[:, 2].tolist() == [0, 1, -127, 2, 0, 2]  # 0.5, 1, -127, 1.5, 0, 2.5 halved
+    q, scale = export.int8_weight(w, per_channel=False)
+    assert scale.shape == () and scale == 2.0
+    assert q[:, 0].tolist() == [64, 0, 1, 1, 0, -1]  # 63.5, 0.25, 0.75, 1.25, -0.25, -1.25
 
 
 def _reference_int8(src, dst, per_channel):

@@ -261,6 +261,53 @@ def test_window_events_and_metrics_give_the_scoring_calls_wall_time(ckpt):
     assert got["count"] >= 1 and got["sum"] >= calls * delay
 
 
+def test_scoring_ms_is_its_own_call_not_the_wait_and_metrics_count_each_call_once(
+    ckpt, monkeypatch
+):
+    """A window and two hops of audio in one frame: every sample has arrived before anything is
+    judged, and the service judges it a piece of 1 s at a time, one call after another; the
+    three windows (which fit the audio exactly, leaving none to the closing call) are in three
+    calls, each making an engine call slowed by a known sleep, and are sent when the frame is
+    judged: each waited for the two other calls besides its own, so its ``latency_ms`` passes
+    its ``scoring_ms`` by at least two sleeps. The histogram counts each call once, whether it
+    judged a window or none: the shared calls (counted here around ``feed_streams``) and the
+    stream's closing call."""
+    import httpx
+
+    from spoofscope.models import get_card
+    from spoofscope.serve import streams
+
+    calls = []
+    real = streams.feed_streams
+
+    def counted(work):
+        calls.append(len(work))
+        return real(work)
+
+    monkeypatch.setattr(streams, "feed_streams", counted)
+    delay = 0.2
+    window = get_card("lfcc-lcnn").window_samples
+    with _service(ckpt, delay=delay) as srv:
+        with ws_client.connect(_url(srv)) as c:
+            c.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": 1.0}))
+            c.send(_pcm(_signal(8.0)[: window + 2 * SR]))
+            c.send(json.dumps({"type": "stop"}))
+            events = _events(c)
+        metrics = httpx.get(srv.url + "/metrics").text
+    wins = [e for e in events if e["type"] == "window"]
+    assert [e["end_s"] for e in wins] == pytest.approx([window / SR + i for i in range(3)])
+    assert all(e["score"] is not None for e in wins) and events[-1]["type"] == "summary"
+    for e in wins:
+        assert delay * 1000 <= e["scoring_ms"]
+        assert e["latency_ms"] - e["scoring_ms"] >= 2 * delay * 1000
+    count = next(
+        float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("spoofscope_stream_scoring_seconds_count ")
+    )
+    assert calls and count == len(calls) + 1  # the shared calls and the closing one
+
+
 def test_telephone_mulaw_and_alaw_at_8k(ckpt):
     x = _signal(8.0)[::2]  # 8 kHz
     lin = _pcm(x)
