@@ -195,18 +195,26 @@ def export_onnx(
     return path
 
 
-def _tensors(graph):
-    """Every tensor of ``graph``: initializers and node attributes, subgraphs included."""
-    yield from graph.initializer
+def _graphs(graph):
+    """``graph`` and its subgraphs (``If``/``Loop`` bodies), depth first."""
+    yield graph
     for node in graph.node:
         for att in node.attribute:
-            if att.HasField("t"):
-                yield att.t
-            yield from att.tensors
             if att.HasField("g"):
-                yield from _tensors(att.g)
+                yield from _graphs(att.g)
             for g in att.graphs:
-                yield from _tensors(g)
+                yield from _graphs(g)
+
+
+def _tensors(graph):
+    """Every tensor of ``graph``: initializers and node attributes, subgraphs included."""
+    for g in _graphs(graph):
+        yield from g.initializer
+        for node in g.node:
+            for att in node.attribute:
+                if att.HasField("t"):
+                    yield att.t
+                yield from att.tensors
 
 
 #: tensors at least this large go to the external data file (as onnx's own save does)
@@ -442,17 +450,6 @@ def _int8_nodes(model, src) -> dict:
     del graph.input[:]
     graph.input.extend(inputs)
     return sources
-
-
-def _graphs(graph):
-    """``graph`` and its subgraphs."""
-    yield graph
-    for node in graph.node:
-        for att in node.attribute:
-            if att.HasField("g"):
-                yield from _graphs(att.g)
-            for g in att.graphs:
-                yield from _graphs(g)
 
 
 def quantize_int8(src, dst, per_channel: bool = True, data_file: str | None = None) -> Path:
