@@ -264,13 +264,14 @@ def system_eers(rows, scores) -> list[tuple[str, float, int]]:
     return out
 
 
-def cached_scores(det, paths, samples: int, hop: float, cache: Path) -> dict:
-    """Window scores of every file at one window length and hop (cached in ``cache``)."""
+def cached_scores(det, paths, samples: int, hop: float, cache: Path, tag: str = "") -> dict:
+    """Window scores of every file at one window length and hop (cached in ``cache``; ``tag``
+    names another model's scores)."""
     import pickle
 
     from spoofscope.infer import Detector, WindowPolicy
 
-    f = cache / f"scores_{samples}_{hop:g}.pkl"
+    f = cache / f"scores_{tag}{samples}_{hop:g}.pkl"
     if f.is_file():
         return pickle.loads(f.read_bytes())
     d = Detector(
@@ -312,6 +313,64 @@ def cached_embeddings(det, ds: dict, scores: dict, cache: Path) -> dict:
     f.write_bytes(pickle.dumps(out))
     print(f"embedded the 1-s windows every 0.125 s: {time.perf_counter() - t0:.0f} s")
     return out
+
+
+def cached_tiled(det, ds: dict, scores: dict, card: int, cache: Path) -> dict:
+    """The 1-s windows of ``scores`` every 0.25 s, each tiled to the card's ``card`` samples
+    (as the official code pads an utterance shorter than its input) and judged at that length;
+    cached in ``cache``, in the form of :func:`cached_scores` (hop 0.25). The untiled logits of
+    the first file's windows are checked against the cached scores (the same convention)."""
+    import pickle
+
+    from spoofscope.audio import load_audio
+
+    f = cache / "scores_tiled16000_0.25.pkl"
+    if f.is_file():
+        return pickle.loads(f.read_bytes())
+    eng, bona = det.engine.at_length(card), det.card.bonafide_index
+    out, t0 = {}, time.perf_counter()
+    for i, info in enumerate(ds["files"]):
+        u, x = info["id"], load_audio(info["path"], SR)
+        wins = _thin(scores["files"][u]["windows"], 0.125, 0.25)
+        ks = [k for k, w in enumerate(wins) if w[2] is not None]
+        if i == 0:  # (score, diff) as the cache has them: the bona fide logit and the margin
+            lg = det.engine.at_length(16000)(np.stack([x[wins[k][0] : wins[k][1]] for k in ks]))
+            want = np.array([wins[k][2:] for k in ks])
+            got = np.stack([lg[:, bona], lg[:, bona] - lg[:, 1 - bona]], axis=1)
+            assert np.abs(got - want).max() < 1e-3, "the cached scores' convention differs"
+        res = {}
+        for j in range(0, len(ks), 16):
+            part = ks[j : j + 16]
+            lg = eng(np.stack([np.resize(x[wins[k][0] : wins[k][1]], card) for k in part]))
+            for k, v in zip(part, lg, strict=True):
+                res[k] = (float(v[bona]), float(v[bona] - v[1 - bona]))
+        out[u] = {
+            **scores["files"][u],
+            "windows": [(a, b, *res.get(k, (None, None))) for k, (a, b, _, _) in enumerate(wins)],
+        }
+    wall = time.perf_counter() - t0
+    got = {"files": out, "wall_s": wall, "audio_s": scores["audio_s"]}
+    f.write_bytes(pickle.dumps(got))
+    print(f"scored the 1-s windows every 0.25 s tiled to {card} samples: {wall:.0f} s")
+    return got
+
+
+def other_scores(det, ds: dict, windows: dict, cache: Path) -> dict:
+    """Two other sources of 1-s window scores every 0.25 s, each beside its own 4-s verdict
+    windows every 0.5 s, as ``{name: (scores, grids)}``: ``tiled`` (:func:`cached_tiled`) and
+    ``aasist-l``, the official AASIST-L (the weights inside the package)."""
+    from spoofscope.infer import Detector
+
+    card = max(k for k in windows)
+    light = Detector.load("aasist-l", threads=1)
+    paths = [f["path"] for f in ds["files"]]
+    grids = {16000: 0.25, card: 0.5}
+    return {
+        "tiled": ({16000: cached_tiled(det, ds, windows[16000], card, cache),
+                   card: windows[card]}, grids),
+        "aasist-l": ({n: cached_scores(light, paths, n, h, cache, tag="aasist-l")
+                      for n, h in grids.items()}, grids),
+    }  # fmt: skip
 
 
 # ---- 3. settings --------------------------------------------------------------------------
@@ -500,10 +559,13 @@ def main() -> None:
         f"{sum(b - a for v in ds['spoof'].values() for a, b in v):.0f} s spoof\n"
     )
     paths = [f["path"] for f in ds["files"]]
-    grids = {64600: 0.5, 32000: 0.25, 16000: 0.125, 8000: 0.125}
+    grids = {64600: 0.5, 32000: 0.25, 24000: 0.125, 20000: 0.125, 16000: 0.125, 12000: 0.125,
+             8000: 0.125}  # fmt: skip
     windows = {n: cached_scores(det, paths, n, h, cache) for n, h in grids.items()}
     windows[16000]["emb"] = cached_embeddings(det, ds, windows[16000], cache)
-    study(ds, windows, grids)
+    others = other_scores(det, ds, windows, cache)
+    study(ds, windows, grids, others)
+    failures(ds, windows, grids)
     halves(ds, windows, grids)
     spread(ds, windows, grids)
     if a.check:
@@ -740,12 +802,18 @@ def timelines(
 def evaluate(ds, scores, grids, lengths, hop, how, hyst, min_s=None, step=None, smooth=0, **kw):
     """The metrics of one setting (:func:`timelines`; ``kw``: its ``agg`` and ``outlier``)
     and its segments; ``min_s`` None: the package's minimum segment duration."""
+    tls = timelines(ds, scores, grids, lengths, hop, how, step, smooth, **kw)
+    return judge(ds, tls, scores[lengths[0]], hyst, min_s)
+
+
+def judge(ds, tls: dict, scores: dict, hyst: float, min_s=None) -> dict:
+    """The metrics of timelines ``tls`` and of their segments (the activity masks of
+    ``scores``, one window length's)."""
     from spoofscope.infer.timeline import build_segments
 
-    tls = timelines(ds, scores, grids, lengths, hop, how, step, smooth, **kw)
     segs = {}
     for u, st in tls.items():
-        f = scores[lengths[0]]["files"][u]
+        f = scores["files"][u]
         segs[u] = build_segments(st, f["mask"], 0.5, hyst, min_s, frame_s=f["frame_s"])
     return metrics(ds, tls, segs)
 
@@ -764,7 +832,7 @@ def cost(scores, grids, lengths, hop) -> float:
     return total / scores[lengths[0]]["audio_s"]
 
 
-def study(ds, scores, grids) -> None:
+def study(ds, scores, grids, others: dict) -> None:
     from spoofscope.infer.timeline import MIN_SEGMENT_S
 
     card = max(grids)
@@ -775,7 +843,8 @@ def study(ds, scores, grids) -> None:
         ("4-s, hop 2 (plain detect)", [card], 2.0, None, 0.1, m0, 0),
         ("4-s, hop 0.5, anchored", [card], 0.5, "anchor", 0.1, m0, 0),
     ]  # fmt: skip
-    for n, lens in (("2-s", [32000]), ("1-s", [16000]), ("0.5-s", [8000]),
+    for n, lens in (("2-s", [32000]), ("1.5-s", [24000]), ("1.25-s", [20000]), ("1-s", [16000]),
+                    ("0.75-s", [12000]), ("0.5-s", [8000]),
                     ("0.5+1-s", [8000, 16000]), ("1+2-s", [16000, 32000]),
                     ("1+2+4-s", [16000, 32000, card])):  # fmt: skip
         for hop in (0.5, 0.25, 0.125):
@@ -809,9 +878,8 @@ def study(ds, scores, grids) -> None:
     n_p = sum(f["kind"] == "partial" for f in ds["files"])
     n_s = sum(f["kind"] == "spoof" for f in ds["files"])
     n_g = sum(f["kind"] == "genuine" for f in ds["files"])
-    for name, lens, hop, how, hyst, min_s, k, *kw in rows:
-        m = evaluate(ds, scores, grids, lens, hop, how, hyst, min_s, smooth=k, **(kw or [{}])[0])
-        c = cost(scores, grids, lens, hop)
+
+    def row(name, m, c):
         print(
             f"| {name} | {m['range']:.1f} | {m['seg20']:.1f} | {m['seg160']:.1f} | "
             f"{m['seg640']:.1f} | {m['utt']:.1f} | {m['seg_fa']:.0f} / {m['seg_miss']:.0f} | "
@@ -819,6 +887,88 @@ def study(ds, scores, grids) -> None:
             f"{c / plain:.1f}x (RTF {c:.3f}) |",
             flush=True,
         )
+
+    for name, lens, hop, how, hyst, min_s, k, *kw in rows:
+        m = evaluate(ds, scores, grids, lens, hop, how, hyst, min_s, smooth=k, **(kw or [{}])[0])
+        row(name, m, cost(scores, grids, lens, hop))
+    # other window scores (1-s windows every 0.25 s): tiled to 4 s, and the official AASIST-L,
+    # alone and averaged step by step with AASIST's (each anchored on its own verdict windows)
+    for name, src in (("1-s tiled to 4 s", "tiled"), ("AASIST-L: 1-s", "aasist-l")):
+        sc, gr = others[src]
+        for how in (None, "anchor"):
+            m = evaluate(ds, sc, gr, [16000], 0.25, how, 0.1)
+            row(f"{name}, hop 0.25" + (f", {how}" if how else ""), m, cost(sc, gr, [16000], 0.25))
+    both = timelines(ds, scores, grids, [16000], 0.25, "anchor")
+    light = timelines(ds, *others["aasist-l"], [16000], 0.25, "anchor")
+    tls = {u: combine([both[u], light[u]]) for u in both}
+    c = cost(scores, grids, [16000], 0.25) + cost(*others["aasist-l"], [16000], 0.25)
+    row("AASIST and AASIST-L: 1-s, hop 0.25, each anchored, their mean", judge(
+        ds, tls, scores[16000], 0.1), c)  # fmt: skip
+
+
+def failures(ds, scores, grids, near_s: float = 0.5) -> None:
+    """Where the default's errors lie, at its range-EER threshold (a piece scored at or below
+    it is called spoof): the seconds of bona fide called spoof and of spoof called bona fide,
+    split by file (whether the 1-s windows rank the stretch below the carrier: the AUC of the
+    raw, unanchored step scores within the file) and by the distance to a stretch's edge."""
+    from spoofscope.metrics import range_eer
+
+    tls = timelines(ds, scores, grids, [16000], 0.25, "anchor")
+    raw = timelines(ds, scores, grids, [16000], 0.25, None)
+    hyp = {u: [(t["start_s"], t["end_s"], t["score"]) for t in st] for u, st in tls.items()}
+    thr = range_eer(ds["spoof"], ds["durations"], hyp)["threshold"]
+    rows, total = [], {"near": 0.0, "far": 0.0}
+    for f in ds["files"]:
+        u, ref = f["id"], ds["spoof"][f["id"]]
+        cuts = sorted({0.0, ds["durations"][u], *(v for r in ref for v in r),
+                       *(v for a, b, _ in hyp[u] for v in (a, b))})  # fmt: skip
+        e = np.array(cuts)
+        mid, d = (e[:-1] + e[1:]) / 2, np.diff(e)
+        y = np.zeros(mid.size, bool)
+        sc = np.full(mid.size, np.inf)
+        for a, b in ref:
+            y |= (mid > a) & (mid < b)
+        for a, b, v in hyp[u]:
+            if v is not None:
+                sc[(mid > a) & (mid < b)] = v
+        wrong = np.isfinite(sc) & np.where(y, sc > thr, sc <= thr)
+        edges = np.array([v for r in ref for v in r if 0 < v < ds["durations"][u]])
+        near = (
+            np.min(np.abs(mid[:, None] - edges[None, :]), axis=1) <= near_s
+            if edges.size
+            else np.zeros(mid.size, bool)
+        )
+        total["near"] += d[wrong & near].sum()
+        total["far"] += d[wrong & ~near].sum()
+        if f["kind"] != "partial":
+            rows.append((u, None, d[wrong & ~y].sum(), d[wrong & y].sum()))
+            continue
+        st = [(t["start_s"], t["end_s"], t["score"]) for t in raw[u] if t["score"] is not None]
+        m = np.array([(a + b) / 2 for a, b, _ in st])
+        v = np.array([x for _, _, x in st])
+        sp = np.array([any(a < c < b for a, b in ref) for c in m])
+        lo, hi = v[sp][:, None], v[~sp][None, :]
+        auc = np.mean((lo < hi) + 0.5 * (lo == hi))
+        rows.append((u, float(auc), d[wrong & ~y].sum(), d[wrong & y].sum()))
+    err = sum(r[2] + r[3] for r in rows)
+    low = [r for r in rows if r[1] is not None and r[1] < 0.65]
+    part = [r for r in rows if r[1] is not None]
+    print(f"\nWhere the default's errors lie (1-s, hop 0.25, anchor; at its range-EER threshold "
+          f"{thr:.2f}: {err:.1f} s wrong of {sum(ds['durations'].values()):.0f} s):\n")  # fmt: skip
+    print("| files | files | bona fide called spoof (s) | spoof called bona fide (s) | "
+          "share of the errors |\n|---|---:|---:|---:|---:|")  # fmt: skip
+    for name, rs in (
+        ("partial, stretch ranked below its carrier (step AUC >= 0.65)",
+         [r for r in part if r[1] >= 0.65]),
+        ("partial, stretch not ranked below its carrier (AUC < 0.65)", low),
+        ("whole genuine and whole spoof", [r for r in rows if r[1] is None]),
+    ):  # fmt: skip
+        fa, ms = sum(r[2] for r in rs), sum(r[3] for r in rs)
+        print(f"| {name} | {len(rs)} | {fa:.1f} | {ms:.1f} | {(fa + ms) / err:.0%} |")
+    print(f"\nAUC < 0.65: {', '.join(f'{r[0]} ({r[1]:.2f})' for r in low)}; median AUC of the "
+          f"{len(part)} partial files {np.median([r[1] for r in part]):.2f}. Errors within "
+          f"{near_s:g} s of a stretch's edge: {total['near']:.1f} s "
+          f"({total['near'] / err:.0%}), farther: {total['far']:.1f} s.")  # fmt: skip
 
 
 def subset(ds: dict, ids: list) -> dict:
