@@ -46,9 +46,12 @@ print(load_s, ms, hwm)
 """
 
 #: the int8 quantiser in a process of its own: its peak (VmHWM) and its resident memory before
-#: it started (the interpreter, torch and onnx), neither mixed with the export's
+#: it started (the interpreter with torch and onnx loaded: quantize_int8 imports onnx only when
+#: called, so it is imported here first, or its ~10 MB would count as the quantiser's work),
+#: neither mixed with the export's
 QUANT_CHILD = """
 import sys, time
+import onnx
 from spoofscope.export.onnx import quantize_int8
 def status(key):
     return next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith(key))

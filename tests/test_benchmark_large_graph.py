@@ -62,3 +62,48 @@ def test_a_child_that_succeeds_gives_the_words_it_printed():
         "'3']",
         "2.5",
     ]
+
+
+#: in a fresh process: resident memory (kB) with the package's exporter loaded, then with onnx
+#: loaded as well
+_RSS = """
+def status(key):
+    return int(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith(key)))
+from spoofscope.export.onnx import quantize_int8
+before = status("VmRSS")
+import onnx
+print(before, status("VmRSS"))
+"""
+
+
+def test_the_quantisers_starting_memory_has_onnx_loaded(tmp_path):
+    """The header's "(N MB before it started)" is what the quantising process holds before
+    quantize_int8 starts, the interpreter with torch and onnx loaded (docs/speed.md), so that
+    the peak above it is the quantiser's work. Measured on a tiny graph with a product in the
+    SSL encoder's layers, it is nearer to a fresh process's memory with onnx imported than
+    without (imported inside quantize_int8, onnx would count as the quantiser's work)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from spoofscope.export.onnx import INT8_SCOPE
+
+    w = np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], f"{INT8_SCOPE}0/MatMul")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 8])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(tmp_path / "fp32.onnx"))
+    out = large_graph._child(
+        "quantising", large_graph.QUANT_CHILD, tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    )
+    assert (tmp_path / "int8.onnx").is_file()
+    start = int(out[2])
+    without, with_onnx = map(int, large_graph._child("measuring", _RSS))
+    assert with_onnx - without > 1024  # onnx takes MBs: the two are told apart
+    assert abs(start - with_onnx) < abs(start - without), (start, without, with_onnx)
