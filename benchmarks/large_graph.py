@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,9 +46,12 @@ print(load_s, ms, hwm)
 """
 
 #: the int8 quantiser in a process of its own: its peak (VmHWM) and its resident memory before
-#: it started (the interpreter, torch and onnx), neither mixed with the export's
+#: it started (the interpreter with torch and onnx loaded: quantize_int8 imports onnx only when
+#: called, so it is imported here first, or its ~10 MB would count as the quantiser's work),
+#: neither mixed with the export's
 QUANT_CHILD = """
 import sys, time
+import onnx
 from spoofscope.export.onnx import quantize_int8
 def status(key):
     return next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith(key))
@@ -56,6 +60,34 @@ t = time.perf_counter()
 quantize_int8(sys.argv[1], sys.argv[2])
 print(time.perf_counter() - t, status("VmHWM"), start)
 """
+
+#: how many of a failed child's last stderr lines are shown
+TAIL_LINES = 10
+
+
+def _child(what: str, code: str, *args, env: dict | None = None) -> list[str]:
+    """The words ``code`` prints, run in a fresh process with ``args``. When that process
+    fails: one line naming ``what`` and how it ended, then the end of its stderr, and exit 1
+    (not a ``CalledProcessError`` that shows neither)."""
+    r = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env
+    )
+    if r.returncode == 0:
+        return r.stdout.split()
+    if r.returncode < 0:
+        how = f"was killed by {signal.Signals(-r.returncode).name}"
+        if r.returncode == -signal.SIGKILL:
+            how += " (out of memory?)"
+    else:
+        how = f"failed with exit status {r.returncode}"
+    tail = r.stderr.strip().splitlines()[-TAIL_LINES:]
+    print(
+        f"large_graph.py: {what} {how}"
+        + ("; the end of its stderr:" if tail else "; it wrote nothing on stderr")
+        + "".join(f"\n    {ln}" for ln in tail),
+        file=sys.stderr,
+    )
+    raise SystemExit(1)
 
 
 def _mb(path: Path) -> float:
@@ -97,22 +129,18 @@ def main() -> None:
         del m
         if a.int8:
             q = Path(d) / "int8.onnx"
-            out = subprocess.run(
-                [sys.executable, "-c", QUANT_CHILD, str(fp), str(q)],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()
+            out = _child(f"quantising {a.model} to int8", QUANT_CHILD, fp, q)
             graphs.append(("int8", q, float(out[0])))
             quant_mb, quant_start_mb = int(out[1]) / 1024, int(out[2]) / 1024
         for label, path, make_s in graphs:
-            out = subprocess.run(
-                [sys.executable, "-c", CHILD, str(path), str(a.threads), str(length)],
-                capture_output=True,
-                text=True,
-                check=True,
+            out = _child(
+                f"scoring {a.model}'s {label} graph",
+                CHILD,
+                path,
+                a.threads,
+                length,
                 env={**os.environ, "OMP_NUM_THREADS": str(a.threads)},
-            ).stdout.split()
+            )
             load_s, ms, rss_kb = float(out[0]), float(out[1]), int(out[2])
             external = path.with_name(path.name + ".data").is_file()
             rows.append((label, make_s, _mb(path), external, load_s, ms, rss_kb / 1024))

@@ -308,6 +308,53 @@ def test_scoring_ms_is_its_own_call_not_the_wait_and_metrics_count_each_call_onc
     assert len(calls) > count == len(wins) == 3  # one per judging call, one window each
 
 
+def test_the_closing_windows_scoring_ms_leaves_out_building_the_summary(ckpt, monkeypatch):
+    """A window and 2.5 hops of audio: the window at 2.5-6.54 s is cut only when the stream
+    ends, by the closing call, which then builds the stream's result (slowed here by a known
+    sleep). Building the result is not scoring: that window's ``scoring_ms`` holds its engine
+    call's sleep but not the result's, which its ``latency_ms`` holds (the event goes out after
+    the result is built); the scoring histogram gains the closing call's time alone."""
+    import httpx
+
+    from spoofscope.models import get_card
+
+    delay, pause = 0.05, 1.0
+    real = Detector._finish
+
+    def slow_finish(self, st):
+        time.sleep(pause)
+        return real(self, st)
+
+    def scoring(srv):
+        text = httpx.get(srv.url + "/metrics").text
+        return [
+            float(line.split()[1])
+            for k in ("sum", "count")
+            for line in text.splitlines()
+            if line.startswith(f"spoofscope_stream_scoring_seconds_{k} ")
+        ]
+
+    window = get_card("lfcc-lcnn").window_samples
+    x = _signal(8.0)[: window + int(2.5 * SR)]
+    with _service(ckpt, delay=delay) as srv:
+        with ws_client.connect(_url(srv)) as c:
+            c.send(json.dumps({"type": "start", "sample_rate": SR, "hop_s": 1.0}))
+            c.send(_pcm(x))
+            _wait_for_window_ending(c, window / SR + 2)  # the live windows, judged
+            before = scoring(srv)
+            monkeypatch.setattr(Detector, "_finish", slow_finish)
+            c.send(json.dumps({"type": "stop"}))
+            events = _events(c)
+        after = scoring(srv)
+    closing = [e for e in events if e["type"] == "window"]
+    assert [e["end_s"] for e in closing] == pytest.approx([x.size / SR])
+    (e,) = closing
+    assert events[-1]["type"] == "summary" and e["score"] is not None
+    assert delay * 1000 <= e["scoring_ms"] < pause * 1000 <= e["latency_ms"], e
+    assert after[1] - before[1] == 1
+    assert (after[0] - before[0]) * 1000 == pytest.approx(e["scoring_ms"], abs=0.01)
+
+
 def test_telephone_mulaw_and_alaw_at_8k(ckpt):
     x = _signal(8.0)[::2]  # 8 kHz
     lin = _pcm(x)

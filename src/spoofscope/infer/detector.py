@@ -647,6 +647,7 @@ class DetectorStream:
         self.cutters = det.cutters()
         self.closed = False
         self.last_events: list[dict] = []
+        self._ending: list[dict] = []  # the last windows' events (end), until close gives them
         self._sent: list[dict] = []  # segments already given as events
         self._peak = 0.0  # the loudest sample seen, when over full scale
 
@@ -702,22 +703,28 @@ class DetectorStream:
             for g, cut in enumerate(self.cutters):
                 yield from ((g, w) for w in cut.finish())
 
+    def end(self) -> None:
+        """Judge the stream's last windows (the audio held back for a whole window, the
+        resampler's tail) and take no more audio; :meth:`close` gives their events with the
+        result. Called by :meth:`close` when not called before: apart, it lets a service time
+        the judging of the last windows without the building of the result."""
+        if self.closed:
+            return
+        tail = np.zeros(0, np.float32)
+        if self._resampler is not None:
+            tail = self._clip(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        due = self._record(list(self._cut(self.state.meter.wrap([tail]), last=True)))
+        for e in _score_due([due]).values():
+            raise e
+        self._ending = self._window_events(due)
+        self.closed = True
+        if self._peak > 1.0:
+            _report_clipping(str(self.state.source), self._peak)
+
     def close(self) -> DetectionResult:
         """The result of the whole stream, as ``detect`` gives it on the recording."""
-        events = []
-        if not self.closed:
-            tail = np.zeros(0, np.float32)
-            if self._resampler is not None:
-                tail = self._clip(
-                    self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-                )
-            due = self._record(list(self._cut(self.state.meter.wrap([tail]), last=True)))
-            for e in _score_due([due]).values():
-                raise e
-            events = self._window_events(due)
-            self.closed = True
-            if self._peak > 1.0:
-                _report_clipping(str(self.state.source), self._peak)
+        self.end()
+        events, self._ending = self._ending, []
         st = self.state
         st.n_samples, st.done = self.cutters[0].total, True
         if st.n_samples == 0:

@@ -209,6 +209,14 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t
 
 
+def _closed(stream):
+    """``stream.close()`` and the seconds its last windows took to judge (``stream.end()``),
+    not counting the building of the stream's result, which follows (run on a scoring
+    thread)."""
+    _, took = _timed(stream.end)
+    return stream.close(), took
+
+
 def _cut(stream) -> int:
     """How many windows ``stream`` has cut so far, its verdict's and its localisation's: a
     call that cuts none judges nothing (a piece that completes no window) and is not
@@ -699,7 +707,7 @@ async def _finish(live: _Live, scorer, stop: StreamStop, reason: str) -> dict:
         await live.send({"type": "error", "code": stop.code, "message": stop.message})
     loop = asyncio.get_running_loop()
     cut = _cut(live.stream)
-    res, took = await loop.run_in_executor(st.pool.executor, _timed, live.stream.close)
+    res, took = await loop.run_in_executor(st.pool.executor, _closed, live.stream)
     if _cut(live.stream) > cut:  # the stream's last windows are judged here
         st.metrics.stream_scoring.observe(took)
     _stamp(live.stream.last_events, took)
