@@ -200,3 +200,27 @@ def test_every_free_form_row_is_in_the_document():
     rows = [(section, defect) for section, defect, _cell, _aliases in _rows()]
     for sec, start in [*FREE_FORM, *NAMED]:
         assert any(s.startswith(sec) and d.startswith(start) for s, d in rows), (sec, start)
+
+
+def test_every_table_row_is_read():
+    lines = DOC.read_text().splitlines()
+    rows = [
+        line
+        for before, line in zip([""] + lines[:-1], lines, strict=True)
+        if line.startswith("|") and before.startswith("|") and not set(line) <= set("|- ")
+    ]
+    assert len(list(_rows())) == len(_cases()) == len(rows) > 0
+
+
+def test_a_quote_is_read_and_checked_as_the_document_means_it():
+    cell = "`S/serve/x.py` (`helper`): `a = f(1, ...)` and `b \\| c` -> `a = 2`"
+    path, originals, arrow = _parse(cell, {"S": "src/spoofscope/"}, [])
+    assert (path, originals, arrow) == (
+        "src/spoofscope/serve/x.py",
+        ["a = f(1, ...)", "b \\| c"],
+        True,
+    )
+    assert _cells("| d | `x \\| y`: `z` -> `w` |") == ["d", "`x | y`: `z` -> `w`"]
+    assert _occurs_in_order("a = f(1, 2)", "a = f(1, ...)")
+    assert not _occurs_in_order(")\na = f(1, 2", "a = f(1, ...)")
+    assert _parse("`x.py` + `added line`", {}, ["src/x.py"]) == ("src/x.py", [], False)
