@@ -201,6 +201,37 @@ def test_timeline_steps_without_sound_or_windows_are_null():
     assert [t["score"] for t in tl] == [1.0, 1.0, None, None]
 
 
+def test_timeline_step_is_the_mean_of_every_window_overlapping_it():
+    """Against the definition, step by step: the mean score and p of the judged windows whose
+    span overlaps the step (windows unsorted, of mixed lengths, some starting before 0 or
+    running past the end, some on the step edges, some not judged), null without sound."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        dur = float(rng.uniform(0.1, 20))
+        wins = []
+        for _ in range(int(rng.integers(0, 30))):
+            a = float(rng.uniform(-0.5, dur + 0.5))
+            n = float(rng.choice([0.25, 1.0, 4.0, float(rng.uniform(0.01, 5))]))
+            s = None if rng.random() < 0.1 else float(rng.normal(0, 5))
+            wins.append((a, a + n, s, None if s is None else float(rng.uniform())))
+        wins += [(k * 0.25, k * 0.25 + 1.0, float(rng.normal()), 0.5) for k in range(3)]
+        active = rng.random(int(dur / 0.02) + 2) < 0.7 if rng.random() < 0.7 else None
+        step = float(rng.choice([0.02, 0.25, 0.5]))
+        tl = build_timeline(wins, dur, step, active)
+        assert len(tl) == max(1, int(np.ceil(dur / step - 1e-9)))
+        for k, t in enumerate(tl):
+            a, b = k * step, min((k + 1) * step, dur)  # the output rounds them to 1 ms
+            assert (t["start_s"], t["end_s"]) == (round(a, 3), round(b, 3))
+            on = [w for w in wins if w[2] is not None and w[0] < b and min(w[1], dur) > a]
+            fa = int(a / 0.02)
+            sound = active is None or active[fa : max(int(np.ceil(b / 0.02)), fa + 1)].any()
+            if not on or not sound:
+                assert t["score"] is None and t["p"] is None
+            else:
+                assert t["score"] == pytest.approx(np.mean([w[2] for w in on]), abs=1e-9)
+                assert t["p"] == pytest.approx(np.mean([w[3] for w in on]), abs=1e-9)
+
+
 def test_detect_cli_segments_rttm_csv(tmp_path, capsys, monkeypatch):
     """detect --segments prints them, --rttm writes them (read back as the reference format),
     --csv gains one row per segment; --json carries timeline, segments, spoofed_s."""

@@ -57,18 +57,28 @@ def build_timeline(
     it was not judged); ``active``: the activity mask of 20-ms frames (None: all active).
     Returns ``[{start_s, end_s, score, p}]`` (None where nothing is judged)."""
     edges = step_grid(duration_s, step_s)
-    judged = [(a, b, s, m) for a, b, s, m in windows if s is not None]
-    ws = np.array([w[0] for w in judged]) if judged else np.zeros(0)
-    we = np.array([min(w[1], duration_s) for w in judged]) if judged else np.zeros(0)
-    sc = np.array([w[2] for w in judged], float)
-    mg = np.array([w[3] for w in judged], float)
+    lo, hi = edges[:-1], edges[1:]
+    # a window [s, e) covers the step [a, b) where s < b and e > a; as e > s, every window
+    # with e <= a also has s < b, so the covering ones are those starting before b less those
+    # ending by a: two sorted searches and two running sums, not a pass over every window for
+    # every step (a stream rebuilds its timeline on every call). A window starting at or past
+    # the end, clipped there, is in neither count: it starts after every b and ends after every a
+    w = np.array(
+        [(a, min(b, duration_s), s, m) for a, b, s, m in windows if s is not None], float
+    ).reshape(-1, 4)
+    by_s, by_e = w[np.argsort(w[:, 0], kind="stable")], w[np.argsort(w[:, 1], kind="stable")]
+    zero = np.zeros((1, 2))
+    sum_s = np.concatenate([zero, np.cumsum(by_s[:, 2:], axis=0)])
+    sum_e = np.concatenate([zero, np.cumsum(by_e[:, 2:], axis=0)])
+    n_s = np.searchsorted(by_s[:, 0], hi, side="left")  # windows starting before b
+    n_e = np.searchsorted(by_e[:, 1], lo, side="right")  # windows ending at or before a
+    count = n_s - n_e
+    mean = (sum_s[n_s] - sum_e[n_e]) / np.maximum(count, 1)[:, None]
     out = []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
+    for k, (a, b) in enumerate(zip(lo, hi, strict=True)):
         score = prob = None
-        if _has_sound(active, a, b, frame_s) and judged:
-            cover = (ws < b) & (we > a)
-            if cover.any():
-                score, prob = float(sc[cover].mean()), float(mg[cover].mean())
+        if count[k] > 0 and _has_sound(active, a, b, frame_s):
+            score, prob = float(mean[k, 0]), float(mean[k, 1])
         out.append(
             {"start_s": round(float(a), 3), "end_s": round(float(b), 3), "score": score,
              "p": prob}
