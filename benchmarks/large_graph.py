@@ -106,11 +106,16 @@ def main() -> None:
     import torch
 
     import spoofscope
+    from spoofscope.errors import SpoofscopeError
     from spoofscope.export.onnx import EXTERNAL_BYTES, export_onnx
 
     torch.manual_seed(0)
     t = time.perf_counter()
-    m = spoofscope.create_model(a.model).eval()
+    try:
+        m = spoofscope.create_model(a.model).eval()
+    except SpoofscopeError as e:  # an unknown --model: one line, as the CLI gives it
+        print(f"large_graph.py: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     build_s = time.perf_counter() - t
     n = sum(p.numel() for p in m.parameters())
     length = m.card.window_samples

@@ -34,6 +34,19 @@ def test_a_failing_quantiser_is_one_line_naming_it_and_the_end_of_its_stderr():
     assert "CalledProcessError" not in r.stderr and r.stdout == ""
 
 
+def test_an_unknown_model_is_one_line_naming_it_exit_2():
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--model", "no-such-model", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("large_graph.py: unknown model 'no-such-model'; known models: ")
+    assert "antideepfake-mms-300m" in line and r.stdout == ""
+
+
 def test_a_failed_child_shows_only_the_last_lines_of_its_stderr(capsys):
     code = "import sys\nfor i in range(30): print('line', i, file=sys.stderr)\nsys.exit(3)"
     with pytest.raises(SystemExit) as e:
