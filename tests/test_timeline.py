@@ -521,3 +521,41 @@ def test_real_partial_spoof_step_scores_tried():
         assert u["p"] == pytest.approx(1 / (1 + np.exp(-logit)))
     # the plain steps are the mean of the same windows (the default, for comparison)
     assert steps[3]["score"] == pytest.approx(np.mean(scores[:4]))
+
+
+def test_real_partial_spoof_errors_counted_as_the_range_eer_counts_them():
+    """benchmarks/localisation_real.py's split of the default's errors, on two hand-built
+    files at the range EER's own threshold: its bona fide called spoof and spoof not called
+    spoof are the range EER's false-alarm and miss seconds (an unjudged spoof step is missed,
+    as range_eer counts it), and the AUC is that of a stretch step scoring below a carrier's."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import localisation_real as L
+
+    from spoofscope.metrics import range_eer
+
+    ds = {
+        "files": [{"id": "p", "kind": "partial"}, {"id": "g", "kind": "genuine"}],
+        "spoof": {"p": [(1.0, 2.0)], "g": []},
+        "durations": {"p": 4.0, "g": 2.0},
+    }
+    hyp = {
+        "p": [(0, 0.5, 0.95), (0.5, 1, 0.2), (1, 1.6, 0.3), (1.6, 2, None), (2, 4, 0.85)],
+        "g": [(0, 1, 0.25), (1, 2, 0.9)],
+    }
+    r = range_eer(ds["spoof"], ds["durations"], hyp)
+    # bona fide 5 s, spoof 1 s; at 0.3: false alarms 0.5 + 1 s (30 %), misses the unjudged
+    # 0.4 s (40 %), the least difference of all the thresholds (0.1; next 0.85: 70 % and 40 %)
+    assert r["threshold"] == 0.3
+    raw = {"p": [{"start_s": a, "end_s": b, "score": s} for a, b, s in
+                 [(0, 1, 0.9), (1, 2, 0.1), (2, 4, 0.1)]], "g": []}  # fmt: skip
+    rows, total = L.where_wrong(ds, hyp, raw, r["threshold"])
+    # the stretch's step (0.1) below one carrier step (0.9), tied with the other: AUC 0.75
+    assert [x[:2] for x in rows] == [("p", 0.75), ("g", None)]
+    np.testing.assert_allclose([x[2:] for x in rows], [(0.5, 0.4), (1.0, 0.0)])
+    assert sum(x[2] for x in rows) == pytest.approx(r["false_alarm_rate"] * r["bonafide_s"])
+    assert sum(x[3] for x in rows) == pytest.approx(r["miss_rate"] * r["spoof_s"])
+    # p's errors lie 0.25 and 0.2 s from an edge (at 1 and 2 s); g has none
+    assert total == pytest.approx({"near": 0.9, "far": 1.0})
