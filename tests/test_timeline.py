@@ -559,3 +559,53 @@ def test_real_partial_spoof_errors_counted_as_the_range_eer_counts_them():
     assert sum(x[3] for x in rows) == pytest.approx(r["miss_rate"] * r["spoof_s"])
     # p's errors lie 0.25 and 0.2 s from an edge (at 1 and 2 s); g has none
     assert total == pytest.approx({"near": 0.9, "far": 1.0})
+
+
+def test_real_partial_spoof_tiled_windows(tmp_path):
+    """benchmarks/localisation_real.py's 1-s windows tiled to the card's length: every
+    0.25 s (every other 0.125-s window, and the last), each window's samples repeated as the
+    official AASIST pads a short utterance (``np.tile`` then cut) and judged at that length;
+    silent windows stay unjudged; cached scores of another convention are refused."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import localisation_real as L
+
+    class Engine:  # logits (spoof, bona fide) that tell a tiled window from a padded one
+        def __init__(self, n):
+            self.n = n
+
+        def __call__(self, x):
+            assert x.shape[1] == self.n
+            return np.stack([x[:, -1], x.sum(axis=1) / 100], axis=1)
+
+    class Det:
+        engine = type("E", (), {"at_length": staticmethod(Engine)})
+        card = type("C", (), {"bonafide_index": 1})
+
+    card, x = 64600, 0.1 * np.random.default_rng(0).standard_normal(3 * SR).astype(np.float32)
+    sf.write(tmp_path / "a.wav", x, SR, subtype="FLOAT")
+    ds = {"files": [{"id": "a", "path": str(tmp_path / "a.wav")}]}
+    starts = range(0, 2 * SR + 1, 2000)  # 1-s windows every 0.125 s, 17 of them
+    silent = {4, 9}  # two windows unjudged: the third kept (0.5 s) and one not kept
+    wins = []
+    for k, s in enumerate(starts):
+        lg = Engine(SR)(x[None, s : s + SR])[0]
+        wins.append((s, s + SR, None, None) if k in silent else (s, s + SR, lg[1], lg[1] - lg[0]))
+    f = {"windows": wins, "mask": None, "frame_s": 0.02, "n": x.size}
+    scores = {"files": {"a": f}, "audio_s": 3.0}
+    got = L.cached_tiled(Det(), ds, scores, card, tmp_path)["files"]["a"]["windows"]
+    kept = [0, 2, 4, 6, 8, 10, 12, 14, 16]
+    assert [w[:2] for w in got] == [wins[k][:2] for k in kept]
+    for w, k in zip(got, kept, strict=True):
+        if k in silent:
+            assert w[2:] == (None, None)
+            continue
+        piece = x[starts[k] : starts[k] + SR]
+        tiled = np.tile(piece, card // SR + 1)[:card]
+        lg = Engine(card)(tiled[None])[0]
+        assert w[2:] == pytest.approx((lg[1], lg[1] - lg[0]), rel=1e-5)
+    f["windows"] = [(s, e, a, None if b is None else -b) for s, e, a, b in wins]
+    with pytest.raises(AssertionError, match="convention"):
+        L.cached_tiled(Det(), ds, scores, card, tmp_path / "other")
