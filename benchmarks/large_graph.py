@@ -70,7 +70,11 @@ def _child(what: str, code: str, *args, env: dict | None = None) -> list[str]:
     fails: one line naming ``what`` and how it ended, then the end of its stderr, and exit 1
     (not a ``CalledProcessError`` that shows neither)."""
     r = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        errors="replace",  # a native library's bytes on stderr must not hide its error
+        env=env,
     )
     if r.returncode == 0:
         return r.stdout.split()

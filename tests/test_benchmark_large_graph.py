@@ -69,6 +69,18 @@ def test_a_child_killed_by_the_kernel_says_so(capsys):
     )
 
 
+def test_a_child_whose_stderr_is_not_utf8_still_gives_its_line(capsys):
+    """A native library may write any bytes: the line and the tail still come, not a
+    UnicodeDecodeError from reading them."""
+    code = "import sys; sys.stderr.buffer.write(bytes([98, 255, 10])); sys.exit(3)"
+    with pytest.raises(SystemExit):
+        large_graph._child("scoring m's fp32 graph", code)
+    assert capsys.readouterr().err.splitlines() == [
+        "large_graph.py: scoring m's fp32 graph failed with exit status 3; the end of its stderr:",
+        "    b\ufffd",
+    ]
+
+
 def test_a_child_that_succeeds_gives_the_words_it_printed():
     assert large_graph._child("x", "import sys; print(sys.argv[1:], 2.5)", "a", 3) == [
         "['a',",
