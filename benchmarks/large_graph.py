@@ -70,7 +70,11 @@ def _child(what: str, code: str, *args, env: dict | None = None) -> list[str]:
     fails: one line naming ``what`` and how it ended, then the end of its stderr, and exit 1
     (not a ``CalledProcessError`` that shows neither)."""
     r = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        errors="replace",  # a native library's bytes on stderr must not hide its error
+        env=env,
     )
     if r.returncode == 0:
         return r.stdout.split()
@@ -106,11 +110,16 @@ def main() -> None:
     import torch
 
     import spoofscope
+    from spoofscope.errors import SpoofscopeError
     from spoofscope.export.onnx import EXTERNAL_BYTES, export_onnx
 
     torch.manual_seed(0)
     t = time.perf_counter()
-    m = spoofscope.create_model(a.model).eval()
+    try:
+        m = spoofscope.create_model(a.model).eval()
+    except SpoofscopeError as e:  # an unknown --model: one line, as the CLI gives it
+        print(f"large_graph.py: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     build_s = time.perf_counter() - t
     n = sum(p.numel() for p in m.parameters())
     length = m.card.window_samples

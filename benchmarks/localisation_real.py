@@ -907,16 +907,45 @@ def study(ds, scores, grids, others: dict) -> None:
 
 
 def failures(ds, scores, grids, near_s: float = 0.5) -> None:
-    """Where the default's errors lie, at its range-EER threshold (a piece scored at or below
-    it is called spoof): the seconds of bona fide called spoof and of spoof called bona fide,
-    split by file (whether the 1-s windows rank the stretch below the carrier: the AUC of the
-    raw, unanchored step scores within the file) and by the distance to a stretch's edge."""
+    """Where the default's errors lie, at its range-EER threshold (:func:`where_wrong`): the
+    seconds of bona fide called spoof and of spoof not called spoof, split by file (whether
+    the 1-s windows rank the stretch below the carrier) and by the distance to an edge."""
     from spoofscope.metrics import range_eer
 
     tls = timelines(ds, scores, grids, [16000], 0.25, "anchor")
     raw = timelines(ds, scores, grids, [16000], 0.25, None)
     hyp = {u: [(t["start_s"], t["end_s"], t["score"]) for t in st] for u, st in tls.items()}
     thr = range_eer(ds["spoof"], ds["durations"], hyp)["threshold"]
+    rows, total = where_wrong(ds, hyp, raw, thr, near_s)
+    err = sum(r[2] + r[3] for r in rows)
+    low = [r for r in rows if r[1] is not None and r[1] < 0.65]
+    part = [r for r in rows if r[1] is not None]
+    print(f"\nWhere the default's errors lie (1-s, hop 0.25, anchor; at its range-EER threshold "
+          f"{thr:.2f}: {err:.1f} s wrong of {sum(ds['durations'].values()):.0f} s):\n")  # fmt: skip
+    print("| files | files | bona fide called spoof (s) | spoof not called spoof (s) | "
+          "share of the errors |\n|---|---:|---:|---:|---:|")  # fmt: skip
+    for name, rs in (
+        ("partial, stretch ranked below its carrier (step AUC >= 0.65)",
+         [r for r in part if r[1] >= 0.65]),
+        ("partial, stretch not ranked below its carrier (AUC < 0.65)", low),
+        ("whole genuine and whole spoof", [r for r in rows if r[1] is None]),
+    ):  # fmt: skip
+        fa, ms = sum(r[2] for r in rs), sum(r[3] for r in rs)
+        print(f"| {name} | {len(rs)} | {fa:.1f} | {ms:.1f} | {(fa + ms) / err:.0%} |")
+    print(f"\nAUC < 0.65: {', '.join(f'{r[0]} ({r[1]:.2f})' for r in low)}; median AUC of the "
+          f"{len(part)} partial files {np.median([r[1] for r in part]):.2f}. Errors within "
+          f"{near_s:g} s of a stretch's edge: {total['near']:.1f} s "
+          f"({total['near'] / err:.0%}), farther: {total['far']:.1f} s.")  # fmt: skip
+
+
+def where_wrong(ds, hyp: dict, raw: dict, thr: float, near_s: float = 0.5):
+    """The errors of timelines ``hyp`` (``{id: [(start_s, end_s, score or None)]}``) at
+    threshold ``thr``, counted as :func:`spoofscope.metrics.range_eer` counts them (a piece
+    scored at or below ``thr`` is called spoof; a piece nothing judged never is, so unjudged
+    spoof is missed): ``[(id, AUC or None, bona fide called spoof (s), spoof not called spoof
+    (s))]`` per file, and ``{"near", "far"}``, the error seconds within ``near_s`` of a
+    stretch's edge and farther. The AUC (partial files only) is the probability that a step of
+    ``raw[id]`` (step dicts) inside a stretch scores below one outside (ties count half)."""
     rows, total = [], {"near": 0.0, "far": 0.0}
     for f in ds["files"]:
         u, ref = f["id"], ds["spoof"][f["id"]]
@@ -931,7 +960,8 @@ def failures(ds, scores, grids, near_s: float = 0.5) -> None:
         for a, b, v in hyp[u]:
             if v is not None:
                 sc[(mid > a) & (mid < b)] = v
-        wrong = np.isfinite(sc) & np.where(y, sc > thr, sc <= thr)
+        called = sc <= thr
+        wrong = np.where(y, ~called, called)
         edges = np.array([v for r in ref for v in r if 0 < v < ds["durations"][u]])
         near = (
             np.min(np.abs(mid[:, None] - edges[None, :]), axis=1) <= near_s
@@ -950,25 +980,7 @@ def failures(ds, scores, grids, near_s: float = 0.5) -> None:
         lo, hi = v[sp][:, None], v[~sp][None, :]
         auc = np.mean((lo < hi) + 0.5 * (lo == hi))
         rows.append((u, float(auc), d[wrong & ~y].sum(), d[wrong & y].sum()))
-    err = sum(r[2] + r[3] for r in rows)
-    low = [r for r in rows if r[1] is not None and r[1] < 0.65]
-    part = [r for r in rows if r[1] is not None]
-    print(f"\nWhere the default's errors lie (1-s, hop 0.25, anchor; at its range-EER threshold "
-          f"{thr:.2f}: {err:.1f} s wrong of {sum(ds['durations'].values()):.0f} s):\n")  # fmt: skip
-    print("| files | files | bona fide called spoof (s) | spoof called bona fide (s) | "
-          "share of the errors |\n|---|---:|---:|---:|---:|")  # fmt: skip
-    for name, rs in (
-        ("partial, stretch ranked below its carrier (step AUC >= 0.65)",
-         [r for r in part if r[1] >= 0.65]),
-        ("partial, stretch not ranked below its carrier (AUC < 0.65)", low),
-        ("whole genuine and whole spoof", [r for r in rows if r[1] is None]),
-    ):  # fmt: skip
-        fa, ms = sum(r[2] for r in rs), sum(r[3] for r in rs)
-        print(f"| {name} | {len(rs)} | {fa:.1f} | {ms:.1f} | {(fa + ms) / err:.0%} |")
-    print(f"\nAUC < 0.65: {', '.join(f'{r[0]} ({r[1]:.2f})' for r in low)}; median AUC of the "
-          f"{len(part)} partial files {np.median([r[1] for r in part]):.2f}. Errors within "
-          f"{near_s:g} s of a stretch's edge: {total['near']:.1f} s "
-          f"({total['near'] / err:.0%}), farther: {total['far']:.1f} s.")  # fmt: skip
+    return rows, total
 
 
 def subset(ds: dict, ids: list) -> dict:

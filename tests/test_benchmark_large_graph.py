@@ -34,6 +34,19 @@ def test_a_failing_quantiser_is_one_line_naming_it_and_the_end_of_its_stderr():
     assert "CalledProcessError" not in r.stderr and r.stdout == ""
 
 
+def test_an_unknown_model_is_one_line_naming_it_exit_2():
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--model", "no-such-model", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("large_graph.py: unknown model 'no-such-model'; known models: ")
+    assert "antideepfake-mms-300m" in line and r.stdout == ""
+
+
 def test_a_failed_child_shows_only_the_last_lines_of_its_stderr(capsys):
     code = "import sys\nfor i in range(30): print('line', i, file=sys.stderr)\nsys.exit(3)"
     with pytest.raises(SystemExit) as e:
@@ -54,6 +67,18 @@ def test_a_child_killed_by_the_kernel_says_so(capsys):
         "large_graph.py: quantising m to int8 was killed by SIGKILL (out of memory?); "
         "it wrote nothing on stderr\n"
     )
+
+
+def test_a_child_whose_stderr_is_not_utf8_still_gives_its_line(capsys):
+    """A native library may write any bytes: the line and the tail still come, not a
+    UnicodeDecodeError from reading them."""
+    code = "import sys; sys.stderr.buffer.write(bytes([98, 255, 10])); sys.exit(3)"
+    with pytest.raises(SystemExit):
+        large_graph._child("scoring m's fp32 graph", code)
+    assert capsys.readouterr().err.splitlines() == [
+        "large_graph.py: scoring m's fp32 graph failed with exit status 3; the end of its stderr:",
+        "    b\ufffd",
+    ]
 
 
 def test_a_child_that_succeeds_gives_the_words_it_printed():

@@ -72,10 +72,11 @@ def _cells(line: str) -> list[str]:
     return [c.strip().replace("\\|", "|") for c in cells]
 
 
-def _rows():
-    """(section, defect, cell, aliases) for every table row, in order."""
+def _rows(text: str):
+    """(section, defect, cell, aliases) for every table row of ``text``, in order."""
+    aliases = _section_aliases(text)
     section, column = "", None
-    for line in DOC.read_text().splitlines():
+    for line in text.splitlines():
         if line.startswith("## "):
             section, column = line[3:], None
         elif line.startswith("|"):
@@ -83,13 +84,13 @@ def _rows():
             if column is None:
                 column = next(i for i, c in enumerate(cells) if "original -> broken" in c)
             elif not set(line) <= set("|- "):
-                yield section, cells[0], cells[column], _ALIAS_OF.get(section, {})
+                yield section, cells[0], cells[column], aliases.get(section, {})
 
 
-def _section_aliases() -> dict[str, dict[str, str]]:
+def _section_aliases(text: str) -> dict[str, dict[str, str]]:
     """The short names each section's prose defines ("`S` is `src/spoofscope/`")."""
     out, section, prose = {}, "", []
-    for line in DOC.read_text().splitlines() + ["## end"]:
+    for line in text.splitlines() + ["## end"]:
         if line.startswith("## "):
             text = " ".join(prose)
             out[section] = dict(re.findall(r"`([^`]+)` is\s+`([^`]+)`", text))
@@ -97,9 +98,6 @@ def _section_aliases() -> dict[str, dict[str, str]]:
         elif not line.startswith("|"):
             prose.append(line)
     return out
-
-
-_ALIAS_OF = _section_aliases()
 
 
 def _resolve(token: str, aliases: dict[str, str], seen: list[str]) -> str:
@@ -138,10 +136,11 @@ def _key(table: dict, section: str, defect: str):
     return next((k for k in table if section.startswith(k[0]) and defect.startswith(k[1])), None)
 
 
-def _cases():
-    """One (file, texts) case per row; (None, cell) for a row nothing here can read."""
+def _cases(text: str):
+    """One (file, texts) case per row of ``text``; (None, cell) for a row nothing here can
+    read."""
     cases, current = [], None
-    for section, defect, cell, aliases in _rows():
+    for section, defect, cell, aliases in _rows(text):
         if section != current:  # a short name means a full path earlier in its own section
             seen, last, current = [], None, section
         case_id = f"{section.split(' (')[0]}: {defect[:60]}"
@@ -181,13 +180,13 @@ def _occurs_in_order(text: str, quote: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize(("path", "originals"), _cases())
-def test_each_rows_original_text_is_in_its_file(path, originals):
+def _check(path, originals, root: Path = ROOT) -> None:
+    """One row's case: its file is under ``root`` and holds each of ``originals``."""
     assert path is not None, (
         f"cannot read this row; quote it as `file`: `original` -> `broken`, or add it to "
         f"FREE_FORM or NAMED with the reason: {originals}"
     )
-    file = ROOT / path
+    file = root / path
     assert file.is_file(), f"{path} does not exist"
     if not originals:
         return
@@ -200,8 +199,13 @@ def test_each_rows_original_text_is_in_its_file(path, originals):
     assert not stale, f"{path} no longer holds {stale}"
 
 
+@pytest.mark.parametrize(("path", "originals"), _cases(DOC.read_text()))
+def test_each_rows_original_text_is_in_its_file(path, originals):
+    _check(path, originals)
+
+
 def test_every_free_form_row_is_in_the_document():
-    rows = [(section, defect) for section, defect, _cell, _aliases in _rows()]
+    rows = [(section, defect) for section, defect, _cell, _aliases in _rows(DOC.read_text())]
     for sec, start in [*FREE_FORM, *NAMED]:
         assert any(s.startswith(sec) and d.startswith(start) for s, d in rows), (sec, start)
 
@@ -213,7 +217,8 @@ def test_every_table_row_is_read():
         for before, line in zip([""] + lines[:-1], lines, strict=True)
         if line.startswith("|") and before.startswith("|") and not set(line) <= set("|- ")
     ]
-    assert len(list(_rows())) == len(_cases()) == len(rows) > 0
+    text = DOC.read_text()
+    assert len(list(_rows(text))) == len(_cases(text)) == len(rows) > 0
 
 
 def test_a_quote_is_read_and_checked_as_the_document_means_it():
@@ -228,3 +233,40 @@ def test_a_quote_is_read_and_checked_as_the_document_means_it():
     assert _occurs_in_order("a = f(1, 2)", "a = f(1, ...)")
     assert not _occurs_in_order(")\na = f(1, 2", "a = f(1, ...)")
     assert _parse("`x.py` + `added line`", {}, ["src/x.py"]) == ("src/x.py", [], False)
+
+
+def test_a_row_that_cannot_be_replayed_fails(tmp_path):
+    """A made-up document under a made-up tree: the row whose quotes are all in its file, in
+    order, passes; a row whose file is gone, one with one quote of two stale, one with its
+    pieces out of order, one that is no swap and one whose file name nothing resolves each
+    fail."""
+    (tmp_path / "x.py").write_text("a = f(1, 2)\nb = 3\n")
+    text = "\n".join([
+        "## made up",
+        "",
+        "`X` is `x.py` and `S` is `sub/`.",
+        "",
+        "| defect | file: original -> broken | test |",
+        "|---|---|---|",
+        "| good | `X`: `a = f(1, ...)` and `b = 3` -> `b = 4` | t |",
+        "| file gone | `S/gone.py`: `a = f(1, 2)` -> `a = 2` | t |",
+        "| one stale | `X`: `b = 3` and `c = 3` -> `c = 4` | t |",
+        "| out of order | `X`: `b = ... f(1` -> `b = 4` | t |",
+        "| no swap | the line changed by hand | t |",
+        "| unresolved | `nowhere/y.py`: `a` -> `b` | t |",
+    ])  # fmt: skip
+    cases = {c.id: c.values for c in _cases(text)}
+    assert list(cases) == [f"made up: {d}" for d in
+                           ("good", "file gone", "one stale", "out of order", "no swap",
+                            "unresolved")]  # fmt: skip
+    _check(*cases.pop("made up: good"), root=tmp_path)
+    why = {
+        "file gone": "sub/gone.py does not exist",
+        "one stale": re.escape("x.py no longer holds ['c = 3']"),
+        "out of order": re.escape("x.py no longer holds ['b = ... f(1']"),
+        "no swap": "cannot read this row",
+        "unresolved": "cannot resolve the file 'nowhere/y.py'",
+    }
+    for defect, message in why.items():
+        with pytest.raises(AssertionError, match=message):
+            _check(*cases[f"made up: {defect}"], root=tmp_path)

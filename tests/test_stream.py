@@ -88,6 +88,50 @@ def test_streams_at_another_rate_silence_and_nothing(det):
         closed.feed(x[:100])
 
 
+def test_end_then_close_and_a_retry_after_a_failed_end(det, monkeypatch):
+    """``end()`` then ``close()`` (each twice) gives what ``close()`` alone gives: the last
+    windows' events once, then none. When the engine fails on the last windows, ``end()``
+    raises, the stream takes no more audio, and a retry scores those same windows: detect's
+    windows (none recorded twice, none left unscored) and its verdict."""
+    x = _signal()[: 5 * SR + 3000]  # a last window held back for the end
+    want = det(x)
+    plain = det.stream()
+    plain.feed(x)
+    res = plain.close()
+    ending = plain.last_events
+    assert [e["end_s"] for e in ending if e["type"] == "window"] == [x.size / SR]
+    s = det.stream()
+    s.feed(x)
+    s.end()
+    s.end()
+    assert s.close().to_dict() == res.to_dict() and s.last_events == ending
+    assert s.close().to_dict() == res.to_dict() and s.last_events == []
+
+    real, calls = Detector._score, []
+
+    def down_once(self, todo):
+        calls.append(len(todo))
+        if len(calls) == 1:
+            raise RuntimeError("engine down")
+        return real(self, todo)
+
+    s = det.stream()
+    s.feed(x)
+    monkeypatch.setattr(Detector, "_score", down_once)
+    with pytest.raises(RuntimeError, match="engine down"):
+        s.end()
+    with pytest.raises(spoofscope.errors.ConfigError, match="closed"):
+        s.feed(x[:100])
+    got = s.close()
+    assert calls == [1, 1]  # the last window, scored again; nothing else
+    assert [(w["start_s"], w["end_s"]) for w in got.windows] == [
+        (w["start_s"], w["end_s"]) for w in want.windows
+    ]
+    np.testing.assert_allclose(_scores(got.windows), _scores(want.windows), atol=1e-5)
+    assert got.label == want.label and got.score == pytest.approx(want.score, abs=1e-5)
+    assert s.last_events == ending
+
+
 def test_g711_decoding_matches_the_standard_tables():
     """mu-law and A-law bytes decode to the ITU G.711 values (audioop, Python's own
     implementation, as the reference), split across pieces anywhere."""

@@ -552,3 +552,91 @@ def test_real_partial_spoof_step_scores_tried():
         assert u["p"] == pytest.approx(1 / (1 + np.exp(-logit)))
     # the plain steps are the mean of the same windows (the default, for comparison)
     assert steps[3]["score"] == pytest.approx(np.mean(scores[:4]))
+
+
+def test_real_partial_spoof_errors_counted_as_the_range_eer_counts_them():
+    """benchmarks/localisation_real.py's split of the default's errors, on two hand-built
+    files at the range EER's own threshold: its bona fide called spoof and spoof not called
+    spoof are the range EER's false-alarm and miss seconds (an unjudged spoof step is missed,
+    as range_eer counts it), and the AUC is that of a stretch step scoring below a carrier's."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import localisation_real as L
+
+    from spoofscope.metrics import range_eer
+
+    ds = {
+        "files": [{"id": "p", "kind": "partial"}, {"id": "g", "kind": "genuine"}],
+        "spoof": {"p": [(1.0, 2.0)], "g": []},
+        "durations": {"p": 4.0, "g": 2.0},
+    }
+    hyp = {
+        "p": [(0, 0.5, 0.95), (0.5, 1, 0.2), (1, 1.6, 0.3), (1.6, 2, None), (2, 4, 0.85)],
+        "g": [(0, 1, 0.25), (1, 2, 0.9)],
+    }
+    r = range_eer(ds["spoof"], ds["durations"], hyp)
+    # bona fide 5 s, spoof 1 s; at 0.3: false alarms 0.5 + 1 s (30 %), misses the unjudged
+    # 0.4 s (40 %), the least difference of all the thresholds (0.1; next 0.85: 70 % and 40 %)
+    assert r["threshold"] == 0.3
+    raw = {"p": [{"start_s": a, "end_s": b, "score": s} for a, b, s in
+                 [(0, 1, 0.9), (1, 2, 0.1), (2, 4, 0.1)]], "g": []}  # fmt: skip
+    rows, total = L.where_wrong(ds, hyp, raw, r["threshold"])
+    # the stretch's step (0.1) below one carrier step (0.9), tied with the other: AUC 0.75
+    assert [x[:2] for x in rows] == [("p", 0.75), ("g", None)]
+    np.testing.assert_allclose([x[2:] for x in rows], [(0.5, 0.4), (1.0, 0.0)])
+    assert sum(x[2] for x in rows) == pytest.approx(r["false_alarm_rate"] * r["bonafide_s"])
+    assert sum(x[3] for x in rows) == pytest.approx(r["miss_rate"] * r["spoof_s"])
+    # p's errors lie 0.25 and 0.2 s from an edge (at 1 and 2 s); g has none
+    assert total == pytest.approx({"near": 0.9, "far": 1.0})
+
+
+def test_real_partial_spoof_tiled_windows(tmp_path):
+    """benchmarks/localisation_real.py's 1-s windows tiled to the card's length: every
+    0.25 s (every other 0.125-s window, and the last), each window's samples repeated as the
+    official AASIST pads a short utterance (``np.tile`` then cut) and judged at that length;
+    silent windows stay unjudged; cached scores of another convention are refused."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import localisation_real as L
+
+    class Engine:  # logits (spoof, bona fide) that tell a tiled window from a padded one
+        def __init__(self, n):
+            self.n = n
+
+        def __call__(self, x):
+            assert x.shape[1] == self.n
+            return np.stack([x[:, -1], x.sum(axis=1) / 100], axis=1)
+
+    class Det:
+        engine = type("E", (), {"at_length": staticmethod(Engine)})
+        card = type("C", (), {"bonafide_index": 1})
+
+    card, x = 64600, 0.1 * np.random.default_rng(0).standard_normal(3 * SR).astype(np.float32)
+    sf.write(tmp_path / "a.wav", x, SR, subtype="FLOAT")
+    ds = {"files": [{"id": "a", "path": str(tmp_path / "a.wav")}]}
+    starts = range(0, 2 * SR + 1, 2000)  # 1-s windows every 0.125 s, 17 of them
+    silent = {4, 9}  # two windows unjudged: the third kept (0.5 s) and one not kept
+    wins = []
+    for k, s in enumerate(starts):
+        lg = Engine(SR)(x[None, s : s + SR])[0]
+        wins.append((s, s + SR, None, None) if k in silent else (s, s + SR, lg[1], lg[1] - lg[0]))
+    f = {"windows": wins, "mask": None, "frame_s": 0.02, "n": x.size}
+    scores = {"files": {"a": f}, "audio_s": 3.0}
+    got = L.cached_tiled(Det(), ds, scores, card, tmp_path)["files"]["a"]["windows"]
+    kept = [0, 2, 4, 6, 8, 10, 12, 14, 16]
+    assert [w[:2] for w in got] == [wins[k][:2] for k in kept]
+    for w, k in zip(got, kept, strict=True):
+        if k in silent:
+            assert w[2:] == (None, None)
+            continue
+        piece = x[starts[k] : starts[k] + SR]
+        tiled = np.tile(piece, card // SR + 1)[:card]
+        lg = Engine(card)(tiled[None])[0]
+        assert w[2:] == pytest.approx((lg[1], lg[1] - lg[0]), rel=1e-5)
+    f["windows"] = [(s, e, a, None if b is None else -b) for s, e, a, b in wins]
+    with pytest.raises(AssertionError, match="convention"):
+        L.cached_tiled(Det(), ds, scores, card, tmp_path / "other")

@@ -648,6 +648,7 @@ class DetectorStream:
         self.closed = False
         self.last_events: list[dict] = []
         self._ending: list[dict] = []  # the last windows' events (end), until close gives them
+        self._due_end: _Due | None = None  # the last windows, cut and recorded by end
         self._sent: list[dict] = []  # segments already given as events
         self._peak = 0.0  # the loudest sample seen, when over full scale
 
@@ -676,7 +677,7 @@ class DetectorStream:
     def _take(self, samples) -> _Due:
         """Stage 1 of :meth:`feed`: the piece checked, resampled and cut; its windows recorded
         in the stream's state; those to score (not silent) returned, unscored."""
-        if self.closed:
+        if self.closed or self._due_end is not None:
             raise ConfigError("this stream is closed")
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
         if not np.all(np.isfinite(x)):
@@ -710,13 +711,16 @@ class DetectorStream:
         the judging of the last windows without the building of the result."""
         if self.closed:
             return
-        tail = np.zeros(0, np.float32)
-        if self._resampler is not None:
-            tail = self._clip(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-        due = self._record(list(self._cut(self.state.meter.wrap([tail]), last=True)))
-        for e in _score_due([due]).values():
+        if self._due_end is None:  # cut once: a retry after an engine failure rescores them
+            tail = np.zeros(0, np.float32)
+            if self._resampler is not None:
+                last = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+                tail = self._clip(last)
+            cut = self._cut(self.state.meter.wrap([tail]), last=True)
+            self._due_end = self._record(list(cut))
+        for e in _score_due([self._due_end]).values():
             raise e
-        self._ending = self._window_events(due)
+        self._ending = self._window_events(self._due_end)
         self.closed = True
         if self._peak > 1.0:
             _report_clipping(str(self.state.source), self._peak)
