@@ -361,7 +361,7 @@ def other_scores(det, ds: dict, windows: dict, cache: Path) -> dict:
     ``aasist-l``, the official AASIST-L (the weights inside the package)."""
     from spoofscope.infer import Detector
 
-    card = max(k for k in windows)
+    card = max(windows)
     light = Detector.load("aasist-l", threads=1)
     paths = [f["path"] for f in ds["files"]]
     grids = {16000: 0.25, card: 0.5}
@@ -946,20 +946,14 @@ def where_wrong(ds, hyp: dict, raw: dict, thr: float, near_s: float = 0.5):
     (s))]`` per file, and ``{"near", "far"}``, the error seconds within ``near_s`` of a
     stretch's edge and farther. The AUC (partial files only) is the probability that a step of
     ``raw[id]`` (step dicts) inside a stretch scores below one outside (ties count half)."""
+    from spoofscope.metrics.localisation import _pieces
+
     rows, total = [], {"near": 0.0, "far": 0.0}
     for f in ds["files"]:
         u, ref = f["id"], ds["spoof"][f["id"]]
-        cuts = sorted({0.0, ds["durations"][u], *(v for r in ref for v in r),
-                       *(v for a, b, _ in hyp[u] for v in (a, b))})  # fmt: skip
-        e = np.array(cuts)
-        mid, d = (e[:-1] + e[1:]) / 2, np.diff(e)
-        y = np.zeros(mid.size, bool)
-        sc = np.full(mid.size, np.inf)
-        for a, b in ref:
-            y |= (mid > a) & (mid < b)
-        for a, b, v in hyp[u]:
-            if v is not None:
-                sc[(mid > a) & (mid < b)] = v
+        # the file cut as range_eer cuts it; the pieces run from 0 without gaps
+        d, sc, y = _pieces(ref, ds["durations"][u], hyp[u])
+        mid = np.cumsum(d) - d / 2
         called = sc <= thr
         wrong = np.where(y, ~called, called)
         edges = np.array([v for r in ref for v in r if 0 < v < ds["durations"][u]])
