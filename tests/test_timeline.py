@@ -590,6 +590,16 @@ def test_real_partial_spoof_errors_counted_as_the_range_eer_counts_them():
     assert sum(x[3] for x in rows) == pytest.approx(r["miss_rate"] * r["spoof_s"])
     # p's errors lie 0.25 and 0.2 s from an edge (at 1 and 2 s); g has none
     assert total == pytest.approx({"near": 0.9, "far": 1.0})
+    # a piece's distance is its middle's: a 2.6-s false alarm ending 0.4 s before a stretch
+    # has its middle 1.7 s from it (far), its end near
+    one = {"files": [{"id": "q", "kind": "partial"}], "spoof": {"q": [(3.0, 3.5)]},
+           "durations": {"q": 4.0}}  # fmt: skip
+    h = {"q": [(0, 2.6, 0.1), (2.6, 3.0, 0.9), (3.0, 3.5, 0.1), (3.5, 4.0, 0.9)]}
+    r = {"q": [{"start_s": a, "end_s": b, "score": s} for a, b, s in h["q"]]}
+    rows, total = L.where_wrong(one, h, r, 0.3)
+    # AUC: the stretch step (0.1) below two of the three carrier steps, tied with one: 5/6
+    assert rows == [("q", pytest.approx(5 / 6), pytest.approx(2.6), 0.0)]
+    assert total == pytest.approx({"near": 0.0, "far": 2.6})
 
 
 def test_real_partial_spoof_tiled_windows(tmp_path):
